@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Kernel differences, in one place.  mmtrace/capture/kernel.py detects every
+ * feature at load time (tracefs, BTF) and passes it here as a -D flag; nothing
+ * in the collectors tests a kernel version.
+ *
+ *  MMT_OFF_<struct>__<member>   byte offsets read from /sys/kernel/btf/vmlinux.
+ *      vm_area_struct and part of mm_struct are __randomize_layout, and the
+ *      headers BCC compiles against may be another kernel's: never use the
+ *      header layouts of those structs.
+ *  MMT_HAVE_ma_op               maple_tree:ma_op exists.
+ *  MMT_HAVE_exit_mmap, MMT_HAVE_vm_unmapped_area
+ *      mmap tracepoints; exit_mmap came with the maple tree (v6.1, commit
+ *      ("mm: start tracking VMAs with maple tree")).
+ *  MMT_HAVE_vma_store, MMT_HAVE_vma_mas_szero
+ *      only v6.1..v6.2 fire them: their callers went away with "mmap: convert
+ *      __vma_adjust() to use vma iterator"; the events were later removed.
+ *  MMT_HAVE_exit_group_dead     sched_process_exit has a group_dead field.
+ *  MMT_SC_<name>, MMT_SC_NARGS_<name>
+ *      syscalls whose sys_enter/sys_exit tracepoints exist, mmtrace's id for
+ *      each and the number of arguments its format declares.
+ *  MMT_TRACE_ALL                system-wide: no tgid filter (but MMT_SELF_TGID).
+ */
+#ifndef MMTRACE_COMPAT_H
+#define MMTRACE_COMPAT_H
+
+#ifndef MMT_RINGBUF_PAGES
+#define MMT_RINGBUF_PAGES 4096
+#endif
+#ifndef MMT_MAX_TRACED
+#define MMT_MAX_TRACED 65536
+#endif
+#ifndef MMT_SELF_TGID
+#define MMT_SELF_TGID 0
+#endif
+
+#endif /* MMTRACE_COMPAT_H */

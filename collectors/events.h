@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The wire format between the BPF collectors and mmtrace: one struct per
+ * event kind, all starting with struct mmt_hdr.  mmtrace/events/schema.py
+ * declares the same layouts as numpy dtypes; tests/unit/test_schema.py
+ * compiles this header with the host compiler and checks that every field
+ * name, offset and size agrees, so change both together.
+ *
+ * Rules that keep decoding a single numpy.frombuffer per kind:
+ *  - fixed-size structs, explicit padding, every field naturally aligned;
+ *  - the kind is the first byte, so user space can route a record without
+ *    decoding it;
+ *  - strings are fixed char arrays (comm, filename) or ids (fn).
+ */
+#ifndef MMTRACE_EVENTS_H
+#define MMTRACE_EVENTS_H
+
+#include <linux/types.h>
+
+enum mmt_kind {
+	MMT_TREE_WRITE = 1,	/* maple_tree:ma_write / ma_op */
+	MMT_SYSCALL = 2,	/* one traced syscall, emitted at its exit */
+	MMT_PROC = 3,		/* fork / exec / exit */
+	MMT_UNMAPPED_AREA = 4,	/* mmap:vm_unmapped_area */
+	MMT_EXIT_MMAP = 5,	/* mmap:exit_mmap */
+	MMT_VMA_STORE = 6,	/* mmap:vma_store, mmap:vma_mas_szero (6.1-6.2 only) */
+	MMT_FAULT = 7,		/* exceptions:page_fault_user in traced hugetlb ranges */
+	MMT_NR_KINDS = 8,
+};
+
+struct mmt_hdr {
+	__u8 kind;		/* enum mmt_kind */
+	__u8 _pad0;
+	__u16 cpu;
+	__u32 tgid;		/* user-space pid of the task that fired the event */
+	__u32 tid;
+	__u32 _pad1;
+	__u64 ts;		/* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+};
+
+/* mmt_tree_write.op */
+#define MMT_OP_WRITE 0		/* maple_tree:ma_write */
+#define MMT_OP_OP 1		/* maple_tree:ma_op */
+
+/* mmt_tree_write.flags */
+#define MMT_TW_VAL_IS_VMA 0x1	/* val->vm_mm->mm_mt == tree: val is a VMA of this mm tree */
+#define MMT_TW_CURRENT_MM 0x2	/* tree == current->mm->mm_mt */
+#define MMT_TW_KNOWN_MM 0x4	/* tree was seen before as a traced mm's tree */
+#define MMT_TW_FILE 0x8		/* the VMA maps a file: dev/ino are valid */
+
+struct mmt_tree_write {
+	struct mmt_hdr h;
+	__u64 fn;		/* kernel address of the __func__ string; see fn_names */
+	__u64 tree;		/* mas->tree: which maple tree was written */
+	__u64 mm;		/* current->mm */
+	__u64 index;		/* mas->index: first slot written (inclusive) */
+	__u64 last;		/* mas->last: last slot written (inclusive) */
+	__u64 min;		/* mas->min, mas->max: node bounds */
+	__u64 max;
+	__u64 node;		/* mas->node */
+	__u64 piv;		/* ma_write's piv argument */
+	__u64 val;		/* the entry stored: a struct vm_area_struct * or NULL */
+	__u64 vm_start;		/* the VMA's fields at the moment of the store */
+	__u64 vm_end;
+	__u64 vm_flags;
+	__u64 vm_pgoff;
+	__u64 ino;		/* vm_file->f_inode->i_ino */
+	__u32 dev;		/* vm_file->f_inode->i_sb->s_dev (kernel dev_t) */
+	__u16 op;		/* MMT_OP_* */
+	__u16 flags;		/* MMT_TW_* */
+};
+
+/* mmt_syscall.flags */
+#define MMT_SC_UNFINISHED 0x1	/* no exit seen (only for records emitted at teardown) */
+
+struct mmt_syscall {
+	struct mmt_hdr h;	/* h.ts is the exit time */
+	__u64 ts_enter;
+	__s64 ret;
+	__u64 args[6];
+	__u64 mm;		/* current->mm at entry */
+	__u64 brk_enter;	/* mm->brk at entry and exit: the heap end for brk() */
+	__u64 brk_exit;
+	__u32 nr;		/* the architecture's syscall number */
+	__u16 sc;		/* mmtrace's syscall id (the probe plan lists them) */
+	__u16 flags;
+};
+
+/* mmt_proc.what */
+#define MMT_PROC_FORK 1
+#define MMT_PROC_EXEC 2
+#define MMT_PROC_EXIT 3
+
+/* mmt_proc.flags */
+#define MMT_PF_THREAD 0x1	/* fork: the child joined the parent's thread group */
+#define MMT_PF_SHARED_MM 0x2	/* fork: the child shares the parent's mm (CLONE_VM) */
+#define MMT_PF_GROUP_DEAD 0x4	/* exit: last thread of the group */
+
+struct mmt_proc {
+	struct mmt_hdr h;	/* the parent (fork), the exec'ing task, the exiting task */
+	__u64 mm;		/* fork: child's mm; exec: the new mm; exit: mm at exit */
+	__u64 tree;		/* &mm->mm_mt, 0 when mm is NULL */
+	__u32 pid;		/* fork: child tid; exec: pid; exit: tid */
+	__u32 child_tgid;	/* fork: child tgid; exec: old_pid; exit: 0 */
+	__u16 what;		/* MMT_PROC_* */
+	__u16 flags;		/* MMT_PF_* */
+	__u32 _pad;
+	char comm[16];		/* fork: child comm; exec: new comm; exit: comm */
+	char filename[128];	/* exec: the binary's path (truncated) */
+};
+
+struct mmt_unmapped_area {
+	struct mmt_hdr h;
+	__u64 addr;		/* returned address, or -errno */
+	__u64 total_vm;
+	__u64 flags;		/* VM_UNMAPPED_AREA_TOPDOWN = 1 */
+	__u64 length;
+	__u64 low_limit;
+	__u64 high_limit;
+	__u64 align_mask;
+	__u64 align_offset;
+	__u64 mm;
+};
+
+struct mmt_exit_mmap {
+	struct mmt_hdr h;
+	__u64 mm;
+	__u64 mt;
+};
+
+/* mmt_vma_store.op */
+#define MMT_VS_STORE 0		/* mmap:vma_store */
+#define MMT_VS_SZERO 1		/* mmap:vma_mas_szero */
+
+struct mmt_vma_store {
+	struct mmt_hdr h;
+	__u64 mt;
+	__u64 vma;		/* 0 for vma_mas_szero */
+	__u64 start;
+	__u64 end;
+	__u32 op;		/* MMT_VS_* */
+	__u32 _pad;
+};
+
+struct mmt_fault {
+	struct mmt_hdr h;
+	__u64 address;
+	__u64 ip;
+	__u64 error_code;
+};
+
+/* Index of the per-source lost-event counters (BPF per-CPU array "lost"). */
+#define MMT_LOST_SLOTS MMT_NR_KINDS
+
+#endif /* MMTRACE_EVENTS_H */

@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Every mmap:* tracepoint this kernel has (see compat.h). */
+
+#ifdef MMT_HAVE_vm_unmapped_area
+TRACEPOINT_PROBE(mmap, vm_unmapped_area)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct mmt_unmapped_area *e;
+
+	if (!mmt_is_traced(id >> 32))
+		return 0;
+	e = mmt_reserve(sizeof(struct mmt_unmapped_area), MMT_UNMAPPED_AREA);
+	if (!e)
+		return 0;
+	mmt_fill_hdr(&e->h, MMT_UNMAPPED_AREA, id);
+	e->addr = args->addr;
+	e->total_vm = args->total_vm;
+	e->flags = args->flags;
+	e->length = args->length;
+	e->low_limit = args->low_limit;
+	e->high_limit = args->high_limit;
+	e->align_mask = args->align_mask;
+	e->align_offset = args->align_offset;
+	e->mm = mmt_current_mm();
+	events.ringbuf_submit(e, 0);
+	return 0;
+}
+#endif
+
+#ifdef MMT_HAVE_exit_mmap
+TRACEPOINT_PROBE(mmap, exit_mmap)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u64 mt = (u64)args->mt;
+	struct mmt_exit_mmap *e;
+
+	/* The last mmput may run in another task (a /proc reader): the tree
+	 * being known is enough. */
+	if (!mmt_is_traced(id >> 32) && !mm_trees.lookup(&mt))
+		return 0;
+	mm_trees.delete(&mt);
+	e = mmt_reserve(sizeof(struct mmt_exit_mmap), MMT_EXIT_MMAP);
+	if (!e)
+		return 0;
+	mmt_fill_hdr(&e->h, MMT_EXIT_MMAP, id);
+	e->mm = (u64)args->mm;
+	e->mt = mt;
+	events.ringbuf_submit(e, 0);
+	return 0;
+}
+#endif
+
+#ifdef MMT_HAVE_vma_store
+TRACEPOINT_PROBE(mmap, vma_store)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct mmt_vma_store *e;
+
+	if (!mmt_is_traced(id >> 32))
+		return 0;
+	e = mmt_reserve(sizeof(struct mmt_vma_store), MMT_VMA_STORE);
+	if (!e)
+		return 0;
+	mmt_fill_hdr(&e->h, MMT_VMA_STORE, id);
+	e->mt = (u64)args->mt;
+	e->vma = (u64)args->vma;
+	e->start = args->vm_start;
+	e->end = args->vm_end;
+	e->op = MMT_VS_STORE;
+	e->_pad = 0;
+	events.ringbuf_submit(e, 0);
+	return 0;
+}
+#endif
+
+#ifdef MMT_HAVE_vma_mas_szero
+TRACEPOINT_PROBE(mmap, vma_mas_szero)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct mmt_vma_store *e;
+
+	if (!mmt_is_traced(id >> 32))
+		return 0;
+	e = mmt_reserve(sizeof(struct mmt_vma_store), MMT_VMA_STORE);
+	if (!e)
+		return 0;
+	mmt_fill_hdr(&e->h, MMT_VMA_STORE, id);
+	e->mt = (u64)args->mt;
+	e->vma = 0;
+	e->start = args->start;
+	e->end = args->end;
+	e->op = MMT_VS_SZERO;
+	e->_pad = 0;
+	events.ringbuf_submit(e, 0);
+	return 0;
+}
+#endif

@@ -1,0 +1,66 @@
+"""The user-facing entry points: ``mmtrace.open`` and ``mmtrace.stream``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from .trace.reader import TraceFile
+
+__all__ = ["Trace", "open", "stream"]
+
+
+class Trace(TraceFile):
+    """A recorded trace.  See :class:`mmtrace.trace.reader.TraceFile` for the tables."""
+
+    def __repr__(self) -> str:
+        n = sum((self.metadata.get("events") or {}).values())
+        return f"<mmtrace.Trace {str(self.path)!r}: {n:,} events, kernel {self.metadata.get('kernel_release')}>"
+
+
+def open(path: str | Path) -> Trace:  # noqa: A001 - mirrors builtins.open by design
+    """Open a trace directory written by ``mmtrace record``."""
+    return Trace(path)
+
+
+def stream(
+    command: list[str] | str | None = None,
+    pids: list[int] | None = None,
+    *,
+    duration: float | None = None,
+    interval: float = 1.0,
+    buffer_mb: int = 16,
+) -> Iterator[dict[str, pd.DataFrame]]:
+    """Trace live (root) and yield ``{kind: DataFrame}`` batches every ``interval`` seconds.
+
+    Same targets as ``mmtrace record``: a command (started after the probes
+    are attached), running pids, or neither for the whole system.  The frames
+    have the columns of the stored tables (see TraceFile.events, without
+    ``comm``).  Stops when the command exits, after ``duration``, or when
+    the generator is closed.  Each batch also has ``"lost"``: a one-row frame
+    of the kernel's lost-event counters so far.
+    """
+    import time
+
+    from .capture.session import Session, Target
+
+    if isinstance(command, str):
+        import shlex
+
+        command = shlex.split(command)
+    with Session(Target(command=command, pids=list(pids or ())), buffer_mb=buffer_mb) as s:
+        s.start()
+        t0 = last = time.monotonic()
+        while True:
+            s.poll(100)
+            now = time.monotonic()
+            done = s.child_exited() or (duration is not None and now - t0 >= duration)
+            if now - last >= interval or done:
+                last = now
+                out = s.batch()
+                out["lost"] = pd.DataFrame([s.lost()])
+                yield out
+            if done:
+                return

@@ -1,0 +1,324 @@
+"""What this kernel offers, found at run time: the probe plan.
+
+All kernel knowledge of the capture side lives here and in
+``collectors/compat.h``: tracepoint names, the syscalls we follow, the struct
+members we read (offsets from BTF, never from headers), and the kernel header
+fallback BCC needs.  Features are detected, never inferred from a version.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import platform
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "KernelError",
+    "ProbePlan",
+    "Tracefs",
+    "REQUIRED_TRACEPOINTS",
+    "OPTIONAL_TRACEPOINTS",
+    "SYSCALLS",
+    "BTF_MEMBERS",
+    "make_plan",
+    "find_headers",
+    "COLLECTOR_FILES",
+    "collectors_dir",
+]
+
+
+class KernelError(RuntimeError):
+    """Recording cannot work on this kernel; the message says why and what to do."""
+
+
+# Tracepoints the model cannot do without.
+REQUIRED_TRACEPOINTS = (
+    "maple_tree:ma_write",
+    "sched:sched_process_fork",
+    "sched:sched_process_exec",
+    "sched:sched_process_exit",
+)
+# Used when present; the trace records which ones were.
+OPTIONAL_TRACEPOINTS = (
+    "maple_tree:ma_op",
+    "mmap:exit_mmap",
+    "mmap:vm_unmapped_area",
+    "mmap:vma_store",  # v6.1-v6.2 only
+    "mmap:vma_mas_szero",  # v6.1-v6.2 only
+)
+# Syscalls that change an address space, in mmtrace's id order (ids are stable
+# within a trace only; the trace stores this table).
+SYSCALLS = (
+    "mmap",
+    "munmap",
+    "mprotect",
+    "pkey_mprotect",
+    "mremap",
+    "brk",
+    "madvise",
+    "shmat",
+    "shmdt",
+    "execve",
+    "execveat",
+    "mseal",
+    "remap_file_pages",
+)
+# (struct, member) pairs the collectors read; -D MMT_OFF_<struct>__<member>.
+BTF_MEMBERS = (
+    ("task_struct", "mm"),
+    ("task_struct", "tgid"),
+    ("task_struct", "pid"),
+    ("task_struct", "comm"),
+    ("mm_struct", "mm_mt"),
+    ("mm_struct", "brk"),
+    ("mm_struct", "start_brk"),
+    ("vm_area_struct", "vm_start"),
+    ("vm_area_struct", "vm_end"),
+    ("vm_area_struct", "vm_flags"),
+    ("vm_area_struct", "vm_pgoff"),
+    ("vm_area_struct", "vm_file"),
+    ("vm_area_struct", "vm_mm"),
+    ("ma_state", "tree"),
+    ("ma_state", "index"),
+    ("ma_state", "last"),
+    ("ma_state", "node"),
+    ("ma_state", "min"),
+    ("ma_state", "max"),
+    ("file", "f_inode"),
+    ("inode", "i_ino"),
+    ("inode", "i_sb"),
+    ("super_block", "s_dev"),
+)
+COLLECTOR_FILES = (
+    "common.bpf.c",
+    "vma.bpf.c",
+    "proc.bpf.c",
+    "syscalls.bpf.c",
+    "mmap.bpf.c",
+)
+
+# For tests and for reproducing a user's kernel: hide tracepoints from
+# discovery, e.g. MMTRACE_HIDE_TRACEPOINTS=maple_tree:ma_write,mmap:exit_mmap
+_HIDE_ENV = "MMTRACE_HIDE_TRACEPOINTS"
+
+
+def collectors_dir() -> Path:
+    """Where the BPF C sources are: installed as package data, or the repo."""
+    here = Path(__file__).resolve().parent.parent
+    for cand in (here / "collectors", here.parent / "collectors"):
+        if (cand / "events.h").exists():
+            return cand
+    raise KernelError("mmtrace's BPF sources (collectors/) are missing from the installation")
+
+
+class Tracefs:
+    """The tracefs mount: which tracepoints exist, and their fields."""
+
+    CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+
+    def __init__(self, root: str | None = None) -> None:
+        self.root = Path(root) if root else self._find()
+        hidden = os.environ.get(_HIDE_ENV, "")
+        self.hidden = {h.strip() for h in hidden.split(",") if h.strip()}
+
+    @classmethod
+    def _find(cls) -> Path:
+        for c in cls.CANDIDATES:
+            if os.path.isdir(os.path.join(c, "events")):
+                return Path(c)
+        return Path(cls.CANDIDATES[0])
+
+    @property
+    def mounted(self) -> bool:
+        return (self.root / "events").is_dir()
+
+    def mount(self) -> None:
+        """Mount tracefs at /sys/kernel/tracing if nothing is mounted (root only)."""
+        if self.mounted:
+            return
+        import subprocess
+
+        r = subprocess.run(
+            ["mount", "-t", "tracefs", "nodev", self.CANDIDATES[0]],
+            capture_output=True,
+            text=True,
+        )
+        self.root = Path(self.CANDIDATES[0])
+        if r.returncode != 0 or not self.mounted:
+            raise KernelError(
+                f"tracefs is not mounted and mounting it failed: {r.stderr.strip()} "
+                "(try: mount -t tracefs nodev /sys/kernel/tracing)"
+            )
+
+    def exists(self, tp: str) -> bool:
+        if tp in self.hidden:
+            return False
+        cat, name = tp.split(":")
+        return (self.root / "events" / cat / name / "format").exists()
+
+    def fields(self, tp: str) -> list[dict]:
+        """The tracepoint's own fields (common_* left out) from its format file."""
+        cat, name = tp.split(":")
+        text = (self.root / "events" / cat / name / "format").read_text()
+        out = []
+        for m in re.finditer(
+            r"field:(?P<decl>[^;]+);\s*offset:(?P<off>\d+);\s*size:(?P<size>\d+);\s*signed:(?P<signed>\d+);",
+            text,
+        ):
+            decl = m["decl"].strip()
+            fname = re.split(r"[\s*]+", decl.split("[")[0].strip())[-1]
+            if fname.startswith("common_"):
+                continue
+            out.append(
+                {
+                    "name": fname,
+                    "decl": decl,
+                    "offset": int(m["off"]),
+                    "size": int(m["size"]),
+                    "signed": m["signed"] == "1",
+                }
+            )
+        return out
+
+
+@dataclass
+class ProbePlan:
+    """Everything the loader needs, and everything a trace records about it."""
+
+    kernel_release: str
+    tracepoints: dict[str, list[dict]]  # used tracepoint -> its fields
+    missing: list[str]  # optional tracepoints this kernel lacks
+    syscalls: dict[str, int]  # syscall name -> mmtrace id
+    syscall_nargs: dict[str, int]
+    offsets: dict[str, int]  # "struct.member" -> byte offset
+    features: dict[str, bool] = field(default_factory=dict)
+    headers: str | None = None
+
+    def cflags(self) -> list[str]:
+        """-D flags for the collectors (see compat.h)."""
+        flags = []
+        for key, off in self.offsets.items():
+            s, m = key.split(".")
+            flags.append(f"-DMMT_OFF_{s}__{m}={off}")
+        for tp in self.tracepoints:
+            cat, name = tp.split(":")
+            if cat in ("maple_tree", "mmap") and name != "ma_write":
+                flags.append(f"-DMMT_HAVE_{name}")
+        for name, sid in self.syscalls.items():
+            flags.append(f"-DMMT_SC_{name}={sid}")
+            flags.append(f"-DMMT_SC_NARGS_{name}={self.syscall_nargs[name]}")
+        if self.features.get("exit_group_dead"):
+            flags.append("-DMMT_HAVE_exit_group_dead")
+        return flags
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def find_headers() -> str | None:
+    """A kernel header tree BCC can compile against, or None.
+
+    The running kernel's own headers win.  Otherwise (no /lib/modules/$(uname
+    -r)/build, as on this project's machines) fall back to the distribution's
+    generic headers package: tracepoint arguments come from tracefs and every
+    struct offset from BTF, so BCC only needs *a* consistent header tree.
+    Debian splits it in an arch dir and a common dir; BCC needs both in one
+    tree, so we build a private symlink tree rather than touching /usr/src.
+    """
+    env = os.environ.get("BCC_KERNEL_SOURCE")
+    if env and os.path.isdir(env):
+        return env
+    own = f"/lib/modules/{platform.release()}/build"
+    if os.path.isdir(os.path.join(own, "include")):
+        return None  # BCC finds these by itself
+    arch_dirs = sorted(
+        d for d in glob.glob("/usr/src/linux-headers-*") if os.path.isdir(os.path.join(d, "arch/x86"))
+        and not d.endswith("-common")
+    )
+    for arch in reversed(arch_dirs):
+        # linux-headers-6.1.0-56-amd64 -> linux-headers-6.1.0-56-common
+        common = re.sub(r"-[a-z0-9_]+$", "-common", arch)
+        if not os.path.isdir(common):
+            if os.path.isdir(os.path.join(arch, "include/linux")):
+                return arch  # Ubuntu style: one self-contained tree
+            continue
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mmtrace" / "kheaders"
+        dest = cache / Path(arch).name
+        stamp = dest / ".mmtrace-complete"
+        if not stamp.exists():
+            _build_symlink_tree(common, arch, dest)
+        return str(dest)
+    return None
+
+
+def _build_symlink_tree(common: str, arch: str, dest: Path) -> None:
+    import shutil
+    import subprocess
+    import tempfile
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", dir=dest.parent))
+    try:
+        subprocess.run(["cp", "-as", f"{common}/.", f"{tmp}/"], check=True)
+        subprocess.run(["cp", "-as", "--remove-destination", f"{arch}/.", f"{tmp}/"], check=True)
+        (tmp / ".mmtrace-complete").write_text(f"{common}\n{arch}\n")
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    except Exception:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
+    """Discover tracepoints, syscalls and BTF offsets; raise KernelError if recording cannot work."""
+    from .btf import Btf, BtfError
+
+    tracefs = tracefs or Tracefs()
+    if not tracefs.mounted:
+        tracefs.mount()
+    missing_req = [tp for tp in REQUIRED_TRACEPOINTS if not tracefs.exists(tp)]
+    if missing_req:
+        raise KernelError(
+            "required tracepoint(s) missing on this kernel: " + ", ".join(missing_req)
+            + " (maple tree tracepoints need Linux 6.1+ with CONFIG_TRACEPOINTS; run 'mmtrace doctor')"
+        )
+    used = list(REQUIRED_TRACEPOINTS) + [tp for tp in OPTIONAL_TRACEPOINTS if tracefs.exists(tp)]
+    tps = {tp: tracefs.fields(tp) for tp in used}
+    missing = [tp for tp in OPTIONAL_TRACEPOINTS if tp not in tps]
+    syscalls: dict[str, int] = {}
+    nargs: dict[str, int] = {}
+    for name in SYSCALLS:
+        enter, exit_ = f"syscalls:sys_enter_{name}", f"syscalls:sys_exit_{name}"
+        if tracefs.exists(enter) and tracefs.exists(exit_):
+            fields = [f for f in tracefs.fields(enter) if f["name"] != "__syscall_nr"]
+            syscalls[name] = len(syscalls) + 1
+            nargs[name] = len(fields)
+            tps[enter] = fields
+            tps[exit_] = tracefs.fields(exit_)
+        else:
+            missing += [enter]
+    exit_fields = {f["name"] for f in tps["sched:sched_process_exit"]}
+    try:
+        btf = btf or Btf.load()
+    except (OSError, BtfError) as e:
+        raise KernelError(f"cannot read kernel BTF (/sys/kernel/btf/vmlinux): {e} (needs CONFIG_DEBUG_INFO_BTF)") from e
+    offsets = {}
+    for s, m in BTF_MEMBERS:
+        try:
+            offsets[f"{s}.{m}"] = btf.offsetof(s, m)
+        except BtfError as e:
+            raise KernelError(f"BTF lookup failed: {e}") from e
+    return ProbePlan(
+        kernel_release=platform.release(),
+        tracepoints=tps,
+        missing=missing,
+        syscalls=syscalls,
+        syscall_nargs=nargs,
+        offsets=offsets,
+        features={"exit_group_dead": "group_dead" in exit_fields},
+        headers=find_headers(),
+    )

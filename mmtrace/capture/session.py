@@ -1,0 +1,263 @@
+"""A tracing session: the target processes, the loaded collectors, and batches out.
+
+Used by the recorder (which writes batches to a trace) and by
+:func:`mmtrace.stream` (which yields them live).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..events.decode import to_frame
+from ..events.procmaps import parse_maps
+from .kernel import KernelError, ProbePlan, make_plan
+from .loader import Collector
+
+__all__ = ["Session", "Target", "TargetError", "snapshot_maps", "process_info"]
+
+
+class TargetError(ValueError):
+    """The processes or command to trace are not usable (no such pid, command not found)."""
+
+
+@dataclass
+class Target:
+    """What to trace: a command to start, running pids, or (neither) the whole system."""
+
+    command: list[str] | None = None
+    pids: list[int] = field(default_factory=list)
+
+    @property
+    def system_wide(self) -> bool:
+        return not self.command and not self.pids
+
+    def check(self) -> None:
+        """Fail early, before anything is created, with a one-line reason."""
+        if self.command and self.pids:
+            raise TargetError("give either -c COMMAND or -p PID, not both")
+        for pid in self.pids:
+            if pid <= 0 or not os.path.exists(f"/proc/{pid}"):
+                raise TargetError(f"no process with pid {pid}")
+            if _is_kernel_thread(pid):
+                raise TargetError(f"pid {pid} is a kernel thread: it has no address space to trace")
+        if self.command:
+            exe = self.command[0]
+            if "/" in exe:
+                if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
+                    raise TargetError(f"command not found or not executable: {exe}")
+            elif shutil.which(exe) is None:
+                raise TargetError(f"command not found: {exe}")
+
+
+def _is_kernel_thread(pid: int) -> bool:
+    # Kernel threads have no mm: their maps file reads empty.
+    try:
+        with open(f"/proc/{pid}/maps", "rb") as f:
+            return f.read(1) == b""
+    except OSError:
+        return False
+
+
+def process_info(pid: int) -> dict | None:
+    """pid, ppid, comm and exe of a running process from /proc, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        try:
+            exe = os.readlink(f"/proc/{pid}/exe")
+        except OSError:
+            exe = ""
+        return {"pid": pid, "ppid": ppid, "comm": comm, "exe": exe}
+    except (OSError, ValueError):
+        return None
+
+
+def snapshot_maps(pid: int, when: str) -> pd.DataFrame | None:
+    """/proc/PID/maps with CLOCK_MONOTONIC stamps taken just before and after the read.
+
+    Columns: ``pid``, ``when``, ``ts_before``, ``ts_after`` and the columns of
+    :func:`mmtrace.events.procmaps.parse_maps`.  None when the process is gone.
+    """
+    t0 = time.monotonic_ns()  # CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns()
+    try:
+        with open(f"/proc/{pid}/maps", "rb") as f:
+            text = f.read()
+    except (ProcessLookupError, FileNotFoundError):
+        return None
+    except PermissionError:
+        return None
+    t1 = time.monotonic_ns()
+    df = parse_maps(text.decode(errors="replace"))
+    df.insert(0, "ts_after", t1)
+    df.insert(0, "ts_before", t0)
+    df.insert(0, "when", when)
+    df.insert(0, "pid", pid)
+    return df
+
+
+class Session:
+    """Load the collectors for ``target`` and turn what they see into DataFrame batches.
+
+    Use as a context manager.  ``start()`` attaches (and, for a command,
+    starts it only after the probes are in place); ``batch()`` returns the
+    events gathered since the last call as ``{kind: DataFrame}``.
+    """
+
+    def __init__(self, target: Target, *, buffer_mb: int = 16, plan: ProbePlan | None = None) -> None:
+        if os.geteuid() != 0:
+            raise KernelError("tracing needs root (BPF and tracefs): run it with sudo")
+        target.check()
+        self.target = target
+        self.buffer_mb = buffer_mb
+        self.plan = plan or make_plan()
+        self.collector: Collector | None = None
+        self.child: int | None = None
+        self.child_status: int | None = None
+        self._release_fd: int | None = None
+        self.attach: list[dict] = []
+        self.snapshots: list[pd.DataFrame] = []
+        self.seen: set[int] = set()  # tgids seen by fork/exec events
+        self.start_ns = 0
+
+    # -- lifecycle --------------------------------------------------------
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def load(self) -> None:
+        """Compile and attach the collectors (nothing is started yet)."""
+        self.collector = Collector(
+            self.plan,
+            pids=self.target.pids,
+            system_wide=self.target.system_wide,
+            buffer_mb=self.buffer_mb,
+        )
+
+    def start(self) -> None:
+        """Begin: snapshot the targets, and start the command if there is one."""
+        if self.collector is None:
+            self.load()
+        self.start_ns = time.monotonic_ns()
+        if self.target.command:
+            self._spawn_blocked(self.target.command)
+            self.collector.add_pid(self.child)
+            self._attach(self.child)
+            os.write(self._release_fd, b"g")
+            os.close(self._release_fd)
+            self._release_fd = None
+        elif self.target.pids:
+            for pid in self.target.pids:
+                self._attach(pid)
+        else:
+            for name in os.listdir("/proc"):
+                if name.isdigit() and int(name) != os.getpid():
+                    self._attach(int(name))
+
+    def _attach(self, pid: int) -> None:
+        snap = snapshot_maps(pid, "attach")
+        info = process_info(pid)
+        if info is None or snap is None or len(snap) == 0:
+            return  # gone already, or a kernel thread
+        info["ts"] = int(snap["ts_before"].iloc[0])
+        info["tree"] = 0  # learnt from the first event that names current->mm
+        self.attach.append(info)
+        self.snapshots.append(snap)
+
+    def _spawn_blocked(self, argv: list[str]) -> None:
+        """Fork the command, held before exec until the recorder says go.
+
+        The child shares our stdin/stdout/stderr, so the command's terminal I/O
+        passes through untouched.
+        """
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child
+            try:
+                os.close(w)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                if os.read(r, 1) != b"g":
+                    os._exit(127)
+                os.close(r)
+                os.execvp(argv[0], argv)
+            except BaseException as e:  # noqa: BLE001 - must never return into the recorder
+                try:
+                    os.write(2, f"mmtrace: cannot run {argv[0]}: {e}\n".encode())
+                finally:
+                    os._exit(127)
+        os.close(r)
+        self.child = pid
+        self._release_fd = w
+
+    def child_exited(self) -> bool:
+        """True once the command has exited (its status is in child_status)."""
+        if self.child is None:
+            return False
+        if self.child_status is not None:
+            return True
+        pid, status = os.waitpid(self.child, os.WNOHANG)
+        if pid == 0:
+            return False
+        self.child_status = os.waitstatus_to_exitcode(status)
+        return True
+
+    def targets_alive(self) -> bool:
+        """For -p: is any target (or a traced child) still running?"""
+        return any(os.path.exists(f"/proc/{p}") for p in set(self.target.pids) | self.seen)
+
+    def poll(self, timeout_ms: int = 100) -> None:
+        self.collector.poll(timeout_ms)
+
+    def batch(self) -> dict[str, pd.DataFrame]:
+        """Events gathered since the last call, decoded, by kind."""
+        c = self.collector
+        c.drain()
+        raw = c.take()
+        if not raw:
+            return {}
+        fns = c.fn_names() if "tree_write" in raw else None
+        out = {k: to_frame(k, v, fn_names=fns, syscalls=self.plan.syscalls) for k, v in raw.items()}
+        proc = out.get("proc")
+        if proc is not None:
+            self.seen.update(int(x) for x in proc.loc[proc["what"] == "fork", "child_tgid"])
+            gone = proc.loc[(proc["what"] == "exit") & ((proc["flags"] & 0x4) != 0), "tgid"]
+            self.seen.difference_update(int(x) for x in gone)
+        return out
+
+    def stop_snapshots(self) -> pd.DataFrame | None:
+        """Snapshot every traced process still alive, for checking a model at the end."""
+        pids = set(self.target.pids) | self.seen
+        if self.child is not None and self.child_status is None:
+            pids.add(self.child)
+        snaps = [s for s in (snapshot_maps(p, "stop") for p in sorted(pids)) if s is not None]
+        return pd.concat(snaps, ignore_index=True) if snaps else None
+
+    def lost(self) -> dict[str, int]:
+        return self.collector.lost() if self.collector else {}
+
+    def kill_child(self, sig: int = signal.SIGTERM) -> None:
+        if self.child is not None and self.child_status is None:
+            try:
+                os.kill(self.child, sig)
+            except ProcessLookupError:
+                pass
+
+    def close(self) -> None:
+        if self._release_fd is not None:
+            # Never started: let the held child die rather than run untraced.
+            os.close(self._release_fd)
+            self._release_fd = None
+        if self.collector is not None:
+            self.collector.close()
+            self.collector = None

@@ -1,0 +1,109 @@
+"""``mmtrace doctor``: can this host record?  One row per check, a fix per failure."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+
+__all__ = ["Check", "run_checks", "render"]
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+
+def run_checks() -> list[Check]:
+    """Run every check; never raises."""
+    from ..capture.kernel import OPTIONAL_TRACEPOINTS, REQUIRED_TRACEPOINTS, SYSCALLS, Tracefs, find_headers
+
+    checks: list[Check] = []
+    root = os.geteuid() == 0
+    checks.append(Check("root", root, "euid 0" if root else f"euid {os.geteuid()}", "run with sudo"))
+    try:
+        import bcc  # noqa: F401
+
+        checks.append(Check("BCC python module", True, getattr(bcc, "__file__", "")))
+    except ImportError as e:
+        checks.append(
+            Check(
+                "BCC python module",
+                False,
+                str(e),
+                "apt-get install python3-bpfcc bpfcc-tools (then ./setup.sh links it into the venv); "
+                "never 'pip install bcc'",
+            )
+        )
+    btf = "/sys/kernel/btf/vmlinux"
+    checks.append(
+        Check("kernel BTF", os.path.exists(btf), btf if os.path.exists(btf) else "missing",
+              "needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")
+    )
+    try:
+        h = find_headers()
+        own = f"/lib/modules/{platform.release()}/build"
+        if h is None and os.path.isdir(own):
+            checks.append(Check("kernel headers", True, own))
+        elif h:
+            checks.append(Check("kernel headers", True, f"{h} (fallback tree; offsets come from BTF)"))
+        else:
+            checks.append(
+                Check("kernel headers", False, "none found",
+                      f"apt-get install linux-headers-{platform.release()} || apt-get install linux-headers-amd64")
+            )
+    except Exception as e:  # noqa: BLE001 - doctor reports, never crashes
+        checks.append(Check("kernel headers", False, str(e), "apt-get install linux-headers-amd64"))
+    tf = Tracefs()
+    mounted = tf.mounted
+    if not mounted and root:
+        try:
+            tf.mount()
+            mounted = True
+        except Exception:  # noqa: BLE001
+            pass
+    checks.append(
+        Check("tracefs", mounted, str(tf.root) if mounted else "not mounted",
+              "mount -t tracefs nodev /sys/kernel/tracing")
+    )
+    if mounted:
+        for tp in REQUIRED_TRACEPOINTS:
+            ok = tf.exists(tp)
+            checks.append(Check(f"tracepoint {tp}", ok, "present" if ok else "MISSING",
+                                "needs Linux 6.1+ (maple tree) with CONFIG_TRACEPOINTS"))
+        for tp in OPTIONAL_TRACEPOINTS:
+            ok = tf.exists(tp)
+            checks.append(Check(f"tracepoint {tp}", ok, "present" if ok else "absent (optional; not recorded)",
+                                "", required=False))
+        missing = [s for s in SYSCALLS if not tf.exists(f"syscalls:sys_enter_{s}")]
+        checks.append(
+            Check("syscall tracepoints", len(missing) < len(SYSCALLS),
+                  f"{len(SYSCALLS) - len(missing)}/{len(SYSCALLS)} present" + (f"; absent: {', '.join(missing)}" if missing else ""),
+                  "needs CONFIG_FTRACE_SYSCALLS", required=False)
+        )
+    try:
+        nr = int(open("/proc/sys/vm/nr_hugepages").read())
+        checks.append(Check("huge pages", nr > 0, f"nr_hugepages={nr}",
+                            "echo 8 > /proc/sys/vm/nr_hugepages (only for hugetlb workloads)", required=False))
+    except OSError as e:
+        checks.append(Check("huge pages", False, str(e), "kernel without hugetlbfs", required=False))
+    return checks
+
+
+def render(checks: list[Check]) -> str:
+    w = max(len(c.name) for c in checks)
+    lines = []
+    for c in checks:
+        status = "ok  " if c.ok else ("FAIL" if c.required else "warn")
+        line = f"{status}  {c.name.ljust(w)}  {c.detail}"
+        if not c.ok and c.fix:
+            line += f"\n      {'':{w}}  fix: {c.fix}"
+        lines.append(line)
+    bad = [c for c in checks if not c.ok and c.required]
+    lines.append("")
+    lines.append("recording can work on this host" if not bad else f"recording cannot work: {len(bad)} check(s) failed")
+    return "\n".join(lines)

@@ -1,0 +1,284 @@
+"""The ``mmtrace`` command: parse, call the library, map errors to exit codes.
+
+Exit codes: 0 ok; 1 a check failed (doctor, verify); 2 usage or input error
+(bad trace, no such pid, command not found); 3 recording cannot work here
+(not root, no BCC, missing tracepoint); for ``record -c`` the command's own
+exit status otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+EPILOG_RECORD = """\
+examples:
+  sudo mmtrace record -c 'python3 -c "import mmap; mmap.mmap(-1, 1 << 20)"'
+  sudo mmtrace record -p 1234 --duration 10 -o web.trace
+  sudo mmtrace record --duration 5            # whole system (warns)
+  mmtrace summary mmtrace.data
+
+The trace is a directory (default ./mmtrace.data; an existing one is kept as
+mmtrace.data.old): metadata.json plus one Parquet table per event kind,
+flushed every second.  Ctrl-C or SIGTERM stops cleanly and keeps everything.
+Open it in Python with mmtrace.open(PATH).
+"""
+
+
+def _pids(text: str) -> list[int]:
+    try:
+        pids = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a pid list: {text!r} (expected e.g. 1234 or 1234,5678)")
+    if not pids:
+        raise argparse.ArgumentTypeError("empty pid list")
+    return pids
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+    if v <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return v
+
+
+def _duration(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    if v <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mmtrace",
+        description=(
+            "Record what the Linux kernel does to process address spaces (maple tree writes, "
+            "mmap tracepoints, the syscalls around them) with BCC, and explain it."
+        ),
+        epilog="Run 'mmtrace COMMAND --help' for each command. Start with 'sudo mmtrace doctor'.",
+    )
+    p.add_argument("--version", action="version", version=f"mmtrace {_version()}")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+
+    d = sub.add_parser(
+        "doctor",
+        help="check that this host can record (root, BCC, headers, BTF, tracepoints)",
+        description="Check everything recording needs, one row per check with a fix for each failure. "
+        "Exits 1 when recording cannot work.",
+    )
+    d.add_argument("--json", action="store_true", help="print the checks as JSON")
+
+    r = sub.add_parser(
+        "record",
+        help="record a command, running processes, or the whole system (root)",
+        description="Record maple tree, mmap, syscall and process events into a trace directory.",
+        epilog=EPILOG_RECORD,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tgt = r.add_mutually_exclusive_group()
+    tgt.add_argument(
+        "-c",
+        "--command",
+        metavar="'CMD ARGS'",
+        help="start CMD after the probes are attached; trace it and all its descendants; "
+        "stop when it exits and exit with its status. Also: mmtrace record [opts] -- CMD ARGS",
+    )
+    tgt.add_argument(
+        "-p", "--pid", type=_pids, metavar="PID[,PID..]", help="trace running processes and their future children"
+    )
+    r.add_argument("--duration", type=_duration, metavar="S", help="stop after S seconds")
+    r.add_argument("-o", "--output", type=Path, default=Path("mmtrace.data"), help="trace directory (default: %(default)s)")
+    r.add_argument(
+        "--buffer-mb",
+        type=_positive_int,
+        default=16,
+        metavar="N",
+        help="ring buffer size in MiB, a power of two (default: %(default)s); raise it if events are lost",
+    )
+    r.add_argument("-q", "--quiet", action="store_true", help="no live progress line")
+    r.add_argument("--dump-bpf", action="store_true", help="print the generated BPF C program and its -D flags, and exit")
+    r.add_argument("argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    s = sub.add_parser(
+        "summary",
+        help="summarise a trace: processes, events by kind, syscalls, lost events",
+        description="Print a short summary of a trace recorded by 'mmtrace record'.",
+    )
+    s.add_argument("trace", type=Path, nargs="?", default=Path("mmtrace.data"))
+
+    dm = sub.add_parser(
+        "demo",
+        help="build the bundled demo workload, record it, and summarise (root)",
+        description="Build the bundled C demo workload (mmap, mprotect splits and merges, munmap holes, "
+        "mremap, brk, threads, fork+exec, hugetlb when configured), record it and print a summary.",
+    )
+    dm.add_argument("-o", "--output", type=Path, default=Path("mmtrace-demo.data"), help="trace directory (default: %(default)s)")
+    dm.add_argument("--hugepages", type=int, default=8, metavar="N",
+                    help="make sure at least N 2 MiB huge pages are reserved for the demo (default: %(default)s; 0: leave as is)")
+    return p
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _err(msg: str) -> None:
+    sys.stderr.write(f"mmtrace: {msg}\n")
+
+
+def cmd_doctor(args) -> int:
+    from .doctor import run_checks, render
+
+    checks = run_checks()
+    if args.json:
+        import json
+
+        print(json.dumps([c.__dict__ for c in checks], indent=2))
+    else:
+        print(render(checks))
+    return 0 if all(c.ok or not c.required for c in checks) else 1
+
+
+def cmd_record(args, argv: list[str]) -> int:
+    from ..capture.recorder import RecordError, RecordOptions, record, summary_line
+
+    command = None
+    rest = list(args.argv or [])
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    if args.command and rest:
+        _err("give the command either with -c or after --, not both")
+        return 2
+    if args.command:
+        command = shlex.split(args.command)
+        if not command:
+            _err("-c needs a command")
+            return 2
+    elif rest:
+        command = rest
+    if args.dump_bpf:
+        from ..capture.kernel import KernelError, make_plan
+        from ..capture.loader import program_source
+
+        try:
+            plan = make_plan()
+        except KernelError as e:
+            _err(str(e))
+            return 3
+        print("/* cflags: " + " ".join(plan.cflags()) + " */")
+        print(program_source())
+        return 0
+    if not command and not args.pid:
+        _err("warning: no -c or -p given: tracing the WHOLE SYSTEM (Ctrl-C to stop)")
+    opts = RecordOptions(
+        output=args.output,
+        command=command,
+        pids=args.pid or [],
+        duration=args.duration,
+        buffer_mb=args.buffer_mb,
+        progress=False if args.quiet else None,
+        argv=["mmtrace", *argv],
+    )
+    try:
+        res = record(opts)
+    except RecordError as e:
+        _err(str(e))
+        msg = str(e)
+        if "root" in msg or "BCC" in msg or "tracepoint" in msg or "BTF" in msg or "BPF" in msg:
+            return 3
+        return 2
+    sys.stderr.write(summary_line(res) + "\n")
+    if res.lost and sum(res.lost.values()):
+        _err(f"warning: {sum(res.lost.values()):,} events were lost: raise --buffer-mb")
+    if res.exit_status is not None:
+        return res.exit_status if res.exit_status >= 0 else 128 - res.exit_status
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from ..report.summary import summarize
+    from ..trace import TraceError
+
+    try:
+        print(summarize(args.trace))
+    except TraceError as e:
+        _err(str(e))
+        return 2
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from ..workloads import WorkloadBuildError, build
+
+    try:
+        exe = build("demo")
+    except WorkloadBuildError as e:
+        _err(str(e))
+        return 2
+    if args.hugepages > 0 and os.geteuid() == 0:
+        _ensure_hugepages(args.hugepages)
+    rc = main(["record", "-o", str(args.output), "--", str(exe)])
+    if rc not in (0,):
+        return rc
+    return main(["summary", str(args.output)])
+
+
+def _ensure_hugepages(n: int) -> None:
+    path = "/proc/sys/vm/nr_hugepages"
+    try:
+        cur = int(open(path).read().strip())
+        if cur < n:
+            with open(path, "w") as f:
+                f.write(str(n))
+    except (OSError, ValueError) as e:
+        _err(f"note: could not reserve huge pages ({e}); hugetlb steps will be skipped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # argparse.REMAINDER after options: split at "--" ourselves so that
+    # 'record -o x -- cmd -a' keeps '-a' for the command.
+    if "--" in argv and argv and argv[0] == "record":
+        i = argv.index("--")
+        args = parser.parse_args(argv[:i])
+        args.argv = argv[i:]
+    else:
+        args = parser.parse_args(argv)
+    if args.cmd is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.cmd == "doctor":
+            return cmd_doctor(args)
+        if args.cmd == "record":
+            return cmd_record(args, argv)
+        if args.cmd == "summary":
+            return cmd_summary(args)
+        if args.cmd == "demo":
+            return cmd_demo(args)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except BrokenPipeError:
+        return 0
+    parser.error(f"unknown command {args.cmd}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Event layouts: the numpy side of ``collectors/events.h``.
+
+Each :class:`EventKind` declares one struct of ``events.h`` as a numpy
+structured dtype, so a batch of raw ring-buffer records decodes with one
+``numpy.frombuffer``.  ``tests/unit/test_schema.py`` compiles ``events.h``
+and checks that names, offsets and sizes agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "EventKind",
+    "KINDS",
+    "KIND_BY_ID",
+    "HEADER",
+    "TW_VAL_IS_VMA",
+    "TW_CURRENT_MM",
+    "TW_KNOWN_MM",
+    "TW_FILE",
+    "OP_WRITE",
+    "OP_OP",
+    "PROC_FORK",
+    "PROC_EXEC",
+    "PROC_EXIT",
+    "PF_THREAD",
+    "PF_SHARED_MM",
+    "PF_GROUP_DEAD",
+    "VS_STORE",
+    "VS_SZERO",
+]
+
+# Flag values mirror the #defines in events.h (test_schema checks them).
+OP_WRITE, OP_OP = 0, 1
+TW_VAL_IS_VMA, TW_CURRENT_MM, TW_KNOWN_MM, TW_FILE = 0x1, 0x2, 0x4, 0x8
+PROC_FORK, PROC_EXEC, PROC_EXIT = 1, 2, 3
+PF_THREAD, PF_SHARED_MM, PF_GROUP_DEAD = 0x1, 0x2, 0x4
+VS_STORE, VS_SZERO = 0, 1
+
+HEADER: list[tuple[str, str]] = [
+    ("kind", "u1"),
+    ("_pad0", "u1"),
+    ("cpu", "u2"),
+    ("tgid", "u4"),
+    ("tid", "u4"),
+    ("_pad1", "u4"),
+    ("ts", "u8"),
+]
+
+
+@dataclass(frozen=True)
+class EventKind:
+    """One event kind: its id on the wire, its C struct and its table name.
+
+    ``fields`` lists the struct's members after the header, in order, as
+    ``(name, numpy type)``; fixed arrays are ``(name, type, count)``.
+    """
+
+    id: int
+    name: str  # the table name in a trace (events/<name>/)
+    c_struct: str
+    fields: tuple
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The packed numpy dtype of one record (header included)."""
+        return np.dtype(HEADER + list(self.fields))
+
+    @property
+    def size(self) -> int:
+        return self.dtype.itemsize
+
+
+_U8 = "u8"
+
+KINDS: dict[str, EventKind] = {
+    k.name: k
+    for k in (
+        EventKind(
+            1,
+            "tree_write",
+            "mmt_tree_write",
+            (
+                ("fn", _U8),
+                ("tree", _U8),
+                ("mm", _U8),
+                ("index", _U8),
+                ("last", _U8),
+                ("min", _U8),
+                ("max", _U8),
+                ("node", _U8),
+                ("piv", _U8),
+                ("val", _U8),
+                ("vm_start", _U8),
+                ("vm_end", _U8),
+                ("vm_flags", _U8),
+                ("vm_pgoff", _U8),
+                ("ino", _U8),
+                ("dev", "u4"),
+                ("op", "u2"),
+                ("flags", "u2"),
+            ),
+        ),
+        EventKind(
+            2,
+            "syscall",
+            "mmt_syscall",
+            (
+                ("ts_enter", _U8),
+                ("ret", "i8"),
+                ("args", _U8, (6,)),
+                ("mm", _U8),
+                ("brk_enter", _U8),
+                ("brk_exit", _U8),
+                ("nr", "u4"),
+                ("sc", "u2"),
+                ("flags", "u2"),
+            ),
+        ),
+        EventKind(
+            3,
+            "proc",
+            "mmt_proc",
+            (
+                ("mm", _U8),
+                ("tree", _U8),
+                ("pid", "u4"),
+                ("child_tgid", "u4"),
+                ("what", "u2"),
+                ("flags", "u2"),
+                ("_pad", "u4"),
+                ("comm", "S16"),
+                ("filename", "S128"),
+            ),
+        ),
+        EventKind(
+            4,
+            "unmapped_area",
+            "mmt_unmapped_area",
+            (
+                ("addr", _U8),
+                ("total_vm", _U8),
+                ("flags", _U8),
+                ("length", _U8),
+                ("low_limit", _U8),
+                ("high_limit", _U8),
+                ("align_mask", _U8),
+                ("align_offset", _U8),
+                ("mm", _U8),
+            ),
+        ),
+        EventKind(5, "exit_mmap", "mmt_exit_mmap", (("mm", _U8), ("mt", _U8))),
+        EventKind(
+            6,
+            "vma_store",
+            "mmt_vma_store",
+            (
+                ("mt", _U8),
+                ("vma", _U8),
+                ("start", _U8),
+                ("end", _U8),
+                ("op", "u4"),
+                ("_pad", "u4"),
+            ),
+        ),
+        EventKind(
+            7,
+            "fault",
+            "mmt_fault",
+            (("address", _U8), ("ip", _U8), ("error_code", _U8)),
+        ),
+    )
+}
+
+KIND_BY_ID: dict[int, EventKind] = {k.id: k for k in KINDS.values()}

@@ -1,0 +1,1 @@
+"""mmtrace.model"""

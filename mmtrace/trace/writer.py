@@ -1,0 +1,100 @@
+"""Writing a trace directory, chunk by chunk, so a crash loses little.
+
+Layout (format 1)::
+
+    TRACE/
+      metadata.json                  self-description; "complete": true only after a clean stop
+      events/<kind>/part-NNNNNN.parquet   one table per event kind (mmtrace.events.schema)
+      procfs/maps/part-NNNNNN.parquet     /proc/PID/maps snapshots, CLOCK_MONOTONIC stamped
+      procfs/attach/part-NNNNNN.parquet   processes already running when tracing began
+
+Every file is written under a temporary name and renamed into place, so a
+reader never sees half a part and a ``kill -9`` loses only what was not yet
+flushed (the recorder flushes every second).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = ["TraceWriter", "FORMAT", "FORMAT_VERSION", "DiskFull"]
+
+FORMAT = "mmtrace-trace"
+FORMAT_VERSION = 1
+
+
+class DiskFull(OSError):
+    """Writing the trace failed for lack of space; what was written before stays valid."""
+
+
+class TraceWriter:
+    """Create ``path`` and append parts to it.
+
+    ``owner`` is a ``(uid, gid)`` to give every file and directory to (the
+    sudo user), or None to leave them to the writing user.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, owner: tuple[int, int] | None = None) -> None:
+        self.path = Path(path)
+        self.owner = owner
+        self._parts: dict[str, int] = {}
+        self.rows: dict[str, int] = {}
+        self.bytes_written = 0
+        self._mkdir(self.path)
+
+    def _chown(self, p: Path) -> None:
+        if self.owner is not None:
+            try:
+                os.chown(p, *self.owner)
+            except OSError:
+                pass
+
+    def _mkdir(self, p: Path) -> None:
+        if not p.exists():
+            p.mkdir(parents=True)
+            # Give each new level to the owner, not just the leaf.
+            for q in [p, *p.parents]:
+                if q == self.path.parent:
+                    break
+                self._chown(q)
+
+    def _atomic(self, dest: Path, write) -> None:
+        tmp = dest.with_name("." + dest.name + ".tmp")
+        try:
+            write(tmp)
+            os.replace(tmp, dest)
+        except OSError as e:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull(e.errno, f"no space left writing {dest}") from e
+            raise
+        self._chown(dest)
+        self.bytes_written += dest.stat().st_size
+
+    def append(self, table: str, df: pd.DataFrame) -> None:
+        """Write ``df`` as the next part of ``table`` (e.g. ``events/tree_write``)."""
+        if df is None or len(df) == 0:
+            return
+        d = self.path / table
+        self._mkdir(d)
+        n = self._parts.get(table, 0) + 1
+        self._parts[table] = n
+        at = pa.Table.from_pandas(df, preserve_index=False)
+        self._atomic(d / f"part-{n:06d}.parquet", lambda p: pq.write_table(at, p, compression="zstd"))
+        self.rows[table] = self.rows.get(table, 0) + len(df)
+
+    def write_metadata(self, meta: dict) -> None:
+        """Replace metadata.json (atomically)."""
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
+        text = json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n"
+        self._atomic(self.path / "metadata.json", lambda p: p.write_text(text))
