@@ -1,0 +1,35 @@
+"""Shared fixtures: literal event frames (no root), and the live-test gate."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from mmtrace.events.decode import to_frame
+from mmtrace.events.schema import KINDS
+
+
+def records(kind: str, rows: list[dict]) -> np.ndarray:
+    """Build raw records of ``kind`` from dicts (missing fields are 0)."""
+    k = KINDS[kind]
+    arr = np.zeros(len(rows), dtype=k.dtype)
+    arr["kind"] = k.id
+    for i, r in enumerate(rows):
+        for name, v in r.items():
+            arr[name][i] = v
+    return arr
+
+
+def frame(kind: str, rows: list[dict], **kw):
+    """A decoded DataFrame of ``kind`` built from dicts, as the recorder stores it."""
+    return to_frame(kind, records(kind, rows), **kw)
+
+
+@pytest.fixture
+def root_only():
+    """Live tests record real tracepoints: they need root.  CI runs as root, so
+    this fails (never skips) when not root: a skipped live test would hide a
+    broken CI setup."""
+    assert os.geteuid() == 0, "live tests need root (CI runs them as root): run them with sudo"
