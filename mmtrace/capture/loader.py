@@ -86,9 +86,9 @@ class Collector:
         self.cflags = cflags
         if plan.headers:
             os.environ["BCC_KERNEL_SOURCE"] = plan.headers
-        self.bpf = bcc.BPF(text=program_source(), cflags=cflags)
+        self.bpf = bcc.BPF(text=program_source().encode(), cflags=cflags)
         # The traced set must be in place before anything can fork.
-        self._traced = self.bpf["traced"]
+        self._traced = self.bpf[b"traced"]
         for pid in pids or ():
             self.add_pid(pid)
         self._chunks: dict[int, list[bytes]] = defaultdict(list)
@@ -101,7 +101,7 @@ class Collector:
             chunks[raw[0]].append(raw)
 
         self._cb = on_event
-        self.bpf["events"].open_ring_buffer(on_event)
+        self.bpf[b"events"].open_ring_buffer(on_event)
 
     def add_pid(self, tgid: int) -> None:
         """Add a process (and, through fork, its future children) to the traced set."""
@@ -138,7 +138,7 @@ class Collector:
 
     def lost(self) -> dict[str, int]:
         """Records dropped because the ring buffer was full, by kind (summed over CPUs)."""
-        table = self.bpf["lost"]
+        table = self.bpf[b"lost"]
         out = {}
         for kind in KINDS.values():
             vals = table[ctypes.c_int(kind.id)]
@@ -149,7 +149,7 @@ class Collector:
         """Kernel address of each ma_write/ma_op fn string seen -> the string."""
         return {
             int(k.value): bytes(v.s).split(b"\0", 1)[0].decode(errors="replace")
-            for k, v in self.bpf["fn_names"].items()
+            for k, v in self.bpf[b"fn_names"].items()
         }
 
     def close(self) -> None:

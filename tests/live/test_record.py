@@ -321,3 +321,15 @@ def test_dump_bpf():
     r = _run(["record", "--dump-bpf"])
     assert r.returncode == 0
     assert "RAW_TRACEPOINT_PROBE(ma_write)" in r.stdout and "-DMMT_OFF_mm_struct__mm_mt=" in r.stdout
+
+
+def test_stream_yields_batches(probe):
+    batches = list(mmtrace.stream([str(probe)], interval=0.2))
+    assert batches, "no batch"
+    kinds = {}
+    for b in batches:
+        assert "lost" in b and int(b["lost"].sum(axis=1).iloc[0]) == 0
+        for k, df in b.items():
+            kinds[k] = kinds.get(k, 0) + len(df)
+    assert kinds.get("tree_write", 0) > 10 and kinds.get("syscall", 0) > 5
+    assert (batches[-1].get("proc") is not None) or kinds.get("proc", 0) > 0
