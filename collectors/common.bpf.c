@@ -7,9 +7,19 @@
 #include "events.h"
 #include "compat.h"
 
-/* One ring buffer for every kind: per-CPU buffers would reorder events of
- * one task that migrates, and the model needs them in order. */
-BPF_RINGBUF_OUTPUT(events, MMT_RINGBUF_PAGES);
+/* One ring buffer per kind.  Every record of a ring then has the same size,
+ * so user space reads a whole batch as one strided numpy array straight from
+ * the mmap'ed ring (mmtrace/capture/ring.py) instead of one Python callback
+ * per event; order across kinds is restored from ts (CLOCK_MONOTONIC is
+ * coherent across CPUs).  Records are submitted without wakeup: the reader
+ * polls on a timer, and a wakeup per event would cost the traced task. */
+BPF_RINGBUF_OUTPUT(rb_tree_write, MMT_RB_PAGES_tree_write);
+BPF_RINGBUF_OUTPUT(rb_syscall, MMT_RB_PAGES_syscall);
+BPF_RINGBUF_OUTPUT(rb_proc, MMT_RB_PAGES_proc);
+BPF_RINGBUF_OUTPUT(rb_unmapped_area, MMT_RB_PAGES_unmapped_area);
+BPF_RINGBUF_OUTPUT(rb_exit_mmap, MMT_RB_PAGES_exit_mmap);
+BPF_RINGBUF_OUTPUT(rb_vma_store, MMT_RB_PAGES_vma_store);
+BPF_RINGBUF_OUTPUT(rb_fault, MMT_RB_PAGES_fault);
 
 /* Records that found the ring buffer full, per kind: never drop silently. */
 BPF_PERCPU_ARRAY(lost, u64, MMT_LOST_SLOTS);
@@ -84,14 +94,42 @@ static __always_inline void mmt_count_lost(u32 kind)
 		(*c)++;
 }
 
-/* Reserve a record of a constant size (after inlining); count it as lost
- * when the buffer is full.  A function, not a macro: BCC cannot rewrite map
- * calls inside macros. */
+/* Reserve a record of a constant size (after inlining) in its kind's ring;
+ * count it as lost when the ring is full.  A function, not a macro: BCC
+ * cannot rewrite map calls inside macros. */
 static __always_inline void *mmt_reserve(u32 size, u32 kind)
 {
-	void *e = events.ringbuf_reserve(size);
+	void *e = NULL;
 
+	switch (kind) {
+	case MMT_TREE_WRITE:
+		e = rb_tree_write.ringbuf_reserve(size);
+		break;
+	case MMT_SYSCALL:
+		e = rb_syscall.ringbuf_reserve(size);
+		break;
+	case MMT_PROC:
+		e = rb_proc.ringbuf_reserve(size);
+		break;
+	case MMT_UNMAPPED_AREA:
+		e = rb_unmapped_area.ringbuf_reserve(size);
+		break;
+	case MMT_EXIT_MMAP:
+		e = rb_exit_mmap.ringbuf_reserve(size);
+		break;
+	case MMT_VMA_STORE:
+		e = rb_vma_store.ringbuf_reserve(size);
+		break;
+	case MMT_FAULT:
+		e = rb_fault.ringbuf_reserve(size);
+		break;
+	}
 	if (!e)
 		mmt_count_lost(kind);
 	return e;
+}
+
+static __always_inline void mmt_submit(void *e)
+{
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }

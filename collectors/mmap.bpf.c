@@ -22,7 +22,7 @@ TRACEPOINT_PROBE(mmap, vm_unmapped_area)
 	e->align_mask = args->align_mask;
 	e->align_offset = args->align_offset;
 	e->mm = mmt_current_mm();
-	events.ringbuf_submit(e, 0);
+	mmt_submit(e);
 	return 0;
 }
 #endif
@@ -45,7 +45,7 @@ TRACEPOINT_PROBE(mmap, exit_mmap)
 	mmt_fill_hdr(&e->h, MMT_EXIT_MMAP, id);
 	e->mm = (u64)args->mm;
 	e->mt = mt;
-	events.ringbuf_submit(e, 0);
+	mmt_submit(e);
 	return 0;
 }
 #endif
@@ -68,7 +68,7 @@ TRACEPOINT_PROBE(mmap, vma_store)
 	e->end = args->vm_end;
 	e->op = MMT_VS_STORE;
 	e->_pad = 0;
-	events.ringbuf_submit(e, 0);
+	mmt_submit(e);
 	return 0;
 }
 #endif
@@ -91,7 +91,7 @@ TRACEPOINT_PROBE(mmap, vma_mas_szero)
 	e->end = args->end;
 	e->op = MMT_VS_SZERO;
 	e->_pad = 0;
-	events.ringbuf_submit(e, 0);
+	mmt_submit(e);
 	return 0;
 }
 #endif

@@ -51,7 +51,7 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 	if (cmm && cmm == mmt_current_mm())
 		e->flags |= MMT_PF_SHARED_MM;
 	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), (void *)(child + MMT_OFF_task_struct__comm));
-	events.ringbuf_submit(e, 0);
+	mmt_submit(e);
 	return 0;
 }
 
@@ -82,7 +82,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	loc = args->data_loc_filename & 0xffff;
 	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), (void *)args + loc);
-	events.ringbuf_submit(e, 0);
+	mmt_submit(e);
 	return 0;
 }
 
@@ -111,6 +111,6 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 		e->flags |= MMT_PF_GROUP_DEAD;
 #endif
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	events.ringbuf_submit(e, 0);
+	mmt_submit(e);
 	return 0;
 }

@@ -46,7 +46,7 @@ static __always_inline int mmt_sc_exit(void *args)
 		bpf_probe_read_kernel(&e->ret, sizeof(e->ret), args + 16);
 		mm = mmt_current_mm();
 		e->brk_exit = mm ? mmt_read_u64(mm, MMT_OFF_mm_struct__brk) : 0;
-		events.ringbuf_submit(e, 0);
+		mmt_submit(e);
 	}
 	pending.delete(&tid);
 	return 0;

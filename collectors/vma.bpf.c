@@ -84,7 +84,7 @@ static __always_inline int mmt_on_tree(struct bpf_raw_tracepoint_args *ctx, u16 
 		bpf_probe_read_kernel_str(&n.s, sizeof(n.s), (void *)fn);
 		fn_names.update(&fn, &n);
 	}
-	events.ringbuf_submit(e, 0);
+	mmt_submit(e);
 	return 0;
 }
 

@@ -9,6 +9,8 @@ import pandas as pd
 
 from .trace.reader import TraceFile
 
+DEFAULT_BUFFER_MB = 32  # mirrors mmtrace.capture.loader, which needs bcc to import
+
 __all__ = ["Trace", "open", "stream"]
 
 
@@ -31,7 +33,7 @@ def stream(
     *,
     duration: float | None = None,
     interval: float = 1.0,
-    buffer_mb: int = 16,
+    buffer_mb: int = DEFAULT_BUFFER_MB,
 ) -> Iterator[dict[str, pd.DataFrame]]:
     """Trace live (root) and yield ``{kind: DataFrame}`` batches every ``interval`` seconds.
 

@@ -1,23 +1,43 @@
-"""Compile the collectors with BCC, attach them, and drain the ring buffer.
+"""Compile the collectors with BCC, attach them, and drain their ring buffers.
 
-The only module (with recorder.py) that imports bcc.  The ring-buffer
-callback does the least possible per event: copy the bytes and file them by
-kind (the first byte).  Decoding is one ``numpy.frombuffer`` per kind per
-batch (mmtrace.events.decode).
+With session.py, the only code that imports bcc.  There is no Python code
+per event: each kind has its own ring of fixed-size records, drained on a
+timer as numpy arrays (ring.py); decoding to DataFrames is vectorised too
+(mmtrace.events.decode).
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-from collections import defaultdict
+import threading
+import time
 
 import numpy as np
 
-from ..events.schema import KIND_BY_ID, KINDS
+from ..events.schema import KINDS
 from .kernel import COLLECTOR_FILES, KernelError, ProbePlan, collectors_dir
+from .ring import RingReader
 
-__all__ = ["Collector", "BccMissing", "program_source"]
+__all__ = ["Collector", "BccMissing", "program_source", "ring_sizes", "DEFAULT_BUFFER_MB"]
+
+# Ring for tree writes, in MiB; at ~1 M events/s (160 bytes each) it holds
+# 200 ms, ten times the drain period.
+DEFAULT_BUFFER_MB = 32
+
+
+def ring_sizes(buffer_mb: int) -> dict[str, int]:
+    """Bytes of ring buffer per kind: tree writes get ``buffer_mb``, rarer kinds less."""
+    mib = 1 << 20
+    return {
+        "tree_write": buffer_mb * mib,
+        "syscall": max(1, buffer_mb // 4) * mib,
+        "unmapped_area": max(1, buffer_mb // 8) * mib,
+        "proc": max(1, buffer_mb // 16) * mib,
+        "exit_mmap": mib // 4,
+        "vma_store": mib // 4,
+        "fault": max(1, buffer_mb // 8) * mib,
+    }
 
 
 class BccMissing(KernelError):
@@ -49,8 +69,8 @@ def program_source() -> str:
 class Collector:
     """The loaded BPF program.
 
-    ``poll()`` moves records from the ring buffer into per-kind byte lists;
-    ``take()`` hands them over as numpy record arrays.
+    ``poll()`` waits, then moves records out of the rings (freeing their
+    space); ``take()`` hands them over as numpy record arrays by kind.
     """
 
     def __init__(
@@ -59,17 +79,17 @@ class Collector:
         *,
         pids: list[int] | None = None,
         system_wide: bool = False,
-        buffer_mb: int = 16,
+        buffer_mb: int = DEFAULT_BUFFER_MB,
         self_tgid: int | None = None,
     ) -> None:
         bcc = _import_bcc()
         if buffer_mb < 1 or buffer_mb & (buffer_mb - 1):
-            raise ValueError("--buffer-mb must be a power of two (the ring buffer needs it)")
+            raise ValueError("--buffer-mb must be a power of two (ring buffers need it)")
         self.plan = plan
-        pages = buffer_mb * 1024 * 1024 // os.sysconf("SC_PAGE_SIZE")
+        self.ring_bytes = ring_sizes(buffer_mb)
+        page = os.sysconf("SC_PAGE_SIZE")
         cflags = plan.cflags() + [
             f"-I{collectors_dir()}",
-            f"-DMMT_RINGBUF_PAGES={pages}",
             f"-DMMT_SELF_TGID={self_tgid if self_tgid is not None else os.getpid()}",
             # Kernel headers of another release warn about things we never use.
             "-Wno-unused-value",
@@ -81,6 +101,7 @@ class Collector:
             "-Wno-unknown-warning-option",
             "-Wno-visibility",
         ]
+        cflags += [f"-DMMT_RB_PAGES_{k}={n // page}" for k, n in self.ring_bytes.items()]
         if system_wide:
             cflags.append("-DMMT_TRACE_ALL")
         self.cflags = cflags
@@ -91,50 +112,50 @@ class Collector:
         self._traced = self.bpf[b"traced"]
         for pid in pids or ():
             self.add_pid(pid)
-        self._chunks: dict[int, list[bytes]] = defaultdict(list)
-        self._count = 0
-        string_at = ctypes.string_at
-        chunks = self._chunks
-
-        def on_event(ctx, data, size):
-            raw = string_at(data, size)
-            chunks[raw[0]].append(raw)
-
-        self._cb = on_event
-        self.bpf[b"events"].open_ring_buffer(on_event)
+        self._rings = {
+            k: RingReader(self.bpf[f"rb_{k}".encode()].map_fd, n, KINDS[k].dtype)
+            for k, n in self.ring_bytes.items()
+        }
+        self._pending: dict[str, list[np.ndarray]] = {k: [] for k in self._rings}
+        # Drain on our own thread, every few ms, so that writing Parquet on
+        # the caller's thread never leaves the rings to fill up.
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drain_loop, name="mmtrace-drain", daemon=True)
+        self._thread.start()
 
     def add_pid(self, tgid: int) -> None:
         """Add a process (and, through fork, its future children) to the traced set."""
         self._traced[ctypes.c_uint32(tgid)] = ctypes.c_uint8(1)
 
     def poll(self, timeout_ms: int = 100) -> None:
-        self.bpf.ring_buffer_poll(timeout_ms)
+        """Wait ``timeout_ms`` (records are submitted without wakeups; a thread
+        drains meanwhile), then drain once more."""
+        if timeout_ms > 0:
+            time.sleep(timeout_ms / 1000)
+        self.drain()
 
     def drain(self) -> None:
-        """Consume everything in the ring buffer without waiting."""
-        self.bpf.ring_buffer_consume()
+        """Copy everything submitted so far out of the rings, freeing their space."""
+        with self._lock:
+            for k, ring in self._rings.items():
+                arr = ring.read()
+                if len(arr):
+                    self._pending[k].append(arr)
+
+    def _drain_loop(self, period: float = 0.005) -> None:
+        while not self._stop.wait(period):
+            self.drain()
 
     def take(self) -> dict[str, np.ndarray]:
-        """Hand over the records polled so far, decoded to numpy arrays by kind."""
-        out = {}
-        for kid, parts in list(self._chunks.items()):
-            if not parts:
-                continue
-            self._chunks[kid] = []
-            kind = KIND_BY_ID.get(kid)
-            if kind is None:
-                raise KernelError(f"ring buffer record of unknown kind {kid}: collectors and schema disagree")
-            blob = b"".join(parts)
-            if len(blob) != len(parts) * kind.size:
-                raise KernelError(
-                    f"{kind.name}: record size differs from the schema ({kind.size} bytes): "
-                    "collectors/events.h and mmtrace/events/schema.py disagree"
-                )
-            out[kind.name] = np.frombuffer(blob, dtype=kind.dtype)
-        return out
+        """Hand over the records drained so far, as numpy arrays by kind."""
+        with self._lock:
+            pending = self._pending
+            self._pending = {k: [] for k in self._rings}
+        return {k: np.concatenate(p) if len(p) > 1 else p[0] for k, p in pending.items() if p}
 
     def pending_count(self) -> int:
-        return sum(len(p) for p in self._chunks.values())
+        return sum(len(a) for parts in self._pending.values() for a in parts)
 
     def lost(self) -> dict[str, int]:
         """Records dropped because the ring buffer was full, by kind (summed over CPUs)."""
@@ -153,4 +174,8 @@ class Collector:
         }
 
     def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        for ring in self._rings.values():
+            ring.close()
         self.bpf.cleanup()

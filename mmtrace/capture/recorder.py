@@ -25,6 +25,7 @@ from pathlib import Path
 from .. import __version__
 from ..trace.writer import DiskFull, TraceWriter
 from .kernel import KernelError
+from .loader import DEFAULT_BUFFER_MB
 from .session import Session, Target
 
 __all__ = ["RecordOptions", "RecordResult", "record", "RecordError"]
@@ -40,7 +41,7 @@ class RecordOptions:
     command: list[str] | None = None
     pids: list[int] = field(default_factory=list)
     duration: float | None = None
-    buffer_mb: int = 16
+    buffer_mb: int = DEFAULT_BUFFER_MB
     flush_interval: float = 1.0
     progress: bool | None = None  # None: only when stderr is a terminal
     argv: list[str] = field(default_factory=list)  # the mmtrace command line, for metadata
@@ -203,7 +204,7 @@ def _loop(opts: RecordOptions, session: Session, writer: TraceWriter, meta: dict
 
     try:
         while True:
-            session.poll(100)
+            session.poll(20)
             now = time.monotonic()
             if stop.reason and session.child is not None and session.child_status is None:
                 # The command may not have received the signal (SIGTERM sent to

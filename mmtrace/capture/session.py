@@ -18,7 +18,7 @@ import pandas as pd
 from ..events.decode import to_frame
 from ..events.procmaps import parse_maps
 from .kernel import KernelError, ProbePlan, make_plan
-from .loader import Collector
+from .loader import DEFAULT_BUFFER_MB, Collector
 
 __all__ = ["Session", "Target", "TargetError", "snapshot_maps", "process_info"]
 
@@ -112,7 +112,7 @@ class Session:
     events gathered since the last call as ``{kind: DataFrame}``.
     """
 
-    def __init__(self, target: Target, *, buffer_mb: int = 16, plan: ProbePlan | None = None) -> None:
+    def __init__(self, target: Target, *, buffer_mb: int = DEFAULT_BUFFER_MB, plan: ProbePlan | None = None) -> None:
         if os.geteuid() != 0:
             raise KernelError("tracing needs root (BPF and tracefs): run it with sudo")
         target.check()

@@ -16,6 +16,8 @@ from pathlib import Path
 
 __all__ = ["main"]
 
+from ..api import DEFAULT_BUFFER_MB  # noqa: E402
+
 EPILOG_RECORD = """\
 examples:
   sudo mmtrace record -c 'python3 -c "import mmap; mmap.mmap(-1, 1 << 20)"'
@@ -103,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--buffer-mb",
         type=_positive_int,
-        default=16,
+        default=DEFAULT_BUFFER_MB,
         metavar="N",
         help="ring buffer size in MiB, a power of two (default: %(default)s); raise it if events are lost",
     )

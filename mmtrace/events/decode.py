@@ -28,6 +28,17 @@ def _strings(col: np.ndarray) -> np.ndarray:
     return np.array([b.split(b"\0", 1)[0].decode(errors="replace") for b in col], dtype=object)
 
 
+def _labels(values: np.ndarray, names: dict[int, str], fallback: str) -> pd.Categorical:
+    # Few distinct values among many rows: hash-factorize (no sort), name the uniques.
+    codes, uniq = pd.factorize(values)
+    labels = [names.get(int(u), fallback.format(int(u))) for u in uniq]
+    if len(set(labels)) < len(labels):  # two addresses with one name: merge them
+        cats = list(dict.fromkeys(labels))
+        remap = np.array([cats.index(lbl) for lbl in labels], dtype=codes.dtype)
+        codes, labels = remap[codes], cats
+    return pd.Categorical.from_codes(codes, categories=labels)
+
+
 def to_frame(
     kind: str,
     records: np.ndarray,
@@ -56,18 +67,13 @@ def to_frame(
             continue
         cols[name] = records[name]
     if kind == "tree_write":
-        names = fn_names or {}
-        uniq, inv = np.unique(records["fn"], return_inverse=True)
-        labels = np.array([names.get(int(u), f"0x{int(u):x}") for u in uniq], dtype=object)
-        cols["fn"] = labels[inv]
+        cols["fn"] = _labels(records["fn"], fn_names or {}, "0x{:x}")
     elif kind == "syscall":
         args = cols.pop("args")
         for i in range(6):
             cols[f"arg{i}"] = np.ascontiguousarray(args[:, i])
         by_id = {v: n for n, v in (syscalls or {}).items()}
-        uniq, inv = np.unique(records["sc"], return_inverse=True)
-        labels = np.array([by_id.get(int(u), f"sc{int(u)}") for u in uniq], dtype=object)
-        cols["syscall"] = labels[inv]
+        cols["syscall"] = _labels(records["sc"], by_id, "sc{}")
         del cols["sc"]
     elif kind == "proc":
         cols["comm"] = _strings(records["comm"])
