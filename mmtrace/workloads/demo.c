@@ -53,9 +53,7 @@ static void die(const char *what)
  * checkpoint never changes the address space it records: no malloc, no stdio
  * streams (snprintf into a static buffer does not allocate).
  */
-static char cp_maps[1 << 20];
-static char cp_hdr[256];
-static char cp_path[4096];
+static char cp_maps[1 << 20], cp_hdr[256], cp_path[4096];
 static const char *cp_dir;
 static int cp_fd = -1;
 static unsigned long cp_seq;
@@ -75,8 +73,7 @@ static void cp_open(void)
 	if (cp_fd >= 0)
 		close(cp_fd);
 	snprintf(cp_path, sizeof cp_path, "%s/%d.txt", cp_dir, (int)getpid());
-	cp_fd = open(cp_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-	if (cp_fd < 0)
+	if ((cp_fd = open(cp_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)) < 0)
 		die(cp_path);
 	cp_seq = 0;
 }
@@ -87,48 +84,22 @@ static void checkpoint(const char *op)
 		return;
 	uint64_t t0 = now_ns();
 	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		die("/proc/self/maps");
 	size_t n = 0;
-	for (;;) {
-		ssize_t k = read(fd, cp_maps + n, sizeof cp_maps - n);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			die("read /proc/self/maps");
-		if (k == 0)
-			break;
-		n += (size_t)k;
-		if (n == sizeof cp_maps) {
-			errno = EFBIG;
-			die("/proc/self/maps larger than the checkpoint buffer");
-		}
-	}
+	ssize_t k;
+	while ((k = read(fd, cp_maps + n, sizeof cp_maps - n)) > 0 || (k < 0 && errno == EINTR))
+		n += k > 0 ? (size_t)k : 0;
+	if (k < 0 || n == sizeof cp_maps)	/* error, or maybe cut short */
+		die("read /proc/self/maps");
 	close(fd);
 	uint64_t t1 = now_ns();
 	int h = snprintf(cp_hdr, sizeof cp_hdr,
 			 "# checkpoint pid=%d seq=%lu op=%s t_before=%llu t_after=%llu\n",
-			 (int)getpid(), cp_seq++, op, (unsigned long long)t0,
-			 (unsigned long long)t1);
-	/* One writev, so a kill almost never leaves half a checkpoint; the
-	 * reader drops one without "# end" anyway. */
-	struct iovec iov[3] = {
-		{ cp_hdr, (size_t)h }, { cp_maps, n }, { (void *)"# end\n", 6 },
-	};
-	int i = 0;
-	while (i < 3) {
-		ssize_t w = writev(cp_fd, iov + i, 3 - i);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			die("write checkpoint");
-		while (i < 3 && (size_t)w >= iov[i].iov_len)
-			w -= (ssize_t)iov[i++].iov_len;
-		if (i < 3) {
-			iov[i].iov_base = (char *)iov[i].iov_base + w;
-			iov[i].iov_len -= (size_t)w;
-		}
-	}
+			 (int)getpid(), cp_seq++, op, (unsigned long long)t0, (unsigned long long)t1);
+	/* One writev (regular files take it whole), so a kill almost never
+	 * leaves half a checkpoint; the reader drops one without "# end". */
+	struct iovec iov[3] = { { cp_hdr, (size_t)h }, { cp_maps, n }, { (void *)"# end\n", 6 } };
+	if (writev(cp_fd, iov, 3) != (ssize_t)((size_t)h + n + 6))
+		die("write checkpoint");
 }
 
 /* ---- steps --------------------------------------------------------------- */

@@ -59,7 +59,13 @@ def hugepages() -> int:
 
 
 def run(argv: list, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=RUN_TIMEOUT, **kw)
+    """Run to completion; the result also carries the process id as ``.pid``."""
+    with subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, **kw) as p:
+        out, err = p.communicate(timeout=RUN_TIMEOUT)
+    res = subprocess.CompletedProcess(p.args, p.returncode, out, err)
+    res.pid = p.pid
+    return res
 
 
 def check_consistent(df) -> None:
@@ -258,11 +264,14 @@ def _no_aslr():
     ctypes.CDLL(None, use_errno=True).personality(0x0040000)  # ADDR_NO_RANDOMIZE
 
 
-def churn_ops(d: Path) -> list[list[str]]:
-    out = []
-    for f in sorted(d.glob("*.txt"), key=lambda f: int(f.stem)):
-        out.append(re.findall(r"^# checkpoint pid=\d+ seq=\d+ op=(\S+)", f.read_text(), re.M))
-    return out
+def churn_ops(d: Path, only: int | None = None) -> list[list[str]]:
+    """The op names of each process (all, or pid ``only``), in order of start."""
+    found = []
+    for f in d.glob("*.txt"):
+        if only is None or int(f.stem) == only:
+            cps = re.findall(r"^# checkpoint pid=\d+ seq=\d+ op=(\S+) t_before=(\d+)", f.read_text(), re.M)
+            found.append((int(cps[0][1]), [op for op, _ in cps]))
+    return [ops for _, ops in sorted(found)]
 
 
 def test_churn_seed1(bins, hugepages, tmp_path):
@@ -273,11 +282,12 @@ def test_churn_seed1(bins, hugepages, tmp_path):
     check_consistent(df)
     pids = sorted(int(f.stem) for f in tmp_path.glob("*.txt"))
     assert sorted(df["pid"].unique().tolist()) == pids and len(pids) == 3  # parent + 2 children
-    parent = pids[0]
+    parent = r.pid
     cps = df[df["pid"] == parent].drop_duplicates("seq")
     assert len(cps) == 302  # start + 300 ops + end
     ops = cps["op"].tolist()
-    assert sorted(o for o in ops if o.startswith("fork")) == ["fork", "fork-exec"]
+    # (which of fork / fork-exec depends on the op weights: hugetlb on or not)
+    assert len([o for o in ops if o in ("fork", "fork-exec")]) == 2
     # every kind of op happened
     kinds = {o.split(":")[-1] for o in ops}
     for want in ("mmap-anon", "mmap-adj", "mmap-file", "mmap-fixed-over", "mprotect-sub", "mprotect-back",
@@ -287,7 +297,7 @@ def test_churn_seed1(bins, hugepages, tmp_path):
     assert any(o.startswith("hugetlb-mmap") for o in ops) == (hugepages > 0)
     # children ran inside their fork step of the parent
     seq_of = dict(zip(cps["seq"], cps["op"]))
-    for child in pids[1:]:
+    for child in set(pids) - {parent}:
         c = df[df["pid"] == child]
         before = cps[cps["t_after"] <= c["t_before"].min()]["seq"].max()
         after = cps[cps["t_before"] >= c["t_after"].max()]["seq"].min()
@@ -305,17 +315,21 @@ def test_churn_seed1(bins, hugepages, tmp_path):
 
 def test_churn_is_deterministic(bins, tmp_path):
     """Same seed, same op sequence in every process (layout fixed: no ASLR)."""
-    seqs = []
+    seqs, parents = [], []
     for i, seed in enumerate((7, 7, 8)):
         d = tmp_path / str(i)
         d.mkdir()
         r = run([bins["churn"], "--seed", seed, "--ops", 200, "--forks", 2, "--hugetlb", "off",
                  "--checkpoints", d], preexec_fn=_no_aslr)
         assert r.returncode == 0, r.stderr
+        check_consistent(read_checkpoints(d))
         seqs.append(churn_ops(d))
+        parents.append(churn_ops(d, only=r.pid)[0])
     assert seqs[0] == seqs[1]
     assert seqs[0] != seqs[2]
-    assert len(seqs[0][0]) == 202
+    assert len(parents[0]) == 202 and len(seqs[0]) == 3
+    # seed 7 (hugetlb off) takes both child paths: fork, and fork + exec of itself
+    assert sorted(o for o in parents[0] if o.startswith("fork")) == ["fork", "fork-exec"]
 
 
 def test_churn_threads_hugetlb_on(bins, hugepages, tmp_path):
