@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Maps and helpers shared by every collector.  The loader concatenates
- * common.bpf.c, vma.bpf.c, proc.bpf.c, syscalls.bpf.c, mmap.bpf.c (in that
- * order) into one BCC program, because BCC only rewrites the main file.
+ * Maps and helpers shared by every collector.  The loader concatenates the
+ * files in the order of COLLECTOR_FILES (mmtrace/capture/kernel.py: common,
+ * vma, huge, proc, syscalls, mmap) into one BCC program, because BCC only
+ * rewrites the main file.
  */
 #include "events.h"
 #include "compat.h"
@@ -20,6 +21,7 @@ BPF_RINGBUF_OUTPUT(rb_unmapped_area, MMT_RB_PAGES_unmapped_area);
 BPF_RINGBUF_OUTPUT(rb_exit_mmap, MMT_RB_PAGES_exit_mmap);
 BPF_RINGBUF_OUTPUT(rb_vma_store, MMT_RB_PAGES_vma_store);
 BPF_RINGBUF_OUTPUT(rb_fault, MMT_RB_PAGES_fault);
+BPF_RINGBUF_OUTPUT(rb_hugetlb, MMT_RB_PAGES_hugetlb);
 
 /* Records that found the ring buffer full, per kind: never drop silently. */
 BPF_PERCPU_ARRAY(lost, u64, MMT_LOST_SLOTS);
@@ -37,6 +39,16 @@ struct mmt_fn_name {
 	char s[48];
 };
 BPF_HASH(fn_names, u64, struct mmt_fn_name, 1024);
+
+/* mm trees that hold (or held) hugetlb VMAs: where their hstate is, and the
+ * bounding box of their hugetlb ranges (faults outside it are not recorded;
+ * inside it the model sorts out which pages were hugetlb at the time). */
+struct mmt_huge_mm {
+	u64 hstate;
+	u64 lo;
+	u64 hi;
+};
+BPF_HASH(huge_mm, u64, struct mmt_huge_mm, MMT_MAX_TRACED);
 
 static __always_inline int mmt_is_traced(u32 tgid)
 {
@@ -122,6 +134,9 @@ static __always_inline void *mmt_reserve(u32 size, u32 kind)
 		break;
 	case MMT_FAULT:
 		e = rb_fault.ringbuf_reserve(size);
+		break;
+	case MMT_HUGETLB:
+		e = rb_hugetlb.ringbuf_reserve(size);
 		break;
 	}
 	if (!e)

@@ -19,6 +19,10 @@
  *  MMT_SC_<name>, MMT_SC_NARGS_<name>
  *      syscalls whose sys_enter/sys_exit tracepoints exist, mmtrace's id for
  *      each and the number of arguments its format declares.
+ *  MMT_HAVE_page_fault_user     exceptions:page_fault_user exists (x86).
+ *  MMT_HAVE_HUGETLB             BTF has hugetlbfs_sb_info and hstate: hugetlb
+ *      counters are read through vm_file->f_inode->i_sb->s_fs_info->hstate.
+ *  MMT_VM_HUGETLB               the VM_HUGETLB bit (mmtrace/events/flags.py).
  *  MMT_TRACE_ALL                system-wide: no tgid filter (but MMT_SELF_TGID).
  */
 #ifndef MMTRACE_COMPAT_H

@@ -25,7 +25,8 @@ enum mmt_kind {
 	MMT_EXIT_MMAP = 5,	/* mmap:exit_mmap */
 	MMT_VMA_STORE = 6,	/* mmap:vma_store, mmap:vma_mas_szero (6.1-6.2 only) */
 	MMT_FAULT = 7,		/* exceptions:page_fault_user in traced hugetlb ranges */
-	MMT_NR_KINDS = 8,
+	MMT_HUGETLB = 8,	/* the hstate's counters, sampled in the kernel */
+	MMT_NR_KINDS = 9,
 };
 
 struct mmt_hdr {
@@ -147,6 +148,28 @@ struct mmt_fault {
 	__u64 address;
 	__u64 ip;
 	__u64 error_code;
+};
+
+/* mmt_hugetlb.cause: when the counters were read */
+#define MMT_HC_SYSCALL 1	/* exit of a traced syscall of an mm with hugetlb VMAs */
+#define MMT_HC_FAULT 2		/* a user page fault in a hugetlb range (before it is handled) */
+#define MMT_HC_EXIT_MMAP 3	/* the end of exit_mmap: all VMAs of the mm released */
+
+/* hugetlb reservations have no tracepoint: read the hstate's counters
+ * (the same ones /sys/kernel/mm/hugepages/<size>/ shows), reached from a
+ * hugetlb VMA: vm_file->f_inode->i_sb->s_fs_info->hstate. */
+struct mmt_hugetlb {
+	struct mmt_hdr h;
+	__u64 hstate;
+	__u64 nr_huge_pages;
+	__u64 free_huge_pages;
+	__u64 resv_huge_pages;
+	__u64 surplus_huge_pages;
+	__u64 tree;		/* the mm tree whose event caused the sample */
+	__u64 address;		/* MMT_HC_FAULT: the faulting address */
+	__u32 order;		/* huge page size = PAGE_SIZE << order */
+	__u16 cause;		/* MMT_HC_* */
+	__u16 sc;		/* MMT_HC_SYSCALL: mmtrace's syscall id */
 };
 
 /* Index of the per-source lost-event counters (BPF per-CPU array "lost"). */

@@ -40,12 +40,14 @@ TRACEPOINT_PROBE(mmap, exit_mmap)
 		return 0;
 	mm_trees.delete(&mt);
 	e = mmt_reserve(sizeof(struct mmt_exit_mmap), MMT_EXIT_MMAP);
-	if (!e)
-		return 0;
-	mmt_fill_hdr(&e->h, MMT_EXIT_MMAP, id);
-	e->mm = (u64)args->mm;
-	e->mt = mt;
-	mmt_submit(e);
+	if (e) {
+		mmt_fill_hdr(&e->h, MMT_EXIT_MMAP, id);
+		e->mm = (u64)args->mm;
+		e->mt = mt;
+		mmt_submit(e);
+	}
+	mmt_emit_huge(id, mt, MMT_HC_EXIT_MMAP, 0, 0);
+	huge_mm.delete(&mt);
 	return 0;
 }
 #endif

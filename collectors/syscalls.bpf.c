@@ -47,6 +47,7 @@ static __always_inline int mmt_sc_exit(void *args)
 		mm = mmt_current_mm();
 		e->brk_exit = mm ? mmt_read_u64(mm, MMT_OFF_mm_struct__brk) : 0;
 		mmt_submit(e);
+		mmt_emit_huge(id, mmt_tree_of(mm), MMT_HC_SYSCALL, s->sc, 0);
 	}
 	pending.delete(&tid);
 	return 0;

@@ -7,6 +7,28 @@
  * mm, the VMA's fields are copied as they are at the moment of the store.
  */
 
+#ifdef MMT_HAVE_HUGETLB
+/* Remember where this mm's hugetlb VMAs are and which hstate counts them. */
+static __always_inline void mmt_note_huge(u64 tree, u64 sb, u64 start, u64 end)
+{
+	struct mmt_huge_mm *hm = huge_mm.lookup(&tree);
+	struct mmt_huge_mm n = {};
+
+	if (hm) {
+		if (start < hm->lo)
+			hm->lo = start;
+		if (end > hm->hi)
+			hm->hi = end;
+		return;
+	}
+	n.hstate = mmt_read_u64(mmt_read_u64(sb, MMT_OFF_super_block__s_fs_info),
+				MMT_OFF_hugetlbfs_sb_info__hstate);
+	n.lo = start;
+	n.hi = end;
+	huge_mm.update(&tree, &n);
+}
+#endif
+
 static __always_inline void mmt_read_vma(struct mmt_tree_write *e)
 {
 	u64 vma = e->val;
@@ -37,6 +59,10 @@ static __always_inline void mmt_read_vma(struct mmt_tree_write *e)
 		e->ino = mmt_read_u64(inode, MMT_OFF_inode__i_ino);
 		e->dev = mmt_read_u32(sb, MMT_OFF_super_block__s_dev);
 		e->flags |= MMT_TW_FILE;
+#ifdef MMT_HAVE_HUGETLB
+		if (e->vm_flags & MMT_VM_HUGETLB)
+			mmt_note_huge(e->tree, sb, e->vm_start, e->vm_end);
+#endif
 	}
 }
 

@@ -15,6 +15,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..events.flags import VM_HUGETLB
+
 __all__ = [
     "KernelError",
     "ProbePlan",
@@ -48,6 +50,7 @@ OPTIONAL_TRACEPOINTS = (
     "mmap:vm_unmapped_area",
     "mmap:vma_store",  # v6.1-v6.2 only
     "mmap:vma_mas_szero",  # v6.1-v6.2 only
+    "exceptions:page_fault_user",  # faults in hugetlb ranges
 )
 # Syscalls that change an address space, in mmtrace's id order (ids are stable
 # within a trace only; the trace stores this table).
@@ -92,9 +95,20 @@ BTF_MEMBERS = (
     ("inode", "i_sb"),
     ("super_block", "s_dev"),
 )
+# Read only where this kernel has hugetlbfs (CONFIG_HUGETLBFS): -DMMT_HAVE_HUGETLB.
+BTF_MEMBERS_HUGETLB = (
+    ("super_block", "s_fs_info"),
+    ("hugetlbfs_sb_info", "hstate"),
+    ("hstate", "nr_huge_pages"),
+    ("hstate", "free_huge_pages"),
+    ("hstate", "resv_huge_pages"),
+    ("hstate", "surplus_huge_pages"),
+    ("hstate", "order"),
+)
 COLLECTOR_FILES = (
     "common.bpf.c",
     "vma.bpf.c",
+    "huge.bpf.c",
     "proc.bpf.c",
     "syscalls.bpf.c",
     "mmap.bpf.c",
@@ -205,8 +219,11 @@ class ProbePlan:
             flags.append(f"-DMMT_OFF_{s}__{m}={off}")
         for tp in self.tracepoints:
             cat, name = tp.split(":")
-            if cat in ("maple_tree", "mmap") and name != "ma_write":
+            if cat in ("maple_tree", "mmap", "exceptions") and name != "ma_write":
                 flags.append(f"-DMMT_HAVE_{name}")
+        if self.features.get("hugetlb"):
+            flags.append("-DMMT_HAVE_HUGETLB")
+        flags.append(f"-DMMT_VM_HUGETLB={VM_HUGETLB:#x}")
         for name, sid in self.syscalls.items():
             flags.append(f"-DMMT_SC_{name}={sid}")
             flags.append(f"-DMMT_SC_NARGS_{name}={self.syscall_nargs[name]}")
@@ -312,6 +329,9 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
             offsets[f"{s}.{m}"] = btf.offsetof(s, m)
         except BtfError as e:
             raise KernelError(f"BTF lookup failed: {e}") from e
+    hugetlb = all(btf.has_member(s, m) for s, m in BTF_MEMBERS_HUGETLB)
+    if hugetlb:
+        offsets.update({f"{s}.{m}": btf.offsetof(s, m) for s, m in BTF_MEMBERS_HUGETLB})
     return ProbePlan(
         kernel_release=platform.release(),
         tracepoints=tps,
@@ -319,6 +339,6 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
         syscalls=syscalls,
         syscall_nargs=nargs,
         offsets=offsets,
-        features={"exit_group_dead": "group_dead" in exit_fields},
+        features={"exit_group_dead": "group_dead" in exit_fields, "hugetlb": hugetlb},
         headers=find_headers(),
     )

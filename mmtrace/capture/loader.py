@@ -37,6 +37,7 @@ def ring_sizes(buffer_mb: int) -> dict[str, int]:
         "exit_mmap": mib // 4,
         "vma_store": mib // 4,
         "fault": max(1, buffer_mb // 8) * mib,
+        "hugetlb": max(1, buffer_mb // 8) * mib,
     }
 
 

@@ -201,11 +201,18 @@ def _loop(opts: RecordOptions, session: Session, writer: TraceWriter, meta: dict
             writer.append(f"events/{kind}", df)
             counts[kind] = counts.get(kind, 0) + len(df)
             total += len(df)
+        for table, df in session.host_tables().items():
+            writer.append(table, df)
+
+    last_sample = t0
 
     try:
         while True:
             session.poll(20)
             now = time.monotonic()
+            if now - last_sample >= 0.1:
+                session.sample_host()
+                last_sample = now
             if stop.reason and session.child is not None and session.child_status is None:
                 # The command may not have received the signal (SIGTERM sent to
                 # us alone): pass it on, then give it a moment to exit.
@@ -237,6 +244,7 @@ def _loop(opts: RecordOptions, session: Session, writer: TraceWriter, meta: dict
         if stops is not None:
             writer.append("procfs/maps", stops)
         session.poll(0)
+        session.sample_host()
         flush()
         lost = session.lost()
         meta.update(

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..events.decode import to_frame
 from ..events.procmaps import parse_maps
+from .host import KmsgReader, sample_hugepages
 from .kernel import KernelError, ProbePlan, make_plan
 from .loader import DEFAULT_BUFFER_MB, Collector
 
@@ -127,6 +128,8 @@ class Session:
         self.snapshots: list[pd.DataFrame] = []
         self.seen: set[int] = set()  # tgids seen by fork/exec events
         self.start_ns = 0
+        self.kmsg: KmsgReader | None = None
+        self._huge_rows: list[dict] = []
 
     # -- lifecycle --------------------------------------------------------
     def __enter__(self) -> Session:
@@ -148,6 +151,8 @@ class Session:
         """Begin: snapshot the targets, and start the command if there is one."""
         if self.collector is None:
             self.load()
+        self.kmsg = KmsgReader()
+        self.sample_host()
         self.start_ns = time.monotonic_ns()
         if self.target.command:
             self._spawn_blocked(self.target.command)
@@ -235,6 +240,22 @@ class Session:
             self.seen.difference_update(int(x) for x in gone)
         return out
 
+    def sample_host(self) -> None:
+        """Take a sample of the hugetlb pool counters (cheap; call often)."""
+        self._huge_rows.extend(sample_hugepages())
+
+    def host_tables(self) -> dict[str, pd.DataFrame]:
+        """Kernel log lines and hugetlb pool samples since the last call, by table name."""
+        out = {}
+        if self.kmsg is not None:
+            k = self.kmsg.read()
+            if len(k):
+                out["procfs/kmsg"] = k
+        if self._huge_rows:
+            out["procfs/hugepages"] = pd.DataFrame(self._huge_rows)
+            self._huge_rows = []
+        return out
+
     def stop_snapshots(self) -> pd.DataFrame | None:
         """Snapshot every traced process still alive, for checking a model at the end."""
         pids = set(self.target.pids) | self.seen
@@ -254,6 +275,9 @@ class Session:
                 pass
 
     def close(self) -> None:
+        if self.kmsg is not None:
+            self.kmsg.close()
+            self.kmsg = None
         if self._release_fd is not None:
             # Never started: let the held child die rather than run untraced.
             os.close(self._release_fd)

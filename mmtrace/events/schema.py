@@ -31,6 +31,9 @@ __all__ = [
     "PF_GROUP_DEAD",
     "VS_STORE",
     "VS_SZERO",
+    "HC_SYSCALL",
+    "HC_FAULT",
+    "HC_EXIT_MMAP",
 ]
 
 # Flag values mirror the #defines in events.h (test_schema checks them).
@@ -39,6 +42,7 @@ TW_VAL_IS_VMA, TW_CURRENT_MM, TW_KNOWN_MM, TW_FILE = 0x1, 0x2, 0x4, 0x8
 PROC_FORK, PROC_EXEC, PROC_EXIT = 1, 2, 3
 PF_THREAD, PF_SHARED_MM, PF_GROUP_DEAD = 0x1, 0x2, 0x4
 VS_STORE, VS_SZERO = 0, 1
+HC_SYSCALL, HC_FAULT, HC_EXIT_MMAP = 1, 2, 3
 
 HEADER: list[tuple[str, str]] = [
     ("kind", "u1"),
@@ -171,6 +175,23 @@ KINDS: dict[str, EventKind] = {
             "fault",
             "mmt_fault",
             (("address", _U8), ("ip", _U8), ("error_code", _U8)),
+        ),
+        EventKind(
+            8,
+            "hugetlb",
+            "mmt_hugetlb",
+            (
+                ("hstate", _U8),
+                ("nr_huge_pages", _U8),
+                ("free_huge_pages", _U8),
+                ("resv_huge_pages", _U8),
+                ("surplus_huge_pages", _U8),
+                ("tree", _U8),
+                ("address", _U8),
+                ("order", "u4"),
+                ("cause", "u2"),
+                ("sc", "u2"),
+            ),
         ),
     )
 }

@@ -175,6 +175,18 @@ class TraceFile:
         """
         return self.table("procfs/maps")
 
+    def kmsg(self) -> pd.DataFrame:
+        """Kernel log records printed while recording: ``ts`` (CLOCK_MONOTONIC ns
+        when read), ``kmsg_us``, ``seq``, ``level``, ``facility``, ``msg``."""
+        return self.table("procfs/kmsg")
+
+    def hugepages(self) -> pd.DataFrame:
+        """hugetlb pool counters sampled from /sys/kernel/mm/hugepages every
+        100 ms: ``ts``, ``size_kb``, ``nr_hugepages``, ``free_hugepages``,
+        ``resv_hugepages``, ``surplus_hugepages``.  The in-kernel samples at
+        traced syscalls and faults are ``events("hugetlb")``."""
+        return self.table("procfs/hugepages")
+
     def processes(self) -> pd.DataFrame:
         """One row per traced process (thread group).
 

@@ -370,3 +370,72 @@ def test_high_rate_nothing_lost(tmp_path):
     tw = t.events("tree_write")
     assert len(tw) > 5 * n
     assert t.metadata["events"]["tree_write"] == len(tw)
+
+
+HUGE_C = r"""
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <sys/mman.h>
+int main(void)
+{
+	size_t H = 2 << 20;
+	char *p = mmap(0, 4 * H, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	if (p == MAP_FAILED) {
+		perror("mmap");
+		return 1;
+	}
+	printf("%p\n", p);
+	fflush(stdout);
+	p[0] = 1;
+	p[H] = 1;
+	munmap(p + 2 * H, H);
+	munmap(p, 4 * H);
+	return 0;
+}
+"""
+
+
+@pytest.fixture
+def hugepages():
+    path = "/proc/sys/vm/nr_hugepages"
+    old = int(open(path).read())
+    if old < 8:
+        with open(path, "w") as f:
+            f.write("8")
+    yield
+    with open(path, "w") as f:
+        f.write(str(old))
+
+
+def test_hugetlb_counters_and_faults(tmp_path, hugepages):
+    (tmp_path / "huge.c").write_text(HUGE_C)
+    subprocess.run(["cc", "-O1", "-o", str(tmp_path / "huge"), str(tmp_path / "huge.c")], check=True)
+    out = tmp_path / "t"
+    r = _run(["record", "-q", "-o", str(out), "--", str(tmp_path / "huge")])
+    assert r.returncode == 0, r.stderr
+    base = int(r.stdout.split()[0], 16)
+    t = mmtrace.open(out)
+    H = 2 << 20
+    f = t.events("fault")
+    assert set(f["address"]) >= {base, base + H}
+    hs = t.events("hugetlb")
+    assert (hs["order"] == 9).all()
+    # reserve 4 at mmap; each first touch consumes one; all released at the end
+    after_mmap = hs[hs["cause"] == 1].iloc[0]
+    pool = t.hugepages()
+    start_resv = int(pool[pool["size_kb"] == 2048]["resv_hugepages"].iloc[0])
+    assert after_mmap["resv_huge_pages"] == start_resv + 4
+    faults = hs[hs["cause"] == 2]
+    assert list(faults["address"]) == [base, base + H]
+    last = hs.iloc[-1]
+    assert last["resv_huge_pages"] == start_resv
+    assert (hs["resv_huge_pages"] < 2**63).all()
+
+
+def test_kmsg_kept(tmp_path):
+    out = tmp_path / "t"
+    r = _run(["record", "-q", "-o", str(out), "--", "sh", "-c", "echo '<4>mmtrace-live-kmsg-check' > /dev/kmsg; sleep 0.2"])
+    assert r.returncode == 0, r.stderr
+    k = mmtrace.open(out).kmsg()
+    assert (k["msg"] == "mmtrace-live-kmsg-check").any()
+    assert (k.loc[k["msg"] == "mmtrace-live-kmsg-check", "level"] == 4).all()

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * hugetlb accounting evidence.  Reservations have no tracepoint, so the
+ * hstate counters (nr/free/resv/surplus, as in /sys/kernel/mm/hugepages/)
+ * are read in the kernel right where they can change for a traced mm: at the
+ * exit of its syscalls, at its faults in hugetlb ranges, and when its mm is
+ * torn down.  vma.bpf.c fills huge_mm when a hugetlb VMA is stored.
+ */
+
+#ifdef MMT_HAVE_HUGETLB
+static __always_inline void mmt_emit_huge(u64 id, u64 tree, u16 cause, u16 sc, u64 address)
+{
+	struct mmt_huge_mm *hm = huge_mm.lookup(&tree);
+	struct mmt_hugetlb *e;
+	u64 hs;
+
+	if (!hm || !hm->hstate)
+		return;
+	hs = hm->hstate;
+	e = mmt_reserve(sizeof(struct mmt_hugetlb), MMT_HUGETLB);
+	if (!e)
+		return;
+	mmt_fill_hdr(&e->h, MMT_HUGETLB, id);
+	e->hstate = hs;
+	e->nr_huge_pages = mmt_read_u64(hs, MMT_OFF_hstate__nr_huge_pages);
+	e->free_huge_pages = mmt_read_u64(hs, MMT_OFF_hstate__free_huge_pages);
+	e->resv_huge_pages = mmt_read_u64(hs, MMT_OFF_hstate__resv_huge_pages);
+	e->surplus_huge_pages = mmt_read_u64(hs, MMT_OFF_hstate__surplus_huge_pages);
+	e->order = mmt_read_u32(hs, MMT_OFF_hstate__order);
+	e->tree = tree;
+	e->address = address;
+	e->cause = cause;
+	e->sc = sc;
+	mmt_submit(e);
+}
+#else
+static __always_inline void mmt_emit_huge(u64 id, u64 tree, u16 cause, u16 sc, u64 address)
+{
+}
+#endif
+
+#if defined(MMT_HAVE_HUGETLB) && defined(MMT_HAVE_page_fault_user)
+TRACEPOINT_PROBE(exceptions, page_fault_user)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u64 tree, addr = args->address;
+	struct mmt_huge_mm *hm;
+	struct mmt_fault *e;
+
+	if (!mmt_is_traced(id >> 32))
+		return 0;
+	tree = mmt_tree_of(mmt_current_mm());
+	hm = huge_mm.lookup(&tree);
+	if (!hm || addr < hm->lo || addr >= hm->hi)
+		return 0;
+	e = mmt_reserve(sizeof(struct mmt_fault), MMT_FAULT);
+	if (e) {
+		mmt_fill_hdr(&e->h, MMT_FAULT, id);
+		e->address = addr;
+		e->ip = args->ip;
+		e->error_code = args->error_code;
+		mmt_submit(e);
+	}
+	mmt_emit_huge(id, tree, MMT_HC_FAULT, 0, addr);
+	return 0;
+}
+#endif
