@@ -37,6 +37,7 @@ BPF_HASH(mm_trees, u64, u32, MMT_MAX_TRACED);
  * pointers").  User space reads this map to name the fn column. */
 struct mmt_fn_name {
 	char s[48];
+	u8 inner;	/* a mas_wr_* leaf store, called under an outer one */
 };
 BPF_HASH(fn_names, u64, struct mmt_fn_name, 1024);
 

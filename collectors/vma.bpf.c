@@ -29,8 +29,15 @@ static __always_inline void mmt_note_huge(u64 tree, u64 sb, u64 start, u64 end)
 }
 #endif
 
+/* One bpf_probe_read_kernel per struct instead of one per member: the
+ * loader passes the smallest window [LO, LO+LEN) of the struct holding every
+ * member we read (capture/kernel.py), whatever order __randomize_layout gave
+ * them.  Members are then taken at constant offsets inside the window. */
+#define MMT_WIN_U64(win, s, m) ((win)[(MMT_OFF_##s##__##m - MMT_WIN_##s##_LO) / 8])
+
 static __always_inline void mmt_read_vma(struct mmt_tree_write *e)
 {
+	u64 w[MMT_WIN_vm_area_struct_LEN / 8];
 	u64 vma = e->val;
 	u64 file;
 
@@ -44,14 +51,15 @@ static __always_inline void mmt_read_vma(struct mmt_tree_write *e)
 	 * clearing, value entries) have low bits set: never a VMA. */
 	if (!vma || (vma & 7))
 		return;
-	if (mmt_read_u64(vma, MMT_OFF_vm_area_struct__vm_mm) + MMT_OFF_mm_struct__mm_mt != e->tree)
+	bpf_probe_read_kernel(w, sizeof(w), (void *)(vma + MMT_WIN_vm_area_struct_LO));
+	if (MMT_WIN_U64(w, vm_area_struct, vm_mm) + MMT_OFF_mm_struct__mm_mt != e->tree)
 		return;
 	e->flags |= MMT_TW_VAL_IS_VMA;
-	e->vm_start = mmt_read_u64(vma, MMT_OFF_vm_area_struct__vm_start);
-	e->vm_end = mmt_read_u64(vma, MMT_OFF_vm_area_struct__vm_end);
-	e->vm_flags = mmt_read_u64(vma, MMT_OFF_vm_area_struct__vm_flags);
-	e->vm_pgoff = mmt_read_u64(vma, MMT_OFF_vm_area_struct__vm_pgoff);
-	file = mmt_read_u64(vma, MMT_OFF_vm_area_struct__vm_file);
+	e->vm_start = MMT_WIN_U64(w, vm_area_struct, vm_start);
+	e->vm_end = MMT_WIN_U64(w, vm_area_struct, vm_end);
+	e->vm_flags = MMT_WIN_U64(w, vm_area_struct, vm_flags);
+	e->vm_pgoff = MMT_WIN_U64(w, vm_area_struct, vm_pgoff);
+	file = MMT_WIN_U64(w, vm_area_struct, vm_file);
 	if (file) {
 		u64 inode = mmt_read_u64(file, MMT_OFF_file__f_inode);
 		u64 sb = mmt_read_u64(inode, MMT_OFF_inode__i_sb);
@@ -66,37 +74,94 @@ static __always_inline void mmt_read_vma(struct mmt_tree_write *e)
 	}
 }
 
+/* The last outer store (mas_store_prealloc, mas_store, ...) seen on this CPU.
+ * One logical store fires an outer event and then, for the same ma_state,
+ * entry and range, an inner mas_wr_* event (lib/maple_tree.c): that inner
+ * event carries nothing new and is folded away here.  An inner event whose
+ * range differs (a NULL store widened over a gap) or that has no outer
+ * event (mas_store_gfp since v6.12) is kept. */
+struct mmt_last_store {
+	u64 mas;
+	u64 val;
+	u64 index;
+	u64 last;
+	u64 tid;
+};
+BPF_PERCPU_ARRAY(last_store, struct mmt_last_store, 1);
+
+/* Counters that are not losses: [0] inner stores folded into their outer one. */
+BPF_PERCPU_ARRAY(stats, u64, 4);
+
+static __always_inline u8 mmt_fn_is_inner(u64 fn)
+{
+	struct mmt_fn_name *known = fn_names.lookup(&fn);
+	struct mmt_fn_name n = {};
+
+	if (known)
+		return known->inner;
+	bpf_probe_read_kernel_str(&n.s, sizeof(n.s), (void *)fn);
+	n.inner = n.s[0] == 'm' && n.s[1] == 'a' && n.s[2] == 's' && n.s[3] == '_' &&
+		  n.s[4] == 'w' && n.s[5] == 'r' && n.s[6] == '_';
+	fn_names.update(&fn, &n);
+	return n.inner;
+}
+
 static __always_inline int mmt_on_tree(struct bpf_raw_tracepoint_args *ctx, u16 op)
 {
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tgid = id >> 32;
 	struct mmt_tree_write *e;
+	struct mmt_last_store *ls;
+	u64 m[MMT_WIN_ma_state_LEN / 8];
 	u64 fn = ctx->args[0];
 	u64 mas = ctx->args[1];
+	u64 val = op == MMT_OP_WRITE ? ctx->args[3] : 0;
+	u32 zero = 0;
+	u8 inner;
 
 	if (!mmt_is_traced(tgid))
 		return 0;
+	inner = mmt_fn_is_inner(fn);
+	bpf_probe_read_kernel(m, sizeof(m), (void *)(mas + MMT_WIN_ma_state_LO));
+	ls = last_store.lookup(&zero);
+	if (ls && op == MMT_OP_WRITE) {
+#ifndef MMT_KEEP_INNER
+		if (inner) {
+			if (ls->tid == id && ls->mas == mas && ls->val == val &&
+			    ls->index == MMT_WIN_U64(m, ma_state, index) &&
+			    ls->last == MMT_WIN_U64(m, ma_state, last)) {
+				u64 *folded = stats.lookup(&zero);
+
+				ls->tid = 0;
+				if (folded)
+					(*folded)++;
+				return 0;
+			}
+		} else {
+			ls->tid = id;
+			ls->mas = mas;
+			ls->val = val;
+			ls->index = MMT_WIN_U64(m, ma_state, index);
+			ls->last = MMT_WIN_U64(m, ma_state, last);
+		}
+#endif
+	}
 	e = mmt_reserve(sizeof(struct mmt_tree_write), MMT_TREE_WRITE);
 	if (!e)
 		return 0;
 	mmt_fill_hdr(&e->h, MMT_TREE_WRITE, id);
 	e->fn = fn;
-	e->tree = mmt_read_u64(mas, MMT_OFF_ma_state__tree);
-	e->index = mmt_read_u64(mas, MMT_OFF_ma_state__index);
-	e->last = mmt_read_u64(mas, MMT_OFF_ma_state__last);
-	e->min = mmt_read_u64(mas, MMT_OFF_ma_state__min);
-	e->max = mmt_read_u64(mas, MMT_OFF_ma_state__max);
-	e->node = mmt_read_u64(mas, MMT_OFF_ma_state__node);
+	e->tree = MMT_WIN_U64(m, ma_state, tree);
+	e->index = MMT_WIN_U64(m, ma_state, index);
+	e->last = MMT_WIN_U64(m, ma_state, last);
+	e->min = MMT_WIN_U64(m, ma_state, min);
+	e->max = MMT_WIN_U64(m, ma_state, max);
+	e->node = MMT_WIN_U64(m, ma_state, node);
 	e->mm = mmt_current_mm();
 	e->op = op;
 	e->flags = 0;
-	if (op == MMT_OP_WRITE) {
-		e->piv = ctx->args[2];
-		e->val = ctx->args[3];
-	} else {
-		e->piv = 0;
-		e->val = 0;
-	}
+	e->piv = op == MMT_OP_WRITE ? ctx->args[2] : 0;
+	e->val = val;
 	if (e->mm && mmt_tree_of(e->mm) == e->tree)
 		e->flags |= MMT_TW_CURRENT_MM;
 	if (mm_trees.lookup(&e->tree))
@@ -104,12 +169,6 @@ static __always_inline int mmt_on_tree(struct bpf_raw_tracepoint_args *ctx, u16 
 	mmt_read_vma(e);
 	if ((e->flags & (MMT_TW_VAL_IS_VMA | MMT_TW_KNOWN_MM)) == MMT_TW_VAL_IS_VMA)
 		mm_trees.update(&e->tree, &tgid);
-	if (!fn_names.lookup(&fn)) {
-		struct mmt_fn_name n = {};
-
-		bpf_probe_read_kernel_str(&n.s, sizeof(n.s), (void *)fn);
-		fn_names.update(&fn, &n);
-	}
 	mmt_submit(e);
 	return 0;
 }

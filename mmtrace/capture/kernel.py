@@ -95,6 +95,8 @@ BTF_MEMBERS = (
     ("inode", "i_sb"),
     ("super_block", "s_dev"),
 )
+# Structs whose members are read with a single probe read of a window.
+WINDOWED = ("vm_area_struct", "ma_state")
 # Read only where this kernel has hugetlbfs (CONFIG_HUGETLBFS): -DMMT_HAVE_HUGETLB.
 BTF_MEMBERS_HUGETLB = (
     ("super_block", "s_fs_info"),
@@ -217,6 +219,8 @@ class ProbePlan:
         for key, off in self.offsets.items():
             s, m = key.split(".")
             flags.append(f"-DMMT_OFF_{s}__{m}={off}")
+        for struct, (lo, length) in self.windows().items():
+            flags += [f"-DMMT_WIN_{struct}_LO={lo}", f"-DMMT_WIN_{struct}_LEN={length}"]
         for tp in self.tracepoints:
             cat, name = tp.split(":")
             if cat in ("maple_tree", "mmap", "exceptions") and name != "ma_write":
@@ -230,6 +234,18 @@ class ProbePlan:
         if self.features.get("exit_group_dead"):
             flags.append("-DMMT_HAVE_exit_group_dead")
         return flags
+
+    def windows(self) -> dict[str, tuple[int, int]]:
+        """For structs read in one go: (first byte, length) covering every u64 member we read."""
+        out = {}
+        for struct in WINDOWED:
+            offs = [off for key, off in self.offsets.items() if key.split(".")[0] == struct]
+            lo = min(offs) & ~7
+            length = (max(offs) + 8 - lo + 7) & ~7
+            if length > 256:
+                raise KernelError(f"{struct}: members we read span {length} bytes; the one-read window needs <= 256")
+            out[struct] = (lo, length)
+        return out
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -82,6 +82,7 @@ class Collector:
         system_wide: bool = False,
         buffer_mb: int = DEFAULT_BUFFER_MB,
         self_tgid: int | None = None,
+        keep_inner: bool = False,
     ) -> None:
         bcc = _import_bcc()
         if buffer_mb < 1 or buffer_mb & (buffer_mb - 1):
@@ -105,6 +106,8 @@ class Collector:
         cflags += [f"-DMMT_RB_PAGES_{k}={n // page}" for k, n in self.ring_bytes.items()]
         if system_wide:
             cflags.append("-DMMT_TRACE_ALL")
+        if keep_inner:
+            cflags.append("-DMMT_KEEP_INNER")
         self.cflags = cflags
         if plan.headers:
             os.environ["BCC_KERNEL_SOURCE"] = plan.headers
@@ -166,6 +169,10 @@ class Collector:
             vals = table[ctypes.c_int(kind.id)]
             out[kind.name] = int(sum(vals))
         return out
+
+    def folded(self) -> int:
+        """Inner mas_wr_* stores folded into the identical outer store (not lost: redundant)."""
+        return int(sum(self.bpf[b"stats"][ctypes.c_int(0)]))
 
     def fn_names(self) -> dict[int, str]:
         """Kernel address of each ma_write/ma_op fn string seen -> the string."""

@@ -42,6 +42,7 @@ class RecordOptions:
     pids: list[int] = field(default_factory=list)
     duration: float | None = None
     buffer_mb: int = DEFAULT_BUFFER_MB
+    keep_inner: bool = False  # keep inner mas_wr_* events identical to their outer store
     flush_interval: float = 1.0
     progress: bool | None = None  # None: only when stderr is a terminal
     argv: list[str] = field(default_factory=list)  # the mmtrace command line, for metadata
@@ -128,7 +129,7 @@ def record(opts: RecordOptions) -> RecordResult:
     """Record ``opts`` target into ``opts.output``; see the module docstring."""
     target = Target(command=opts.command, pids=list(opts.pids))
     try:
-        session = Session(target, buffer_mb=opts.buffer_mb)
+        session = Session(target, buffer_mb=opts.buffer_mb, keep_inner=opts.keep_inner)
     except (KernelError, ValueError) as e:
         raise RecordError(str(e)) from e
     out = Path(opts.output)
@@ -150,6 +151,7 @@ def record(opts: RecordOptions) -> RecordResult:
         "target": {"command": opts.command, "pids": opts.pids, "system_wide": target.system_wide},
         "probe_plan": session.plan.to_dict(),
         "buffer_mb": opts.buffer_mb,
+        "inner_stores": "kept" if opts.keep_inner else "folded",
         "lost": {},
         "events": {},
     }
@@ -249,6 +251,7 @@ def _loop(opts: RecordOptions, session: Session, writer: TraceWriter, meta: dict
         lost = session.lost()
         meta.update(
             complete=True,
+            folded_inner_stores=session.folded(),
             stop_reason=reason,
             lost=lost,
             events=dict(counts),

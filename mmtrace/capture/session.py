@@ -113,12 +113,20 @@ class Session:
     events gathered since the last call as ``{kind: DataFrame}``.
     """
 
-    def __init__(self, target: Target, *, buffer_mb: int = DEFAULT_BUFFER_MB, plan: ProbePlan | None = None) -> None:
+    def __init__(
+        self,
+        target: Target,
+        *,
+        buffer_mb: int = DEFAULT_BUFFER_MB,
+        plan: ProbePlan | None = None,
+        keep_inner: bool = False,
+    ) -> None:
         if os.geteuid() != 0:
             raise KernelError("tracing needs root (BPF and tracefs): run it with sudo")
         target.check()
         self.target = target
         self.buffer_mb = buffer_mb
+        self.keep_inner = keep_inner
         self.plan = plan or make_plan()
         self.collector: Collector | None = None
         self.child: int | None = None
@@ -145,6 +153,7 @@ class Session:
             pids=self.target.pids,
             system_wide=self.target.system_wide,
             buffer_mb=self.buffer_mb,
+            keep_inner=self.keep_inner,
         )
 
     def start(self) -> None:
@@ -266,6 +275,9 @@ class Session:
 
     def lost(self) -> dict[str, int]:
         return self.collector.lost() if self.collector else {}
+
+    def folded(self) -> int:
+        return self.collector.folded() if self.collector else 0
 
     def kill_child(self, sig: int = signal.SIGTERM) -> None:
         if self.child is not None and self.child_status is None:

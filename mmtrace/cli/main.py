@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="ring buffer size in MiB, a power of two (default: %(default)s); raise it if events are lost",
     )
+    r.add_argument(
+        "--all-stores",
+        action="store_true",
+        help="keep the inner mas_wr_* event of every store (by default an inner event identical to "
+        "its outer store is folded in the kernel; their number is in the trace's metadata)",
+    )
     r.add_argument("-q", "--quiet", action="store_true", help="no live progress line")
     r.add_argument("--dump-bpf", action="store_true", help="print the generated BPF C program and its -D flags, and exit")
     r.add_argument("argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -192,6 +198,7 @@ def cmd_record(args, argv: list[str]) -> int:
         pids=args.pid or [],
         duration=args.duration,
         buffer_mb=args.buffer_mb,
+        keep_inner=args.all_stores,
         progress=False if args.quiet else None,
         argv=["mmtrace", *argv],
     )
