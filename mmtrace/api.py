@@ -17,6 +17,36 @@ __all__ = ["Trace", "open", "stream"]
 class Trace(TraceFile):
     """A recorded trace.  See :class:`mmtrace.trace.reader.TraceFile` for the tables."""
 
+    def vmas(self, pid: int, at: int) -> pd.DataFrame:
+        """VMAs of process ``pid`` (tgid) at CLOCK_MONOTONIC ``at`` ns, as /proc/PID/maps would show.
+
+        Columns: ``start``, ``end`` (uint64, end exclusive), ``perms``
+        (e.g. ``r-xp``), ``vm_flags``, ``pgoff`` (bytes), ``dev``, ``inode``,
+        ``path`` (from snapshots, where known), ``file`` ("dev:inode path"),
+        ``vma`` (the kernel pointer; 0 when known only from a snapshot).
+        The replay is checkpointed: many instants cost one pass.
+        See :func:`mmtrace.model.vmas`.
+        """
+        from .model import vmas
+
+        return vmas(self, pid, at)
+
+    def changes(self, pid: int | None = None) -> pd.DataFrame:
+        """One row per change of a VMA tree, grouped by cause.
+
+        Columns: ``ts``, ``ts_end``, ``pid``, ``tid``, ``tree``, ``cause``
+        (syscall name or kernel path: exec_setup, fork_copy, exit, stack
+        growth...), ``kind`` (map, unmap, split, merge, expand, shrink, move,
+        protect, fork_copy, exec_setup, exit), ``syscall``, ``arg0``..``arg5``,
+        ``ret``, ``lo``/``hi`` (the affected range), ``n_before``/``n_after``,
+        ``bytes_before``/``bytes_after``, ``before``/``after`` (lists of
+        (start, end, perms) that went away / appeared).
+        See :func:`mmtrace.model.changes`.
+        """
+        from .model import changes
+
+        return changes(self, pid)
+
     def __repr__(self) -> str:
         n = sum((self.metadata.get("events") or {}).values())
         return f"<mmtrace.Trace {str(self.path)!r}: {n:,} events, kernel {self.metadata.get('kernel_release')}>"

@@ -126,6 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("trace", type=Path, nargs="?", default=Path("mmtrace.data"))
 
+    v = sub.add_parser(
+        "verify",
+        help="check the rebuilt VMA trees against /proc/PID/maps checkpoints",
+        description="Replay TRACE and compare every checkpoint in CHECKPOINTS (files written by the "
+        "bundled workloads' --checkpoints, one per pid) with the model at the checkpoint's time, "
+        "on (start, end, perms). Prints matches per pid and the first differences; exits 1 on any mismatch.",
+    )
+    v.add_argument("trace", type=Path)
+    v.add_argument("checkpoints", type=Path)
+    v.add_argument("--show", type=int, default=3, metavar="N", help="show the first N mismatches (default: %(default)s)")
+
     dm = sub.add_parser(
         "demo",
         help="build the bundled demo workload, record it, and summarise (root)",
@@ -280,6 +291,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_summary(args)
         if args.cmd == "demo":
             return cmd_demo(args)
+        if args.cmd == "verify":
+            from .verify import main as verify_main
+
+            return verify_main([str(args.trace), str(args.checkpoints), "--show", str(args.show)])
     except KeyboardInterrupt:
         _err("interrupted")
         return 130

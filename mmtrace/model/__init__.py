@@ -1,1 +1,29 @@
-"""mmtrace.model"""
+"""mmtrace.model: every traced process's VMA tree rebuilt at any instant from a trace.
+
+- :func:`vmas` (trace, pid, at) -> DataFrame of the VMAs of tgid ``pid`` at CLOCK_MONOTONIC ``at``;
+- :func:`changes` (trace, pid=None) -> DataFrame, one row per tree change grouped by cause;
+- :class:`Model` for many queries (checkpointed replay, :meth:`Model.sweep`);
+- :class:`VmaTree`, the interval map, and :class:`Engine`, the replay step.
+"""
+
+from .changes import CHANGE_COLUMNS, changes, classify
+from .model import Model, model_of, vmas
+from .replay import VMA_COLUMNS, Engine, tree_frame
+from .stream import Stream, build_stream
+from .vmatree import VmaTree, perms_of
+
+__all__ = [
+    "vmas",
+    "changes",
+    "classify",
+    "Model",
+    "model_of",
+    "Engine",
+    "VmaTree",
+    "Stream",
+    "build_stream",
+    "tree_frame",
+    "perms_of",
+    "VMA_COLUMNS",
+    "CHANGE_COLUMNS",
+]

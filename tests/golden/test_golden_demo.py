@@ -58,3 +58,25 @@ def test_checkpoints_bracket_events(trace):
     # The checkpoints were taken while recording: same clock as the events.
     ts = trace.events("syscall")["ts"]
     assert cp["t_before"].min() >= ts.min() - 10**9 and cp["t_after"].max() <= trace.metadata["stop_ns"]
+
+
+def test_model_matches_every_checkpoint(trace):
+    """The rebuilt trees equal /proc/PID/maps at each of the demo's checkpoints (no root needed)."""
+    from mmtrace.cli.verify import verify
+
+    res = verify(DATA / "demo.trace", DATA / "demo.checkpoints")
+    assert res.total >= 25
+    assert res.matched == res.total, "\n".join(m.describe() for m in res.mismatches[:3])
+
+
+def test_vmas_at_a_checkpoint_equal_maps(trace):
+    cp = read_checkpoints(DATA / "demo.checkpoints")
+    one = cp[cp["op"] == "mprotect-middle"]
+    pid, t0 = int(one["pid"].iloc[0]), int(one["t_before"].iloc[0])
+    got = trace.vmas(pid, t0)
+    want = one[one["path"] != "[vsyscall]"]
+    assert list(zip(got["start"], got["end"], got["perms"])) == list(zip(want["start"], want["end"], want["perms"]))
+    # the split: three VMAs of 6, 4, 6 pages, rw-p / r--p / rw-p, with kernel pointers
+    mid = got[got["perms"] == "r--p"]
+    assert ((mid["end"] - mid["start"]) == 4 * 4096).any()
+    assert (got["vma"] != 0).any()

@@ -1,0 +1,229 @@
+"""Every change of every tree, grouped by cause and classified from before/after.
+
+A replay with an observer: the changes a tree goes through are grouped by
+their cause (one traced syscall of one thread, from its first store to its
+exit-time corrections; or a kernel path: ``fork_copy``, ``exec_setup``,
+``exit``, ``stack_growth``, other ``kernel`` stores), and each group is
+classified by comparing the tree before and after it: the VMAs that went
+away (``before``) and those that appeared (``after``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .model import Model
+from .replay import Engine
+from .vmatree import VM_GROWSDOWN, VmaTree, perms_of
+
+__all__ = ["changes", "CHANGE_COLUMNS", "classify"]
+
+CHANGE_COLUMNS = (
+    "ts", "ts_end", "pid", "tid", "tree", "cause", "kind", "syscall",
+    "arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "ret",
+    "lo", "hi", "n_before", "n_after", "bytes_before", "bytes_after", "before", "after",
+)
+
+
+def _vmas(starts, ends, vals) -> list[tuple[int, int, int, int]]:
+    """(start, end, ptr, vm_flags) per VMA (pieces of one pointer joined)."""
+    out: list[tuple[int, int, int, int]] = []
+    for s, e, v in zip(starts, ends, vals):
+        if out and v[0] and out[-1][2] == v[0] and out[-1][3] == v[1] and out[-1][1] == s:
+            out[-1] = (out[-1][0], e, v[0], v[1])
+        else:
+            out.append((s, e, v[0], v[1]))
+    return out
+
+
+def classify(before: list[tuple], after: list[tuple], *, moved: bool = False) -> str | None:
+    """Kind of a change from the VMAs that went away and those that appeared.
+
+    ``before``/``after`` hold (start, end, ...) tuples; None when both are empty.
+    Same bytes covered: more VMAs is a ``split``, fewer a ``merge``, as many a
+    ``protect``.  More bytes: a new VMA is a ``map``, one VMA grown an
+    ``expand``, VMAs joined a ``merge``.  Fewer bytes: a VMA cut ``shrink``,
+    otherwise ``unmap``.  ``moved``: an mremap that relocated (``move``).
+    """
+    if not before and not after:
+        return None
+    if not before:
+        return "map"
+    if not after:
+        return "unmap"
+    if moved:
+        return "move"
+    nb, na = len(before), len(after)
+    cb = sum(e - s for s, e, *_ in before)
+    ca = sum(e - s for s, e, *_ in after)
+    if ca == cb:
+        return "split" if na > nb else "merge" if na < nb else "protect"
+    if ca > cb:
+        return "map" if na > nb else "expand" if na == nb else "merge"
+    return "shrink" if na == nb else "unmap"
+
+
+class _Observer:
+    """Collects change rows while an :class:`Engine` replays."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.e = engine
+        self.sc = engine.s.sc
+        self.open: dict[int, dict] = {}  # tree uid -> open group
+        self.label: dict[int, str] = {}  # tree uid -> how it was born
+        self.owner: dict[int, int] = {}  # tree uid -> tgid
+        self.rows: list[dict] = []
+
+    def _pid(self, t: VmaTree, fallback: int) -> int:
+        p = self.owner.get(t.uid)
+        if p is None:
+            for tgid, bt in self.e.bind.items():
+                if bt is t:
+                    return tgid
+            return fallback
+        return p
+
+    def _open(self, t: VmaTree, key, ts: int, tid: int, tgid: int, cause: str, row: int) -> dict:
+        g = self.open.get(t.uid)
+        if g is not None and g["key"] == key:
+            return g
+        if g is not None:
+            self._close(t)
+        g = {
+            "key": key, "ts": ts, "ts_end": ts, "tid": tid, "tgid": tgid, "cause": cause, "row": row,
+            "before": _vmas(t.starts, t.ends, t.vals),
+        }
+        self.open[t.uid] = g
+        return g
+
+    def _close(self, t: VmaTree, *, force_kind: str | None = None, ts_end: int | None = None) -> None:
+        g = self.open.pop(t.uid, None)
+        if g is None:
+            return
+        after_all = _vmas(t.starts, t.ends, t.vals)
+        bset, aset = set(g["before"]), set(after_all)
+        removed = sorted(bset - aset)
+        added = sorted(aset - bset)
+        row = g["row"]
+        name = self.sc["syscall"][row] if row >= 0 else ""
+        moved = False
+        if name == "mremap":
+            ret = self.sc["ret"][row]
+            moved = ret >= 0 and ret != self.sc["arg0"][row]
+        kind = force_kind or classify(removed, added, moved=moved)
+        if kind is None:
+            return
+        lbl = self.label.get(t.uid)
+        if lbl in ("fork_copy", "exec_setup") and t.uid not in self.owner and kind != "exit":
+            kind = lbl  # stores into a new tree before its fork/exec event: all setup
+        elif kind == "protect" and [x[3] & 0xF for x in removed] == [x[3] & 0xF for x in added]:
+            kind = "map"  # same ranges and perms, new VMAs: a mapping replaced in place
+        cause = g["cause"]
+        if cause == "kernel" and kind == "expand" and any(f & VM_GROWSDOWN for *_, f in added):
+            cause = "stack_growth"
+        rng = removed + added
+        r = {
+            "ts": g["ts"], "ts_end": ts_end if ts_end is not None else g["ts_end"],
+            "pid": self._pid(t, g["tgid"]), "tid": g["tid"], "tree": t.ptr or 0,
+            "cause": cause, "kind": kind, "syscall": name,
+        }
+        for k in range(6):
+            r[f"arg{k}"] = self.sc[f"arg{k}"][row] if row >= 0 else 0
+        r["ret"] = self.sc["ret"][row] if row >= 0 else 0
+        r["lo"] = min(x[0] for x in rng)
+        r["hi"] = max(x[1] for x in rng)
+        r["n_before"], r["n_after"] = len(removed), len(added)
+        r["bytes_before"] = sum(e - s for s, e, *_ in removed)
+        r["bytes_after"] = sum(e - s for s, e, *_ in added)
+        r["before"] = [(s, e, perms_of(f)) for s, e, _, f in removed]
+        r["after"] = [(s, e, perms_of(f)) for s, e, _, f in added]
+        self.rows.append(r)
+
+    # -- engine hooks ----------------------------------------------------------
+    def born(self, t: VmaTree, ts: int, tgid: int, label: str) -> None:
+        self.label[t.uid] = label
+
+    def write(self, t: VmaTree, rec: tuple) -> None:
+        ts, ptr, tid, tgid, cur, cause = rec[1], rec[2], rec[7], rec[8], rec[9], rec[14]
+        if ptr != cur and self.label.get(t.uid) in ("fork_copy", "exec_setup"):
+            label = self.label[t.uid]
+            key = ("k", label)
+        elif cause >= 0:
+            label = self.sc["syscall"][cause]
+            key = ("sc", cause)
+        else:
+            label = "kernel"
+            key = ("k", tid)
+        g = self._open(t, key, ts, tid, tgid, label, cause if key[0] == "sc" else -1)
+        g["ts_end"] = ts
+
+    def syscall_exit_begin(self, t: VmaTree, row: int) -> None:
+        g = self._open(t, ("sc", row), self.sc["ts_enter"][row], self.sc["tid"][row], self.sc["tgid"][row],
+                       self.sc["syscall"][row], row)
+        g["ts_end"] = self.sc["ts"][row]
+
+    def syscall_exit_end(self, t: VmaTree, row: int) -> None:
+        self._close(t)
+
+    def touch(self, t: VmaTree, lo: int, hi: int, ts: int, tgid: int) -> None:
+        if t.uid not in self.open:
+            self._open(t, ("k", "fork_copy"), ts, tgid, tgid, "fork_copy", -1)
+
+    def fork_done(self, t: VmaTree, ts: int, child: int) -> None:
+        self.owner[t.uid] = child
+        if t.uid in self.open:
+            self._close(t, force_kind="fork_copy", ts_end=ts)
+
+    def exec_done(self, t: VmaTree, ts: int, tgid: int) -> None:
+        self.owner[t.uid] = tgid
+        if t.uid in self.open:
+            self._close(t, force_kind="exec_setup", ts_end=ts)
+
+    def exit(self, t: VmaTree, ts: int) -> None:
+        self._close(t)
+        self._open(t, ("k", "exit"), ts, 0, self._pid(t, 0), "exit", -1)
+        g = self.open[t.uid]
+        t.starts, t.ends, t.vals = [], [], []  # what exit_mmap leaves; the engine drops it too
+        self._close(t, force_kind="exit" if g["before"] else None, ts_end=ts)
+
+    def finish(self) -> None:
+        for uid in list(self.open):
+            t = next((x for x in self.e.trees.values() if x.uid == uid), None)
+            if t is None:
+                self.open.pop(uid)
+            else:
+                self._close(t)
+
+
+def changes(trace, pid: int | None = None) -> pd.DataFrame:
+    """One row per change of a tree, grouped by cause; all processes, or tgid ``pid``.
+
+    Columns: ``ts``, ``ts_end`` (first and last event of the group), ``pid``
+    (tgid owning the tree), ``tid``, ``tree`` (maple tree pointer), ``cause``
+    (the syscall name, or ``fork_copy``, ``exec_setup``, ``exit``,
+    ``stack_growth``, ``kernel``), ``kind`` (map, unmap, split, merge,
+    expand, shrink, move, protect, fork_copy, exec_setup, exit),
+    ``syscall`` and ``arg0``..``arg5``, ``ret`` (empty/0 for kernel paths),
+    ``lo``/``hi`` (the span of the VMAs that changed), ``n_before``,
+    ``n_after``, ``bytes_before``, ``bytes_after``, ``before``/``after``
+    (lists of (start, end, perms) of the VMAs that went away / appeared).
+    """
+    from .stream import build_stream  # with causes: the enclosing syscall of every store
+
+    m = Model(trace, checkpoint_every=1 << 62)
+    m.stream = build_stream(trace, with_causes=True)
+    e = m.engine()
+    obs = _Observer(e)
+    e.observer = obs
+    e.run(len(m.stream.records))
+    obs.finish()
+    df = pd.DataFrame(obs.rows, columns=list(CHANGE_COLUMNS))
+    for c in ("ts", "ts_end", "pid", "tid", "ret", "n_before", "n_after"):
+        df[c] = df[c].astype(np.int64)
+    for c in ("tree", "arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "lo", "hi", "bytes_before", "bytes_after"):
+        df[c] = df[c].astype(np.uint64)
+    df = df.sort_values("ts", kind="stable", ignore_index=True)
+    if pid is not None:
+        df = df[df["pid"] == int(pid)].reset_index(drop=True)
+    return df
