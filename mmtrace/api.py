@@ -31,6 +31,14 @@ class Trace(TraceFile):
 
         return vmas(self, pid, at)
 
+    def _all_changes(self) -> pd.DataFrame:
+        ch = getattr(self, "_changes_cache", None)
+        if ch is None:
+            from .model import changes
+
+            ch = self._changes_cache = changes(self)
+        return ch
+
     def changes(self, pid: int | None = None) -> pd.DataFrame:
         """One row per change of a VMA tree, grouped by cause.
 
@@ -43,13 +51,95 @@ class Trace(TraceFile):
         (start, end, perms) that went away / appeared).
         See :func:`mmtrace.model.changes`.
         """
-        from .model import changes
+        ch = self._all_changes()
+        return ch if pid is None else ch[ch["pid"] == int(pid)].reset_index(drop=True)
 
-        return changes(self, pid)
+    def splits(self) -> pd.DataFrame:
+        """One row per change that split VMAs (each ``__split_vma`` is one point in ``at``).
+
+        Columns: ``ts``, ``ts_end``, ``pid``, ``tid``, ``comm``, ``cause``,
+        ``syscall``, ``arg0``..``arg3``, ``ret``, ``kind``, ``count``, ``at``,
+        ``before``/``after`` (lists of {start, end, perms, vm_flags, vma}),
+        ``writes`` (the maple tree writes that showed it).
+        See :func:`mmtrace.detect.splits`.
+        """
+        from .detect import splits
+
+        return splits(self, self._all_changes())
+
+    def merges(self) -> pd.DataFrame:
+        """One row per change that merged VMAs; columns as :meth:`splits`, ``kind`` is
+        "merge" (adjacent VMAs joined) or "new_range_merge" (a new range taken
+        into a neighbour).  See :func:`mmtrace.detect.merges`."""
+        from .detect import merges
+
+        return merges(self, self._all_changes())
+
+    def hugetlb(self) -> pd.DataFrame:
+        """Modeled hugetlb reservations against the kernel's counters, one row per
+        in-kernel sample.  See :func:`mmtrace.detect.hugetlb_accounting` for columns."""
+        h = getattr(self, "_hugetlb_cache", None)
+        if h is None:
+            from .detect import hugetlb_accounting
+
+            h = self._hugetlb_cache = hugetlb_accounting(self)
+        return h
+
+    def anomalies(self) -> pd.DataFrame:
+        """One row per finding: ``ts``, ``pid``, ``comm``, ``severity`` (error,
+        warning), ``kind`` (model_kernel_disagree, kernel_counter_underflow,
+        negative_reservation, kernel_warning, unmapped_area_disagree) and
+        ``explanation`` (a sentence)."""
+        from .detect import hugetlb_anomalies
+
+        rows = hugetlb_anomalies(self, self.hugetlb())
+        ua = self.unmapped_area_check()
+        for r in ua[~ua["agrees"]].itertuples(index=False) if len(ua) else ():
+            rows.append({
+                "ts": r.ts, "pid": r.pid, "severity": "warning", "kind": "unmapped_area_disagree",
+                "explanation": (
+                    f"vm_unmapped_area returned {r.addr:#x} (err {r.err}) for {r.length:#x} bytes in "
+                    f"[{r.low_limit:#x}, {r.high_limit:#x}), but the rebuilt tree "
+                    + ("has that range in use" if not r.free else "would give "
+                       + (f"{r.expected:#x}" if r.expected else "-ENOMEM"))
+                ),
+            })
+        df = pd.DataFrame(rows, columns=["ts", "pid", "severity", "kind", "explanation"])
+        df.insert(2, "comm", _comm_at(self, df))
+        return df.sort_values("ts", kind="stable", ignore_index=True)
+
+    def unmapped_area_check(self) -> pd.DataFrame:
+        """Each ``mmap:vm_unmapped_area`` checked against a first-fit search of the rebuilt
+        tree.  See :func:`mmtrace.detect.unmapped_area_check` for columns."""
+        u = getattr(self, "_ua_cache", None)
+        if u is None:
+            from .detect import unmapped_area_check
+
+            u = self._ua_cache = unmapped_area_check(self)
+        return u
+
+    def processes(self, counts: bool = True) -> pd.DataFrame:
+        """As :meth:`TraceFile.processes`, plus ``splits`` and ``merges`` per process
+        (split/merge points found by :meth:`splits` / :meth:`merges`) when ``counts``."""
+        p = super().processes()
+        if not counts or len(p) == 0:
+            return p
+        s, m = self.splits(), self.merges()
+        sc = s.groupby("pid")["count"].sum() if len(s) else pd.Series(dtype="int64")
+        mc = m.groupby("pid")["count"].sum() if len(m) else pd.Series(dtype="int64")
+        p["splits"] = p["pid"].map(sc).fillna(0).astype("int64")
+        p["merges"] = p["pid"].map(mc).fillna(0).astype("int64")
+        return p
 
     def __repr__(self) -> str:
         n = sum((self.metadata.get("events") or {}).values())
         return f"<mmtrace.Trace {str(self.path)!r}: {n:,} events, kernel {self.metadata.get('kernel_release')}>"
+
+
+def _comm_at(trace: TraceFile, df: pd.DataFrame) -> list[str]:
+    from .detect.structure import _comm
+
+    return _comm(trace, df) if len(df) else []
 
 
 def open(path: str | Path) -> Trace:  # noqa: A001 - mirrors builtins.open by design

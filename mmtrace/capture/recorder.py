@@ -73,6 +73,24 @@ def _boot_id() -> str:
         return ""
 
 
+def _vm_settings() -> dict:
+    """Kernel settings the analyses need to repeat the kernel's own searches."""
+    out = {}
+    try:
+        out["mmap_min_addr"] = int(Path("/proc/sys/vm/mmap_min_addr").read_text())
+    except (OSError, ValueError):
+        pass
+    gap = 256  # stack_guard_gap, in pages (mm/mmap.c), unless set on the command line
+    try:
+        for arg in Path("/proc/cmdline").read_text().split():
+            if arg.startswith("stack_guard_gap="):
+                gap = int(arg.split("=", 1)[1])
+    except (OSError, ValueError):
+        pass
+    out["stack_guard_gap_pages"] = gap
+    return out
+
+
 def _prepare_output(path: Path) -> None:
     """Keep one previous trace as PATH.old (like perf.data.old); refuse to clobber other things."""
     if not path.exists():
@@ -147,6 +165,7 @@ def record(opts: RecordOptions) -> RecordResult:
         "boot_id": _boot_id(),
         "clock": "CLOCK_MONOTONIC",
         "page_size": os.sysconf("SC_PAGE_SIZE"),
+        **_vm_settings(),
         "command_line": opts.argv,
         "target": {"command": opts.command, "pids": opts.pids, "system_wide": target.system_wide},
         "probe_plan": session.plan.to_dict(),

@@ -1,1 +1,21 @@
-"""mmtrace.detect"""
+"""Findings: splits, merges, hugetlb accounting, unmapped-area cross-checks.
+
+Each rule takes a trace (and what the model rebuilt from it) and returns a
+DataFrame (or rows) of findings.
+"""
+
+from .hugetlb import KMSG_HUGETLB, hugetlb_accounting, hugetlb_anomalies
+from .structure import merges, split_merge_points, splits, write_sequences
+from .unmapped_area import first_fit, unmapped_area_check
+
+__all__ = [
+    "splits",
+    "merges",
+    "split_merge_points",
+    "write_sequences",
+    "hugetlb_accounting",
+    "hugetlb_anomalies",
+    "KMSG_HUGETLB",
+    "unmapped_area_check",
+    "first_fit",
+]

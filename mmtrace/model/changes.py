@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .model import Model
-from .replay import Engine
+from .replay import Engine, snapshot_trees
 from .vmatree import VM_GROWSDOWN, VmaTree, perms_of
 
 __all__ = ["changes", "CHANGE_COLUMNS", "classify"]
@@ -23,6 +22,7 @@ CHANGE_COLUMNS = (
     "ts", "ts_end", "pid", "tid", "tree", "cause", "kind", "syscall",
     "arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "ret",
     "lo", "hi", "n_before", "n_after", "bytes_before", "bytes_after", "before", "after",
+    "before_vmas", "after_vmas",
 )
 
 
@@ -69,7 +69,7 @@ class _Observer:
 
     def __init__(self, engine: Engine) -> None:
         self.e = engine
-        self.sc = engine.s.sc
+        self.sc = engine.sc
         self.open: dict[int, dict] = {}  # tree uid -> open group
         self.label: dict[int, str] = {}  # tree uid -> how it was born
         self.owner: dict[int, int] = {}  # tree uid -> tgid
@@ -138,6 +138,8 @@ class _Observer:
         r["bytes_after"] = sum(e - s for s, e, *_ in added)
         r["before"] = [(s, e, perms_of(f)) for s, e, _, f in removed]
         r["after"] = [(s, e, perms_of(f)) for s, e, _, f in added]
+        r["before_vmas"] = removed  # (start, end, vma pointer, vm_flags)
+        r["after_vmas"] = added
         self.rows.append(r)
 
     # -- engine hooks ----------------------------------------------------------
@@ -207,16 +209,22 @@ def changes(trace, pid: int | None = None) -> pd.DataFrame:
     ``syscall`` and ``arg0``..``arg5``, ``ret`` (empty/0 for kernel paths),
     ``lo``/``hi`` (the span of the VMAs that changed), ``n_before``,
     ``n_after``, ``bytes_before``, ``bytes_after``, ``before``/``after``
-    (lists of (start, end, perms) of the VMAs that went away / appeared).
+    (lists of (start, end, perms) of the VMAs that went away / appeared),
+    ``before_vmas``/``after_vmas`` (the same VMAs as (start, end, vma
+    pointer, vm_flags)).
     """
     from .stream import build_stream  # with causes: the enclosing syscall of every store
 
-    m = Model(trace, checkpoint_every=1 << 62)
-    m.stream = build_stream(trace, with_causes=True)
-    e = m.engine()
+    st = build_stream(trace, with_causes=True)
+    try:
+        snaps = trace.snapshots()
+    except Exception:
+        snaps = None
+    e = Engine(st.source, snapshot_trees(snaps))
+    e.load(st.window)
     obs = _Observer(e)
     e.observer = obs
-    e.run(len(m.stream.records))
+    e.run_records(st.records)
     obs.finish()
     df = pd.DataFrame(obs.rows, columns=list(CHANGE_COLUMNS))
     for c in ("ts", "ts_end", "pid", "tid", "ret", "n_before", "n_after"):

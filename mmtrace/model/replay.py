@@ -203,8 +203,22 @@ class Engine:
 
     def _protect(self, t: VmaTree, lo: int, hi: int, prot: int, ts: int, tid: int, ts_enter: int,
                  contiguous: bool = False) -> None:
+        pieces = t.pieces(lo, hi)
+        if contiguous:
+            # -ENOMEM: either a hole in the range (mprotect_fixup() changed the
+            # VMAs before it) or a failed allocation in __split_vma/vma_modify
+            # (nothing changed, whatever the range).  With no hole in the
+            # range, only the latter is possible.
+            covered, at = True, lo
+            for s, e, _ in pieces:
+                if s > at:
+                    covered = False
+                    break
+                at = e
+            if covered and at >= hi:
+                return
         prev_end = lo
-        for s, e, v in t.pieces(lo, hi):
+        for s, e, v in pieces:
             if contiguous and s > prev_end:
                 break  # mprotect stops at the first hole (ENOMEM)
             prev_end = e

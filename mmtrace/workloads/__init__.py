@@ -22,7 +22,7 @@ from pathlib import Path
 
 __all__ = ["build", "source", "NAMES"]
 
-NAMES = ("demo", "churn")
+NAMES = ("demo", "churn", "hugetlb")
 
 CFLAGS = ("-O2", "-Wall", "-pthread")
 

@@ -1,0 +1,160 @@
+"""Splits and merges of VMAs, found from the rebuilt trees, with their evidence.
+
+A *split* is a point that was strictly inside one VMA before a change and is
+a VMA boundary (or the edge of a hole) after it: each is one ``__split_vma``
+in mm/vma.c (mprotect of a sub-range, munmap of a hole or of a tail, mremap
+shrink, MAP_FIXED over part of a mapping).  A *merge* is a boundary between
+two adjacent VMAs before a change that lies strictly inside one VMA after it
+(``vma_merge_existing_range``); a *new-range merge* is a new mapping taken
+into an existing neighbour instead of getting a VMA of its own
+(``vma_merge_new_range`` / ``vma_expand``).  Counting points, not changes,
+makes a two-sided mprotect two splits, as the kernel does.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+import numpy as np
+import pandas as pd
+
+from ..events.flags import perms
+
+__all__ = ["split_merge_points", "splits", "merges", "write_sequences"]
+
+_OUT_COLUMNS = [
+    "ts", "ts_end", "pid", "tid", "comm", "cause", "syscall", "arg0", "arg1", "arg2", "arg3", "ret",
+    "kind", "count", "at", "before", "after", "writes",
+]
+
+
+def _inside(vmas: list[tuple], p: int) -> bool:
+    """Is ``p`` strictly inside one of ``vmas`` (sorted (start, end, ...))?"""
+    starts = [v[0] for v in vmas]
+    i = bisect_right(starts, p) - 1
+    return i >= 0 and vmas[i][0] < p < vmas[i][1]
+
+
+def split_merge_points(
+    before: list[tuple], after: list[tuple], *, new_ranges: bool = False
+) -> tuple[list[int], list[int], list[int]]:
+    """(split points, merge points, new-range merge points) of one change.
+
+    ``before``/``after``: the VMAs that went away / appeared, as
+    (start, end, vma pointer, vm_flags) tuples (``changes()`` columns
+    ``before_vmas``, ``after_vmas``).  ``new_ranges``: the change maps new
+    ground (mmap, brk), so a VMA that grew is a new range merged into it.
+    """
+    before = sorted(before)
+    after = sorted(after)
+    after_edges = sorted({x for v in after for x in (v[0], v[1])})
+    split = [p for p in after_edges if _inside(before, p)]
+    joints = [before[i][1] for i in range(len(before) - 1) if before[i][1] == before[i + 1][0]]
+    merge = [p for p in joints if _inside(after, p)]
+    new_range = []
+    if new_ranges:
+        by_ptr = {b[2]: b for b in before if b[2]}
+        for v in after:
+            b = by_ptr.get(v[2])
+            if b is not None and v[0] <= b[0] and b[1] <= v[1] and (v[0], v[1]) != (b[0], b[1]):
+                new_range.append(b[0] if v[0] < b[0] else b[1])
+    return split, merge, new_range
+
+
+def write_sequences(trace, ch: pd.DataFrame) -> list[str]:
+    """For each change row, the maple tree writes that showed it, as text.
+
+    ``fn [index, last] = val`` per store on the change's tree between its
+    first and last event, by the same thread (kernel paths: any thread).
+    """
+    tw = trace.raw_events("tree_write")
+    if len(tw) == 0 or len(ch) == 0:
+        return [""] * len(ch)
+    tw = tw.sort_values("ts", kind="stable")
+    ts = tw["ts"].to_numpy(np.int64)
+    tree = tw["tree"].to_numpy(np.uint64)
+    tid = tw["tid"].to_numpy(np.int64)
+    fn = tw["fn"].astype(str).to_numpy()
+    idx = tw["index"].to_numpy(np.uint64)
+    last = tw["last"].to_numpy(np.uint64)
+    val = tw["val"].to_numpy(np.uint64)
+    out = []
+    for r in ch.itertuples(index=False):
+        lo = np.searchsorted(ts, np.int64(r.ts), side="left")
+        hi = np.searchsorted(ts, np.int64(r.ts_end), side="right")
+        sel = np.arange(lo, hi)
+        sel = sel[tree[sel] == np.uint64(r.tree)]
+        if r.syscall:
+            sel = sel[tid[sel] == r.tid]
+        out.append(
+            "; ".join(
+                f"{fn[i]} [{int(idx[i]):#x}, {int(last[i]):#x}] = {int(val[i]):#x}" if val[i]
+                else f"{fn[i]} [{int(idx[i]):#x}, {int(last[i]):#x}] = NULL"
+                for i in sel[:32]
+            )
+            + (f"; ... {len(sel) - 32} more" if len(sel) > 32 else "")
+        )
+    return out
+
+
+def _fmt_vmas(vmas: list[tuple]) -> list[dict]:
+    return [{"start": int(s), "end": int(e), "perms": perms(int(f)), "vm_flags": int(f), "vma": int(p)}
+            for s, e, p, f in vmas]
+
+
+def _found(trace, ch: pd.DataFrame, what: str) -> pd.DataFrame:
+    rows = []
+    for r in ch.itertuples(index=False):
+        if r.kind in ("fork_copy", "exec_setup", "exit"):
+            continue  # whole trees copied, built or torn down: not splits or merges
+        sp, mg, nr = split_merge_points(r.before_vmas, r.after_vmas, new_ranges=r.syscall in ("mmap", "brk"))
+        pts, kind = (sp, "split") if what == "split" else ((mg, "merge") if mg else (nr, "new_range_merge"))
+        if not pts:
+            continue
+        rows.append({
+            "ts": r.ts, "ts_end": r.ts_end, "pid": r.pid, "tid": r.tid, "cause": r.cause, "syscall": r.syscall,
+            "arg0": r.arg0, "arg1": r.arg1, "arg2": r.arg2, "arg3": r.arg3, "ret": r.ret,
+            "kind": kind, "count": len(pts), "at": [int(p) for p in pts],
+            "before": _fmt_vmas(r.before_vmas), "after": _fmt_vmas(r.after_vmas), "_row": r,
+        })
+    df = pd.DataFrame(rows)
+    if len(df) == 0:
+        return pd.DataFrame(columns=_OUT_COLUMNS)
+    src = pd.DataFrame([r for r in df.pop("_row")])
+    df["writes"] = write_sequences(trace, src)
+    df["comm"] = _comm(trace, df)
+    return df[_OUT_COLUMNS]
+
+
+def _comm(trace, df: pd.DataFrame) -> list[str]:
+    try:
+        names = trace._comm_timeline
+    except AttributeError:
+        return [""] * len(df)
+    if len(names) == 0:
+        return [""] * len(df)
+    left = pd.DataFrame({"ts": df["ts"].astype("int64"), "tgid": df["pid"].astype("int64"), "_i": range(len(df))})
+    m = pd.merge_asof(left.sort_values("ts"), names, on="ts", by="tgid", direction="backward")
+    first = names.groupby("tgid")["comm"].first()
+    m["comm"] = m["comm"].fillna(m["tgid"].map(first)).fillna("")
+    return m.sort_values("_i")["comm"].astype(str).tolist()
+
+
+def splits(trace, ch: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per change that split VMAs.
+
+    Columns: ``ts``, ``ts_end``, ``pid``, ``tid``, ``comm``, ``cause``
+    (syscall or kernel path), ``syscall``, ``arg0``..``arg3``, ``ret``,
+    ``kind`` ("split"), ``count`` (split points: one per ``__split_vma``),
+    ``at`` (the addresses split at), ``before``/``after`` (lists of
+    {start, end, perms, vm_flags, vma} of the VMAs that went away /
+    appeared), ``writes`` (the maple tree writes that showed it).
+    """
+    return _found(trace, trace.changes() if ch is None else ch, "split")
+
+
+def merges(trace, ch: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per change that merged VMAs; columns as :func:`splits`, with
+    ``kind`` "merge" (adjacent VMAs joined) or "new_range_merge" (a new
+    range taken into an existing neighbour)."""
+    return _found(trace, trace.changes() if ch is None else ch, "merge")
