@@ -50,7 +50,7 @@ def _default_cache_dir() -> Path:
 def build(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
     """Compile workload ``name`` and return the path of the executable.
 
-    The binary is ``<cache_dir>/<name>-<first 12 hex of sha256(source)>``, so
+    The binary is ``<cache_dir>/<name>-<first 12 hex of sha256(source and headers)>``, so
     an edited source gets a new binary and an existing one is reused.
     ``cache_dir`` defaults to ``$XDG_CACHE_HOME/mmtrace/bin`` (else
     ``~/.cache/mmtrace/bin``).  The compiler is ``$CC`` (may hold flags) or
@@ -61,7 +61,11 @@ def build(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
     compiler is missing or fails.
     """
     src = source(name)
-    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
+    # The headers next to the sources (checkpoint.h) are part of every build.
+    h = hashlib.sha256(src.read_bytes())
+    for header in sorted(src.parent.glob("*.h")):
+        h.update(header.read_bytes())
+    digest = h.hexdigest()[:12]
     out_dir = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
     out = out_dir / f"{name}-{digest}"
     if out.is_file() and os.access(out, os.X_OK):
