@@ -7,19 +7,12 @@ import os
 import numpy as np
 import pytest
 
-from mmtrace.events.decode import to_frame
-from mmtrace.events.schema import KINDS
+from mmtrace.events.decode import make_records, to_frame
 
 
 def records(kind: str, rows: list[dict]) -> np.ndarray:
     """Build raw records of ``kind`` from dicts (missing fields are 0)."""
-    k = KINDS[kind]
-    arr = np.zeros(len(rows), dtype=k.dtype)
-    arr["kind"] = k.id
-    for i, r in enumerate(rows):
-        for name, v in r.items():
-            arr[name][i] = v
-    return arr
+    return make_records(kind, rows)
 
 
 def frame(kind: str, rows: list[dict], **kw):

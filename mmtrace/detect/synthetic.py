@@ -20,10 +20,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from ..events.decode import to_frame
+from ..events.decode import make_records, to_frame
 from ..events.flags import MAP_ANONYMOUS, MAP_HUGETLB, MAP_PRIVATE, PROT_READ, PROT_WRITE, VM_HUGETLB
 from ..events.schema import KINDS
 from ..trace.writer import TraceWriter
@@ -44,16 +43,6 @@ _PID = 4242
 _A = 0x7F0000000000
 _STACK = (0x7FFFF0000000, 0x7FFFF0021000)
 _VM_RW_HUGE = 0x1 | 0x2 | 0x10 | 0x20 | 0x40 | VM_HUGETLB | 0x00100000  # r, w, may*, hugetlb, account
-
-
-def _records(kind: str, rows: list[dict]) -> np.ndarray:
-    k = KINDS[kind]
-    arr = np.zeros(len(rows), dtype=k.dtype)
-    arr["kind"] = k.id
-    for i, r in enumerate(rows):
-        for name, v in r.items():
-            arr[name][i] = v
-    return arr
 
 
 def write_failed_split_trace(path: str | Path) -> Path:
@@ -117,9 +106,9 @@ def write_failed_split_trace(path: str | Path) -> Path:
          "resv_huge_pages": 2**64 - 2, "tree": _TREE, "order": 9, "cause": 1, "sc": _SC["munmap"]},
     ]
     frames = {
-        "syscall": to_frame("syscall", _records("syscall", sc), syscalls=_SC),
-        "tree_write": to_frame("tree_write", _records("tree_write", tw), fn_names=_FN),
-        "hugetlb": to_frame("hugetlb", _records("hugetlb", hs)),
+        "syscall": to_frame("syscall", make_records("syscall", sc), syscalls=_SC),
+        "tree_write": to_frame("tree_write", make_records("tree_write", tw), fn_names=_FN),
+        "hugetlb": to_frame("hugetlb", make_records("hugetlb", hs)),
     }
     for kind, df in frames.items():
         w.append(f"events/{kind}", df)

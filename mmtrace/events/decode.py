@@ -10,9 +10,21 @@ import pandas as pd
 
 from .schema import KINDS
 
-__all__ = ["to_frame", "PROC_WHAT", "decode_dev"]
+__all__ = ["to_frame", "make_records", "PROC_WHAT", "decode_dev"]
 
 PROC_WHAT = {1: "fork", 2: "exec", 3: "exit"}
+
+
+def make_records(kind: str, rows: list[dict]) -> np.ndarray:
+    """Raw records of ``kind`` built from dicts (missing fields are 0): what the
+    ring buffer would have delivered.  For tests and synthetic traces."""
+    k = KINDS[kind]
+    arr = np.zeros(len(rows), dtype=k.dtype)
+    arr["kind"] = k.id
+    for i, r in enumerate(rows):
+        for name, v in r.items():
+            arr[name][i] = v
+    return arr
 
 
 def decode_dev(dev: np.ndarray) -> np.ndarray:
