@@ -9,7 +9,7 @@
 from .changes import CHANGE_COLUMNS, changes, classify
 from .model import Model, model_of, vmas
 from .replay import VMA_COLUMNS, Engine, tree_frame
-from .stream import Stream, build_stream
+from .stream import Source, Stream, Window, build_stream
 from .vmatree import VmaTree, perms_of
 
 __all__ = [
@@ -22,6 +22,8 @@ __all__ = [
     "VmaTree",
     "Stream",
     "build_stream",
+    "Source",
+    "Window",
     "tree_frame",
     "perms_of",
     "VMA_COLUMNS",

@@ -22,13 +22,27 @@ mm/mprotect.c, kernel/fork.c of 6.12+):
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
+from itertools import count
 
 import numpy as np
 import pandas as pd
 
 from ..events.decode import decode_dev
-from .stream import R_EXIT_MMAP, R_PROC, R_SYSCALL, R_WRITE, Stream, no_gc
+from .stream import (
+    K_CLEAR,
+    K_EXIT_MMAP,
+    K_PROC,
+    K_SC_CLEAR,
+    K_SC_PROT,
+    K_SYSCALL,
+    R_PROC,
+    R_SYSCALL,
+    R_WRITE,
+    Source,
+    Window,
+    no_gc,
+)
 from .vmatree import (
     PAGE_SHIFT,
     V_FLAGS,
@@ -64,19 +78,26 @@ class Engine:
 
     State: ``trees`` (live tree pointer -> VmaTree), ``bind`` (tgid -> the
     VmaTree of its mm now), ``unadopted`` (tgid -> snapshot-made tree whose
-    pointer is not known yet).  ``pos`` is the next record to apply.
-    ``observer``, when set, is told about every change (see
-    :mod:`mmtrace.model.changes`).
+    pointer is not known yet).  Records come one :class:`Window` at a time
+    (:meth:`load`, then :meth:`run`); ``sc`` is the loaded window's syscall
+    table.  ``observer``, when set, is told about every change (see
+    :mod:`mmtrace.model.changes`; it needs :meth:`run_records`).
     """
 
-    def __init__(self, stream: Stream, initial: dict[int, VmaTree] | None = None) -> None:
-        self.s = stream
+    def __init__(self, source: Source, initial: dict[int, VmaTree] | None = None) -> None:
+        self.src = source
+        self.forks, self.execs, self.proc, self.em_mt = source.forks, source.execs, source.proc, source.em_mt
+        self.sc: dict[str, list] = {}
+        self.win: Window | None = None
         self.trees: dict[int, VmaTree] = {}
         self.bind: dict[int, VmaTree] = {}
         self.unadopted: dict[int, VmaTree] = {}
-        self.pos = 0
         self.next_uid = 0
         self.observer = None
+        self.pos = -(1 << 63)  # streaming (run): every record with ts <= pos applied
+        self.chunk = 1 << 14
+        self._windows = None
+        self._cur: list | None = None
         for tgid, t in (initial or {}).items():
             t = t.copy(uid=self._uid())
             self.bind[tgid] = t
@@ -98,7 +119,6 @@ class Engine:
             return c
 
         return {
-            "pos": self.pos,
             "next_uid": self.next_uid,
             "trees": {k: cp(t) for k, t in self.trees.items()},
             "bind": {k: cp(t) for k, t in self.bind.items()},
@@ -116,7 +136,6 @@ class Engine:
                 c = copies[id(t)] = t.copy()
             return c
 
-        self.pos = s["pos"]
         self.next_uid = s["next_uid"]
         self.trees = {k: cp(t) for k, t in s["trees"].items()}
         self.bind = {k: cp(t) for k, t in s["bind"].items()}
@@ -156,13 +175,13 @@ class Engine:
 
     def _fork_pending(self, ptr: int, ts: int) -> bool:
         """Is a fork event naming tree ``ptr`` still to come (before any exec naming it)?"""
-        fl = self.s.forks.get(ptr)
+        fl = self.forks.get(ptr)
         if not fl:
             return False
         k = bisect_right(fl, ts - 1)  # forks at/after ts
         if k == len(fl):
             return False
-        el = self.s.execs.get(ptr)
+        el = self.execs.get(ptr)
         if el:
             e = bisect_right(el, ts - 1)
             if e < len(el) and el[e] < fl[k]:
@@ -170,7 +189,7 @@ class Engine:
         return True
 
     def _syscall_tree(self, row: int) -> VmaTree | None:
-        sc = self.s.sc
+        sc = self.sc
         ptr = sc["tree"][row]
         t = self.trees.get(ptr)
         if t is None and ptr:
@@ -228,7 +247,7 @@ class Engine:
                 t.assign(max(s, lo), min(e, hi), nv)
 
     def _on_syscall(self, row: int) -> None:
-        sc = self.s.sc
+        sc = self.sc
         name = sc["syscall"][row]
         ret = sc["ret"][row]
         t = self._syscall_tree(row)
@@ -264,7 +283,7 @@ class Engine:
 
     # -- proc events -----------------------------------------------------------
     def _on_proc(self, row: int) -> None:
-        p = self.s.proc
+        p = self.proc
         what, tgid, fl, ptr = p["what"][row], p["tgid"][row], p["flags"][row], p["tree"][row]
         ts = p["ts"][row]
         if what == "fork":
@@ -321,39 +340,211 @@ class Engine:
             t.starts, t.ends, t.vals = [], [], []
 
     # -- the loop --------------------------------------------------------------
-    def run(self, stop: int) -> None:
-        """Apply records ``pos`` .. ``stop - 1`` (cyclic GC paused: values are acyclic tuples)."""
-        with no_gc():
-            self._run(stop)
+    def load(self, w: Window) -> None:
+        """Make ``w`` the window :meth:`run` applies records of."""
+        self.win = w
+        self.sc = w.sc_lists()
 
-    def _run(self, stop: int) -> None:
-        recs = self.s.records
+    def apply(self, w: Window, stop: int | None = None) -> None:
+        """Load ``w`` and apply its first ``stop`` records (all by default)."""
+        self.load(w)
+        self.run_lists(w.lists(0, stop), 0)
+
+    def run_lists(self, lists: tuple, base: int) -> None:
+        """Apply records given as :meth:`Window.lists` of the loaded window from record ``base`` on
+        (cyclic GC paused: values are acyclic tuples)."""
+        with no_gc():
+            self._run(*lists, base)
+
+    def run(self, stop: int) -> None:
+        """Streaming use: apply every record of the trace with ts <= ``stop`` not applied yet.
+
+        ``pos`` is the ts bound applied so far (:meth:`mmtrace.model.Model._pos`
+        turns an instant into one); only for an engine that started at the
+        beginning of the trace (:meth:`mmtrace.model.Model.engine`).
+        """
+        if stop <= self.pos:
+            return
+        with no_gc():
+            while True:
+                if self._cur is None:
+                    if self._windows is None:
+                        self._windows = self.src.windows(self.chunk)
+                    w = next(self._windows, None)
+                    if w is None:
+                        break
+                    self.load(w)
+                    self._cur = [w, w.lists(), 0]
+                w, lists, i = self._cur
+                j = len(w) if stop >= w.hi else w.stop_at(stop)
+                if j > i:
+                    part = lists if i == 0 and j == len(w) else tuple(x[i:j] for x in lists)
+                    self._run(*part, i)
+                    self._cur[2] = j
+                if stop < w.hi:
+                    break
+                self._cur = None
+        self.pos = stop
+
+    def _write_tree(self, k: int) -> VmaTree | None:
+        """The tree record ``k`` (a write to a tree not live) goes to, or None to skip it."""
+        c = self.win.cols
+        flags = int(c["flags"][k])
+        if not flags & 0x3:  # neither a VMA of it nor current's: not an mm tree we know
+            return None
+        ptr = self.win.uptr[int(c["a"][k])]
+        cur = int(c["cur"][k])
+        return self._new_tree(ptr, int(c["ts"][k]), int(c["tgid"][k]), cur, cur == ptr)
+
+    def _run(self, kinds: list, args: list, los: list, his: list, vals: list, base: int) -> None:
         trees = self.trees
-        obs = self.observer
-        for k in range(self.pos, stop):
-            r = recs[k]
-            if r[0] == R_WRITE:
-                _, ts, ptr, lo, hi, val, flags, tid, tgid, cur, vmf, pgb, dev, ino, cause = r
-                t = trees.get(ptr)
-                if t is None:
-                    if not flags & 0x3:  # neither a VMA of it nor current's: not an mm tree we know
-                        continue
-                    t = self._new_tree(ptr, ts, tgid, cur, cur == ptr)
-                if obs is not None:
-                    obs.write(t, r)
-                if val:
-                    t.assign(lo, hi, (val, vmf, pgb, dev, ino, ts, tid))
+        uptr = self.win.uptr
+        tget = trees.get
+        br, bl = bisect_right, bisect_left
+        sct = self.sc.get("tree", ())
+        prots = self.sc.get("arg2", ())
+        sc_te = self.sc.get("ts_enter", ())
+        sc_tid = self.sc.get("tid", ())
+        last = -1
+        starts = ends = tv = None
+        for k, kind, a, lo, hi, v in zip(count(base), kinds, args, los, his, vals):
+            if kind <= K_CLEAR:
+                if a != last:
+                    t = tget(uptr[a])
+                    if t is None:
+                        t = self._write_tree(k)
+                        if t is None:
+                            last = -1
+                            continue
+                        trees = self.trees
+                        tget = trees.get
+                    last = a
+                    starts, ends, tv = t.starts, t.ends, t.vals
+                # VmaTree.assign, inlined
+                i = br(ends, lo)
+                j = bl(starts, hi, i)
+                if i == j:  # nothing overlaps
+                    if v is not None:
+                        starts.insert(i, lo)
+                        ends.insert(i, hi)
+                        tv.insert(i, v)
+                    continue
+                s0 = starts[i]
+                e1 = ends[j - 1]
+                if v is None:
+                    if s0 < lo:
+                        if e1 > hi:
+                            starts[i:j] = (s0, hi)
+                            ends[i:j] = (lo, e1)
+                            tv[i:j] = (tv[i], tv[j - 1])
+                        else:
+                            starts[i:j] = (s0,)
+                            ends[i:j] = (lo,)
+                            tv[i:j] = (tv[i],)
+                    elif e1 > hi:
+                        starts[i:j] = (hi,)
+                        ends[i:j] = (e1,)
+                        tv[i:j] = (tv[j - 1],)
+                    else:
+                        del starts[i:j], ends[i:j], tv[i:j]
+                elif j == i + 1 and s0 == lo and e1 == hi:  # the same range: a new value
+                    tv[i] = v
+                elif s0 < lo:
+                    if e1 > hi:
+                        starts[i:j] = (s0, lo, hi)
+                        ends[i:j] = (lo, hi, e1)
+                        tv[i:j] = (tv[i], v, tv[j - 1])
+                    else:
+                        starts[i:j] = (s0, lo)
+                        ends[i:j] = (lo, hi)
+                        tv[i:j] = (tv[i], v)
+                elif e1 > hi:
+                    starts[i:j] = (lo, hi)
+                    ends[i:j] = (hi, e1)
+                    tv[i:j] = (v, tv[j - 1])
                 else:
-                    t.assign(lo, hi, None)
-            elif r[0] == R_SYSCALL:
-                self.pos = k
-                self._on_syscall(r[2])
-            elif r[0] == R_PROC:
-                self.pos = k
-                self._on_proc(r[2])
+                    starts[i:j] = (lo,)
+                    ends[i:j] = (hi,)
+                    tv[i:j] = (v,)
+            elif kind == K_SC_CLEAR:
+                # munmap & co: usually their stores already cleared the range
+                t = tget(sct[a])
+                if t is not None:
+                    e_ = t.ends
+                    i = br(e_, lo)
+                    if i == len(e_) or t.starts[i] >= hi:
+                        continue
+                    # a silent exact-fit clear: drop the pieces unless another
+                    # thread wrote one after the syscall began (Engine._clear)
+                    j = bl(t.starts, hi, i)
+                    v_ = t.vals
+                    te = sc_te[a]
+                    tid = sc_tid[a]
+                    for x in range(i, j):
+                        vx = v_[x]
+                        if vx[5] >= te and vx[6] != tid:
+                            break
+                    else:
+                        t.assign(lo, hi, None)  # in place: the cached lists stay valid
+                        continue
+                last = -1
+                self._on_syscall(a)
+            elif kind == K_SC_PROT:
+                # mprotect: usually its stores already put the new perms
+                t = tget(sct[a])
+                if t is not None:
+                    i = br(t.ends, lo)
+                    j = bl(t.starts, hi, i)
+                    p7 = prots[a] & 0x7
+                    v_ = t.vals
+                    for x in range(i, j):
+                        if v_[x][1] & 0x7 != p7:
+                            break
+                    else:
+                        continue
+                last = -1
+                self._on_syscall(a)
+            elif kind == K_SYSCALL:
+                if tget(sct[a]) is None:
+                    last = -1
+                    self._on_syscall(a)
             else:
-                self._on_exit_mmap(r[2], r[1])
-        self.pos = max(self.pos, stop)
+                last = -1
+                if kind == K_PROC:
+                    self._on_proc(a)
+                elif kind == K_EXIT_MMAP:
+                    self._on_exit_mmap(self.em_mt[a], 0)
+                else:
+                    self._on_syscall(a)
+                trees = self.trees
+                tget = trees.get
+
+    def run_records(self, recs: list[tuple]) -> None:
+        """Apply tuple records (:meth:`Window.records` of the loaded window), telling the observer."""
+        with no_gc():
+            trees = self.trees
+            obs = self.observer
+            for r in recs:
+                if r[0] == R_WRITE:
+                    _, ts, ptr, lo, hi, val, flags, tid, tgid, cur, vmf, pgb, dev, ino, cause = r
+                    t = trees.get(ptr)
+                    if t is None:
+                        if not flags & 0x3:  # neither a VMA of it nor current's: not an mm tree we know
+                            continue
+                        t = self._new_tree(ptr, ts, tgid, cur, cur == ptr)
+                    if obs is not None:
+                        obs.write(t, r)
+                    if val:
+                        t.assign(lo, hi, (val, vmf, pgb, dev, ino, ts, tid))
+                    else:
+                        t.assign(lo, hi, None)
+                elif r[0] == R_SYSCALL:
+                    self._on_syscall(r[2])
+                elif r[0] == R_PROC:
+                    self._on_proc(r[2])
+                else:
+                    self._on_exit_mmap(self.em_mt[r[2]], r[1])
+                trees = self.trees
 
 
 def snapshot_trees(snaps: pd.DataFrame) -> dict[int, VmaTree]:

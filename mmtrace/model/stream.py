@@ -1,34 +1,62 @@
-"""Vectorised preprocessing: every event the replay needs, merged into one ts-ordered stream.
+"""Vectorised preprocessing: the trace read in bounded, ts-ordered windows.
 
-The replay (:mod:`mmtrace.model.replay`) walks a single Python list of
-tuples; everything that can be decided per event without the tree state is
-decided here with numpy: which tree writes matter, duplicates of one store,
-the syscall enclosing a write.
+The replay (:mod:`mmtrace.model.replay`) is the only sequential part; it
+walks one :class:`Window` at a time.  Everything that can be decided per
+event without the tree state is decided here with numpy, per window: which
+tree writes matter, duplicates of one store, the syscall enclosing a write.
 
-Record layouts (first field is the record type):
+Reading: each event kind's parts (``events/<kind>/part-NNNNNN.parquet``) are
+read one at a time, only the needed columns, and handed out by ts bound
+(:class:`_KindReader`): window ``k`` holds every event with ``B[k-1] < ts <=
+B[k]`` where the bounds are chosen every ``chunk`` tree writes.  Parts need
+not be disjoint in ts: a part is read as soon as its minimum ts (Parquet
+statistics) is within the bound.  proc and exit_mmap events (one per
+fork/exec/exit) are read whole.  Memory is O(one part + one window + live
+VMAs), not O(trace).
 
-- ``(R_WRITE, ts, tree, lo, hi, val, flags, tid, tgid, cur_tree, vm_flags, pgbase, dev, ino, cause)``:
-  a maple-tree store of ``val`` (0 = clear) over [lo, hi); ``cur_tree`` is
-  ``&current->mm->mm_mt`` of the writer; ``cause`` is the row of the enclosing
-  syscall in ``Stream.sc`` or -1.
-- ``(R_SYSCALL, ts, row)``: a syscall's exit; ``row`` indexes ``Stream.sc``.
-- ``(R_PROC, ts, row)``: fork/exec/exit; ``row`` indexes ``Stream.proc``.
-- ``(R_EXIT_MMAP, ts, mt)``: an mm's tree torn down.
+Record kinds in a window (``Window.kind``):
+
+- ``K_STORE`` / ``K_CLEAR``: a maple-tree store of a VMA over [lo, hi) / a
+  store of NULL or of a non-VMA entry (a clear); ``a`` is the index of the
+  tree pointer in ``Window.uptr``.
+- ``K_SYSCALL``: a (tree-correcting) syscall's exit; ``a`` is its row in the
+  window's syscall table ``Window.sc``.
+- ``K_PROC``: fork/exec/exit; ``a`` is the row in ``Source.proc``.
+- ``K_EXIT_MMAP``: an mm's tree torn down; ``a`` is the row in ``Source.em_mt``.
+
+On a ts tie: writes, then syscall exits, then proc events, then exit_mmap (a
+syscall's stores precede its exit; fork's stores precede its event).
 """
 
 from __future__ import annotations
 
+import copy
 import gc
+import warnings
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..events.schema import TW_CURRENT_MM, TW_VAL_IS_VMA
 
-__all__ = ["Stream", "build_stream", "no_gc", "R_WRITE", "R_SYSCALL", "R_PROC", "R_EXIT_MMAP", "mm_mt_offset"]
+__all__ = [
+    "Source", "Window", "Stream", "build_stream", "no_gc", "mm_mt_offset",
+    "K_STORE", "K_CLEAR", "K_SYSCALL", "K_PROC", "K_EXIT_MMAP", "K_SC_CLEAR", "K_SC_PROT", "K_SC_GENERIC",
+    "R_WRITE", "R_SYSCALL", "R_PROC", "R_EXIT_MMAP",
+]
 
+K_STORE, K_CLEAR, K_SYSCALL, K_PROC, K_EXIT_MMAP = 0, 1, 2, 3, 4
+# Syscall exits whose correction is precomputed (``start``/``end``: the range):
+# K_SYSCALL changes nothing (failed, or nothing to correct) but may adopt a
+# tree; K_SC_CLEAR must leave [start, end) empty; K_SC_PROT sets the perms
+# of [start, end) to arg2; K_SC_GENERIC: the engine works it out.
+K_SC_CLEAR, K_SC_PROT, K_SC_GENERIC = 5, 6, 7
+_SC_KINDS = (K_SYSCALL, K_SC_CLEAR, K_SC_PROT, K_SC_GENERIC)
+# Old tuple-record types (Window.records(), used with an observer).
 R_WRITE, R_SYSCALL, R_PROC, R_EXIT_MMAP = 0, 1, 2, 3
 
 # ma_write events that are not stores: mas_is_span_wr is a probe ("is this a
@@ -39,133 +67,20 @@ _NOT_STORES = ("mas_is_span_wr",)
 # Syscalls whose effect is not fully in their stores (see replay.Engine._on_syscall).
 CORRECTING = ("munmap", "mprotect", "pkey_mprotect", "mremap", "brk")
 
+_TW_COLS = ("ts", "tgid", "tid", "fn", "tree", "mm", "index", "last", "val", "vm_start", "vm_flags",
+            "vm_pgoff", "ino", "dev", "op", "flags")
+_SC_COLS = ("ts", "ts_enter", "tgid", "tid", "ret", "mm", "brk_enter", "brk_exit",
+            "arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "syscall")
+_PROC_COLS = ("what", "ts", "tgid", "tid", "pid", "child_tgid", "tree", "flags", "comm", "filename")
+_SIGNED = {"ts", "ts_enter", "tgid", "tid", "ret", "pid", "child_tgid", "flags", "dev", "op"}
+_I64MAX = np.uint64(2**63 - 2)
+_PART_CACHE = 4  # decoded parts kept per kind for queries
+
 
 def mm_mt_offset(metadata: dict) -> int:
     """offsetof(struct mm_struct, mm_mt) on the traced kernel (BTF, recorded in the trace)."""
     off = ((metadata.get("probe_plan") or {}).get("offsets") or {}).get("mm_struct.mm_mt")
     return int(off) if off is not None else 64
-
-
-@dataclass
-class Stream:
-    """The merged stream and the per-kind side tables its records index.
-
-    ``sc``: syscall table as a dict of Python lists (columns ``syscall``,
-    ``ts``, ``ts_enter``, ``tgid``, ``tid``, ``arg0``..``arg5``, ``ret``,
-    ``tree`` (= mm + offsetof(mm_mt), 0 when mm is 0), ``brk_enter``,
-    ``brk_exit``); ``proc``: proc table the same way (``what``, ``ts``,
-    ``tgid``, ``tid``, ``pid``, ``child_tgid``, ``tree``, ``flags``, ``comm``,
-    ``filename``).  ``forks``/``execs``: tree -> sorted ts of the fork/exec
-    events that name it (a fork child's tree is written before its fork
-    event fires).  ``n_tree_write``: tree_write events in the trace (before
-    filtering).
-    """
-
-    records: list[tuple]
-    ts: np.ndarray
-    sc: dict[str, list]
-    proc: dict[str, list]
-    forks: dict[int, list[int]] = field(default_factory=dict)
-    execs: dict[int, list[int]] = field(default_factory=dict)
-    n_tree_write: int = 0
-    n_writes_kept: int = 0
-    mt_off: int = 64
-
-
-def _col(df: pd.DataFrame, name: str, dtype=np.uint64) -> np.ndarray:
-    return df[name].to_numpy(dtype=dtype) if len(df) else np.zeros(0, dtype=dtype)
-
-
-def _writes(tw: pd.DataFrame, mm_trees: set[int], mt_off: int) -> dict[str, np.ndarray]:
-    """The tree writes that change an mm's tree, one per store, as numpy columns."""
-    if len(tw) == 0:
-        return {}
-    op = tw["op"].to_numpy()
-    fn = tw["fn"]
-    keep = op == 0
-    if hasattr(fn, "cat"):
-        bad = np.isin(fn.cat.codes.to_numpy(), [i for i, c in enumerate(fn.cat.categories) if c in _NOT_STORES])
-    else:
-        bad = fn.isin(_NOT_STORES).to_numpy()
-    keep &= ~bad
-    flags = tw["flags"].to_numpy().astype(np.int64)
-    tree = tw["tree"].to_numpy(dtype=np.uint64)
-    # A tree is an mm's when some store put one of that mm's VMAs in it, when
-    # it is current->mm's, or when a fork/exec/exit event names it.  munmap's
-    # detach tree and tmpfs/IRQ trees are none of these.
-    ident = (flags & (TW_VAL_IS_VMA | TW_CURRENT_MM)) != 0
-    known = np.unique(tree[ident])
-    if mm_trees:
-        known = np.union1d(known, np.fromiter(mm_trees, dtype=np.uint64, count=len(mm_trees)))
-    keep &= np.isin(tree, known)
-    idx = np.flatnonzero(keep)
-    c = {
-        "ts": tw["ts"].to_numpy(dtype=np.int64)[idx],
-        "tree": tree[idx],
-        "index": tw["index"].to_numpy(dtype=np.uint64)[idx],
-        "last": tw["last"].to_numpy(dtype=np.uint64)[idx],
-        "val": tw["val"].to_numpy(dtype=np.uint64)[idx],
-        "flags": flags[idx],
-        "tid": tw["tid"].to_numpy(dtype=np.int64)[idx],
-        "tgid": tw["tgid"].to_numpy(dtype=np.int64)[idx],
-        "mm": tw["mm"].to_numpy(dtype=np.uint64)[idx],
-        "vm_start": tw["vm_start"].to_numpy(dtype=np.uint64)[idx],
-        "vm_flags": tw["vm_flags"].to_numpy(dtype=np.uint64)[idx],
-        "vm_pgoff": tw["vm_pgoff"].to_numpy(dtype=np.uint64)[idx],
-        "dev": tw["dev"].to_numpy(dtype=np.int64)[idx],
-        "ino": tw["ino"].to_numpy(dtype=np.uint64)[idx],
-    }
-    # One store fires an outer event and an inner one (mas_store_prealloc then
-    # mas_wr_node_store) with the same range and value on the same task:
-    # replaying both is idempotent, so drop the inner one.  Only an inner
-    # (mas_wr_*) right after its outer: two outer stores of the same range
-    # and (reused) pointer can have a silent clear between them.
-    if hasattr(fn, "cat"):
-        inner_codes = [i for i, c in enumerate(fn.cat.categories) if str(c).startswith("mas_wr_")]
-        c["inner"] = np.isin(fn.cat.codes.to_numpy()[idx], inner_codes)
-    else:
-        c["inner"] = fn.astype(str).str.startswith("mas_wr_").to_numpy()[idx]
-    n = len(idx)
-    if n > 1:
-        order = np.lexsort((c["ts"], c["tid"]))
-        same = np.zeros(n, dtype=bool)
-        a, b = order[1:], order[:-1]
-        same[a] = (
-            c["inner"][a]
-            & ~c["inner"][b]
-            & (c["tid"][a] == c["tid"][b])
-            & (c["tree"][a] == c["tree"][b])
-            & (c["index"][a] == c["index"][b])
-            & (c["last"][a] == c["last"][b])
-            & (c["val"][a] == c["val"][b])
-        )
-        if same.any():
-            c = {k: v[~same] for k, v in c.items()}
-    return c
-
-
-def _enclosing_syscall(ts: np.ndarray, tid: np.ndarray, sc: pd.DataFrame) -> np.ndarray:
-    """Row in ``sc`` of the syscall of the same thread whose [ts_enter, ts] holds each event; -1 if none."""
-    out = np.full(len(ts), -1, dtype=np.int64)
-    if len(sc) == 0 or len(ts) == 0:
-        return out
-    s_tid = sc["tid"].to_numpy(dtype=np.int64)
-    s_in = sc["ts_enter"].to_numpy(dtype=np.int64)
-    s_out = sc["ts"].to_numpy(dtype=np.int64)
-    # Sort syscalls by (tid, ts_enter); a composite float key would lose
-    # precision, so search per thread (threads are few).
-    for t in np.unique(tid):
-        m = np.flatnonzero(tid == t)
-        rows = np.flatnonzero(s_tid == t)
-        if len(rows) == 0:
-            continue
-        rows = rows[np.argsort(s_in[rows], kind="stable")]
-        k = np.searchsorted(s_in[rows], ts[m], side="right") - 1
-        ok = k >= 0
-        kk = np.where(ok, k, 0)
-        ok &= ts[m] <= s_out[rows[kk]]
-        out[m[ok]] = rows[kk[ok]]
-    return out
 
 
 @contextmanager
@@ -181,37 +96,395 @@ def no_gc():
             gc.enable()
 
 
-def build_stream(trace, *, with_causes: bool = False) -> Stream:
-    """See :func:`_build_stream`; runs with the cyclic GC paused."""
-    with no_gc():
-        return _build_stream(trace, with_causes=with_causes)
+# -- reading ------------------------------------------------------------------
+def _strings(col) -> tuple[np.ndarray, list[str]]:
+    """(codes, names) of a string/categorical column (pyarrow or pandas)."""
+    if isinstance(col, pd.Series):
+        if hasattr(col, "cat"):
+            return col.cat.codes.to_numpy().astype(np.int32), [str(c) for c in col.cat.categories]
+        codes, names = pd.factorize(col.astype(str))
+        return codes.astype(np.int32), [str(c) for c in names]
+    import pyarrow as pa
+
+    if col.num_chunks == 0:
+        return np.zeros(0, np.int32), []
+    arr = col.combine_chunks() if col.num_chunks > 1 else col.chunk(0)
+    if not pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_encode()
+    codes = arr.indices.to_numpy(zero_copy_only=False).astype(np.int32)
+    return codes, [str(x) for x in arr.dictionary.to_pylist()]
 
 
-def _build_stream(trace, *, with_causes: bool = False) -> Stream:
-    """Merge the trace's tree writes, syscalls, proc and exit_mmap events by ts.
+def _num(col, name: str) -> np.ndarray:
+    dt = np.int64 if name in _SIGNED else np.uint64
+    if isinstance(col, pd.Series):
+        return col.to_numpy(dtype=dt)
+    if col.num_chunks == 0:
+        return np.zeros(0, dt)
+    return col.to_numpy().astype(dt, copy=False)
 
-    ``trace`` is a :class:`mmtrace.trace.TraceFile` (or anything with
-    ``raw_events(kind)``, ``kinds`` and ``metadata``).  With ``with_causes``
-    each write carries the row of its enclosing syscall (for
-    :func:`mmtrace.model.changes`); otherwise ``cause`` is -1.
+
+class _KindReader:
+    """The rows of one event kind, in ts order, handed out by ts bound.
+
+    ``decode(getcol, n)`` turns one part (``getcol(name)`` gives a column)
+    into a dict of numpy arrays with at least ``ts`` (int64); rows may be
+    dropped there (filtering at read keeps memory down).
     """
-    mt_off = mm_mt_offset(trace.metadata)
-    kinds = set(trace.kinds)
 
-    def raw(kind: str) -> pd.DataFrame:
-        return trace.raw_events(kind) if kind in kinds else pd.DataFrame()
+    def __init__(self, trace, kind: str, columns, decode) -> None:
+        self.kind = kind
+        self.columns = list(columns)
+        self.decode = decode
+        self.parts: list[tuple[object, int, int]] = []  # (path or frame, min ts, max ts)
+        self.cache: OrderedDict = OrderedDict()
+        path = getattr(trace, "path", None)
+        d = Path(path) / "events" / kind if path is not None else None
+        if d is not None and d.is_dir():
+            import pyarrow.parquet as pq
 
-    tw, sc, pr, em = raw("tree_write"), raw("syscall"), raw("proc"), raw("exit_mmap")
+            for p in sorted(d.glob("part-*.parquet")):
+                try:
+                    md = pq.ParquetFile(p).metadata
+                    lo, hi = _ts_range(md)
+                except Exception as e:  # pyarrow raises several types for damaged files
+                    warnings.warn(f"{p}: damaged part skipped ({e})", stacklevel=3)
+                    continue
+                if md.num_rows:
+                    self.parts.append((p, lo, hi))
+        elif d is None and kind in set(getattr(trace, "kinds", ())):
+            df = trace.raw_events(kind)
+            if len(df):
+                ts = df["ts"].to_numpy(dtype=np.int64)
+                self.parts.append((df, int(ts.min()), int(ts.max())))
+        self.parts.sort(key=lambda x: x[1])
+        self.reset()
 
-    # -- proc ------------------------------------------------------------
-    proc: dict[str, list] = {}
-    forks: dict[int, list[int]] = {}
-    execs: dict[int, list[int]] = {}
-    mm_trees: set[int] = set()
-    if len(pr):
-        for cname in ("what", "ts", "tgid", "tid", "pid", "child_tgid", "tree", "flags", "comm", "filename"):
-            proc[cname] = pr[cname].astype(object if cname in ("what", "comm", "filename") else np.int64).tolist() if cname != "tree" else pr["tree"].to_numpy(dtype=np.uint64).tolist()
-        proc["what"] = [str(w) for w in proc["what"]]
+    def reset(self) -> None:
+        self.next_part = 0
+        self.pending: dict[str, np.ndarray] | None = None
+
+    def _load(self, k: int) -> dict[str, np.ndarray] | None:
+        src = self.parts[k][0]
+        hit = self.cache.get(k)
+        if hit is not None:
+            self.cache.move_to_end(k)
+            return hit
+        if isinstance(src, pd.DataFrame):
+            cols = self.decode(lambda c: src[c], len(src))
+        else:
+            import pyarrow.parquet as pq
+
+            try:
+                tbl = pq.read_table(src, columns=self.columns)
+            except Exception as e:
+                warnings.warn(f"{src}: damaged part skipped ({e})", stacklevel=3)
+                return None
+            cols = self.decode(tbl.column, tbl.num_rows)
+            del tbl
+        ts = cols["ts"]
+        if len(ts) > 1 and not (ts[1:] >= ts[:-1]).all():
+            o = np.argsort(ts, kind="stable")
+            cols = {c: v[o] for c, v in cols.items()}
+        return cols
+
+    def load_cached(self, k: int) -> dict[str, np.ndarray] | None:
+        cols = self._load(k)
+        if cols is not None and k not in self.cache:
+            self.cache[k] = cols
+            while len(self.cache) > _PART_CACHE:
+                self.cache.popitem(last=False)
+        return cols
+
+    def _pull(self, bound: float) -> bool:
+        """Read every not-yet-read part whose min ts <= bound; True if any."""
+        got = False
+        while self.next_part < len(self.parts) and self.parts[self.next_part][1] <= bound:
+            cols = self._load(self.next_part)
+            self.next_part += 1
+            if cols is None:
+                continue
+            got = True
+            p = self.pending
+            if p is None or len(p["ts"]) == 0:
+                self.pending = cols
+            else:
+                merged = {c: np.concatenate((p[c], cols[c])) for c in cols}
+                ts = merged["ts"]
+                if ts[len(p["ts"]) - 1] > cols["ts"][0]:  # overlapping parts
+                    o = np.argsort(ts, kind="stable")
+                    merged = {c: v[o] for c, v in merged.items()}
+                self.pending = merged
+        return got
+
+    def next_bound(self, chunk: int) -> float:
+        """The ts bound of the next window of about ``chunk`` rows (inf: all the rest)."""
+        while True:
+            n = 0 if self.pending is None else len(self.pending["ts"])
+            if n > chunk:
+                b = int(self.pending["ts"][chunk - 1])
+                if not self._pull(b):
+                    return b
+            elif self.next_part < len(self.parts):
+                self._pull(self.parts[self.next_part][1])
+            else:
+                return np.inf
+
+    def take(self, bound: float) -> dict[str, np.ndarray] | None:
+        """Every row not handed out yet with ts <= bound (None if none)."""
+        self._pull(bound)
+        p = self.pending
+        if p is None:
+            return None
+        k = len(p["ts"]) if bound == np.inf else int(np.searchsorted(p["ts"], bound, side="right"))
+        if k == 0:
+            return None
+        out = {c: v[:k] for c, v in p.items()}
+        self.pending = {c: v[k:] for c, v in p.items()}
+        return out
+
+    def between(self, lo: float, hi: float) -> dict[str, np.ndarray] | None:
+        """Rows with lo < ts <= hi (random access, through a small part cache)."""
+        got = []
+        for k, (_, pmin, pmax) in enumerate(self.parts):
+            if pmax <= lo or pmin > hi:
+                continue
+            cols = self.load_cached(k)
+            if cols is None:
+                continue
+            ts = cols["ts"]
+            a = int(np.searchsorted(ts, lo, side="right")) if lo > -np.inf else 0
+            b = int(np.searchsorted(ts, hi, side="right")) if hi < np.inf else len(ts)
+            if b > a:
+                got.append({c: v[a:b] for c, v in cols.items()})
+        if not got:
+            return None
+        if len(got) == 1:
+            return got[0]
+        merged = {c: np.concatenate([g[c] for g in got]) for c in got[0]}
+        o = np.argsort(merged["ts"], kind="stable")
+        return {c: v[o] for c, v in merged.items()}
+
+
+def _ts_range(md) -> tuple[int, int]:
+    """min/max of the ts column from Parquet statistics (whole part if absent)."""
+    names = [md.schema.column(i).name for i in range(md.num_columns)]
+    k = names.index("ts")
+    lo, hi = None, None
+    for g in range(md.num_row_groups):
+        st = md.row_group(g).column(k).statistics
+        if st is None or not st.has_min_max:
+            return -(2**63), 2**63 - 1
+        lo = st.min if lo is None else min(lo, st.min)
+        hi = st.max if hi is None else max(hi, st.max)
+    if lo is None:
+        return -(2**63), 2**63 - 1
+    return int(lo), int(hi)
+
+
+def _decode_tw(getcol, n: int) -> dict[str, np.ndarray]:
+    """Tree writes of one part that are stores: op 0, not a probe."""
+    codes, names = _strings(getcol("fn"))
+    op = _num(getcol("op"), "op")
+    bad = [i for i, c in enumerate(names) if c in _NOT_STORES]
+    keep = op == 0
+    if bad:
+        keep &= ~np.isin(codes, bad)
+    inner_codes = [i for i, c in enumerate(names) if c.startswith("mas_wr_")]
+    idx = None if keep.all() else np.flatnonzero(keep)
+    out = {}
+    for c in _TW_COLS:
+        if c in ("fn", "op"):
+            continue
+        v = _num(getcol(c), c)
+        out[c] = v if idx is None else v[idx]
+    cc = codes if idx is None else codes[idx]
+    out["inner"] = np.isin(cc, inner_codes) if inner_codes else np.zeros(len(cc), bool)
+    return out
+
+
+class _ScDecoder:
+    """Syscalls of one part; names become codes into ``names`` (shared across parts)."""
+
+    def __init__(self, only_correcting: bool) -> None:
+        self.only = only_correcting
+        self.names: list[str] = list(CORRECTING)
+        self.code: dict[str, int] = {n: i for i, n in enumerate(self.names)}
+
+    def __call__(self, getcol, n: int) -> dict[str, np.ndarray]:
+        codes, names = _strings(getcol("syscall"))
+        remap = np.array([self._code(x) for x in names] or [0], dtype=np.int32)
+        g = remap[codes] if len(codes) else np.zeros(0, np.int32)
+        idx = np.flatnonzero(g < len(CORRECTING)) if self.only else None
+        out = {"code": g if idx is None else g[idx]}
+        for c in _SC_COLS:
+            if c == "syscall":
+                continue
+            v = _num(getcol(c), c)
+            out[c] = v if idx is None else v[idx]
+        return out
+
+    def _code(self, name: str) -> int:
+        k = self.code.get(name)
+        if k is None:
+            k = self.code[name] = len(self.names)
+            self.names.append(name)
+        return k
+
+
+# -- windows ------------------------------------------------------------------
+@dataclass
+class Window:
+    """One ts window of preprocessed records, in replay order (numpy columns).
+
+    ``lo < ts <= hi`` for every record.  Per record: ``kind``, ``a`` (see
+    the module doc), ``ts``; for writes ``start``/``end`` (the range),
+    ``val``, ``vm_flags``, ``pgbase``, ``dev``, ``ino``, ``tid``, ``tgid``,
+    ``cur`` (``&current->mm->mm_mt``), ``flags``, ``cause`` (row of the
+    enclosing syscall in ``sc`` or -1).  ``uptr``: the tree pointers ``a``
+    indexes; ``sc``: the window's syscall table (numpy columns).
+    """
+
+    lo: float
+    hi: float
+    n_tree_write: int
+    cols: dict[str, np.ndarray]
+    uptr: list[int]
+    sc: dict[str, np.ndarray]
+    sc_names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.cols["kind"])
+
+    def stop_at(self, at: int) -> int:
+        """Number of leading records with ts <= at."""
+        return int(np.searchsorted(self.cols["ts"], np.int64(at), side="right"))
+
+    def sc_lists(self) -> dict[str, list]:
+        """The syscall table as Python lists (what the engine reads at exits),
+        each column converted when first read."""
+        return _LazyColumns(self.sc, self.sc_names)
+
+    def lists(self, a: int = 0, b: int | None = None) -> tuple[list, list, list, list, list]:
+        """(kind, a, start, end, value) lists of records a..b-1, for the fast loop.
+
+        ``value`` is the VMA value tuple of a store (see
+        :data:`mmtrace.model.vmatree.VAL_FIELDS`), None otherwise.
+        """
+        c = self.cols
+        if b is None:
+            b = len(self)
+        kind = c["kind"][a:b]
+        st = np.flatnonzero(kind == K_STORE)
+        vals = [None] * (b - a)
+        if len(st):
+            ix = st + a
+            tup = list(zip(c["val"][ix].tolist(), c["vm_flags"][ix].tolist(), c["pgbase"][ix].tolist(),
+                           c["dev"][ix].tolist(), c["ino"][ix].tolist(), c["ts"][ix].tolist(),
+                           c["tid"][ix].tolist()))
+            if len(st) == b - a:
+                vals = tup
+            else:
+                o = np.full(b - a, None, dtype=object)
+                o[st] = np.fromiter(tup, dtype=object, count=len(tup))
+                vals = o.tolist()
+        return kind.tolist(), c["a"][a:b].tolist(), c["start"][a:b].tolist(), c["end"][a:b].tolist(), vals
+
+    def records(self) -> list[tuple]:
+        """Every record as a tuple (slow; for the replay with an observer).
+
+        ``(R_WRITE, ts, tree, lo, hi, val, flags, tid, tgid, cur_tree, vm_flags, pgbase, dev, ino, cause)``,
+        ``(R_SYSCALL, ts, row)``, ``(R_PROC, ts, row)``, ``(R_EXIT_MMAP, ts, row)``.
+        """
+        c = self.cols
+        uptr = self.uptr
+        out = []
+        for k, kind in enumerate(c["kind"].tolist()):
+            ts, a = int(c["ts"][k]), int(c["a"][k])
+            if kind <= K_CLEAR:
+                out.append((R_WRITE, ts, uptr[a], int(c["start"][k]), int(c["end"][k]),
+                            int(c["val"][k]) if kind == K_STORE else 0, int(c["flags"][k]), int(c["tid"][k]),
+                            int(c["tgid"][k]), int(c["cur"][k]), int(c["vm_flags"][k]), int(c["pgbase"][k]),
+                            int(c["dev"][k]), int(c["ino"][k]), int(c["cause"][k])))
+            else:
+                out.append((R_SYSCALL if kind in _SC_KINDS else R_PROC if kind == K_PROC else R_EXIT_MMAP, ts, a))
+        return out
+
+
+class _LazyColumns(dict):
+    """name -> list, converted from numpy on first access (``syscall``: names from codes)."""
+
+    def __init__(self, cols: dict[str, np.ndarray], names: list[str]) -> None:
+        super().__init__()
+        self.cols = cols
+        self.names = names
+
+    def __missing__(self, key: str) -> list:
+        if key == "syscall":
+            names = self.names
+            v = [names[k] for k in self.cols["code"].tolist()] if "code" in self.cols else []
+        else:
+            v = self.cols[key].tolist()
+        self[key] = v
+        return v
+
+    def get(self, key, default=None):
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+
+class Source:
+    """A trace opened for windowed reading (see the module doc).
+
+    ``trace`` is a :class:`mmtrace.trace.TraceFile` (its parts are read
+    directly) or anything with ``raw_events(kind)``, ``kinds`` and
+    ``metadata``.  With ``with_causes`` every syscall is kept and each write
+    carries the row of its enclosing syscall (for :func:`mmtrace.model.changes`);
+    that needs the whole syscall table, so it is read as one window.
+
+    ``proc``: the proc table as lists (``what``, ``ts``, ``tgid``, ``tid``,
+    ``pid``, ``child_tgid``, ``tree``, ``flags``, ``comm``, ``filename``);
+    ``forks``/``execs``: tree -> sorted ts of the fork/exec events naming it
+    (a fork child's tree is written before its fork event fires); ``em_mt``:
+    exit_mmap tree pointers.
+    """
+
+    def __init__(self, trace, *, with_causes: bool = False) -> None:
+        self.trace = trace
+        self.with_causes = with_causes
+        self.mt_off = mm_mt_offset(getattr(trace, "metadata", {}) or {})
+        self.tw = _KindReader(trace, "tree_write", _TW_COLS, _decode_tw)
+        self.scd = _ScDecoder(only_correcting=not with_causes)
+        self.scr = _KindReader(trace, "syscall", _SC_COLS, self.scd)
+        self._load_proc(trace)
+        self.known: set[int] = set(self.mm_trees)
+        self._known_arr = np.array(sorted(self.known), dtype=np.uint64)
+        self.n_tree_write = 0
+
+    def _load_proc(self, trace) -> None:
+        def dec_proc(getcol, n):
+            out = {}
+            for c in ("what", "comm", "filename"):
+                cc, nn = _strings(getcol(c))
+                out[c] = np.array(nn + [""], dtype=object)[cc]
+            for c in ("ts", "tgid", "tid", "pid", "child_tgid", "tree", "flags"):
+                out[c] = _num(getcol(c), c)
+            return out
+
+        proc: dict[str, list] = {c: [] for c in _PROC_COLS}
+        r = _KindReader(trace, "proc", ("what", "ts", "tgid", "tid", "pid", "child_tgid", "tree", "flags", "comm", "filename"),
+                        dec_proc)
+        rows = r.take(np.inf)
+        if rows is not None:
+            for c in _PROC_COLS:
+                proc[c] = rows[c].tolist()
+        self.proc = proc
+        self.proc_ts = np.asarray(proc["ts"], dtype=np.int64)
+        forks: dict[int, list[int]] = {}
+        execs: dict[int, list[int]] = {}
+        mm_trees: set[int] = set()
         for w, ts, tree, fl in zip(proc["what"], proc["ts"], proc["tree"], proc["flags"]):
             if tree:
                 mm_trees.add(tree)
@@ -219,97 +492,277 @@ def _build_stream(trace, *, with_causes: bool = False) -> Stream:
                     forks.setdefault(tree, []).append(ts)
                 elif w == "exec":
                     execs.setdefault(tree, []).append(ts)
-    if len(em):
-        mm_trees.update(em["mt"].to_numpy(dtype=np.uint64).tolist())
+        er = _KindReader(trace, "exit_mmap", ("ts", "mt"), lambda g, n: {"ts": _num(g("ts"), "ts"), "mt": _num(g("mt"), "mt")})
+        em = er.take(np.inf)
+        self.em_ts = em["ts"] if em is not None else np.zeros(0, np.int64)
+        self.em_mt = em["mt"].tolist() if em is not None else []
+        mm_trees.update(self.em_mt)
+        self.forks, self.execs, self.mm_trees = forks, execs, mm_trees
 
-    # -- syscalls --------------------------------------------------------
-    if len(sc) and not with_causes:
-        # Only syscalls whose exit corrects the tree need a record (the
-        # others' changes are all in their stores): fewer rows to convert.
-        sc = sc[sc["syscall"].isin(CORRECTING).to_numpy()].reset_index(drop=True)
-    scd: dict[str, list] = {}
-    if len(sc):
-        scd["syscall"] = [str(s) for s in sc["syscall"].tolist()]
-        for cname in ("ts", "ts_enter", "tgid", "tid", "ret"):
-            scd[cname] = sc[cname].to_numpy(dtype=np.int64).tolist()
-        for cname in ("arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "brk_enter", "brk_exit"):
-            scd[cname] = sc[cname].to_numpy(dtype=np.uint64).tolist()
-        mm = sc["mm"].to_numpy(dtype=np.uint64)
-        scd["tree"] = np.where(mm != 0, mm + np.uint64(mt_off), np.uint64(0)).tolist()
+    # -- windows ---------------------------------------------------------------
+    def windows(self, chunk: int):
+        """Yield the trace as consecutive :class:`Window` s of about ``chunk`` tree writes."""
+        # private reader states: several passes may be under way at once
+        tw, scr = copy.copy(self.tw), copy.copy(self.scr)
+        tw.reset()
+        scr.reset()
+        n_tw = 0
+        lo = -np.inf
+        chunk = max(1, int(chunk))
+        if self.with_causes:
+            chunk = 1 << 62
+        while True:
+            hi = tw.next_bound(chunk)
+            w = self._window(lo, hi, tw.take(hi), scr.take(hi))
+            n_tw += w.n_tree_write
+            yield w
+            if hi == np.inf:
+                self.n_tree_write = n_tw
+                return
+            lo = hi
 
-    # -- writes ----------------------------------------------------------
-    w = _writes(tw, mm_trees, mt_off)
-    nw = len(w.get("ts", ()))
-    parts_ts = []
-    parts_recs: list[list[tuple]] = []
-    if nw:
-        val = w["val"]
-        isvma = (w["flags"] & TW_VAL_IS_VMA) != 0
-        val = np.where(isvma, val, np.uint64(0))  # XA_ZERO_ENTRY & co: a clear
-        # last may be ULONG_MAX (a clear to the top): user addresses are far
-        # below 2**63, so capping there keeps int64 (fast to convert).
-        hi = np.minimum(w["last"], np.uint64(2**63 - 2)).astype(np.int64) + 1
-        lo = np.minimum(w["index"], np.uint64(2**63 - 2)).astype(np.int64)
-        pgbase = (w["vm_pgoff"].astype(np.int64) - (w["vm_start"] >> np.uint64(12)).astype(np.int64))
-        cur = np.where(w["mm"] != 0, w["mm"] + np.uint64(mt_off), np.uint64(0))
-        cause = _enclosing_syscall(w["ts"], w["tid"], sc) if with_causes else np.full(nw, -1, np.int64)
-        recs = list(
-            zip(
-                [R_WRITE] * nw,
-                w["ts"].tolist(),
-                w["tree"].tolist(),
-                lo.tolist(),
-                hi.tolist(),
-                val.tolist(),
-                w["flags"].tolist(),
-                w["tid"].tolist(),
-                w["tgid"].tolist(),
-                cur.tolist(),
-                w["vm_flags"].tolist(),
-                pgbase.tolist(),
-                w["dev"].tolist(),
-                w["ino"].tolist(),
-                cause.tolist(),
-            )
+    def window_between(self, lo: float, hi: float) -> Window:
+        """The records with lo < ts <= hi (random access; for checkpointed queries)."""
+        return self._window(lo, hi, self.tw.between(lo, hi), self.scr.between(lo, hi))
+
+    def _window(self, lo: float, hi: float, tw: dict | None, sc: dict | None) -> Window:
+        mt_off = np.uint64(self.mt_off)
+        if sc is None:
+            sc = {"code": np.zeros(0, np.int32), **{c: np.zeros(0, np.int64 if c in _SIGNED else np.uint64)
+                                                    for c in _SC_COLS if c != "syscall"}}
+        sc_mm = sc["mm"]
+        sc_tree = np.where(sc_mm != 0, sc_mm + mt_off, np.uint64(0))
+        sc = dict(sc, tree=sc_tree)
+        corr = np.flatnonzero(sc["code"] < len(CORRECTING))
+
+        # -- writes --
+        n_tw = 0 if tw is None else len(tw["ts"])
+        w = _writes(tw, self, sc_tree[corr], sc) if n_tw else None
+        nw = 0 if w is None else len(w["ts"])
+
+        # -- merge --
+        p_a = int(np.searchsorted(self.proc_ts, lo, side="right")) if lo > -np.inf else 0
+        p_b = int(np.searchsorted(self.proc_ts, hi, side="right")) if hi < np.inf else len(self.proc_ts)
+        e_a = int(np.searchsorted(self.em_ts, lo, side="right")) if lo > -np.inf else 0
+        e_b = int(np.searchsorted(self.em_ts, hi, side="right")) if hi < np.inf else len(self.em_ts)
+        ts_parts = [np.zeros(0, np.int64) if w is None else w["ts"], sc["ts"][corr], self.proc_ts[p_a:p_b],
+                    self.em_ts[e_a:e_b]]
+        n = sum(len(p) for p in ts_parts)
+        all_ts = np.concatenate(ts_parts)
+        ns, npr = len(corr), p_b - p_a
+        sc_kind, sc_lo, sc_hi = _corrections(sc, corr)
+        kind = np.concatenate([
+            np.zeros(0, np.int8) if w is None else np.where(w["val"] != 0, K_STORE, K_CLEAR).astype(np.int8),
+            sc_kind, np.full(npr, K_PROC, np.int8), np.full(e_b - e_a, K_EXIT_MMAP, np.int8),
+        ])
+        a = np.concatenate([
+            np.zeros(0, np.int64) if w is None else w["code"], corr.astype(np.int64),
+            np.arange(p_a, p_b, dtype=np.int64), np.arange(e_a, e_b, dtype=np.int64),
+        ])
+        order = None
+        if n and not (all_ts[1:] >= all_ts[:-1]).all():
+            rank = np.concatenate([np.full(len(p), k, np.int8) for k, p in enumerate(ts_parts)])
+            order = np.lexsort((rank, all_ts))
+        cols = {"kind": kind, "a": a, "ts": all_ts}
+        pad = n - nw
+        for c in ("start", "end", "val", "vm_flags", "pgbase", "dev", "ino", "tid", "tgid", "cur", "flags", "cause"):
+            v = np.zeros(0, np.int64) if w is None else w[c]
+            if c in ("start", "end"):
+                v = np.concatenate((v, sc_lo if c == "start" else sc_hi, np.zeros(pad - ns, v.dtype)))
+            elif pad:
+                v = np.concatenate((v, np.zeros(pad, v.dtype)))
+            cols[c] = v
+        if order is not None:
+            cols = {c: v[order] for c, v in cols.items()}
+        return Window(lo, hi, n_tw, cols, [] if w is None else w["uptr"], sc, self.scd.names)
+
+
+_PAGE_MASK = np.uint64(4095)
+_ENOMEM, _ERRNO_MAX, _MREMAP_DONTUNMAP = 12, 4095, 4
+
+
+def _corrections(sc: dict, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(kind, start, end) of the exit-time correction of syscalls ``rows`` (see K_SC_*),
+    the same rules as :meth:`mmtrace.model.replay.Engine._on_syscall`."""
+    n = len(rows)
+    kind = np.full(n, K_SC_GENERIC, np.int8)
+    lo = np.zeros(n, np.int64)
+    hi = np.zeros(n, np.int64)
+    if n == 0:
+        return kind, lo, hi
+    code = sc["code"][rows]
+    ret = sc["ret"][rows]
+    a0, a1, a2, a3 = (sc[f"arg{k}"][rows] for k in range(4))
+
+    def palign(x):
+        return (x + _PAGE_MASK) & ~_PAGE_MASK
+
+    big = np.uint64(1 << 62)
+    with np.errstate(over="ignore"):
+        # munmap, mprotect: [arg0, arg0 + palign(arg1))
+        r_lo, r_hi = a0, a0 + palign(a1)
+        ok = (a0 < big) & (a1 < big)
+        m = code == CORRECTING.index("munmap")
+        fail = m & (ret != 0)
+        kind[fail] = K_SYSCALL
+        sel = m & ~fail & ok
+        kind[sel] = K_SC_CLEAR
+        lo[sel], hi[sel] = r_lo[sel].astype(np.int64), r_hi[sel].astype(np.int64)
+        m = (code == CORRECTING.index("mprotect")) | (code == CORRECTING.index("pkey_mprotect"))
+        fail = m & (ret != 0) & (ret != -_ENOMEM)
+        kind[fail] = K_SYSCALL
+        sel = m & ~fail & ok
+        kind[sel] = K_SC_PROT
+        lo[sel], hi[sel] = r_lo[sel].astype(np.int64), r_hi[sel].astype(np.int64)
+        # mremap
+        m = code == CORRECTING.index("mremap")
+        fail = m & (ret >= -_ERRNO_MAX) & (ret < 0)
+        kind[fail] = K_SYSCALL
+        old_len, new_len = palign(a1), palign(a2)
+        ok = (a0 < big) & (a1 < big) & (a2 < big)
+        inplace = ret.astype(np.uint64) == a0
+        shrink = m & ~fail & ok & inplace & (new_len < old_len)
+        kind[shrink] = K_SC_CLEAR
+        lo[shrink], hi[shrink] = (a0 + new_len)[shrink].astype(np.int64), (a0 + old_len)[shrink].astype(np.int64)
+        kind[m & ~fail & ok & inplace & ~(new_len < old_len)] = K_SYSCALL
+        moved = m & ~fail & ok & ~inplace
+        keep_old = moved & ((old_len == 0) | ((a3 & np.uint64(_MREMAP_DONTUNMAP)) != 0))
+        kind[keep_old] = K_SYSCALL
+        mv = moved & ~keep_old
+        kind[mv] = K_SC_CLEAR
+        lo[mv], hi[mv] = a0[mv].astype(np.int64), (a0 + old_len)[mv].astype(np.int64)
+        # brk: shrink clears [new brk, old brk)
+        m = code == CORRECTING.index("brk")
+        b0, b1 = palign(sc["brk_enter"][rows]), palign(sc["brk_exit"][rows])
+        ok = (b0 < big) & (b1 < big)
+        kind[m & ok & ~(b1 < b0)] = K_SYSCALL
+        sel = m & ok & (b1 < b0)
+        kind[sel] = K_SC_CLEAR
+        lo[sel], hi[sel] = b1[sel].astype(np.int64), b0[sel].astype(np.int64)
+    return kind, lo, hi
+
+
+def _writes(tw: dict, src: Source, sc_trees: np.ndarray, sc: dict) -> dict[str, np.ndarray] | None:
+    """The window's tree writes that change an mm's tree, one per store, as numpy columns."""
+    flags = tw["flags"]
+    tree = tw["tree"]
+    # A tree is an mm's when some store put one of that mm's VMAs in it, when
+    # it is current->mm's, when a fork/exec/exit event names it, or a
+    # tree-correcting syscall adopts it.  munmap's detach tree and tmpfs/IRQ
+    # trees are none of these.  (Known so far: a write to a tree known only
+    # later is dropped by the engine too, as that tree is not live.)
+    ident = (flags & (TW_VAL_IS_VMA | TW_CURRENT_MM)) != 0
+    new = set(np.unique(tree[ident]).tolist())
+    new.update(np.unique(sc_trees).tolist())
+    new.discard(0)
+    if not new <= src.known:
+        src.known |= new
+        src._known_arr = np.array(sorted(src.known), dtype=np.uint64)
+    keep = ident | np.isin(tree, src._known_arr)
+    idx = None if keep.all() else np.flatnonzero(keep)
+    c = tw if idx is None else {k: v[idx] for k, v in tw.items()}
+    n = len(c["ts"])
+    if n == 0:
+        return None
+    # One store fires an outer event and an inner one (mas_store_prealloc then
+    # mas_wr_node_store) with the same range and value on the same task:
+    # replaying both is idempotent, so drop the inner one.  Only an inner
+    # (mas_wr_*) right after its outer: two outer stores of the same range
+    # and (reused) pointer can have a silent clear between them.
+    inner = c["inner"]
+    if n > 1 and inner.any():
+        order = np.lexsort((c["ts"], c["tid"]))
+        same = np.zeros(n, dtype=bool)
+        a, b = order[1:], order[:-1]
+        same[a] = (
+            inner[a] & ~inner[b]
+            & (c["tid"][a] == c["tid"][b]) & (c["tree"][a] == c["tree"][b])
+            & (c["index"][a] == c["index"][b]) & (c["last"][a] == c["last"][b])
+            & (c["val"][a] == c["val"][b])
         )
-        parts_ts.append(w["ts"])
-        parts_recs.append(recs)
-    if len(sc):
-        rows = np.flatnonzero(sc["syscall"].isin(CORRECTING).to_numpy())
-        sts = np.asarray(scd["ts"], dtype=np.int64)[rows]
-        parts_ts.append(sts)
-        parts_recs.append(list(zip([R_SYSCALL] * len(rows), sts.tolist(), rows.tolist())))
-    if len(pr):
-        n = len(pr)
-        parts_ts.append(np.asarray(proc["ts"], dtype=np.int64))
-        parts_recs.append(list(zip([R_PROC] * n, proc["ts"], range(n))))
-    if len(em):
-        n = len(em)
-        ets = em["ts"].to_numpy(dtype=np.int64)
-        parts_ts.append(ets)
-        parts_recs.append(list(zip([R_EXIT_MMAP] * n, ets.tolist(), em["mt"].to_numpy(dtype=np.uint64).tolist())))
+        if same.any():
+            keep = np.flatnonzero(~same)
+            c = {k: v[keep] for k, v in c.items()}
+            n = len(keep)
+    fl = c["flags"]
+    isvma = (fl & TW_VAL_IS_VMA) != 0
+    val = np.where(isvma, c["val"], np.uint64(0))  # XA_ZERO_ENTRY & co: a clear
+    # last may be ULONG_MAX (a clear to the top): user addresses are far
+    # below 2**63, so capping there keeps int64 (fast to convert).
+    uptr, code = np.unique(c["tree"], return_inverse=True)
+    mm = c["mm"]
+    out = {
+        "ts": c["ts"],
+        "start": np.minimum(c["index"], _I64MAX).astype(np.int64),
+        "end": np.minimum(c["last"], _I64MAX).astype(np.int64) + 1,
+        "val": val,
+        "vm_flags": c["vm_flags"],
+        "pgbase": c["vm_pgoff"].astype(np.int64) - (c["vm_start"] >> np.uint64(12)).astype(np.int64),
+        "dev": c["dev"],
+        "ino": c["ino"],
+        "tid": c["tid"],
+        "tgid": c["tgid"],
+        "cur": np.where(mm != 0, mm + np.uint64(src.mt_off), np.uint64(0)),
+        "flags": fl,
+        "cause": np.full(n, -1, np.int64),
+        "code": code.reshape(-1).astype(np.int64),
+        "uptr": uptr.tolist(),
+    }
+    if src.with_causes:
+        out["cause"] = _enclosing_syscall(c["ts"], c["tid"], sc)  # one window: the whole table
+    return out
 
-    if parts_ts:
-        all_ts = np.concatenate(parts_ts)
-        typ = np.concatenate([np.full(len(p), k, dtype=np.int8) for k, p in enumerate(parts_ts)])
-        # ts order; on a tie, writes before syscall exits before proc events
-        # (a syscall's stores precede its exit; fork's stores precede its event).
-        order = np.lexsort((typ, all_ts))
-        flat: list[tuple] = []
-        for p in parts_recs:
-            flat.extend(p)
-        records = [flat[k] for k in order.tolist()]
-        ts_sorted = all_ts[order]
-    else:
-        records, ts_sorted = [], np.zeros(0, dtype=np.int64)
-    return Stream(
-        records=records,
-        ts=ts_sorted,
-        sc=scd,
-        proc=proc,
-        forks=forks,
-        execs=execs,
-        n_tree_write=len(tw),
-        n_writes_kept=nw,
-        mt_off=mt_off,
-    )
+
+def _enclosing_syscall(ts: np.ndarray, tid: np.ndarray, sc: dict) -> np.ndarray:
+    """Row in ``sc`` of the syscall of the same thread whose [ts_enter, ts] holds each event; -1 if none."""
+    out = np.full(len(ts), -1, dtype=np.int64)
+    if sc is None or len(sc["ts"]) == 0 or len(ts) == 0:
+        return out
+    s_tid, s_in, s_out = sc["tid"], sc["ts_enter"], sc["ts"]
+    for t in np.unique(tid):
+        m = np.flatnonzero(tid == t)
+        rows = np.flatnonzero(s_tid == t)
+        if len(rows) == 0:
+            continue
+        rows = rows[np.argsort(s_in[rows], kind="stable")]
+        k = np.searchsorted(s_in[rows], ts[m], side="right") - 1
+        ok = k >= 0
+        kk = np.where(ok, k, 0)
+        ok &= ts[m] <= s_out[rows[kk]]
+        out[m[ok]] = rows[kk[ok]]
+    return out
+
+
+# -- the whole trace as one stream (changes(), tests) -------------------------------
+@dataclass
+class Stream:
+    """The whole trace as one window (with causes: every syscall, each write's cause).
+
+    ``records``: tuples as :meth:`Window.records`; ``sc``: the syscall table
+    as Python lists; ``proc``, ``forks``, ``execs``: see :class:`Source`.
+    """
+
+    records: list[tuple]
+    ts: np.ndarray
+    sc: dict[str, list]
+    proc: dict[str, list]
+    forks: dict[int, list[int]] = field(default_factory=dict)
+    execs: dict[int, list[int]] = field(default_factory=dict)
+    n_tree_write: int = 0
+    n_writes_kept: int = 0
+    mt_off: int = 64
+    window: Window | None = None
+    source: Source | None = None
+
+
+def build_stream(trace, *, with_causes: bool = False) -> Stream:
+    """The whole trace merged into one ts-ordered stream (memory O(trace): for
+    :func:`mmtrace.model.changes` and tests; the model itself reads windows)."""
+    with no_gc():
+        src = Source(trace, with_causes=with_causes)
+        (w,) = list(src.windows(1 << 62))
+        return Stream(
+            records=w.records(), ts=w.cols["ts"], sc=w.sc_lists(), proc=src.proc, forks=src.forks,
+            execs=src.execs, n_tree_write=src.n_tree_write,
+            n_writes_kept=int(np.count_nonzero(w.cols["kind"] <= K_CLEAR)), mt_off=src.mt_off, window=w, source=src,
+        )
