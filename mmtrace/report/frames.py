@@ -1,0 +1,454 @@
+"""The tables of a report, as DataFrames (integers, lists: ready for pandas).
+
+:class:`ReportData` computes each table once per trace and keeps it; every
+function of :mod:`mmtrace.report` accepts a trace path, a trace, or a
+``ReportData``.  The tables:
+
+- :meth:`ReportData.processes`: one row per process with its VMA counts;
+- :meth:`ReportData.changes`, :meth:`~ReportData.splits`,
+  :meth:`~ReportData.merges`, :meth:`~ReportData.anomalies`,
+  :meth:`~ReportData.hugetlb`: the trace's frames plus a readable ``call``;
+- :meth:`ReportData.vma_counts`: VMAs of each process after each of its changes;
+- :meth:`ReportData.vmas`: every VMA's lifetime (what the address-space
+  timeline draws).
+
+The last two come from one replay of the model (``Model.sweep``) answering
+"which VMAs does process P have right after change C" for every change.
+"""
+
+from __future__ import annotations
+
+import errno
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["ReportData", "report_data", "format_call", "ADDRESS_ARGS", "RETURNS_ADDRESS"]
+
+# Which syscall arguments are user addresses (hex in CSV), by syscall name.
+ADDRESS_ARGS: dict[str, tuple[int, ...]] = {
+    "mmap": (0,), "munmap": (0,), "mprotect": (0,), "pkey_mprotect": (0,), "mremap": (0, 4), "brk": (0,),
+    "madvise": (0,), "shmat": (1,), "shmdt": (0,), "execve": (0, 1, 2), "execveat": (1, 2, 3), "mseal": (0,),
+    "remap_file_pages": (0,),
+}
+# Syscalls whose non-negative return value is an address.
+RETURNS_ADDRESS = frozenset({"mmap", "mremap", "brk", "shmat"})
+
+_PROT = [(0x1, "PROT_READ"), (0x2, "PROT_WRITE"), (0x4, "PROT_EXEC"), (0x8, "PROT_SEM"),
+         (0x01000000, "PROT_GROWSDOWN"), (0x02000000, "PROT_GROWSUP")]
+_MAP = [(0x10, "MAP_FIXED"), (0x20, "MAP_ANONYMOUS"), (0x40, "MAP_32BIT"), (0x100, "MAP_GROWSDOWN"),
+        (0x800, "MAP_DENYWRITE"), (0x1000, "MAP_EXECUTABLE"), (0x2000, "MAP_LOCKED"), (0x4000, "MAP_NORESERVE"),
+        (0x8000, "MAP_POPULATE"), (0x10000, "MAP_NONBLOCK"), (0x20000, "MAP_STACK"), (0x40000, "MAP_HUGETLB"),
+        (0x80000, "MAP_SYNC"), (0x100000, "MAP_FIXED_NOREPLACE"), (0x4000000, "MAP_UNINITIALIZED")]
+_MREMAP = [(1, "MREMAP_MAYMOVE"), (2, "MREMAP_FIXED"), (4, "MREMAP_DONTUNMAP")]
+_MADV = {0: "MADV_NORMAL", 1: "MADV_RANDOM", 2: "MADV_SEQUENTIAL", 3: "MADV_WILLNEED", 4: "MADV_DONTNEED",
+         8: "MADV_FREE", 9: "MADV_REMOVE", 10: "MADV_DONTFORK", 11: "MADV_DOFORK", 12: "MADV_MERGEABLE",
+         13: "MADV_UNMERGEABLE", 14: "MADV_HUGEPAGE", 15: "MADV_NOHUGEPAGE", 16: "MADV_DONTDUMP",
+         17: "MADV_DODUMP", 18: "MADV_WIPEONFORK", 19: "MADV_KEEPONFORK", 20: "MADV_COLD", 21: "MADV_PAGEOUT",
+         22: "MADV_POPULATE_READ", 23: "MADV_POPULATE_WRITE", 24: "MADV_DONTNEED_LOCKED", 25: "MADV_COLLAPSE",
+         100: "MADV_HWPOISON", 101: "MADV_SOFT_OFFLINE", 102: "MADV_GUARD_INSTALL", 103: "MADV_GUARD_REMOVE"}
+
+
+def _bits(v: int, table: list[tuple[int, str]], base: str = "") -> str:
+    names = [base] if base else []
+    rest = v
+    for bit, name in table:
+        if v & bit:
+            names.append(name)
+            rest &= ~bit
+    if rest:
+        names.append(f"{rest:#x}")
+    return "|".join(names) or "0"
+
+
+def _map_flags(v: int) -> str:
+    typ = {1: "MAP_SHARED", 2: "MAP_PRIVATE", 3: "MAP_SHARED_VALIDATE"}.get(v & 0x3, "")
+    huge = (v >> 26) & 0x3F
+    s = _bits(v & ~0x3 & ~(0x3F << 26), _MAP, typ)
+    if huge:
+        s += f"|MAP_HUGE_{(1 << huge) >> 20}MB" if huge >= 20 else f"|MAP_HUGE_SHIFT({huge})"
+    return s
+
+
+def _s32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
+def _ret_text(sc: str, ret: int) -> str:
+    if -4096 < ret < 0:
+        return f"-{errno.errorcode.get(-ret, str(-ret))}"
+    if sc in RETURNS_ADDRESS:
+        return f"{ret & (1 << 64) - 1:#x}"
+    return str(ret)
+
+
+def format_call(syscall: str, args, ret: int) -> str:
+    """A syscall as strace shows it: ``mprotect(0x7f0000400000, 4194304, PROT_READ) = -ENOMEM``.
+
+    ``args``: the integers known (up to six; a table that keeps only the
+    first three shows ``...`` for the rest); "" for kernel paths (no syscall).
+    """
+    if not syscall:
+        return ""
+    known = len(args)
+    a = [int(x) & (1 << 64) - 1 for x in args] + [0] * 6
+    hx = lambda v: "NULL" if v == 0 else f"{v:#x}"  # noqa: E731
+    prot = lambda v: _bits(v, _PROT) if v else "PROT_NONE"  # noqa: E731
+    if syscall == "mmap":
+        s = [hx(a[0]), str(a[1]), prot(a[2]), _map_flags(a[3]), str(_s32(a[4])), f"{a[5]:#x}"]
+    elif syscall == "munmap":
+        s = [hx(a[0]), str(a[1])]
+    elif syscall == "mseal":
+        s = [hx(a[0]), str(a[1]), f"{a[2]:#x}"]
+    elif syscall == "mprotect":
+        s = [hx(a[0]), str(a[1]), prot(a[2])]
+    elif syscall == "pkey_mprotect":
+        s = [hx(a[0]), str(a[1]), prot(a[2]), str(_s32(a[3]))]
+    elif syscall == "mremap":
+        s = [hx(a[0]), str(a[1]), str(a[2]), _bits(a[3], _MREMAP)] + ([hx(a[4])] if a[3] & 2 else [])
+    elif syscall in ("brk", "shmdt"):
+        s = [hx(a[0])]
+    elif syscall == "madvise":
+        s = [hx(a[0]), str(a[1]), _MADV.get(a[2], str(a[2]))]
+    elif syscall == "shmat":
+        s = [str(_s32(a[0])), hx(a[1]), f"{a[2]:#o}"]
+    elif syscall == "execve":
+        s = [hx(a[0]), hx(a[1]), hx(a[2])]
+    elif syscall == "execveat":
+        s = [str(_s32(a[0])), hx(a[1]), hx(a[2]), hx(a[3]), f"{a[4]:#x}"]
+    elif syscall == "remap_file_pages":
+        s = [hx(a[0]), str(a[1]), f"{a[2]:#x}", str(a[3]), f"{a[4]:#x}"]
+    else:
+        s = [f"{v:#x}" for v in a[:6]]
+    if len(s) > known:
+        s = s[:known] + ["..."]
+    return f"{syscall}({', '.join(s)}) = {_ret_text(syscall, int(ret))}"
+
+
+def _calls(df: pd.DataFrame, nargs: int) -> list[str]:
+    if len(df) == 0:
+        return []
+    cols = [df[f"arg{i}"].tolist() for i in range(nargs)]
+    return [format_call(str(sc) if sc == sc else "", [c[i] for c in cols], int(r))
+            for i, (sc, r) in enumerate(zip(df["syscall"].tolist(), df["ret"].tolist()))]
+
+
+class ReportData:
+    """Everything a report shows, computed lazily and once.
+
+    ``trace``: a path or an opened trace (``mmtrace.open``).  ``progress``:
+    an optional :class:`mmtrace.report.progress.Progress` updated during the
+    long replay.  ``errors`` maps a table name to the message of the
+    exception that kept it from being computed (the table is then empty),
+    filled by :meth:`safe`.
+    """
+
+    def __init__(self, trace, progress=None) -> None:
+        if isinstance(trace, (str, Path)):
+            from ..api import open as mm_open
+
+            trace = mm_open(trace)
+        elif not hasattr(trace, "changes"):  # a bare TraceFile: reopen with the analysis API
+            from ..api import open as mm_open
+
+            trace = mm_open(trace.path)
+        self.trace = trace
+        self.progress = progress
+        self.errors: dict[str, str] = {}
+        self._c: dict[str, object] = {}
+        m = trace.metadata
+        self.t0 = int(m.get("start_ns") or 0)
+        self.t1 = int(m.get("stop_ns") or 0)
+
+    def safe(self, name: str):
+        """Table ``name`` (a method name), or None after recording the error in ``errors``."""
+        try:
+            return getattr(self, name)()
+        except Exception as e:  # noqa: BLE001 - one broken table must not lose the others
+            self.errors[name] = f"{type(e).__name__}: {e}"
+            return None
+
+    def _cached(self, key, fn):
+        if key not in self._c:
+            self._c[key] = fn()
+        return self._c[key]
+
+    # -- the trace's frames, with a readable call ------------------------------------------
+    def changes(self) -> pd.DataFrame:
+        """``trace.changes()`` plus ``comm`` and ``call`` (columns: see README)."""
+        def build():
+            ch = self.trace.changes()
+            ch = ch.copy()
+            ch.insert(4, "comm", _comm(self.trace, ch))
+            ch.insert(ch.columns.get_loc("ret") + 1, "call", _calls(ch, 6))
+            return ch
+        return self._cached("changes", build)
+
+    def splits(self) -> pd.DataFrame:
+        """``trace.splits()`` plus ``call``: one row per change that split VMAs."""
+        def build():
+            s = self.trace.splits().copy()
+            s.insert(s.columns.get_loc("ret") + 1, "call", _calls(s, 4))
+            return s
+        return self._cached("splits", build)
+
+    def merges(self) -> pd.DataFrame:
+        """``trace.merges()`` plus ``call``: one row per change that merged VMAs."""
+        def build():
+            s = self.trace.merges().copy()
+            s.insert(s.columns.get_loc("ret") + 1, "call", _calls(s, 4))
+            return s
+        return self._cached("merges", build)
+
+    def anomalies(self) -> pd.DataFrame:
+        """``trace.anomalies()``: ts, pid, comm, severity, kind, explanation."""
+        return self._cached("anomalies", lambda: self.trace.anomalies().copy())
+
+    def hugetlb(self) -> pd.DataFrame:
+        """``trace.hugetlb()`` plus ``comm``, ``call`` and ``kernel_resv`` (resv_huge_pages as a signed number)."""
+        def build():
+            h = self.trace.hugetlb().copy()
+            h.insert(2, "comm", _comm(self.trace, h))
+            if len(h):
+                h.insert(h.columns.get_loc("ret") + 1, "call", _calls(h, 3))
+                k = h["resv_huge_pages"].map(int)
+                h["kernel_resv"] = [v - (1 << 64) if v >= 1 << 63 else v for v in k]
+                for c in ("arg0", "arg1", "arg2"):
+                    h[c] = h[c].astype(np.uint64)
+                h["resv_huge_pages"] = h["resv_huge_pages"].astype(np.uint64)
+                for c in ("ts", "pid", "ret", "nr_huge_pages", "free_huge_pages", "surplus_huge_pages",
+                          "model_resv", "kernel_delta", "model_delta", "pending", "kernel_resv"):
+                    h[c] = h[c].astype(np.int64)
+            else:
+                h.insert(h.columns.get_loc("ret") + 1, "call", pd.Series([], dtype=object))
+                h["kernel_resv"] = pd.Series([], dtype=np.int64)
+            return h
+        return self._cached("hugetlb", build)
+
+    # -- the model: VMAs over time --------------------------------------------------------
+    def _sweep(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if "sweep" in self._c:
+            return self._c["sweep"]
+        ch = self.changes()
+        procs = self.trace.processes(counts=False)
+        end = self.t1 or (int(ch["ts_end"].max()) if len(ch) else 0)
+        qs: set[tuple[int, int]] = set()
+        for p in procs.itertuples(index=False):
+            if p.start_ts == p.start_ts:
+                qs.add((int(p.pid), int(p.start_ts)))
+            if not (p.exit_ts == p.exit_ts) and end:
+                qs.add((int(p.pid), end))
+        qs.update(zip(ch["pid"].astype(int).tolist(), ch["ts_end"].astype(int).tolist()))
+        queries = sorted(qs, key=lambda q: (q[1], q[0]))
+        counts: list[tuple] = []
+        life: list[tuple] = []
+        live: dict[int, dict] = {}
+        paths = getattr(_model(self.trace), "paths", {}) or {}
+        n = len(queries)
+        step = max(1, n // 200)
+        for i, (pid, at, ans) in enumerate(_sweep(self.trace, queries)):
+            cur = _vma_keys(ans)
+            prev = live.setdefault(pid, {})
+            if cur.keys() != prev.keys():
+                gone = prev.keys() - cur.keys()
+                came = cur.keys() - prev.keys()
+                # A VMA first known from a /proc snapshot (no pointer) that the
+                # trace then names with its pointer and flags is the same VMA.
+                named = {(k[0], k[1], k[3] & 0x87): k for k in came} if any(not k[2] for k in gone) else {}
+                for k in gone:
+                    born = prev.pop(k)
+                    twin = named.get((k[0], k[1], k[3] & 0x87)) if not k[2] else None
+                    if twin is not None:
+                        prev[twin] = born
+                        came.discard(twin)
+                    else:
+                        life.append((pid, *k, born, at))
+                for k in came:
+                    prev[k] = at
+            counts.append((at, pid, len(cur), sum(k[1] - k[0] for k in cur)))
+            if self.progress is not None and i % step == 0:
+                self.progress.update(i / n)
+        for pid, d in live.items():
+            for k, born in d.items():
+                life.append((pid, *k, born, -1))
+        vc = pd.DataFrame(counts, columns=["ts", "pid", "vmas", "mapped"])
+        vc = vc.astype({"ts": np.int64, "pid": np.int64, "vmas": np.int64, "mapped": np.uint64})
+        # No address space: before a fork's copy, or for an instant of an exec
+        # (old tree gone, new one not yet bound); keep only the final teardown.
+        last = ~vc.duplicated("pid", keep="last")
+        vc = vc[(vc["vmas"] > 0) | last].reset_index(drop=True)
+        lt = pd.DataFrame(life, columns=["pid", "start", "end", "vma", "vm_flags", "dev", "ino", "born_ts", "died_ts"])
+        lt = lt.astype({"pid": np.int64, "start": np.uint64, "end": np.uint64, "vma": np.uint64,
+                        "vm_flags": np.uint64, "born_ts": np.int64, "died_ts": np.int64})
+        from ..events.flags import perms
+
+        lt.insert(3, "perms", [perms(int(f)) for f in lt["vm_flags"]])
+        lt["path"] = [paths.get((int(d), int(i)), "") if i else "" for d, i in zip(lt["dev"], lt["ino"])]
+        lt = lt.drop(columns=["dev"]).rename(columns={"ino": "inode"}).astype({"inode": np.uint64}).sort_values(["pid", "start", "born_ts"], ignore_index=True)
+        self._c["sweep"] = (vc, lt)
+        return vc, lt
+
+    def vma_counts(self) -> pd.DataFrame:
+        """VMAs per process over time: ``ts``, ``pid``, ``vmas`` (count, as
+        /proc/PID/maps would list), ``mapped`` (bytes), one row at each
+        process's start, right after each of its changes (``ts_end``), and at
+        the end of the recording for processes still alive.  Instants with
+        no address space (before a fork's copy, inside an exec) are left out,
+        except the last (0 after the exit)."""
+        return self._sweep()[0]
+
+    def vmas(self) -> pd.DataFrame:
+        """Every VMA's lifetime: ``pid``, ``start``, ``end``, ``perms``, ``vma``
+        (kernel pointer, 0 when known only from a /proc snapshot),
+        ``vm_flags``, ``born_ts`` (when it appeared: created, or the process's
+        first sight), ``died_ts`` (when it went away: unmapped, split,
+        merged, changed; -1 if alive when recording stopped).  Both are the
+        ``ts_end`` of the change responsible; ``path`` (mapped file, where the
+        /proc snapshots named it), ``inode`` (0: anonymous)."""
+        return self._sweep()[1]
+
+    def processes(self) -> pd.DataFrame:
+        """One row per process: ``pid``, ``ppid``, ``comm``, ``start_ts``,
+        ``exit_ts`` (<NA> if alive at the end), ``exec``, ``threads``,
+        ``trees``, ``attached``, ``changes``, ``splits``, ``merges``,
+        ``vmas_start`` (VMAs when first seen with an address space; for the
+        command ``record -c`` started, right after its exec),
+        ``vmas_end`` (before its address space was torn down, or at stop),
+        ``vmas_peak``, ``peak_ts``, ``mapped_peak`` (bytes)."""
+        def build():
+            p = self.trace.processes(counts=False).copy()
+            for c in ("start_ts", "exit_ts"):
+                p[c] = pd.array([int(v) if v == v else pd.NA for v in p[c]], dtype="Int64")
+            ch = self.changes()
+            p["changes"] = p["pid"].map(ch.groupby("pid").size()).fillna(0).astype(np.int64)
+            for name in ("splits", "merges"):
+                f = self.safe(name)
+                cnt = f.groupby("pid")["count"].sum() if f is not None and len(f) else pd.Series(dtype="int64")
+                p[name] = p["pid"].map(cnt).fillna(0).astype(np.int64)
+            vc = self.vma_counts_shown()
+            nz = vc[vc["vmas"] > 0]
+            g = nz.groupby("pid")
+            p["vmas_start"] = p["pid"].map(g["vmas"].first()).fillna(0).astype(np.int64)
+            p["vmas_end"] = p["pid"].map(g["vmas"].last()).fillna(0).astype(np.int64)
+            p["vmas_peak"] = p["pid"].map(g["vmas"].max()).fillna(0).astype(np.int64)
+            peak_ts = nz.loc[g["vmas"].idxmax()].set_index("pid")["ts"] if len(nz) else pd.Series(dtype="int64")
+            p["peak_ts"] = pd.array([int(v) if v == v else pd.NA for v in p["pid"].map(peak_ts)], dtype="Int64")
+            p["mapped_peak"] = p["pid"].map(g["mapped"].max()).fillna(0).astype(np.uint64)
+            return p
+        return self._cached("processes", build)
+
+    def launcher_until(self) -> dict[int, int]:
+        """{pid: ts} for the process ``mmtrace record -c CMD`` started: until the
+        end of its first exec (``ts``) it is mmtrace's own launcher (a fork of
+        the recorder waiting for the probes), not CMD.  Report views start
+        there; the tables keep everything."""
+        def build():
+            if not (self.trace.metadata.get("target") or {}).get("command"):
+                return {}
+            p = self.trace.processes(counts=False)
+            ch = self.changes()
+            ex = ch[ch["cause"].isin(["execve", "execveat"]) & (ch["ret"] == 0)]
+            out = {}
+            for r in p[p["attached"] & (p["exec"].map(len) > 0)].itertuples(index=False):
+                e = ex[ex["pid"] == r.pid]
+                if len(e):
+                    out[int(r.pid)] = int(e["ts_end"].min())
+            return out
+        return self._cached("launcher", build)
+
+    def vma_counts_shown(self) -> pd.DataFrame:
+        """:meth:`vma_counts` without the launcher part (see :meth:`launcher_until`)."""
+        vc = self.vma_counts()
+        cut = self.launcher_until()
+        if not cut:
+            return vc
+        lim = vc["pid"].map(cut).fillna(np.iinfo(np.int64).min).astype(np.int64)
+        return vc[vc["ts"] >= lim].reset_index(drop=True)
+
+    def vmas_shown(self) -> pd.DataFrame:
+        """:meth:`vmas` without the launcher's VMAs (see :meth:`launcher_until`)."""
+        v = self.vmas()
+        cut = self.launcher_until()
+        if not cut:
+            return v
+        lim = v["pid"].map(cut).fillna(np.iinfo(np.int64).min).astype(np.int64)
+        keep = (v["died_ts"] < 0) | (v["died_ts"] > lim)
+        v = v[keep].copy()
+        v["born_ts"] = np.maximum(v["born_ts"].to_numpy(np.int64), lim[keep].to_numpy(np.int64))
+        return v.reset_index(drop=True)
+
+    # -- small helpers for the views ------------------------------------------------------------
+    def comm_of(self, pid: int) -> str:
+        p = self.processes()
+        r = p[p["pid"] == pid]
+        return str(r["comm"].iloc[0]) if len(r) else ""
+
+    def busiest(self, n: int) -> list[int]:
+        """The ``n`` processes with the most changes (ties: most VMAs)."""
+        p = self.processes().sort_values(["changes", "vmas_peak", "start_ts"], ascending=[False, False, True])
+        return [int(x) for x in p["pid"].head(n)]
+
+
+def _model(trace):
+    from ..model.model import model_of
+
+    return model_of(trace)
+
+
+def _sweep(trace, queries):
+    """(pid, at, (starts, ends, vals) | None) per query, one replay; falls back to
+    one model query per instant if the model's sweep is unavailable."""
+    m = _model(trace)
+    try:
+        yield from m.sweep(queries, frames=False)
+        return
+    except TypeError:  # an older/newer sweep without frames=
+        pass
+    warnings.warn("Model.sweep(frames=False) unavailable: querying the model instant by instant", stacklevel=2)
+    for pid, at in queries:
+        df = m.vmas(pid, at)
+        vals = [(int(v), int(f), 0, 0, 0) for v, f in zip(df["vma"], df["vm_flags"])]
+        yield pid, at, (df["start"].tolist(), df["end"].tolist(), vals) if len(df) else None
+
+
+def _vma_keys(ans) -> dict[tuple, None]:
+    """{(start, end, vma, vm_flags, dev, ino): None} of one tree (pieces of one VMA joined)."""
+    out: dict[tuple, None] = {}
+    if ans is None:
+        return out
+    last = None
+    for s, e, v in zip(*ans):
+        if last is not None and v[0] and v[0] == last[2] and last[1] == s and v[1] == last[3]:
+            del out[last]
+            last = (last[0], e, *last[2:])
+        else:
+            last = (s, e, v[0], v[1], v[3] if len(v) > 4 else 0, v[4] if len(v) > 4 else 0)
+        out[last] = None
+    return out
+
+
+def _comm(trace, df: pd.DataFrame) -> list[str]:
+    if len(df) == 0:
+        return []
+    from ..detect.structure import _comm as comm
+
+    return comm(trace, df)
+
+
+def report_data(trace, progress=None) -> ReportData:
+    """A :class:`ReportData` for a path, a trace or a ReportData (returned as is); cached on the trace."""
+    if isinstance(trace, ReportData):
+        return trace
+    if isinstance(trace, (str, Path)):
+        return ReportData(trace, progress)
+    rd = getattr(trace, "_mmtrace_report", None)
+    if rd is None:
+        rd = ReportData(trace, progress)
+        try:
+            trace._mmtrace_report = rd
+        except AttributeError:
+            pass
+    return rd
