@@ -180,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="build the bundled demo workload, record it, and summarise (root)",
         description="Build the bundled C demo workload (mmap, mprotect splits and merges, munmap holes, "
-        "mremap, brk, threads, fork+exec, hugetlb when configured), record it and print a summary.",
+        "mremap, brk, threads, fork+exec, hugetlb when configured), record it with /proc/self/maps "
+        "checkpoints, verify the rebuilt VMA trees against them, and write the report "
+        "(OUTPUT-report/index.html).",
     )
     dm.add_argument("-o", "--output", type=Path, default=Path("mmtrace-demo.data"), help="trace directory (default: %(default)s)")
     dm.add_argument("--hugepages", type=int, default=8, metavar="N",
@@ -328,10 +330,34 @@ def cmd_demo(args) -> int:
         return 2
     if args.hugepages > 0 and os.geteuid() == 0:
         _ensure_hugepages(args.hugepages)
-    rc = main(["record", "-o", str(args.output), "--", str(exe)])
-    if rc not in (0,):
+    cps = Path(f"{args.output}.checkpoints")
+    if cps.exists():
+        import shutil
+
+        shutil.rmtree(cps)
+    cps.mkdir(parents=True)
+    rc = main(["record", "-o", str(args.output), "--", str(exe), "--checkpoints", str(cps)])
+    if rc != 0:
         return rc
-    return main(["summary", str(args.output)])
+    # The rebuilt trees against the demo's own /proc/self/maps checkpoints.
+    rc = main(["verify", str(args.output), str(cps)])
+    if rc != 0:
+        return rc
+    rc = main(["report", str(args.output)])
+    _give_to_sudo_user(cps, Path(f"{args.output}-report"))
+    return rc
+
+
+def _give_to_sudo_user(*paths: Path) -> None:
+    uid, gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
+    if os.geteuid() != 0 or not (uid and gid and uid.isdigit() and gid.isdigit()):
+        return
+    for top in paths:
+        for p in [top, *top.rglob("*")] if top.exists() else []:
+            try:
+                os.chown(p, int(uid), int(gid))
+            except OSError:
+                pass
 
 
 def _ensure_hugepages(n: int) -> None:
