@@ -6,38 +6,41 @@
  * raw_syscalls: an untraced or idle system runs none of this.
  */
 
-BPF_HASH(pending, u32, struct mmt_syscall, 16384);
+/* The call in progress, per task: task-local storage (v5.11+) costs less
+ * than a hash keyed by tid, and goes away with the task. */
+BPF_TASK_STORAGE(pending, struct mmt_syscall);
 
 static __always_inline int mmt_sc_enter(void *args, u16 sc, u32 nargs_bytes)
 {
 	u64 id = bpf_get_current_pid_tgid();
-	u32 tid = (u32)id;
-	struct mmt_syscall s = {};
+	struct mmt_syscall *s;
 
 	if (!mmt_is_traced(id >> 32))
 		return 0;
-	s.ts_enter = bpf_ktime_get_ns();
-	s.sc = sc;
+	s = pending.task_storage_get(bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!s)
+		return 0;
+	s->ts_enter = bpf_ktime_get_ns();
+	s->sc = sc;
+	s->flags = 0;
 	/* Format of every syscalls:sys_enter_*: int __syscall_nr at 8, then
 	 * one 8-byte field per argument from 16. */
-	bpf_probe_read_kernel(&s.nr, sizeof(s.nr), args + 8);
-	bpf_probe_read_kernel(&s.args, nargs_bytes, args + 16);
-	s.mm = mmt_current_mm();
-	if (s.mm)
-		s.brk_enter = mmt_read_u64(s.mm, MMT_OFF_mm_struct__brk);
-	pending.update(&tid, &s);
+	bpf_probe_read_kernel(&s->nr, sizeof(s->nr), args + 8);
+	__builtin_memset(s->args, 0, sizeof(s->args));
+	bpf_probe_read_kernel(&s->args, nargs_bytes, args + 16);
+	s->mm = mmt_current_mm();
+	s->brk_enter = s->mm ? mmt_read_u64(s->mm, MMT_OFF_mm_struct__brk) : 0;
 	return 0;
 }
 
 static __always_inline int mmt_sc_exit(void *args)
 {
 	u64 id = bpf_get_current_pid_tgid();
-	u32 tid = (u32)id;
-	struct mmt_syscall *s = pending.lookup(&tid);
+	struct mmt_syscall *s = pending.task_storage_get(bpf_get_current_task_btf(), 0, 0);
 	struct mmt_syscall *e;
 	u64 mm;
 
-	if (!s)
+	if (!s || !s->ts_enter)
 		return 0;
 	e = mmt_reserve(sizeof(struct mmt_syscall), MMT_SYSCALL);
 	if (e) {
@@ -49,7 +52,7 @@ static __always_inline int mmt_sc_exit(void *args)
 		mmt_submit(e);
 		mmt_emit_huge(id, mmt_tree_of(mm), MMT_HC_SYSCALL, s->sc, 0);
 	}
-	pending.delete(&tid);
+	s->ts_enter = 0;
 	return 0;
 }
 

@@ -35,31 +35,30 @@ static __always_inline void mmt_note_huge(u64 tree, u64 sb, u64 start, u64 end)
  * them.  Members are then taken at constant offsets inside the window. */
 #define MMT_WIN_U64(win, s, m) ((win)[(MMT_OFF_##s##__##m - MMT_WIN_##s##_LO) / 8])
 
-static __always_inline void mmt_read_vma(struct mmt_tree_write *e)
+/* Is ``vma`` a VMA of the mm whose tree is ``tree``?  Reads the VMA's
+ * window into ``w`` (zeroed when not).  Maple tree internal entries
+ * (XA_ZERO_ENTRY from fork's DONTCOPY clearing, value entries) have low bits
+ * set: never a VMA. */
+static __always_inline int mmt_vma_of(u64 vma, u64 tree, u64 *w)
 {
-	u64 w[MMT_WIN_vm_area_struct_LEN / 8];
-	u64 vma = e->val;
-	u64 file;
-
-	e->vm_start = 0;
-	e->vm_end = 0;
-	e->vm_flags = 0;
-	e->vm_pgoff = 0;
-	e->ino = 0;
-	e->dev = 0;
-	/* Maple tree internal entries (XA_ZERO_ENTRY from fork's DONTCOPY
-	 * clearing, value entries) have low bits set: never a VMA. */
 	if (!vma || (vma & 7))
-		return;
-	bpf_probe_read_kernel(w, sizeof(w), (void *)(vma + MMT_WIN_vm_area_struct_LO));
-	if (MMT_WIN_U64(w, vm_area_struct, vm_mm) + MMT_OFF_mm_struct__mm_mt != e->tree)
-		return;
+		return 0;
+	bpf_probe_read_kernel(w, MMT_WIN_vm_area_struct_LEN, (void *)(vma + MMT_WIN_vm_area_struct_LO));
+	return MMT_WIN_U64(w, vm_area_struct, vm_mm) + MMT_OFF_mm_struct__mm_mt == tree;
+}
+
+/* Copy the VMA's fields (window ``w``) into the record, and its file identity. */
+static __always_inline void mmt_fill_vma(struct mmt_tree_write *e, u64 *w)
+{
+	u64 file = MMT_WIN_U64(w, vm_area_struct, vm_file);
+
 	e->flags |= MMT_TW_VAL_IS_VMA;
 	e->vm_start = MMT_WIN_U64(w, vm_area_struct, vm_start);
 	e->vm_end = MMT_WIN_U64(w, vm_area_struct, vm_end);
 	e->vm_flags = MMT_WIN_U64(w, vm_area_struct, vm_flags);
 	e->vm_pgoff = MMT_WIN_U64(w, vm_area_struct, vm_pgoff);
-	file = MMT_WIN_U64(w, vm_area_struct, vm_file);
+	e->ino = 0;
+	e->dev = 0;
 	if (file) {
 		u64 inode = mmt_read_u64(file, MMT_OFF_file__f_inode);
 		u64 sb = mmt_read_u64(inode, MMT_OFF_inode__i_sb);
@@ -89,7 +88,8 @@ struct mmt_last_store {
 };
 BPF_PERCPU_ARRAY(last_store, struct mmt_last_store, 1);
 
-/* Counters that are not losses: [0] inner stores folded into their outer one. */
+/* Counters that are not losses: [0] inner stores folded into their outer
+ * one, [1] writes to maple trees that are not a traced mm's. */
 BPF_PERCPU_ARRAY(stats, u64, 4);
 
 static __always_inline u8 mmt_fn_is_inner(u64 fn)
@@ -113,19 +113,24 @@ static __always_inline int mmt_on_tree(struct bpf_raw_tracepoint_args *ctx, u16 
 	struct mmt_tree_write *e;
 	struct mmt_last_store *ls;
 	u64 m[MMT_WIN_ma_state_LEN / 8];
+	u64 w[MMT_WIN_vm_area_struct_LEN / 8] = {};
 	u64 fn = ctx->args[0];
 	u64 mas = ctx->args[1];
 	u64 val = op == MMT_OP_WRITE ? ctx->args[3] : 0;
+	u64 tree, mm;
 	u32 zero = 0;
+	u16 flags = 0;
+	int is_vma;
 	u8 inner;
 
 	if (!mmt_is_traced(tgid))
 		return 0;
 	inner = mmt_fn_is_inner(fn);
 	bpf_probe_read_kernel(m, sizeof(m), (void *)(mas + MMT_WIN_ma_state_LO));
+	tree = MMT_WIN_U64(m, ma_state, tree);
 	ls = last_store.lookup(&zero);
 	if (ls && op == MMT_OP_WRITE) {
-#ifndef MMT_KEEP_INNER
+#ifndef MMT_KEEP_ALL
 		if (inner) {
 			if (ls->tid == id && ls->mas == mas && ls->val == val &&
 			    ls->index == MMT_WIN_U64(m, ma_state, index) &&
@@ -146,29 +151,53 @@ static __always_inline int mmt_on_tree(struct bpf_raw_tracepoint_args *ctx, u16 
 		}
 #endif
 	}
+	mm = mmt_current_mm();
+	if (mm && mmt_tree_of(mm) == tree)
+		flags = MMT_TW_CURRENT_MM | MMT_TW_KNOWN_MM;
+	else if (mm_trees.lookup(&tree))
+		flags = MMT_TW_KNOWN_MM;
+	is_vma = mmt_vma_of(val, tree, w);
+#ifndef MMT_KEEP_ALL
+	/* Not an mm's tree: munmap's on-stack detach tree, tmpfs directories...
+	 * A traced mm's tree is current, known (fork, exec, an earlier store),
+	 * or shows itself by storing one of its own VMAs. */
+	if (!flags && !is_vma) {
+		u32 other = 1;
+		u64 *n = stats.lookup(&other);
+
+		if (n)
+			(*n)++;
+		return 0;
+	}
+#endif
 	e = mmt_reserve(sizeof(struct mmt_tree_write), MMT_TREE_WRITE);
 	if (!e)
 		return 0;
 	mmt_fill_hdr(&e->h, MMT_TREE_WRITE, id);
 	e->fn = fn;
-	e->tree = MMT_WIN_U64(m, ma_state, tree);
+	e->tree = tree;
 	e->index = MMT_WIN_U64(m, ma_state, index);
 	e->last = MMT_WIN_U64(m, ma_state, last);
 	e->min = MMT_WIN_U64(m, ma_state, min);
 	e->max = MMT_WIN_U64(m, ma_state, max);
 	e->node = MMT_WIN_U64(m, ma_state, node);
-	e->mm = mmt_current_mm();
+	e->mm = mm;
 	e->op = op;
-	e->flags = 0;
+	e->flags = flags;
 	e->piv = op == MMT_OP_WRITE ? ctx->args[2] : 0;
 	e->val = val;
-	if (e->mm && mmt_tree_of(e->mm) == e->tree)
-		e->flags |= MMT_TW_CURRENT_MM;
-	if (mm_trees.lookup(&e->tree))
-		e->flags |= MMT_TW_KNOWN_MM;
-	mmt_read_vma(e);
-	if ((e->flags & (MMT_TW_VAL_IS_VMA | MMT_TW_KNOWN_MM)) == MMT_TW_VAL_IS_VMA)
-		mm_trees.update(&e->tree, &tgid);
+	if (is_vma) {
+		mmt_fill_vma(e, w);
+	} else {
+		e->vm_start = 0;
+		e->vm_end = 0;
+		e->vm_flags = 0;
+		e->vm_pgoff = 0;
+		e->ino = 0;
+		e->dev = 0;
+	}
+	if (is_vma && !(flags & MMT_TW_KNOWN_MM))
+		mm_trees.update(&tree, &tgid);
 	mmt_submit(e);
 	return 0;
 }

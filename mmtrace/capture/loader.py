@@ -107,7 +107,7 @@ class Collector:
         if system_wide:
             cflags.append("-DMMT_TRACE_ALL")
         if keep_inner:
-            cflags.append("-DMMT_KEEP_INNER")
+            cflags.append("-DMMT_KEEP_ALL")
         self.cflags = cflags
         if plan.headers:
             os.environ["BCC_KERNEL_SOURCE"] = plan.headers
@@ -173,6 +173,10 @@ class Collector:
     def folded(self) -> int:
         """Inner mas_wr_* stores folded into the identical outer store (not lost: redundant)."""
         return int(sum(self.bpf[b"stats"][ctypes.c_int(0)]))
+
+    def other_trees(self) -> int:
+        """Writes left out because their maple tree is not a traced mm's (not lost: out of scope)."""
+        return int(sum(self.bpf[b"stats"][ctypes.c_int(1)]))
 
     def fn_names(self) -> dict[int, str]:
         """Kernel address of each ma_write/ma_op fn string seen -> the string."""

@@ -171,6 +171,7 @@ def record(opts: RecordOptions) -> RecordResult:
         "probe_plan": session.plan.to_dict(),
         "buffer_mb": opts.buffer_mb,
         "inner_stores": "kept" if opts.keep_inner else "folded",
+        "other_trees": "kept" if opts.keep_inner else "left out",
         "lost": {},
         "events": {},
     }
@@ -271,6 +272,7 @@ def _loop(opts: RecordOptions, session: Session, writer: TraceWriter, meta: dict
         meta.update(
             complete=True,
             folded_inner_stores=session.folded(),
+            other_tree_writes=session.other_trees(),
             stop_reason=reason,
             lost=lost,
             events=dict(counts),

@@ -279,6 +279,9 @@ class Session:
     def folded(self) -> int:
         return self.collector.folded() if self.collector else 0
 
+    def other_trees(self) -> int:
+        return self.collector.other_trees() if self.collector else 0
+
     def kill_child(self, sig: int = signal.SIGTERM) -> None:
         if self.child is not None and self.child_status is None:
             try:

@@ -127,8 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--all-stores",
         action="store_true",
-        help="keep the inner mas_wr_* event of every store (by default an inner event identical to "
-        "its outer store is folded in the kernel; their number is in the trace's metadata)",
+        help="keep every maple tree event: the inner mas_wr_* event identical to its outer store "
+        "(folded in the kernel by default) and writes to trees that are not a traced mm's (munmap's "
+        "detach tree, tmpfs...; left out by default). Their numbers are in the trace's metadata",
     )
     r.add_argument("-q", "--quiet", action="store_true", help="no live progress line")
     r.add_argument("--dump-bpf", action="store_true", help="print the generated BPF C program and its -D flags, and exit")
