@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Render benchmarks/RESULTS.md from the JSON files written by overhead.py,
+loss.py and analysis.py (--json; run_all.sh keeps them in benchmarks/results/,
+the default here).  run_all.sh calls it; a missing or failed part is shown as
+such.  Prints the markdown too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+
+def load(p: Path | None):
+    if p and p.exists():
+        try:
+            return json.loads(p.read_text())
+        except ValueError:
+            return None
+    return None
+
+
+def overhead_md(d) -> list[str]:
+    if not d:
+        return ["_overhead.py did not produce results._", ""]
+    a = d["args"]
+    out = [
+        f"{a['rounds']} interleaved rounds per tool (untraced, mmtrace, bpftrace, perf, untraced, ...); "
+        f"mmloop = {a['mmloop_iters']:,} loops of mmap 16 pages + mprotect 4 + munmap; "
+        f"forkexec = {a['forkexec_iters']:,} fork + execve(/bin/true) + waitpid. "
+        "µs/iter is the workload's own CLOCK_MONOTONIC timing (tool start-up excluded); "
+        "the table shows the median over rounds.",
+        "",
+    ]
+    rows = []
+    for s in d["summary"]:
+        if s["skipped"]:
+            rows.append([s["workload"], s["tool"], "skipped", "", "", "", "", "", "", "", s["skipped"]])
+            continue
+        lost = "-" if s["lost_total"] is None else f"{s['lost_total']:,}"
+        if s["lost_total"] and s["median_events"]:
+            lost += f" ({100 * s['lost_total'] / (s['lost_total'] + s['median_events'] * s['runs']):.2g}%)"
+        rows.append([
+            s["workload"], s["tool"],
+            C.fmt(s["median_us"], ",.2f") + ("" if s.get("median_over_clean_runs", True) else "*"),
+            f"{C.fmt(s['min_us'], ',.1f')}-{C.fmt(s['max_us'], ',.1f')}",
+            C.fmt(s["ratio"], ".2f") + ("x" if s["ratio"] else ""),
+            C.fmt(s["median_events"], ",.0f"), lost,
+            C.fmt(s["median_tool_rss_mb"], ",.0f"),
+            f"{s.get('clean_runs', s['runs'])}/{s['runs'] + s['failed']}", C.fmt(s.get("median_other_cpu"), ".2f"),
+            f"{s['failed']} failed: {'; '.join(s['errors'])}" if s["failed"] else "",
+        ])
+    out.append(C.table(["workload", "tool", "median µs/iter", "min-max", "vs untraced", "events/run",
+                        "lost (all runs)", "tool peak RSS MB", "clean runs", "other load", "notes"], rows,
+                       "llrrrrrrrrl"))
+    out += ["", f"Clean run: no other tracer active and other processes below {a.get('noise_limit', 0.25):g} "
+            "cores busy on average (other load: median cores busy with anything but the run itself, from "
+            "/proc/stat). Medians and min-max are over clean runs when there are at least 3, else over all "
+            "runs (marked *)."]
+    noisy = sum(s.get("runs_with_other_tracers") or 0 for s in d["summary"])
+    if noisy:
+        out += ["", f"**Warning:** {noisy} runs had another tracer active on the machine."]
+    out += [
+        "",
+        "Events/run: mmtrace records (one per syscall, enter+exit merged; inner `mas_wr_*` events identical "
+        "to their outer store folded in the kernel by default), perf samples, bpftrace output lines. "
+        "bpftrace prints every field of every tracepoint with printf to a file (`-o`), for the pid tree of "
+        "`-c CMD`; perf records the same tracepoints with default buffer sizes. Lost: mmtrace `t.lost` "
+        "(kernel counters stored in the trace), perf `LOST_SAMPLES` of `perf report --stats`, bpftrace "
+        "`Lost N events` lines (bpftrace 0.17 writes them to the `-o` file, not stderr; both are read).",
+        "",
+        "Tracepoints: " + ", ".join(f"`{t}`" for t in d.get("tracepoints", [])) + ".",
+        "",
+    ]
+    return out
+
+
+def loss_md(d) -> list[str]:
+    if not d:
+        return ["_loss.py did not produce results._", ""]
+    out = [
+        f"mmtrace record at default settings; mmloop paced to a target loop rate (busy-wait), "
+        f"~{d['args']['seconds']:g} s per step; events/s = events whose ts is inside mmloop's timed window "
+        "/ window length.",
+        "",
+    ]
+    rows = []
+    for x in d["steps"]:
+        if x.get("error"):
+            rows.append([x["step"], "-", "-", "-", f"ERROR {x['error']}", "-"])
+            continue
+        rows.append([x["step"], f"{x['achieved_loops_per_s']:,.0f}", f"{x['events_per_s']:,.0f}",
+                     f"{x['window_events']:,}", f"{x['lost']:,}", C.fmt(x.get("other_cpu"), ".2f")])
+    out.append(C.table(["target loop rate", "loops/s achieved", "events/s", "events", "lost", "other load"], rows))
+    out.append("")
+    noisy = [x["step"] for x in d["steps"] if x.get("interference")]
+    if noisy:
+        out += [f"**Warning:** another tracer was active during: {', '.join(noisy)}.", ""]
+    best = d.get("highest_zero_loss_events_per_s")
+    if best is None:
+        out.append("**Highest zero-loss rate: none measured.**")
+    elif d.get("any_loss"):
+        out.append(f"**Highest zero-loss rate: {best:,.0f} events/s** ({d['highest_zero_loss_step']}); "
+                   f"first loss at {d['first_loss_events_per_s']:,.0f} events/s.")
+    else:
+        out.append(f"**Highest zero-loss rate: ≥ {best:,.0f} events/s** ({d['highest_zero_loss_step']}): no step "
+                   "lost anything, so this is the most this machine's workload produced, a lower bound.")
+    out.append("")
+    return out
+
+
+def analysis_md(d) -> list[str]:
+    if not d:
+        return ["_analysis.py did not produce results._", ""]
+    rec, an = d["recording"], d["analysis"]
+    out = [f"Trace: {rec['events']:,} events, {rec['lost']:,} lost"
+           + (f", {rec['trace_mb']:.1f} MiB on disk ({rec['bytes_per_event']:.1f} bytes/event)" if rec.get("trace_mb") else "")
+           + ". Each analysis measurement runs in its own subprocess (median time of "
+           f"{d['args']['repeat']} runs, replay and processes {d['args']['replay_repeat']}; import excluded; "
+           "peak RSS = VmHWM of that subprocess; events/s = rows in the trace / seconds).", ""]
+    rows = []
+    if rec.get("events_per_s_record"):
+        rows.append(["recorder: events / recording time (attach to stop)", f"{rec['events']:,}",
+                     f"{rec['record_s']:.2f}", f"{rec['events_per_s_record']:,.0f}", C.fmt(rec.get("recorder_rss_mb"), ",.0f"), C.fmt(rec.get("other_cpu"), ".2f")])
+    if rec.get("events_per_s_window"):
+        rows.append(["recorder: events during mmloop's timed window", f"{rec['window_events']:,}",
+                     f"{rec['window_s']:.2f}", f"{rec['events_per_s_window']:,.0f}", C.fmt(rec.get("recorder_rss_mb"), ",.0f"), C.fmt(rec.get("other_cpu"), ".2f")])
+    labels = {"import": "`import mmtrace` (baseline)", "tree_write": '`mmtrace.open` + `t.events("tree_write")`',
+              "all kinds": "`mmtrace.open` + `t.events(k)` for every kind", "replay": "replay",
+              "processes": "`t.processes()` (tables already loaded)"}
+    for k, label in labels.items():
+        r = an.get(k) or {}
+        if k == "replay" and r.get("function"):
+            label = f"replay: `{r['function']}(t, pid, exit - 1)`" if r["function"].endswith("vmas") else f"replay: `{r['function']}`"
+        if r.get("error"):
+            rows.append([label, "-", "-", "-", f"ERROR {r['error']}", "-"])
+        elif r.get("available") is False:
+            rows.append(["replay: not available yet", "-", "-", "-", "-", "-"])
+        else:
+            rows.append([label, C.fmt(r.get("rows"), ",d"), C.fmt(r.get("seconds"), ".3f"),
+                         C.fmt(r.get("events_per_s"), ",.0f"), C.fmt(r.get("vmhwm_mb"), ",.0f"), C.fmt(r.get("other_cpu"), ".2f")])
+    out.append(C.table(["measurement", "events", "seconds", "events/s", "peak RSS MB", "other load"], rows))
+    out.append("")
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    raw = Path(__file__).resolve().parent / "results"
+    p.add_argument("--overhead", type=Path, default=raw / "overhead.json", help="default: %(default)s")
+    p.add_argument("--loss", type=Path, default=raw / "loss.json", help="default: %(default)s")
+    p.add_argument("--analysis", type=Path, default=raw / "analysis.json", help="default: %(default)s")
+    p.add_argument("--command", default="sudo benchmarks/run_all.sh", help="the command line to show")
+    p.add_argument("-o", "--output", type=Path, default=Path(__file__).resolve().parent / "RESULTS.md")
+    a = p.parse_args(argv)
+    ov, lo, an = load(a.overhead), load(a.loss), load(a.analysis)
+    m = next((x["machine"] for x in (ov, lo, an) if x), None) or C.machine()
+    vers = (ov or {}).get("versions", {})
+    lines = [
+        "# mmtrace performance",
+        "",
+        f"Generated by `{a.command}` (see `benchmarks/README.md`). One machine, one run: "
+        "compare ratios measured side by side, not absolute numbers across machines.",
+        "",
+        C.table(["", ""], [
+            ["kernel", m["kernel"]], ["CPU", f"{m['cpu']} ({m['cores']} cores)"], ["date", m["date"]],
+            ["mmtrace commit", f"`{m['commit']}`"],
+            ["tools", ", ".join(f"{v}" for k, v in vers.items() if v) or "-"],
+        ], "ll"),
+        "",
+        "## Tracing overhead (`benchmarks/overhead.py`)",
+        "",
+        *overhead_md(ov),
+        "## Lost events vs rate (`benchmarks/loss.py`)",
+        "",
+        *loss_md(lo),
+        "## Analysis throughput (`benchmarks/analysis.py`)",
+        "",
+        *analysis_md(an),
+    ]
+    text = "\n".join(lines).rstrip() + "\n"
+    a.output.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
