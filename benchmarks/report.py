@@ -157,6 +157,9 @@ def main(argv=None) -> int:
     p.add_argument("--analysis", type=Path, default=raw / "analysis.json", help="default: %(default)s")
     p.add_argument("--command", default="sudo benchmarks/run_all.sh", help="the command line to show")
     p.add_argument("-o", "--output", type=Path, default=Path(__file__).resolve().parent / "RESULTS.md")
+    p.add_argument("--readme", type=Path, default=None,
+                   help="also put the figures in this README, between the markers "
+                        "<!-- benchmarks:begin --> and <!-- benchmarks:end -->")
     a = p.parse_args(argv)
     ov, lo, an = load(a.overhead), load(a.loss), load(a.analysis)
     m = next((x["machine"] for x in (ov, lo, an) if x), None) or C.machine()
@@ -185,8 +188,24 @@ def main(argv=None) -> int:
     ]
     text = "\n".join(lines).rstrip() + "\n"
     a.output.write_text(text)
+    if a.readme is not None:
+        splice_readme(a.readme, text)
     print(text)
     return 0
+
+
+BEGIN, END = "<!-- benchmarks:begin -->", "<!-- benchmarks:end -->"
+
+
+def splice_readme(readme: Path, results: str) -> None:
+    """Replace the README's figures (between the markers) with ``results``, headings demoted."""
+    doc = readme.read_text()
+    if BEGIN not in doc or END not in doc:
+        raise SystemExit(f"{readme}: no {BEGIN} ... {END} markers")
+    body = "\n".join(("#" + ln) if ln.startswith("#") else ln for ln in results.splitlines()[1:])
+    head, rest = doc.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{BEGIN}\n{body.strip()}\n{END}{tail}")
 
 
 if __name__ == "__main__":

@@ -72,7 +72,8 @@ cmd="sudo benchmarks/run_all.sh"
 [ $QUICK = 1 ] && cmd+=" --quick"
 [ "$ROUNDS" != 5 ] && cmd+=" --rounds $ROUNDS"
 "$PY" "$HERE/report.py" --overhead "$RAW/overhead.json" --loss "$RAW/loss.json" \
-	--analysis "$RAW/analysis.json" --command "$cmd" -o "$OUTPUT" >/dev/null || status=1
+	--analysis "$RAW/analysis.json" --command "$cmd" -o "$OUTPUT" \
+	--readme "$HERE/../README.md" >/dev/null || status=1
 # Under sudo, the results belong to the invoking user.
 if [ -n "${SUDO_UID:-}" ] && [ -n "${SUDO_GID:-}" ]; then
 	chown -R "$SUDO_UID:$SUDO_GID" "$OUTPUT" "$RAW" 2>/dev/null || true
