@@ -52,8 +52,8 @@ TRACEPOINT_PROBE(mmap, exit_mmap)
 }
 #endif
 
-#ifdef MMT_HAVE_vma_store
-TRACEPOINT_PROBE(mmap, vma_store)
+#if defined(MMT_HAVE_vma_store) || defined(MMT_HAVE_vma_mas_szero)
+static __always_inline int mmt_emit_vma_store(u64 mt, u64 vma, u64 start, u64 end, u32 op)
 {
 	u64 id = bpf_get_current_pid_tgid();
 	struct mmt_vma_store *e;
@@ -64,36 +64,27 @@ TRACEPOINT_PROBE(mmap, vma_store)
 	if (!e)
 		return 0;
 	mmt_fill_hdr(&e->h, MMT_VMA_STORE, id);
-	e->mt = (u64)args->mt;
-	e->vma = (u64)args->vma;
-	e->start = args->vm_start;
-	e->end = args->vm_end;
-	e->op = MMT_VS_STORE;
+	e->mt = mt;
+	e->vma = vma;
+	e->start = start;
+	e->end = end;
+	e->op = op;
 	e->_pad = 0;
 	mmt_submit(e);
 	return 0;
 }
 #endif
 
+#ifdef MMT_HAVE_vma_store
+TRACEPOINT_PROBE(mmap, vma_store)
+{
+	return mmt_emit_vma_store((u64)args->mt, (u64)args->vma, args->vm_start, args->vm_end, MMT_VS_STORE);
+}
+#endif
+
 #ifdef MMT_HAVE_vma_mas_szero
 TRACEPOINT_PROBE(mmap, vma_mas_szero)
 {
-	u64 id = bpf_get_current_pid_tgid();
-	struct mmt_vma_store *e;
-
-	if (!mmt_is_traced(id >> 32))
-		return 0;
-	e = mmt_reserve(sizeof(struct mmt_vma_store), MMT_VMA_STORE);
-	if (!e)
-		return 0;
-	mmt_fill_hdr(&e->h, MMT_VMA_STORE, id);
-	e->mt = (u64)args->mt;
-	e->vma = 0;
-	e->start = args->start;
-	e->end = args->end;
-	e->op = MMT_VS_SZERO;
-	e->_pad = 0;
-	mmt_submit(e);
-	return 0;
+	return mmt_emit_vma_store((u64)args->mt, 0, args->start, args->end, MMT_VS_SZERO);
 }
 #endif
