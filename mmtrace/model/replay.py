@@ -388,13 +388,15 @@ class Engine:
 
     def _write_tree(self, k: int) -> VmaTree | None:
         """The tree record ``k`` (a write to a tree not live) goes to, or None to skip it."""
-        c = self.win.cols
-        flags = int(c["flags"][k])
+        win = self.win
+        c = win.w
+        r = win.write_row(k)
+        flags = int(c["flags"][r])
         if not flags & 0x3:  # neither a VMA of it nor current's: not an mm tree we know
             return None
-        ptr = self.win.uptr[int(c["a"][k])]
-        cur = int(c["cur"][k])
-        return self._new_tree(ptr, int(c["ts"][k]), int(c["tgid"][k]), cur, cur == ptr)
+        ptr = win.uptr[int(c["code"][r])]
+        cur = int(c["cur"][r])
+        return self._new_tree(ptr, int(c["ts"][r]), int(c["tgid"][r]), cur, cur == ptr)
 
     def _run(self, kinds: list, args: list, los: list, his: list, vals: list, base: int) -> None:
         trees = self.trees
@@ -405,6 +407,8 @@ class Engine:
         prots = self.sc.get("arg2", ())
         sc_te = self.sc.get("ts_enter", ())
         sc_tid = self.sc.get("tid", ())
+        sc_ret = self.sc.get("ret", ())
+        sc_ts = self.sc.get("ts", ())
         last = -1
         starts = ends = tv = None
         for k, kind, a, lo, hi, v in zip(count(base), kinds, args, los, his, vals):
@@ -422,7 +426,17 @@ class Engine:
                     starts, ends, tv = t.starts, t.ends, t.vals
                 # VmaTree.assign, inlined
                 i = br(ends, lo)
-                j = bl(starts, hi, i)
+                # j: the first piece starting at/after hi (a write touches 0 to 2
+                # pieces as a rule: probe before searching)
+                try:
+                    if starts[i] >= hi:
+                        j = i
+                    elif starts[i + 1] >= hi:
+                        j = i + 1
+                    else:
+                        j = bl(starts, hi, i + 2)
+                except IndexError:
+                    j = len(starts)
                 if i == j:  # nothing overlaps
                     if v is not None:
                         starts.insert(i, lo)
@@ -472,11 +486,15 @@ class Engine:
                 if t is not None:
                     e_ = t.ends
                     i = br(e_, lo)
-                    if i == len(e_) or t.starts[i] >= hi:
+                    if i == len(e_):
+                        continue
+                    s_ = t.starts
+                    s0 = s_[i]
+                    if s0 >= hi:
                         continue
                     # a silent exact-fit clear: drop the pieces unless another
                     # thread wrote one after the syscall began (Engine._clear)
-                    j = bl(t.starts, hi, i)
+                    j = bl(s_, hi, i)
                     v_ = t.vals
                     te = sc_te[a]
                     tid = sc_tid[a]
@@ -485,7 +503,23 @@ class Engine:
                         if vx[5] >= te and vx[6] != tid:
                             break
                     else:
-                        t.assign(lo, hi, None)  # in place: the cached lists stay valid
+                        # VmaTree.assign(lo, hi, None), inlined (in place: cached lists stay valid)
+                        e1 = e_[j - 1]
+                        if s0 < lo:
+                            if e1 > hi:
+                                s_[i:j] = (s0, hi)
+                                e_[i:j] = (lo, e1)
+                                v_[i:j] = (v_[i], v_[j - 1])
+                            else:
+                                s_[i:j] = (s0,)
+                                e_[i:j] = (lo,)
+                                v_[i:j] = (v_[i],)
+                        elif e1 > hi:
+                            s_[i:j] = (hi,)
+                            e_[i:j] = (e1,)
+                            v_[i:j] = (v_[j - 1],)
+                        else:
+                            del s_[i:j], e_[i:j], v_[i:j]
                         continue
                 last = -1
                 self._on_syscall(a)
@@ -493,14 +527,51 @@ class Engine:
                 # mprotect: usually its stores already put the new perms
                 t = tget(sct[a])
                 if t is not None:
-                    i = br(t.ends, lo)
-                    j = bl(t.starts, hi, i)
+                    s_ = t.starts
+                    e_ = t.ends
+                    i = br(e_, lo)
+                    j = bl(s_, hi, i)
                     p7 = prots[a] & 0x7
                     v_ = t.vals
                     for x in range(i, j):
                         if v_[x][1] & 0x7 != p7:
                             break
                     else:
+                        continue
+                    if not sc_ret[a]:
+                        # Engine._protect (ret 0), inlined: from the first piece
+                        # whose perms differ, set them unless another thread
+                        # wrote the piece after the syscall began
+                        ts_ = sc_ts[a]
+                        te = sc_te[a]
+                        tid = sc_tid[a]
+                        while x < j:
+                            vx = v_[x]
+                            f = vx[1]
+                            nf = (f & ~0x7) | p7
+                            if nf != f and (vx[5] < te or vx[6] == tid):
+                                nv = (vx[0], nf, vx[2], vx[3], vx[4], ts_, tid)
+                                s0 = s_[x]
+                                e1 = e_[x]
+                                if s0 < lo:
+                                    if e1 > hi:
+                                        s_[x:x + 1] = (s0, lo, hi)
+                                        e_[x:x + 1] = (lo, hi, e1)
+                                        v_[x:x + 1] = (vx, nv, vx)
+                                        break
+                                    s_[x:x + 1] = (s0, lo)
+                                    e_[x:x + 1] = (lo, e1)
+                                    v_[x:x + 1] = (vx, nv)
+                                    x += 2
+                                    j += 1
+                                    continue
+                                if e1 > hi:
+                                    s_[x:x + 1] = (s0, hi)
+                                    e_[x:x + 1] = (hi, e1)
+                                    v_[x:x + 1] = (nv, vx)
+                                    break
+                                v_[x] = nv
+                            x += 1
                         continue
                 last = -1
                 self._on_syscall(a)

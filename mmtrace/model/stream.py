@@ -26,6 +26,10 @@ Record kinds in a window (``Window.kind``):
 
 On a ts tie: writes, then syscall exits, then proc events, then exit_mmap (a
 syscall's stores precede its exit; fork's stores precede its event).
+
+Syscall exits that provably change nothing are left out of a window (see
+:func:`_noop_exits`: e.g. a munmap whose own last store cleared its range),
+except with causes (``changes()`` is told of every exit).
 """
 
 from __future__ import annotations
@@ -162,7 +166,8 @@ class _KindReader:
 
     def reset(self) -> None:
         self.next_part = 0
-        self.pending: dict[str, np.ndarray] | None = None
+        # rows read and not handed out yet: ts-sorted chunks, each after the one before
+        self.pending: list[dict[str, np.ndarray]] = []
 
     def _load(self, k: int) -> dict[str, np.ndarray] | None:
         src = self.parts[k][0]
@@ -202,27 +207,30 @@ class _KindReader:
         while self.next_part < len(self.parts) and self.parts[self.next_part][1] <= bound:
             cols = self._load(self.next_part)
             self.next_part += 1
-            if cols is None:
+            if cols is None or len(cols["ts"]) == 0:
                 continue
             got = True
             p = self.pending
-            if p is None or len(p["ts"]) == 0:
-                self.pending = cols
+            if p and p[-1]["ts"][-1] > cols["ts"][0]:  # overlapping parts: merge what is pending
+                merged = {c: np.concatenate([x[c] for x in p] + [cols[c]]) for c in cols}
+                o = np.argsort(merged["ts"], kind="stable")
+                self.pending = [{c: v[o] for c, v in merged.items()}]
             else:
-                merged = {c: np.concatenate((p[c], cols[c])) for c in cols}
-                ts = merged["ts"]
-                if ts[len(p["ts"]) - 1] > cols["ts"][0]:  # overlapping parts
-                    o = np.argsort(ts, kind="stable")
-                    merged = {c: v[o] for c, v in merged.items()}
-                self.pending = merged
+                p.append(cols)
         return got
 
     def next_bound(self, chunk: int) -> float:
         """The ts bound of the next window of about ``chunk`` rows (inf: all the rest)."""
         while True:
-            n = 0 if self.pending is None else len(self.pending["ts"])
+            n = sum(len(x["ts"]) for x in self.pending)
             if n > chunk:
-                b = int(self.pending["ts"][chunk - 1])
+                k = chunk - 1  # the ts of the chunk-th pending row
+                for x in self.pending:
+                    m = len(x["ts"])
+                    if k < m:
+                        b = int(x["ts"][k])
+                        break
+                    k -= m
                 if not self._pull(b):
                     return b
             elif self.next_part < len(self.parts):
@@ -233,15 +241,25 @@ class _KindReader:
     def take(self, bound: float) -> dict[str, np.ndarray] | None:
         """Every row not handed out yet with ts <= bound (None if none)."""
         self._pull(bound)
+        out = []
         p = self.pending
-        if p is None:
+        while p:
+            x = p[0]
+            ts = x["ts"]
+            if bound == np.inf or ts[-1] <= bound:
+                out.append(x)
+                p.pop(0)
+                continue
+            k = int(np.searchsorted(ts, bound, side="right"))
+            if k:
+                out.append({c: v[:k] for c, v in x.items()})
+                p[0] = {c: v[k:] for c, v in x.items()}
+            break
+        if not out:
             return None
-        k = len(p["ts"]) if bound == np.inf else int(np.searchsorted(p["ts"], bound, side="right"))
-        if k == 0:
-            return None
-        out = {c: v[:k] for c, v in p.items()}
-        self.pending = {c: v[k:] for c, v in p.items()}
-        return out
+        if len(out) == 1:
+            return out[0]
+        return {c: np.concatenate([x[c] for x in out]) for c in out[0]}
 
     def between(self, lo: float, hi: float) -> dict[str, np.ndarray] | None:
         """Rows with lo < ts <= hi (random access, through a small part cache)."""
@@ -306,8 +324,9 @@ def _decode_tw(getcol, n: int) -> dict[str, np.ndarray]:
 class _ScDecoder:
     """Syscalls of one part; names become codes into ``names`` (shared across parts)."""
 
-    def __init__(self, only_correcting: bool) -> None:
+    def __init__(self, only_correcting: bool, columns=_SC_COLS) -> None:
         self.only = only_correcting
+        self.columns = tuple(columns)
         self.names: list[str] = list(CORRECTING)
         self.code: dict[str, int] = {n: i for i, n in enumerate(self.names)}
 
@@ -317,7 +336,7 @@ class _ScDecoder:
         g = remap[codes] if len(codes) else np.zeros(0, np.int32)
         idx = np.flatnonzero(g < len(CORRECTING)) if self.only else None
         out = {"code": g if idx is None else g[idx]}
-        for c in _SC_COLS:
+        for c in self.columns:
             if c == "syscall":
                 continue
             v = _num(getcol(c), c)
@@ -333,6 +352,39 @@ class _ScDecoder:
 
 
 # -- windows ------------------------------------------------------------------
+_W_COLS = ("val", "vm_flags", "pgbase", "dev", "ino", "tid", "tgid", "cur", "flags", "cause")
+
+
+class _MergedColumns(dict):
+    """The window's columns in replay order: ``kind``, ``a``, ``ts``, ``start``,
+    ``end`` given; a write column (:data:`_W_COLS`) is scattered from write
+    order (``w``, at positions ``wpos``) on first access, 0 for other records."""
+
+    def __init__(self, cols: dict, w: dict | None, wpos: np.ndarray) -> None:
+        super().__init__(cols)
+        self.w = w
+        self.wpos = wpos
+
+    def __missing__(self, key: str) -> np.ndarray:
+        if key not in _W_COLS:
+            raise KeyError(key)
+        n = len(self["kind"])
+        if self.w is None:
+            v = np.zeros(n, np.int64)
+        else:
+            src = self.w[key]
+            v = np.zeros(n, src.dtype)
+            v[self.wpos] = src
+        self[key] = v
+        return v
+
+    def get(self, key, default=None):
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+
 @dataclass
 class Window:
     """One ts window of preprocessed records, in replay order (numpy columns).
@@ -343,6 +395,10 @@ class Window:
     ``cur`` (``&current->mm->mm_mt``), ``flags``, ``cause`` (row of the
     enclosing syscall in ``sc`` or -1).  ``uptr``: the tree pointers ``a``
     indexes; ``sc``: the window's syscall table (numpy columns).
+
+    The write columns are kept in write order (``w``; write row ``r`` is
+    record ``wpos[r]``) and scattered to replay order only when read from
+    ``cols``.
     """
 
     lo: float
@@ -352,6 +408,8 @@ class Window:
     uptr: list[int]
     sc: dict[str, np.ndarray]
     sc_names: list[str]
+    w: dict[str, np.ndarray] | None = None
+    wpos: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.cols["kind"])
@@ -359,6 +417,10 @@ class Window:
     def stop_at(self, at: int) -> int:
         """Number of leading records with ts <= at."""
         return int(np.searchsorted(self.cols["ts"], np.int64(at), side="right"))
+
+    def write_row(self, k: int) -> int:
+        """The write row (in ``w``) of record ``k`` (a write)."""
+        return int(np.searchsorted(self.wpos, k))
 
     def sc_lists(self) -> dict[str, list]:
         """The syscall table as Python lists (what the engine reads at exits),
@@ -372,23 +434,33 @@ class Window:
         :data:`mmtrace.model.vmatree.VAL_FIELDS`), None otherwise.
         """
         c = self.cols
-        if b is None:
-            b = len(self)
-        kind = c["kind"][a:b]
-        st = np.flatnonzero(kind == K_STORE)
+        n = len(self)
+        if b is None or b > n:
+            b = n
+        a = max(0, min(a, b))
         vals = [None] * (b - a)
-        if len(st):
-            ix = st + a
-            tup = list(zip(c["val"][ix].tolist(), c["vm_flags"][ix].tolist(), c["pgbase"][ix].tolist(),
-                           c["dev"][ix].tolist(), c["ino"][ix].tolist(), c["ts"][ix].tolist(),
-                           c["tid"][ix].tolist()))
-            if len(st) == b - a:
-                vals = tup
-            else:
-                o = np.full(b - a, None, dtype=object)
-                o[st] = np.fromiter(tup, dtype=object, count=len(tup))
-                vals = o.tolist()
-        return kind.tolist(), c["a"][a:b].tolist(), c["start"][a:b].tolist(), c["end"][a:b].tolist(), vals
+        w = self.w
+        if w is not None and b > a:
+            wpos = self.wpos
+            r0 = int(np.searchsorted(wpos, a)) if a else 0
+            r1 = int(np.searchsorted(wpos, b)) if b < n else len(wpos)
+            st = np.flatnonzero(w["val"][r0:r1] != 0)
+            if len(st):
+                ix = st + r0 if r0 else st
+                tup = zip(w["val"][ix].tolist(), _tolist(w["vm_flags"][ix]), w["pgbase"][ix].tolist(),
+                          _tolist(w["dev"][ix]), _tolist(w["ino"][ix]), w["ts"][ix].tolist(), _tolist(w["tid"][ix]))
+                if len(st) == b - a:
+                    vals = list(tup)
+                else:
+                    pos = wpos[ix]
+                    if a:
+                        pos = pos - a
+                    for p, v in zip(pos.tolist(), tup):
+                        vals[p] = v
+        if a == 0 and b == n:
+            return c["kind"].tolist(), c["a"].tolist(), c["start"].tolist(), c["end"].tolist(), vals
+        return (c["kind"][a:b].tolist(), c["a"][a:b].tolist(), c["start"][a:b].tolist(), c["end"][a:b].tolist(),
+                vals)
 
     def records(self) -> list[tuple]:
         """Every record as a tuple (slow; for the replay with an observer).
@@ -409,6 +481,15 @@ class Window:
             else:
                 out.append((R_SYSCALL if kind in _SC_KINDS else R_PROC if kind == K_PROC else R_EXIT_MMAP, ts, a))
         return out
+
+
+def _tolist(x: np.ndarray) -> list:
+    """``x.tolist()``; one shared int when all are equal (fewer objects to make and free)."""
+    if len(x) > 16:
+        x0 = x[0]
+        if (x == x0).all():
+            return [int(x0)] * len(x)
+    return x.tolist()
 
 
 class _LazyColumns(dict):
@@ -456,8 +537,10 @@ class Source:
         self.with_causes = with_causes
         self.mt_off = mm_mt_offset(getattr(trace, "metadata", {}) or {})
         self.tw = _KindReader(trace, "tree_write", _TW_COLS, _decode_tw)
-        self.scd = _ScDecoder(only_correcting=not with_causes)
-        self.scr = _KindReader(trace, "syscall", _SC_COLS, self.scd)
+        # arg4, arg5: only changes() shows them
+        sc_cols = _SC_COLS if with_causes else tuple(c for c in _SC_COLS if c not in ("arg4", "arg5"))
+        self.scd = _ScDecoder(only_correcting=not with_causes, columns=sc_cols)
+        self.scr = _KindReader(trace, "syscall", sc_cols, self.scd)
         self._load_proc(trace)
         self.known: set[int] = set(self.mm_trees)
         self._known_arr = np.array(sorted(self.known), dtype=np.uint64)
@@ -529,52 +612,126 @@ class Source:
         mt_off = np.uint64(self.mt_off)
         if sc is None:
             sc = {"code": np.zeros(0, np.int32), **{c: np.zeros(0, np.int64 if c in _SIGNED else np.uint64)
-                                                    for c in _SC_COLS if c != "syscall"}}
+                                                    for c in self.scd.columns if c != "syscall"}}
         sc_mm = sc["mm"]
         sc_tree = np.where(sc_mm != 0, sc_mm + mt_off, np.uint64(0))
         sc = dict(sc, tree=sc_tree)
-        corr = np.flatnonzero(sc["code"] < len(CORRECTING))
+        code = sc["code"]
+        corr = np.flatnonzero(code < len(CORRECTING)) if self.with_causes else np.arange(len(code))
 
-        # -- writes --
+        # -- writes (ts order) --
         n_tw = 0 if tw is None else len(tw["ts"])
         w = _writes(tw, self, sc_tree[corr], sc) if n_tw else None
         nw = 0 if w is None else len(w["ts"])
+        w_ts = w["ts"] if w is not None else np.zeros(0, np.int64)
 
-        # -- merge --
+        # -- syscall exits (ts order) --
+        sc_kind, sc_lo, sc_hi = _corrections(sc, corr)
         p_a = int(np.searchsorted(self.proc_ts, lo, side="right")) if lo > -np.inf else 0
         p_b = int(np.searchsorted(self.proc_ts, hi, side="right")) if hi < np.inf else len(self.proc_ts)
         e_a = int(np.searchsorted(self.em_ts, lo, side="right")) if lo > -np.inf else 0
         e_b = int(np.searchsorted(self.em_ts, hi, side="right")) if hi < np.inf else len(self.em_ts)
-        ts_parts = [np.zeros(0, np.int64) if w is None else w["ts"], sc["ts"][corr], self.proc_ts[p_a:p_b],
-                    self.em_ts[e_a:e_b]]
-        n = sum(len(p) for p in ts_parts)
-        all_ts = np.concatenate(ts_parts)
-        ns, npr = len(corr), p_b - p_a
-        sc_kind, sc_lo, sc_hi = _corrections(sc, corr)
-        kind = np.concatenate([
-            np.zeros(0, np.int8) if w is None else np.where(w["val"] != 0, K_STORE, K_CLEAR).astype(np.int8),
-            sc_kind, np.full(npr, K_PROC, np.int8), np.full(e_b - e_a, K_EXIT_MMAP, np.int8),
-        ])
-        a = np.concatenate([
-            np.zeros(0, np.int64) if w is None else w["code"], corr.astype(np.int64),
-            np.arange(p_a, p_b, dtype=np.int64), np.arange(e_a, e_b, dtype=np.int64),
-        ])
-        order = None
-        if n and not (all_ts[1:] >= all_ts[:-1]).all():
-            rank = np.concatenate([np.full(len(p), k, np.int8) for k, p in enumerate(ts_parts)])
-            order = np.lexsort((rank, all_ts))
-        cols = {"kind": kind, "a": a, "ts": all_ts}
-        pad = n - nw
-        for c in ("start", "end", "val", "vm_flags", "pgbase", "dev", "ino", "tid", "tgid", "cur", "flags", "cause"):
-            v = np.zeros(0, np.int64) if w is None else w[c]
-            if c in ("start", "end"):
-                v = np.concatenate((v, sc_lo if c == "start" else sc_hi, np.zeros(pad - ns, v.dtype)))
-            elif pad:
-                v = np.concatenate((v, np.zeros(pad, v.dtype)))
-            cols[c] = v
-        if order is not None:
-            cols = {c: v[order] for c, v in cols.items()}
-        return Window(lo, hi, n_tw, cols, [] if w is None else w["uptr"], sc, self.scd.names)
+        s_ts = sc["ts"][corr]
+        ns, npr, ne = len(corr), p_b - p_a, e_b - e_a
+        # -- merge: on a ts tie writes, then syscall exits, then proc, then
+        # exit_mmap; every part is ts-sorted, so a stable sort merges runs --
+        parts = [w_ts, s_ts]
+        if npr:
+            parts.append(self.proc_ts[p_a:p_b])
+        if ne:
+            parts.append(self.em_ts[e_a:e_b])
+        all_ts = np.concatenate(parts)
+        if sum(len(x) > 0 for x in parts) > 1:
+            order = np.argsort(all_ts, kind="stable")
+        else:
+            order = np.arange(len(all_ts))
+        if nw and ns and not self.with_causes and npr == 0 and ne == 0:
+            keep = _noop_exits(w, sc, corr, sc_kind, sc_lo, sc_hi, order, nw, ns)
+            if keep is not None:
+                m = np.ones(len(order), bool)
+                m[nw:nw + ns] = keep
+                order = order[m[order]]
+        n = len(order)
+        ts = all_ts[order]
+        kind = np.concatenate((np.where(w["val"] != 0, K_STORE, K_CLEAR).astype(np.int8) if nw else np.zeros(0, np.int8),
+                               sc_kind, np.full(npr, K_PROC, np.int8), np.full(ne, K_EXIT_MMAP, np.int8)))[order]
+        a = np.concatenate((w["code"] if nw else np.zeros(0, np.int64), corr.astype(np.int64),
+                            np.arange(p_a, p_b, dtype=np.int64), np.arange(e_a, e_b, dtype=np.int64)))[order]
+        pad = np.zeros(npr + ne, np.int64)
+        start = np.concatenate((w["start"] if nw else pad[:0], sc_lo, pad))[order]
+        end = np.concatenate((w["end"] if nw else pad[:0], sc_hi, pad))[order]
+        wpos = np.flatnonzero(order < nw)
+        cols = _MergedColumns({"kind": kind, "a": a, "ts": ts, "start": start, "end": end}, w, wpos)
+        return Window(lo, hi, n_tw, cols, [] if w is None else w["uptr"], sc, self.scd.names, w, wpos)
+
+
+def _noop_exits(w: dict, sc: dict, corr: np.ndarray, kind: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                order: np.ndarray, nw: int, ns: int) -> np.ndarray | None:
+    """Which of the syscall exits ``corr`` (kinds/ranges from :func:`_corrections`)
+    may change the state; None if all.  ``order``: the replay order of the
+    window's writes (0..nw-1) and these exits (nw..nw+ns-1), nothing else (no
+    proc or exit_mmap event in the window).  Decided from the window alone:
+
+    - K_SYSCALL (nothing to correct, may adopt a tree): its tree is live, as an
+      earlier write of the window that the engine applies (flags 0x3: a VMA
+      or current's tree) made it so;
+    - K_SC_CLEAR / K_SC_PROT: the thread's last write before the exit is
+      inside the syscall (after ts_enter), to the same tree, applied (flags
+      0x3), covers the range and is a clear / a store with the new perms.
+      After it the range holds nothing / that value, but for pieces other
+      threads wrote later, which the correction leaves alone (Engine._guard).
+    """
+    s_tid = sc["tid"][corr]
+    s_ts = sc["ts"][corr]
+    s_tree = sc["tree"][corr]
+    w_ts, w_tid = w["ts"], w["tid"]
+    # k: the last write of the same thread before each exit, in replay order
+    t0 = w_tid[0]
+    if (w_tid == t0).all() and (s_tid == t0).all():
+        seq = order
+    else:
+        cat_tid = np.concatenate((w_tid.astype(np.int64), s_tid.astype(np.int64)))
+        seq = order[np.argsort(cat_tid[order], kind="stable")]  # by thread, then replay order
+    isw = seq < nw
+    lastw = np.maximum.accumulate(np.where(isw, np.arange(len(seq)), -1))
+    q = np.flatnonzero(~isw)
+    p = lastw[q]
+    ok_p = p >= 0
+    k = np.full(ns, -1, np.int64)
+    r = seq[q] - nw
+    k[r[ok_p]] = seq[p[ok_p]]
+    ok = k >= 0
+    if seq is not order:
+        ok[ok] = w_tid[k[ok]] == s_tid[ok]
+    kk = np.where(ok, k, 0)
+    uptr = w["uptr_arr"]
+    w_code = w["code"]
+    applied = (w["flags"] & 0x3) != 0
+    same = ok & applied[kk] & (uptr[w_code[kk]] == s_tree) & (w_ts[kk] > sc["ts_enter"][corr])
+    same &= (w["start"][kk] <= lo) & (w["end"][kk] >= hi)
+    wval = w["val"][kk]
+    noop = same & (kind == K_SC_CLEAR) & (wval == 0)
+    prot = (kind == K_SC_PROT) & same & (wval != 0)
+    if prot.any():
+        prot &= (w["vm_flags"][kk] & np.uint64(0x7)) == (sc["arg2"][corr] & np.uint64(0x7))
+        noop |= prot
+    adopt = kind == K_SYSCALL
+    if adopt.any():
+        # first applied write of each tree in the window
+        ca = np.flatnonzero(applied)
+        first_ts = np.full(len(uptr), np.iinfo(np.int64).max, np.int64)
+        if len(uptr) == 1:
+            if len(ca):
+                first_ts[0] = w_ts[ca[0]]
+        else:
+            codes, first = np.unique(w_code[ca], return_index=True)
+            first_ts[codes] = w_ts[ca[first]]
+        c = np.minimum(np.searchsorted(uptr, s_tree), len(uptr) - 1)
+        adopt &= (uptr[c] == s_tree) & (first_ts[c] <= s_ts)
+        noop |= adopt
+    if not noop.any():
+        return None
+    return ~noop
 
 
 _PAGE_MASK = np.uint64(4095)
@@ -591,55 +748,70 @@ def _corrections(sc: dict, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     if n == 0:
         return kind, lo, hi
     code = sc["code"][rows]
-    ret = sc["ret"][rows]
-    a0, a1, a2, a3 = (sc[f"arg{k}"][rows] for k in range(4))
+    big = np.uint64(1 << 62)
+    nc = len(CORRECTING)
+    # rows of each syscall (codes of the others are >= nc)
+    by = np.argsort(code, kind="stable")
+    cuts = np.searchsorted(code[by], np.arange(nc + 1))
+    groups = {name: by[cuts[k]:cuts[k + 1]] for k, name in enumerate(CORRECTING)}
+
+    def col(c, g):
+        return sc[c][rows[g]]
 
     def palign(x):
         return (x + _PAGE_MASK) & ~_PAGE_MASK
 
-    big = np.uint64(1 << 62)
+    def put(g, sel, k, a_, b_):
+        g = g[sel]
+        kind[g] = k
+        lo[g] = a_[sel].astype(np.int64)
+        hi[g] = b_[sel].astype(np.int64)
+
     with np.errstate(over="ignore"):
         # munmap, mprotect: [arg0, arg0 + palign(arg1))
-        r_lo, r_hi = a0, a0 + palign(a1)
-        ok = (a0 < big) & (a1 < big)
-        m = code == CORRECTING.index("munmap")
-        fail = m & (ret != 0)
-        kind[fail] = K_SYSCALL
-        sel = m & ~fail & ok
-        kind[sel] = K_SC_CLEAR
-        lo[sel], hi[sel] = r_lo[sel].astype(np.int64), r_hi[sel].astype(np.int64)
-        m = (code == CORRECTING.index("mprotect")) | (code == CORRECTING.index("pkey_mprotect"))
-        fail = m & (ret != 0) & (ret != -_ENOMEM)
-        kind[fail] = K_SYSCALL
-        sel = m & ~fail & ok
-        kind[sel] = K_SC_PROT
-        lo[sel], hi[sel] = r_lo[sel].astype(np.int64), r_hi[sel].astype(np.int64)
+        for name in ("munmap", "mprotect", "pkey_mprotect"):
+            g = groups[name]
+            if not len(g):
+                continue
+            a0, a1, ret = col("arg0", g), col("arg1", g), col("ret", g)
+            ok = (a0 < big) & (a1 < big)
+            fail = ret != 0 if name == "munmap" else (ret != 0) & (ret != -_ENOMEM)
+            kind[g[fail]] = K_SYSCALL
+            put(g, ~fail & ok, K_SC_CLEAR if name == "munmap" else K_SC_PROT, a0, a0 + palign(a1))
         # mremap
-        m = code == CORRECTING.index("mremap")
-        fail = m & (ret >= -_ERRNO_MAX) & (ret < 0)
-        kind[fail] = K_SYSCALL
-        old_len, new_len = palign(a1), palign(a2)
-        ok = (a0 < big) & (a1 < big) & (a2 < big)
-        inplace = ret.astype(np.uint64) == a0
-        shrink = m & ~fail & ok & inplace & (new_len < old_len)
-        kind[shrink] = K_SC_CLEAR
-        lo[shrink], hi[shrink] = (a0 + new_len)[shrink].astype(np.int64), (a0 + old_len)[shrink].astype(np.int64)
-        kind[m & ~fail & ok & inplace & ~(new_len < old_len)] = K_SYSCALL
-        moved = m & ~fail & ok & ~inplace
-        keep_old = moved & ((old_len == 0) | ((a3 & np.uint64(_MREMAP_DONTUNMAP)) != 0))
-        kind[keep_old] = K_SYSCALL
-        mv = moved & ~keep_old
-        kind[mv] = K_SC_CLEAR
-        lo[mv], hi[mv] = a0[mv].astype(np.int64), (a0 + old_len)[mv].astype(np.int64)
+        g = groups["mremap"]
+        if len(g):
+            a0, a1, a2, a3, ret = (col(c, g) for c in ("arg0", "arg1", "arg2", "arg3", "ret"))
+            fail = (ret >= -_ERRNO_MAX) & (ret < 0)
+            kind[g[fail]] = K_SYSCALL
+            old_len, new_len = palign(a1), palign(a2)
+            ok = ~fail & (a0 < big) & (a1 < big) & (a2 < big)
+            inplace = ret.astype(np.uint64) == a0
+            shrink = new_len < old_len
+            put(g, ok & inplace & shrink, K_SC_CLEAR, a0 + new_len, a0 + old_len)
+            kind[g[ok & inplace & ~shrink]] = K_SYSCALL
+            moved = ok & ~inplace
+            keep_old = moved & ((old_len == 0) | ((a3 & np.uint64(_MREMAP_DONTUNMAP)) != 0))
+            kind[g[keep_old]] = K_SYSCALL
+            put(g, moved & ~keep_old, K_SC_CLEAR, a0, a0 + old_len)
         # brk: shrink clears [new brk, old brk)
-        m = code == CORRECTING.index("brk")
-        b0, b1 = palign(sc["brk_enter"][rows]), palign(sc["brk_exit"][rows])
-        ok = (b0 < big) & (b1 < big)
-        kind[m & ok & ~(b1 < b0)] = K_SYSCALL
-        sel = m & ok & (b1 < b0)
-        kind[sel] = K_SC_CLEAR
-        lo[sel], hi[sel] = b1[sel].astype(np.int64), b0[sel].astype(np.int64)
+        g = groups["brk"]
+        if len(g):
+            b0, b1 = palign(col("brk_enter", g)), palign(col("brk_exit", g))
+            ok = (b0 < big) & (b1 < big)
+            sh = b1 < b0
+            kind[g[ok & ~sh]] = K_SYSCALL
+            put(g, ok & sh, K_SC_CLEAR, b1, b0)
     return kind, lo, hi
+
+
+def _distinct(x: np.ndarray) -> set[int]:
+    if len(x) == 0:
+        return set()
+    x0 = x[0]
+    if (x == x0).all():
+        return {int(x0)}
+    return set(np.unique(x).tolist())
 
 
 def _writes(tw: dict, src: Source, sc_trees: np.ndarray, sc: dict) -> dict[str, np.ndarray] | None:
@@ -652,13 +824,20 @@ def _writes(tw: dict, src: Source, sc_trees: np.ndarray, sc: dict) -> dict[str, 
     # trees are none of these.  (Known so far: a write to a tree known only
     # later is dropped by the engine too, as that tree is not live.)
     ident = (flags & (TW_VAL_IS_VMA | TW_CURRENT_MM)) != 0
-    new = set(np.unique(tree[ident]).tolist())
-    new.update(np.unique(sc_trees).tolist())
+    t0 = tree[0]
+    one = bool((tree == t0).all())  # one tree (one process): no sorting
+    new = ({int(t0)} if ident.any() else set()) if one else _distinct(tree[ident])
+    new |= _distinct(sc_trees)
     new.discard(0)
     if not new <= src.known:
         src.known |= new
         src._known_arr = np.array(sorted(src.known), dtype=np.uint64)
-    keep = ident | np.isin(tree, src._known_arr)
+    if one:
+        keep = ident if int(t0) not in src.known else np.ones(len(tree), bool)
+    elif ident.all():
+        keep = ident
+    else:
+        keep = ident | np.isin(tree, src._known_arr)
     idx = None if keep.all() else np.flatnonzero(keep)
     c = tw if idx is None else {k: v[idx] for k, v in tw.items()}
     n = len(c["ts"])
@@ -671,9 +850,13 @@ def _writes(tw: dict, src: Source, sc_trees: np.ndarray, sc: dict) -> dict[str, 
     # and (reused) pointer can have a silent clear between them.
     inner = c["inner"]
     if n > 1 and inner.any():
-        order = np.lexsort((c["ts"], c["tid"]))
+        tid = c["tid"]
         same = np.zeros(n, dtype=bool)
-        a, b = order[1:], order[:-1]
+        if (tid == tid[0]).all():  # one thread: ts order is (tid, ts) order
+            a, b = slice(1, None), slice(None, -1)
+        else:
+            order = np.lexsort((c["ts"], tid))
+            a, b = order[1:], order[:-1]
         same[a] = (
             inner[a] & ~inner[b]
             & (c["tid"][a] == c["tid"][b]) & (c["tree"][a] == c["tree"][b])
@@ -689,7 +872,11 @@ def _writes(tw: dict, src: Source, sc_trees: np.ndarray, sc: dict) -> dict[str, 
     val = np.where(isvma, c["val"], np.uint64(0))  # XA_ZERO_ENTRY & co: a clear
     # last may be ULONG_MAX (a clear to the top): user addresses are far
     # below 2**63, so capping there keeps int64 (fast to convert).
-    uptr, code = np.unique(c["tree"], return_inverse=True)
+    tree = c["tree"]
+    if one:
+        uptr, code = tree[:1], np.zeros(n, np.int64)
+    else:
+        uptr, code = np.unique(tree, return_inverse=True)
     mm = c["mm"]
     out = {
         "ts": c["ts"],
@@ -707,6 +894,7 @@ def _writes(tw: dict, src: Source, sc_trees: np.ndarray, sc: dict) -> dict[str, 
         "cause": np.full(n, -1, np.int64),
         "code": code.reshape(-1).astype(np.int64),
         "uptr": uptr.tolist(),
+        "uptr_arr": uptr,
     }
     if src.with_causes:
         out["cause"] = _enclosing_syscall(c["ts"], c["tid"], sc)  # one window: the whole table
