@@ -124,11 +124,11 @@ class Trace(TraceFile):
         p = super().processes()
         if not counts or len(p) == 0:
             return p
-        s, m = self.splits(), self.merges()
-        sc = s.groupby("pid")["count"].sum() if len(s) else pd.Series(dtype="int64")
-        mc = m.groupby("pid")["count"].sum() if len(m) else pd.Series(dtype="int64")
-        p["splits"] = p["pid"].map(sc).fillna(0).astype("int64")
-        p["merges"] = p["pid"].map(mc).fillna(0).astype("int64")
+        from .detect import split_merge_counts
+
+        c = split_merge_counts(self._all_changes()).set_index("pid")
+        p["splits"] = p["pid"].map(c["splits"]).fillna(0).astype("int64")
+        p["merges"] = p["pid"].map(c["merges"]).fillna(0).astype("int64")
         return p
 
     def __repr__(self) -> str:

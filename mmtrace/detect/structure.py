@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..events.flags import perms
 
-__all__ = ["split_merge_points", "splits", "merges", "write_sequences"]
+__all__ = ["split_merge_points", "split_merge_counts", "splits", "merges", "write_sequences"]
 
 _OUT_COLUMNS = [
     "ts", "ts_end", "pid", "tid", "comm", "cause", "syscall", "arg0", "arg1", "arg2", "arg3", "ret",
@@ -45,6 +45,8 @@ def split_merge_points(
     ``before_vmas``, ``after_vmas``).  ``new_ranges``: the change maps new
     ground (mmap, brk), so a VMA that grew is a new range merged into it.
     """
+    if not before or not after:
+        return [], [], []  # a pure map or unmap splits and merges nothing
     before = sorted(before)
     after = sorted(after)
     after_edges = sorted({x for v in after for x in (v[0], v[1])})
@@ -138,6 +140,25 @@ def _comm(trace, df: pd.DataFrame) -> list[str]:
     first = names.groupby("tgid")["comm"].first()
     m["comm"] = m["comm"].fillna(m["tgid"].map(first)).fillna("")
     return m.sort_values("_i")["comm"].astype(str).tolist()
+
+
+def split_merge_counts(ch: pd.DataFrame) -> pd.DataFrame:
+    """Split and merge points per process: columns ``pid``, ``splits``, ``merges``
+    (merges include new-range merges).  The cheap path behind ``processes()``."""
+    counts: dict[int, list[int]] = {}
+    skip = {"fork_copy", "exec_setup", "exit"}
+    for pid, kind, syscall, before, after in zip(
+        ch["pid"].tolist(), ch["kind"].tolist(), ch["syscall"].tolist(),
+        ch["before_vmas"].tolist(), ch["after_vmas"].tolist(),
+    ):
+        if kind in skip or not before or not after:
+            continue
+        sp, mg, nr = split_merge_points(before, after, new_ranges=syscall in ("mmap", "brk"))
+        if sp or mg or nr:
+            c = counts.setdefault(pid, [0, 0])
+            c[0] += len(sp)
+            c[1] += len(mg) if mg else len(nr)
+    return pd.DataFrame([(p, a, b) for p, (a, b) in counts.items()], columns=["pid", "splits", "merges"])
 
 
 def splits(trace, ch: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -10,6 +10,8 @@ away (``before``) and those that appeared (``after``).
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+
 import numpy as np
 import pandas as pd
 
@@ -17,6 +19,9 @@ from .replay import Engine, snapshot_trees
 from .vmatree import VM_GROWSDOWN, VmaTree, perms_of
 
 __all__ = ["changes", "CHANGE_COLUMNS", "classify"]
+
+_NOSPAN = 1 << 65
+_PAGE = 4096  # lengths are rounded up to pages by the kernel: widen spans by one
 
 CHANGE_COLUMNS = (
     "ts", "ts_end", "pid", "tid", "tree", "cause", "kind", "syscall",
@@ -90,19 +95,41 @@ class _Observer:
             return g
         if g is not None:
             self._close(t)
+        # The tree as it was (C-level list copies); the change's span grows
+        # with each write and fix-up, and only that span is compared at close.
         g = {
             "key": key, "ts": ts, "ts_end": ts, "tid": tid, "tgid": tgid, "cause": cause, "row": row,
-            "before": _vmas(t.starts, t.ends, t.vals),
+            "snap": (t.starts[:], t.ends[:], t.vals[:]), "lo": _NOSPAN, "hi": 0,
         }
         self.open[t.uid] = g
         return g
+
+    @staticmethod
+    def _span(g: dict, lo: int, hi: int) -> None:
+        if lo < g["lo"]:
+            g["lo"] = lo
+        if hi > g["hi"]:
+            g["hi"] = hi
+
+    @staticmethod
+    def _window(starts, ends, vals, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
+        """VMAs of the pieces overlapping [lo, hi), plus one neighbour on each side (merges)."""
+        if lo >= hi:
+            return _vmas(starts, ends, vals)
+        i0 = max(0, bisect_left(ends, lo) - 1)
+        i1 = min(len(starts), bisect_right(starts, hi) + 1)
+        return _vmas(starts[i0:i1], ends[i0:i1], vals[i0:i1])
 
     def _close(self, t: VmaTree, *, force_kind: str | None = None, ts_end: int | None = None) -> None:
         g = self.open.pop(t.uid, None)
         if g is None:
             return
-        after_all = _vmas(t.starts, t.ends, t.vals)
-        bset, aset = set(g["before"]), set(after_all)
+        lo, hi = g["lo"], g["hi"]
+        if lo == _NOSPAN:
+            lo, hi = 0, 0  # no span known: compare whole trees
+        before = self._window(*g["snap"], lo, hi)
+        after_all = self._window(t.starts, t.ends, t.vals, lo, hi)
+        bset, aset = set(before), set(after_all)
         removed = sorted(bset - aset)
         added = sorted(aset - bset)
         row = g["row"]
@@ -159,11 +186,24 @@ class _Observer:
             key = ("k", tid)
         g = self._open(t, key, ts, tid, tgid, label, cause if key[0] == "sc" else -1)
         g["ts_end"] = ts
+        self._span(g, rec[3], rec[4])
 
     def syscall_exit_begin(self, t: VmaTree, row: int) -> None:
-        g = self._open(t, ("sc", row), self.sc["ts_enter"][row], self.sc["tid"][row], self.sc["tgid"][row],
-                       self.sc["syscall"][row], row)
-        g["ts_end"] = self.sc["ts"][row]
+        sc = self.sc
+        g = self._open(t, ("sc", row), sc["ts_enter"][row], sc["tid"][row], sc["tgid"][row], sc["syscall"][row], row)
+        g["ts_end"] = sc["ts"][row]
+        # What the exit-time fix-up may touch (see Engine._on_syscall).
+        name, a0, a1, ret = sc["syscall"][row], sc["arg0"][row], sc["arg1"][row], sc["ret"][row]
+        if name in ("munmap", "mprotect", "pkey_mprotect", "madvise", "mseal"):
+            self._span(g, a0, a0 + a1 + _PAGE)
+        elif name == "mremap":
+            self._span(g, a0, a0 + a1 + _PAGE)
+            if 0 <= ret < (1 << 63):
+                self._span(g, ret, ret + sc["arg2"][row] + _PAGE)
+        elif name == "mmap" and 0 <= ret < (1 << 63):
+            self._span(g, ret, ret + a1 + _PAGE)
+        else:
+            self._span(g, 0, 1 << 64)  # brk and the rest: compare whole trees
 
     def syscall_exit_end(self, t: VmaTree, row: int) -> None:
         self._close(t)
@@ -171,6 +211,7 @@ class _Observer:
     def touch(self, t: VmaTree, lo: int, hi: int, ts: int, tgid: int) -> None:
         if t.uid not in self.open:
             self._open(t, ("k", "fork_copy"), ts, tgid, tgid, "fork_copy", -1)
+        self._span(self.open[t.uid], lo, hi)
 
     def fork_done(self, t: VmaTree, ts: int, child: int) -> None:
         self.owner[t.uid] = child
@@ -186,8 +227,9 @@ class _Observer:
         self._close(t)
         self._open(t, ("k", "exit"), ts, 0, self._pid(t, 0), "exit", -1)
         g = self.open[t.uid]
+        self._span(g, 0, 1 << 64)
         t.starts, t.ends, t.vals = [], [], []  # what exit_mmap leaves; the engine drops it too
-        self._close(t, force_kind="exit" if g["before"] else None, ts_end=ts)
+        self._close(t, force_kind="exit" if g["snap"][0] else None, ts_end=ts)
 
     def finish(self) -> None:
         for uid in list(self.open):
