@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dm = sub.add_parser(
         "demo",
-        help="build the bundled demo workload, record it, and summarise (root)",
+        help="build the bundled demo workload, record it, verify the model against its checkpoints, write the report (root)",
         description="Build the bundled C demo workload (mmap, mprotect splits and merges, munmap holes, "
         "mremap, brk, threads, fork+exec, hugetlb when configured), record it with /proc/self/maps "
         "checkpoints, verify the rebuilt VMA trees against them, and write the report "
