@@ -341,6 +341,16 @@ def median(xs):
     return statistics.median(xs) if xs else None
 
 
+def lost_text(s: dict) -> str:
+    """Lost events of one overhead summary row, with their share of all events ("-" if unknown)."""
+    if s["lost_total"] is None:
+        return "-"
+    text = f"{s['lost_total']:,}"
+    if s["lost_total"] and s["median_events"]:
+        text += f" ({100 * s['lost_total'] / (s['lost_total'] + s['median_events'] * s['runs']):.2g}%)"
+    return text
+
+
 def fmt(x, spec=",.1f", none="-"):
     return none if x is None else format(x, spec)
 

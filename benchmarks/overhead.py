@@ -251,9 +251,7 @@ def main(argv=None) -> int:
         if s["skipped"]:
             rows.append([s["workload"], s["tool"], "0", "skipped", "", "", "", "", "", "", ""])
             continue
-        lost = "-" if s["lost_total"] is None else f"{s['lost_total']:,}"
-        if s["lost_total"] and s["median_events"]:
-            lost += f" ({100 * s['lost_total'] / (s['lost_total'] + s['median_events'] * s['runs']):.2g}%)"
+        lost = C.lost_text(s)
         rows.append([
             s["workload"], s["tool"],
             f"{s['clean_runs']}/{s['runs'] + s['failed']}" + (f" ({s['failed']} failed)" if s["failed"] else ""),

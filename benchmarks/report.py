@@ -42,9 +42,7 @@ def overhead_md(d) -> list[str]:
         if s["skipped"]:
             rows.append([s["workload"], s["tool"], "skipped", "", "", "", "", "", "", "", s["skipped"]])
             continue
-        lost = "-" if s["lost_total"] is None else f"{s['lost_total']:,}"
-        if s["lost_total"] and s["median_events"]:
-            lost += f" ({100 * s['lost_total'] / (s['lost_total'] + s['median_events'] * s['runs']):.2g}%)"
+        lost = C.lost_text(s)
         rows.append([
             s["workload"], s["tool"],
             C.fmt(s["median_us"], ",.2f") + ("" if s.get("median_over_clean_runs", True) else "*"),
