@@ -20,12 +20,20 @@ untraced, mmtrace, ...), under:
             --all-stores: keeps the inner mas_wr_* event of each store that
             mmtrace by default folds in the kernel, i.e. as many ma_write
             events as perf and bpftrace get
+  mmtrace-syscall-tracepoints  (opt-in too) mmtrace record with
+            MMTRACE_SYSCALL_HOOK=tracepoints: syscalls through the
+            syscalls:sys_enter_*/sys_exit_* tracepoints, as perf and bpftrace
+            do here, instead of mmtrace's default raw_syscalls hook
 
 The tracepoints are those mmtrace records and this kernel has (read from
 tracefs): maple_tree:ma_write, ma_op, every mmap:*, syscalls:sys_enter/exit_
 of mmap munmap mprotect mremap brk madvise execve, and
 sched:sched_process_fork/exec/exit.  mmtrace attaches ma_write/ma_op as raw
-tracepoints (to read mas->tree and the VMA), the others as tracepoints.
+tracepoints (to read mas->tree and the VMA), and gets the same syscalls'
+arguments and results from raw_syscalls:sys_enter/sys_exit (raw tracepoints,
+filtered by number in BPF; see mmtrace/capture/kernel.py), the others as
+tracepoints.  perf and bpftrace get the per-syscall tracepoints, the usual way
+to capture these syscalls' fields with them.
 
 The workload times itself (CLOCK_MONOTONIC around the timed loop, after a
 warm-up), so tool start-up (BCC/LLVM compile, attach) is not in µs/iter; it
@@ -51,7 +59,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 TOOLS = ["untraced", "mmtrace", "bpftrace", "perf"]
-EXTRA_TOOLS = ["mmtrace-all-stores"]  # mmtrace record --all-stores: opt-in with --tools
+# Opt-in with --tools: mmtrace record --all-stores, and mmtrace with the
+# per-syscall tracepoints instead of its raw_syscalls hook.
+EXTRA_TOOLS = ["mmtrace-all-stores", "mmtrace-syscall-tracepoints"]
 WORKLOADS = ["mmloop", "forkexec"]
 # bpftrace 0.17 prints "Lost N events" to its *output* stream: with -o FILE that is the
 # file, not stderr (seen here with BPFTRACE_PERF_RB_PAGES=1); both are read.
@@ -90,7 +100,7 @@ def parse_args(argv=None):
 
 def tool_status(mmtrace_cli: str) -> tuple[dict[str, str | None], dict[str, str]]:
     """({tool: None if usable, else why not}, {tool: version})."""
-    st = {"untraced": None, "mmtrace": None, "mmtrace-all-stores": None}
+    st = {"untraced": None, "mmtrace": None, "mmtrace-all-stores": None, "mmtrace-syscall-tracepoints": None}
     ver = {}
     r = C.run([mmtrace_cli, "--version"], timeout=60)
     ver["mmtrace"] = (r.stdout or r.stderr).strip()
@@ -111,9 +121,11 @@ def one_run(tool: str, cmd: list[str], tmp: Path, ctx: dict, args) -> dict:
     env = None
     if tool == "untraced":
         argv = cmd
-    elif tool in ("mmtrace", "mmtrace-all-stores"):
+    elif tool in ("mmtrace", "mmtrace-all-stores", "mmtrace-syscall-tracepoints"):
         out = tmp / "mmtrace.data"
         extra = ["--all-stores"] if tool == "mmtrace-all-stores" else []
+        if tool == "mmtrace-syscall-tracepoints":
+            env = dict(os.environ, MMTRACE_SYSCALL_HOOK="tracepoints")
         argv = [ctx["mmtrace"], "record", "-q", "-o", str(out)] + extra + ["--"] + cmd
     elif tool == "bpftrace":
         out = tmp / "bpftrace.out"

@@ -50,6 +50,10 @@ struct mmt_huge_mm {
 	u64 hi;
 };
 BPF_HASH(huge_mm, u64, struct mmt_huge_mm, MMT_MAX_TRACED);
+/* [0] != 0 once any traced mm stored a hugetlb VMA: until then the hot
+ * paths skip the huge_mm lookup (an array lookup is inlined, a hash one is
+ * a helper call). */
+BPF_ARRAY(huge_seen, u8, 1);
 
 static __always_inline int mmt_is_traced(u32 tgid)
 {
@@ -78,9 +82,15 @@ static __always_inline u32 mmt_read_u32(u64 base, u64 off)
 	return v;
 }
 
+/* current->mm by a direct load from the BTF-typed task pointer: the
+ * verifier checks the offset against the running kernel's BTF, and the load
+ * costs a few ns where a bpf_probe_read_kernel() costs ~30 on this kind of
+ * host.  Kernel threads give 0. */
 static __always_inline u64 mmt_current_mm(void)
 {
-	return mmt_read_u64((u64)bpf_get_current_task(), MMT_OFF_task_struct__mm);
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	return *(u64 *)((char *)task + MMT_OFF_task_struct__mm);
 }
 
 static __always_inline u64 mmt_tree_of(u64 mm)

@@ -19,6 +19,13 @@
  *  MMT_SC_<name>, MMT_SC_NARGS_<name>
  *      syscalls whose sys_enter/sys_exit tracepoints exist, mmtrace's id for
  *      each and the number of arguments its format declares.
+ *  MMT_SYSCALLS_RAW             hook syscalls at raw_syscalls:sys_enter/sys_exit
+ *      (raw tracepoints) instead of syscalls:sys_{enter,exit}_<name>; then
+ *      MMT_NR_<name> is each syscall's number in this architecture's table,
+ *      MMT_OFF_pt_regs__<reg> / MMT_WIN_pt_regs_* where its arguments are,
+ *      and MMT_TS_COMPAT the thread_info.status bit of a 32-bit syscall.
+ *  MMT_WIN_<struct>_LO, MMT_WIN_<struct>_LEN
+ *      the one window of a struct read with a single probe read.
  *  MMT_HAVE_page_fault_user     exceptions:page_fault_user exists (x86).
  *  MMT_HAVE_HUGETLB             BTF has hugetlbfs_sb_info and hstate: hugetlb
  *      counters are read through vm_file->f_inode->i_sb->s_fs_info->hstate.

@@ -10,10 +10,15 @@
 #ifdef MMT_HAVE_HUGETLB
 static __always_inline void mmt_emit_huge(u64 id, u64 tree, u16 cause, u16 sc, u64 address)
 {
-	struct mmt_huge_mm *hm = huge_mm.lookup(&tree);
+	struct mmt_huge_mm *hm;
 	struct mmt_hugetlb *e;
+	u32 zero = 0;
+	u8 *seen = huge_seen.lookup(&zero);
 	u64 hs;
 
+	if (!seen || !*seen)
+		return;
+	hm = huge_mm.lookup(&tree);
 	if (!hm || !hm->hstate)
 		return;
 	hs = hm->hstate;
@@ -46,8 +51,10 @@ TRACEPOINT_PROBE(exceptions, page_fault_user)
 	u64 tree, addr = args->address;
 	struct mmt_huge_mm *hm;
 	struct mmt_fault *e;
+	u32 zero = 0;
+	u8 *seen = huge_seen.lookup(&zero);
 
-	if (!mmt_is_traced(id >> 32))
+	if (!seen || !*seen || !mmt_is_traced(id >> 32))
 		return 0;
 	tree = mmt_tree_of(mmt_current_mm());
 	hm = huge_mm.lookup(&tree);

@@ -2,57 +2,177 @@
 /*
  * The syscalls that change an address space, so that every tree change can
  * be attributed to its cause.  Arguments are kept at entry (per thread) and
- * one record is emitted at exit, carrying both.  Per-syscall tracepoints, not
- * raw_syscalls: an untraced or idle system runs none of this.
+ * one record is emitted at exit, carrying both.
+ *
+ * Two hooks, one record (capture/kernel.py picks, see _HOOK_ENV there):
+ *  MMT_SYSCALLS_RAW  raw_syscalls:sys_enter/sys_exit as raw tracepoints: the
+ *                    program sees every syscall of the host and keeps ours by
+ *                    number (MMT_NR_*); arguments come from pt_regs.  The
+ *                    cheapest hook: no trace record is built before we run.
+ *  otherwise         syscalls:sys_enter_<name>/sys_exit_<name> tracepoints.
  */
 
 /* The call in progress, per task: task-local storage (v5.11+) costs less
  * than a hash keyed by tid, and goes away with the task. */
 BPF_TASK_STORAGE(pending, struct mmt_syscall);
 
-static __always_inline int mmt_sc_enter(void *args, u16 sc, u32 nargs_bytes)
+/* Fill what both hooks know at entry; the arguments are the caller's. */
+static __always_inline struct mmt_syscall *mmt_sc_begin(u16 sc, u32 nr)
 {
 	u64 id = bpf_get_current_pid_tgid();
 	struct mmt_syscall *s;
+	u64 mm;
 
 	if (!mmt_is_traced(id >> 32))
-		return 0;
+		return NULL;
 	s = pending.task_storage_get(bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!s)
-		return 0;
+		return NULL;
 	s->ts_enter = bpf_ktime_get_ns();
 	s->sc = sc;
+	s->nr = nr;
 	s->flags = 0;
-	/* Format of every syscalls:sys_enter_*: int __syscall_nr at 8, then
-	 * one 8-byte field per argument from 16. */
-	bpf_probe_read_kernel(&s->nr, sizeof(s->nr), args + 8);
-	__builtin_memset(s->args, 0, sizeof(s->args));
-	bpf_probe_read_kernel(&s->args, nargs_bytes, args + 16);
-	s->mm = mmt_current_mm();
-	s->brk_enter = s->mm ? mmt_read_u64(s->mm, MMT_OFF_mm_struct__brk) : 0;
-	return 0;
+	mm = mmt_current_mm();
+	s->mm = mm;
+	/* The heap's end matters to brk() only: its shrink is a silent clear. */
+	s->brk_enter = 0;
+#ifdef MMT_SC_brk
+	if (sc == MMT_SC_brk && mm)
+		s->brk_enter = mmt_read_u64(mm, MMT_OFF_mm_struct__brk);
+#endif
+	return s;
 }
 
-static __always_inline int mmt_sc_exit(void *args)
+static __always_inline int mmt_sc_end(s64 ret)
 {
-	u64 id = bpf_get_current_pid_tgid();
 	struct mmt_syscall *s = pending.task_storage_get(bpf_get_current_task_btf(), 0, 0);
 	struct mmt_syscall *e;
-	u64 mm;
+	u64 id, mm;
 
 	if (!s || !s->ts_enter)
 		return 0;
+	id = bpf_get_current_pid_tgid();
 	e = mmt_reserve(sizeof(struct mmt_syscall), MMT_SYSCALL);
 	if (e) {
 		__builtin_memcpy(e, s, sizeof(*e));
 		mmt_fill_hdr(&e->h, MMT_SYSCALL, id);
-		bpf_probe_read_kernel(&e->ret, sizeof(e->ret), args + 16);
+		e->ret = ret;
 		mm = mmt_current_mm();
-		e->brk_exit = mm ? mmt_read_u64(mm, MMT_OFF_mm_struct__brk) : 0;
+		e->brk_exit = 0;
+#ifdef MMT_SC_brk
+		if (s->sc == MMT_SC_brk && mm)
+			e->brk_exit = mmt_read_u64(mm, MMT_OFF_mm_struct__brk);
+#endif
 		mmt_submit(e);
 		mmt_emit_huge(id, mmt_tree_of(mm), MMT_HC_SYSCALL, s->sc, 0);
 	}
 	s->ts_enter = 0;
+	return 0;
+}
+
+#ifdef MMT_SYSCALLS_RAW
+
+/* The syscall number -> (nargs << 16 | mmtrace id), 0 for a syscall we do not
+ * follow.  A switch on constants, no map lookup: this runs for every syscall
+ * of every task on the host. */
+#define MMT_NR_CASE(name) case MMT_NR_##name: return (MMT_SC_NARGS_##name << 16) | MMT_SC_##name;
+static __always_inline u32 mmt_sc_of_nr(u64 nr)
+{
+	switch (nr) {
+#if defined(MMT_NR_mmap) && defined(MMT_SC_mmap)
+	MMT_NR_CASE(mmap)
+#endif
+#if defined(MMT_NR_munmap) && defined(MMT_SC_munmap)
+	MMT_NR_CASE(munmap)
+#endif
+#if defined(MMT_NR_mprotect) && defined(MMT_SC_mprotect)
+	MMT_NR_CASE(mprotect)
+#endif
+#if defined(MMT_NR_pkey_mprotect) && defined(MMT_SC_pkey_mprotect)
+	MMT_NR_CASE(pkey_mprotect)
+#endif
+#if defined(MMT_NR_mremap) && defined(MMT_SC_mremap)
+	MMT_NR_CASE(mremap)
+#endif
+#if defined(MMT_NR_brk) && defined(MMT_SC_brk)
+	MMT_NR_CASE(brk)
+#endif
+#if defined(MMT_NR_madvise) && defined(MMT_SC_madvise)
+	MMT_NR_CASE(madvise)
+#endif
+#if defined(MMT_NR_shmat) && defined(MMT_SC_shmat)
+	MMT_NR_CASE(shmat)
+#endif
+#if defined(MMT_NR_shmdt) && defined(MMT_SC_shmdt)
+	MMT_NR_CASE(shmdt)
+#endif
+#if defined(MMT_NR_execve) && defined(MMT_SC_execve)
+	MMT_NR_CASE(execve)
+#endif
+#if defined(MMT_NR_execveat) && defined(MMT_SC_execveat)
+	MMT_NR_CASE(execveat)
+#endif
+#if defined(MMT_NR_mseal) && defined(MMT_SC_mseal)
+	MMT_NR_CASE(mseal)
+#endif
+#if defined(MMT_NR_remap_file_pages) && defined(MMT_SC_remap_file_pages)
+	MMT_NR_CASE(remap_file_pages)
+#endif
+	}
+	return 0;
+}
+
+#define MMT_REG(w, r) ((w)[(MMT_OFF_pt_regs__##r - MMT_WIN_pt_regs_LO) / 8])
+
+/* TP_PROTO(struct pt_regs *regs, long id) */
+RAW_TRACEPOINT_PROBE(sys_enter)
+{
+	u64 nr = ctx->args[1];
+	u32 which = mmt_sc_of_nr(nr);
+	u32 nargs = which >> 16;
+	u64 w[MMT_WIN_pt_regs_LEN / 8];
+	struct task_struct *task;
+	struct mmt_syscall *s;
+
+	if (!which)
+		return 0;
+	/* A 32-bit syscall's number is from another table (in_ia32_syscall()). */
+	task = bpf_get_current_task_btf();
+	if (*(u32 *)((char *)task + MMT_OFF_task_struct__thread_info + MMT_OFF_thread_info__status) & MMT_TS_COMPAT)
+		return 0;
+	s = mmt_sc_begin(which & 0xffff, nr);
+	if (!s)
+		return 0;
+	bpf_probe_read_kernel(w, sizeof(w), (void *)(ctx->args[0] + MMT_WIN_pt_regs_LO));
+	/* Registers beyond the syscall's own arguments hold leftovers: zero
+	 * them, as the per-syscall tracepoints' records have none. */
+	s->args[0] = nargs > 0 ? MMT_REG(w, di) : 0;
+	s->args[1] = nargs > 1 ? MMT_REG(w, si) : 0;
+	s->args[2] = nargs > 2 ? MMT_REG(w, dx) : 0;
+	s->args[3] = nargs > 3 ? MMT_REG(w, r10) : 0;
+	s->args[4] = nargs > 4 ? MMT_REG(w, r8) : 0;
+	s->args[5] = nargs > 5 ? MMT_REG(w, r9) : 0;
+	return 0;
+}
+
+/* TP_PROTO(struct pt_regs *regs, long ret) */
+RAW_TRACEPOINT_PROBE(sys_exit)
+{
+	return mmt_sc_end((s64)ctx->args[1]);
+}
+
+#else /* per-syscall tracepoints */
+
+static __always_inline int mmt_sc_enter(void *args, u16 sc, u32 nargs_bytes)
+{
+	/* Format of every syscalls:sys_enter_*: int __syscall_nr at 8, then
+	 * one 8-byte field per argument from 16. */
+	struct mmt_syscall *s = mmt_sc_begin(sc, *(int *)(args + 8));
+
+	if (!s)
+		return 0;
+	__builtin_memset(s->args, 0, sizeof(s->args));
+	bpf_probe_read_kernel(&s->args, nargs_bytes, args + 16);
 	return 0;
 }
 
@@ -63,7 +183,7 @@ static __always_inline int mmt_sc_exit(void *args)
 	}                                                                  \
 	TRACEPOINT_PROBE(syscalls, sys_exit_##name)                       \
 	{                                                                  \
-		return mmt_sc_exit(args);                                  \
+		return mmt_sc_end(args->ret);                              \
 	}
 
 #ifdef MMT_SC_mmap
@@ -105,3 +225,5 @@ MMT_SYSCALL(mseal)
 #ifdef MMT_SC_remap_file_pages
 MMT_SYSCALL(remap_file_pages)
 #endif
+
+#endif /* MMT_SYSCALLS_RAW */

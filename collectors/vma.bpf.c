@@ -13,7 +13,11 @@ static __always_inline void mmt_note_huge(u64 tree, u64 sb, u64 start, u64 end)
 {
 	struct mmt_huge_mm *hm = huge_mm.lookup(&tree);
 	struct mmt_huge_mm n = {};
+	u32 zero = 0;
+	u8 *seen = huge_seen.lookup(&zero);
 
+	if (seen)
+		*seen = 1;
 	if (hm) {
 		if (start < hm->lo)
 			hm->lo = start;
@@ -73,18 +77,23 @@ static __always_inline void mmt_fill_vma(struct mmt_tree_write *e, u64 *w)
 	}
 }
 
-/* The last outer store (mas_store_prealloc, mas_store, ...) seen on this CPU.
- * One logical store fires an outer event and then, for the same ma_state,
- * entry and range, an inner mas_wr_* event (lib/maple_tree.c): that inner
- * event carries nothing new and is folded away here.  An inner event whose
- * range differs (a NULL store widened over a gap) or that has no outer
- * event (mas_store_gfp since v6.12) is kept. */
+/* Per CPU: the last outer store (mas_store_prealloc, mas_store, ...) seen,
+ * and a few fn strings already classified.  One logical store fires an
+ * outer event and then, for the same ma_state, entry and range, an inner
+ * mas_wr_* event (lib/maple_tree.c): that inner event carries nothing new and
+ * is folded away here.  An inner event whose range differs (a NULL store
+ * widened over a gap) or that has no outer event (mas_store_gfp since v6.12)
+ * is kept. */
+#define MMT_FN_CACHE 4
 struct mmt_last_store {
 	u64 mas;
 	u64 val;
 	u64 index;
 	u64 last;
 	u64 tid;
+	u64 fn[MMT_FN_CACHE];	/* fn pointers classified on this CPU ... */
+	u8 inner[MMT_FN_CACHE];	/* ... and whether each is a mas_wr_* one */
+	u32 next;		/* round-robin slot to replace */
 };
 BPF_PERCPU_ARRAY(last_store, struct mmt_last_store, 1);
 
@@ -92,6 +101,7 @@ BPF_PERCPU_ARRAY(last_store, struct mmt_last_store, 1);
  * one, [1] writes to maple trees that are not a traced mm's. */
 BPF_PERCPU_ARRAY(stats, u64, 4);
 
+/* Is fn a mas_wr_* (inner) store?  Also names fn for user space once. */
 static __always_inline u8 mmt_fn_is_inner(u64 fn)
 {
 	struct mmt_fn_name *known = fn_names.lookup(&fn);
@@ -104,6 +114,26 @@ static __always_inline u8 mmt_fn_is_inner(u64 fn)
 		  n.s[4] == 'w' && n.s[5] == 'r' && n.s[6] == '_';
 	fn_names.update(&fn, &n);
 	return n.inner;
+}
+
+/* The same, through the per-CPU cache: a handful of fn strings fire at all,
+ * and a compare costs nothing next to a hash lookup. */
+static __always_inline u8 mmt_fn_is_inner_cached(struct mmt_last_store *ls, u64 fn)
+{
+	u32 slot;
+	u8 inner;
+
+#pragma unroll
+	for (int i = 0; i < MMT_FN_CACHE; i++) {
+		if (ls->fn[i] == fn)
+			return ls->inner[i];
+	}
+	inner = mmt_fn_is_inner(fn);
+	slot = ls->next & (MMT_FN_CACHE - 1);
+	ls->fn[slot] = fn;
+	ls->inner[slot] = inner;
+	ls->next = slot + 1;
+	return inner;
 }
 
 static __always_inline int mmt_on_tree(struct bpf_raw_tracepoint_args *ctx, u16 op)
@@ -125,11 +155,13 @@ static __always_inline int mmt_on_tree(struct bpf_raw_tracepoint_args *ctx, u16 
 
 	if (!mmt_is_traced(tgid))
 		return 0;
-	inner = mmt_fn_is_inner(fn);
+	ls = last_store.lookup(&zero);
+	if (!ls)
+		return 0;
+	inner = mmt_fn_is_inner_cached(ls, fn);
 	bpf_probe_read_kernel(m, sizeof(m), (void *)(mas + MMT_WIN_ma_state_LO));
 	tree = MMT_WIN_U64(m, ma_state, tree);
-	ls = last_store.lookup(&zero);
-	if (ls && op == MMT_OP_WRITE) {
+	if (op == MMT_OP_WRITE) {
 #ifndef MMT_KEEP_ALL
 		if (inner) {
 			if (ls->tid == id && ls->mas == mas && ls->val == val &&
