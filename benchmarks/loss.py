@@ -101,7 +101,7 @@ def main(argv=None) -> int:
                 argv_ += ["--buffer-mb", str(args.buffer_mb)]
             before = C.wait_quiet(args.quiet_wait)
             r = C.run(argv_ + ["--"] + cmd, timeout=max(120, 20 * args.seconds))
-            interference = sorted(set(before + C.other_tracers()))
+            interference = sorted(set(before + C.wait_quiet(2.0)))  # our own programs go a moment after exit
             res = C.parse_results(r.stdout)
             label = ("max" if rate is None else f"{rate:,.0f}/s") + (f" x{procs} procs" if procs > 1 else "")
             rec = {"step": label, "target_loops_per_s": rate, "procs": procs, "loops": loops, "error": None,

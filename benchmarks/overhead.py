@@ -137,7 +137,11 @@ def one_run(tool: str, cmd: list[str], tmp: Path, ctx: dict, args) -> dict:
         argv = ["perf", "record"] + ctx["perf_events"] + ["-o", str(out), "--"] + cmd
     before = C.wait_quiet(args.quiet_wait)
     r = C.run(argv, timeout=args.timeout, env=env)
-    rec["interference"] = sorted(set(before + C.other_tracers()))
+    # A traced run's own BPF programs are freed a moment after the tool exits
+    # (detaching syscall tracepoints waits for an RCU grace period): give
+    # them that moment before looking for anyone else's.
+    after = C.wait_quiet(2.0) if tool != "untraced" else C.other_tracers()
+    rec["interference"] = sorted(set(before + after))
     rec["other_cpu"] = r.other_cpu
     rec["noisy"] = bool(rec["interference"]) or r.other_cpu > args.noise_limit
     res = C.parse_result(r.stdout)

@@ -26,8 +26,13 @@ BPF_RINGBUF_OUTPUT(rb_hugetlb, MMT_RB_PAGES_hugetlb);
 /* Records that found the ring buffer full, per kind: never drop silently. */
 BPF_PERCPU_ARRAY(lost, u64, MMT_LOST_SLOTS);
 
-/* The traced set: tgid -> 1.  Children join at fork (proc.bpf.c). */
+/* The traced set: tgid -> 1.  Children join at fork (proc.bpf.c).  The hash
+ * is the authority; the bitmap over tgids below pid_max is what the hot
+ * paths test, because the verifier inlines an array lookup, while a hash
+ * lookup costs ~20 ns on hosts whose kernel returns go through a thunk
+ * (AMD's SRSO "Safe RET"), on every event of every process on the host. */
 BPF_HASH(traced, u32, u8, MMT_MAX_TRACED);
+BPF_ARRAY(traced_bits, u64, MMT_TRACED_WORDS);
 
 /* Maple trees known to belong to a traced mm: &mm->mm_mt -> tgid. */
 BPF_HASH(mm_trees, u64, u32, MMT_MAX_TRACED);
@@ -57,13 +62,42 @@ BPF_ARRAY(huge_seen, u8, 1);
 
 static __always_inline int mmt_is_traced(u32 tgid)
 {
+	u32 word = tgid / 64;
+	u64 *bits;
+
 	if (tgid == MMT_SELF_TGID)
 		return 0;
 #ifdef MMT_TRACE_ALL
 	return 1;
 #else
-	return traced.lookup(&tgid) != NULL;
+	bits = traced_bits.lookup(&word);
+	if (bits)
+		return (*bits >> (tgid % 64)) & 1;
+	return traced.lookup(&tgid) != NULL;	/* pid_max was raised after load */
 #endif
+}
+
+/* Add to / remove from the traced set, hash first: user space re-reads the
+ * hash after its own (non-atomic) bitmap updates (capture/loader.py). */
+static __always_inline void mmt_trace_add(u32 tgid)
+{
+	u32 word = tgid / 64;
+	u64 *bits = traced_bits.lookup(&word);
+	u8 one = 1;
+
+	traced.update(&tgid, &one);
+	if (bits)
+		__sync_fetch_and_or(bits, 1ULL << (tgid % 64));
+}
+
+static __always_inline void mmt_trace_del(u32 tgid)
+{
+	u32 word = tgid / 64;
+	u64 *bits = traced_bits.lookup(&word);
+
+	if (bits)
+		__sync_fetch_and_and(bits, ~(1ULL << (tgid % 64)));
+	traced.delete(&tgid);
 }
 
 static __always_inline u64 mmt_read_u64(u64 base, u64 off)

@@ -12,6 +12,8 @@
  *  MMT_HAVE_exit_mmap, MMT_HAVE_vm_unmapped_area
  *      mmap tracepoints; exit_mmap came with the maple tree (v6.1, commit
  *      ("mm: start tracking VMAs with maple tree")).
+ *  MMT_RAW_vm_unmapped_area     BTF has vm_unmapped_area_info and
+ *      mm_struct.total_vm: attach vm_unmapped_area as a raw tracepoint.
  *  MMT_HAVE_vma_store, MMT_HAVE_vma_mas_szero
  *      only v6.1..v6.2 fire them: their callers went away with "mmap: convert
  *      __vma_adjust() to use vma iterator"; the events were later removed.
@@ -40,6 +42,9 @@
 #endif
 #ifndef MMT_MAX_TRACED
 #define MMT_MAX_TRACED 65536
+#endif
+#ifndef MMT_TRACED_WORDS
+#define MMT_TRACED_WORDS 65536	/* bits for tgids below pid_max (4194304 on 64-bit) */
 #endif
 #ifndef MMT_SELF_TGID
 #define MMT_SELF_TGID 0

@@ -1,7 +1,41 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* Every mmap:* tracepoint this kernel has (see compat.h). */
 
-#ifdef MMT_HAVE_vm_unmapped_area
+#if defined(MMT_HAVE_vm_unmapped_area) && defined(MMT_RAW_vm_unmapped_area)
+#define MMT_UA(w, m) ((w)[(MMT_OFF_vm_unmapped_area_info__##m - MMT_WIN_vm_unmapped_area_info_LO) / 8])
+
+/* TP_PROTO(unsigned long addr, struct vm_unmapped_area_info *info).  The raw
+ * form fills the same record as the tracepoint's fields (TP_fast_assign in
+ * include/trace/events/mmap.h) without the trace record the tracepoint
+ * builds before a BPF program runs. */
+RAW_TRACEPOINT_PROBE(vm_unmapped_area)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u64 w[MMT_WIN_vm_unmapped_area_info_LEN / 8];
+	struct mmt_unmapped_area *e;
+	u64 mm;
+
+	if (!mmt_is_traced(id >> 32))
+		return 0;
+	e = mmt_reserve(sizeof(struct mmt_unmapped_area), MMT_UNMAPPED_AREA);
+	if (!e)
+		return 0;
+	bpf_probe_read_kernel(w, sizeof(w), (void *)(ctx->args[1] + MMT_WIN_vm_unmapped_area_info_LO));
+	mm = mmt_current_mm();
+	mmt_fill_hdr(&e->h, MMT_UNMAPPED_AREA, id);
+	e->addr = ctx->args[0];
+	e->total_vm = mm ? *(u64 *)(mm + MMT_OFF_mm_struct__total_vm) : 0;
+	e->flags = MMT_UA(w, flags);
+	e->length = MMT_UA(w, length);
+	e->low_limit = MMT_UA(w, low_limit);
+	e->high_limit = MMT_UA(w, high_limit);
+	e->align_mask = MMT_UA(w, align_mask);
+	e->align_offset = MMT_UA(w, align_offset);
+	e->mm = mm;
+	mmt_submit(e);
+	return 0;
+}
+#elif defined(MMT_HAVE_vm_unmapped_area)
 TRACEPOINT_PROBE(mmap, vm_unmapped_area)
 {
 	u64 id = bpf_get_current_pid_tgid();

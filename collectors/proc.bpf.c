@@ -21,18 +21,18 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 	u64 cmm = mmt_read_u64(child, MMT_OFF_task_struct__mm);
 	u64 ctree = mmt_tree_of(cmm);
 	struct mmt_proc *e;
-	u8 one = 1;
 
 	if (!mmt_is_traced(tgid)) {
 #ifndef MMT_TRACE_ALL
 		/* A tgid left from a traced process that died: pid reuse must
 		 * not make an unrelated process traced. */
-		traced.delete(&ctgid);
+		if (ctgid != tgid && mmt_is_traced(ctgid))
+			mmt_trace_del(ctgid);
 #endif
 		return 0;
 	}
 #ifndef MMT_TRACE_ALL
-	traced.update(&ctgid, &one);
+	mmt_trace_add(ctgid);
 #endif
 	if (ctree)
 		mm_trees.update(&ctree, &ctgid);

@@ -140,8 +140,19 @@ BTF_MEMBERS_RAW_SYSCALLS = (
     ("task_struct", "thread_info"),
     ("thread_info", "status"),
 )
+# mmap:vm_unmapped_area as a raw tracepoint (TP_PROTO(addr, info)), where BTF
+# has what its record is made of: -DMMT_RAW_vm_unmapped_area.
+BTF_MEMBERS_UNMAPPED_AREA = (
+    ("vm_unmapped_area_info", "flags"),
+    ("vm_unmapped_area_info", "length"),
+    ("vm_unmapped_area_info", "low_limit"),
+    ("vm_unmapped_area_info", "high_limit"),
+    ("vm_unmapped_area_info", "align_mask"),
+    ("vm_unmapped_area_info", "align_offset"),
+    ("mm_struct", "total_vm"),
+)
 # Structs whose members are read with a single probe read of a window.
-WINDOWED = ("vm_area_struct", "ma_state", "pt_regs")
+WINDOWED = ("vm_area_struct", "ma_state", "pt_regs", "vm_unmapped_area_info")
 # Read only where this kernel has hugetlbfs (CONFIG_HUGETLBFS): -DMMT_HAVE_HUGETLB.
 BTF_MEMBERS_HUGETLB = (
     ("super_block", "s_fs_info"),
@@ -274,6 +285,8 @@ class ProbePlan:
                 flags.append(f"-DMMT_HAVE_{name}")
         if self.features.get("hugetlb"):
             flags.append("-DMMT_HAVE_HUGETLB")
+        if self.features.get("raw_unmapped_area"):
+            flags.append("-DMMT_RAW_vm_unmapped_area")
         flags.append(f"-DMMT_VM_HUGETLB={VM_HUGETLB:#x}")
         for name, sid in self.syscalls.items():
             flags.append(f"-DMMT_SC_{name}={sid}")
@@ -400,6 +413,11 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
     hugetlb = all(btf.has_member(s, m) for s, m in BTF_MEMBERS_HUGETLB)
     if hugetlb:
         offsets.update({f"{s}.{m}": btf.offsetof(s, m) for s, m in BTF_MEMBERS_HUGETLB})
+    raw_unmapped_area = "mmap:vm_unmapped_area" in tps and all(
+        btf.has_member(s, m) for s, m in BTF_MEMBERS_UNMAPPED_AREA
+    )
+    if raw_unmapped_area:
+        offsets.update({f"{s}.{m}": btf.offsetof(s, m) for s, m in BTF_MEMBERS_UNMAPPED_AREA})
     hook, numbers = _syscall_hook(tracefs, btf, syscalls)
     if hook == "raw":
         offsets.update({f"{s}.{m}": btf.offsetof(s, m) for s, m in BTF_MEMBERS_RAW_SYSCALLS})
@@ -415,7 +433,11 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
         syscalls=syscalls,
         syscall_nargs=nargs,
         offsets=offsets,
-        features={"exit_group_dead": "group_dead" in exit_fields, "hugetlb": hugetlb},
+        features={
+            "exit_group_dead": "group_dead" in exit_fields,
+            "hugetlb": hugetlb,
+            "raw_unmapped_area": raw_unmapped_area,
+        },
         headers=find_headers(),
         syscall_hook=hook,
         syscall_nr=numbers,

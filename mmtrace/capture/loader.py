@@ -41,6 +41,15 @@ def ring_sizes(buffer_mb: int) -> dict[str, int]:
     }
 
 
+def _pid_max() -> int:
+    """The highest pid + 1 (kernel.pid_max); the traced-set bitmap covers these."""
+    try:
+        with open("/proc/sys/kernel/pid_max") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 1 << 22  # PID_MAX_LIMIT on 64-bit
+
+
 class BccMissing(KernelError):
     """The bcc Python module (Debian: python3-bpfcc) is not importable."""
 
@@ -104,6 +113,7 @@ class Collector:
             "-Wno-visibility",
         ]
         cflags += [f"-DMMT_RB_PAGES_{k}={n // page}" for k, n in self.ring_bytes.items()]
+        cflags.append(f"-DMMT_TRACED_WORDS={_pid_max() // 64 + 1}")
         if system_wide:
             cflags.append("-DMMT_TRACE_ALL")
         if keep_inner:
@@ -114,6 +124,7 @@ class Collector:
         self.bpf = bcc.BPF(text=program_source().encode(), cflags=cflags)
         # The traced set must be in place before anything can fork.
         self._traced = self.bpf[b"traced"]
+        self._traced_bits = self.bpf[b"traced_bits"]
         for pid in pids or ():
             self.add_pid(pid)
         self._rings = {
@@ -131,6 +142,22 @@ class Collector:
     def add_pid(self, tgid: int) -> None:
         """Add a process (and, through fork, its future children) to the traced set."""
         self._traced[ctypes.c_uint32(tgid)] = ctypes.c_uint8(1)
+        self._set_bits([tgid])
+        # Our read-modify-write of a bitmap word can undo a bit the kernel set
+        # at that instant for a traced process's new child; the kernel adds
+        # children to the hash first, so the hash puts any such bit back.
+        self._set_bits([int(k.value) for k in self._traced.keys()])
+
+    def _set_bits(self, tgids: list[int]) -> None:
+        size = self._traced_bits.max_entries
+        for tgid in tgids:
+            word, bit = divmod(tgid, 64)
+            if word >= size:
+                continue  # the kernel side falls back to the hash
+            key = ctypes.c_int(word)
+            old = int(self._traced_bits[key].value)
+            if not old >> bit & 1:
+                self._traced_bits[key] = ctypes.c_uint64(old | 1 << bit)
 
     def poll(self, timeout_ms: int = 100) -> None:
         """Wait ``timeout_ms`` (records are submitted without wakeups; a thread

@@ -25,6 +25,159 @@ __all__ = ["TraceFile", "TraceError", "IncompleteTraceWarning"]
 _CATEGORICAL = {"fn", "syscall", "what", "comm", "perms", "when"}
 
 
+def _fixed_width(t: pa.DataType) -> bool:
+    """Arrow types that to_pandas hands over as plain numpy arrays (no nulls)."""
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
+def _read_parts(parts: list[Path]) -> pd.DataFrame:
+    """The parts of one table as one DataFrame, rows in part order; damaged parts are skipped."""
+    files: list[tuple[Path, pq.ParquetFile]] = []
+    for p in parts:
+        try:
+            # ParquetFile, not read_table: no dataset layer (nor its import) per part.
+            files.append((p, pq.ParquetFile(p)))
+        except Exception as e:  # pyarrow raises several types for damaged files
+            warnings.warn(f"{p}: damaged part skipped ({e})", stacklevel=3)
+    if len(files) > 1 and all(f.schema_arrow.equals(files[0][1].schema_arrow) for _, f in files[1:]):
+        return _read_same_schema(files)
+    tables = []
+    for p, f in files:
+        try:
+            with f:
+                tables.append(f.read())
+        except Exception as e:
+            warnings.warn(f"{p}: damaged part skipped ({e})", stacklevel=3)
+    if not tables:
+        return pd.DataFrame()
+    try:
+        # One Arrow table, then one conversion: zero-copy for the numeric
+        # columns of a one-part table, ~50x faster than concatenating frames.
+        return pa.concat_tables(tables, promote_options="default").to_pandas(split_blocks=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+
+
+def _read_same_schema(files: list[tuple[Path, pq.ParquetFile]]) -> pd.DataFrame:
+    """_read_parts for several parts of one schema: the frame concat_tables +
+    to_pandas would give, with half the memory traffic.
+
+    Loading is dominated by memory, not by Parquet decoding: Arrow decodes
+    the parts into one set of buffers, then to_pandas copies the chunks of
+    each column into a second one, and first-touched pages are expensive
+    (most of the time on VMs whose free memory goes back to the host).  So
+    the fixed-width columns are copied part by part into preallocated arrays,
+    each part is freed before the next is decoded (so that the allocator
+    hands its buffers out again), and to_pandas then takes those arrays over
+    zero-copy.  Other columns (dictionaries, strings) are few and small: they
+    are kept as Arrow chunks and converted as before.
+    """
+    schema = files[0][1].schema_arrow  # with its pandas metadata, as concat_tables keeps the first
+    n = sum(f.metadata.num_rows for _, f in files)
+    # Output buffers from Arrow's pool (the one the parts are decoded into),
+    # not numpy's: its freed part buffers are handed out again.
+    bufs = {i: pa.allocate_buffer(n * fld.type.byte_width) for i, fld in enumerate(schema) if _fixed_width(fld.type)}
+    plain = {i: np.frombuffer(b, dtype=schema.field(i).type.to_pandas_dtype()) for i, b in bufs.items()}
+    rest: dict[int, list[pa.Array]] = {i: [] for i in range(len(schema)) if i not in plain}
+    off, read = 0, 0
+    for p, f in files:
+        try:
+            with f:
+                t = f.read()
+        except Exception as e:
+            warnings.warn(f"{p}: damaged part skipped ({e})", stacklevel=4)
+            continue
+        for i in [i for i in plain if t.column(i).null_count]:
+            # to_pandas makes such a column float or object: give it the rows
+            # so far as a chunk, and the rest as chunks like other columns.
+            rest[i] = [pa.Array.from_buffers(schema.field(i).type, off, [None, bufs.pop(i)])]
+            del plain[i]
+        for i, out in plain.items():
+            pos = off
+            for chunk in t.column(i).chunks:
+                out[pos : pos + len(chunk)] = chunk.to_numpy(zero_copy_only=True)
+                pos += len(chunk)
+        for i, chunks in rest.items():
+            chunks.extend(t.column(i).chunks)
+        off += t.num_rows
+        read += 1
+        del t  # before the next part is decoded, so that its buffers are reused
+    if not read:
+        return pd.DataFrame()
+    arrays = [
+        pa.chunked_array([pa.Array.from_buffers(fld.type, off, [None, bufs[i]])] if i in bufs else rest[i], type=fld.type)
+        for i, fld in enumerate(schema)
+    ]
+    # One chunk, fixed width, no nulls: to_pandas keeps these arrays (zero-copy).
+    return pa.Table.from_arrays(arrays, schema=schema).to_pandas(split_blocks=True, self_destruct=True)
+
+
+class _CommLookup:
+    """The comm of (tgid, ts) from the name timeline, vectorised.
+
+    Same answer as a backward ``merge_asof`` on ``ts`` by ``tgid``: the last
+    name a process got at or before ``ts``; before its first name, that
+    first name; a process never named gets code -1 (NaN).
+    """
+
+    def __init__(self, names: pd.DataFrame) -> None:
+        cats = pd.Categorical(names["comm"])
+        self.dtype: pd.CategoricalDtype = cats.dtype
+        code = cats.codes.astype(np.int64)
+        ts = names["ts"].to_numpy(np.int64)
+        tgid = names["tgid"].to_numpy(np.int64)
+        # Group number of each named process; names are sorted by ts and
+        # unique per (ts, tgid).
+        self.tgids, group = np.unique(tgid, return_inverse=True)
+        group = group.ravel().astype(np.int64)
+        # ts -> rank among the timeline's instants: rank(a) <= rank(b) iff
+        # a <= b for a timeline instant a, so (group, rank) keys sort as
+        # (tgid, ts) and fit in one int64.
+        self.instants = np.unique(ts)
+        rank = np.searchsorted(self.instants, ts, side="right")
+        key = group * (len(self.instants) + 1) + rank
+        order = np.argsort(key, kind="stable")
+        self.key, self.group, self.code = key[order], group[order], code[order]
+        # First name of each group: the lowest key of that group.
+        self.first = np.full(len(self.tgids), -1, dtype=np.int64)
+        self.first[self.group[::-1]] = self.code[::-1]
+
+    def codes(self, ts: np.ndarray, tgid: np.ndarray) -> np.ndarray:
+        """Category codes (see ``dtype``) for events sorted by ``ts``."""
+        if ts.dtype == np.uint64:
+            ts = ts.view(np.int64)  # CLOCK_MONOTONIC ns < 2**63; keeps searchsorted in int64
+        else:
+            ts = ts.astype(np.int64, copy=False)
+        # The width Categorical.from_codes would pick anyway: no conversion there.
+        code_dtype = np.int8 if len(self.dtype.categories) < np.iinfo(np.int8).max else np.int32
+        lo, hi = (int(tgid.min()), int(tgid.max())) if len(tgid) else (0, 0)
+        if lo == hi:
+            # One process (the usual single-command recording): its names
+            # change only at a few instants, so fill slices between them.
+            out = np.full(len(ts), -1, dtype=code_dtype)
+            g = int(np.searchsorted(self.tgids, lo))
+            if g == len(self.tgids) or self.tgids[g] != lo:
+                return out
+            sel = self.group == g
+            starts = np.searchsorted(ts, self.instants[self.key[sel] % (len(self.instants) + 1) - 1], side="left")
+            starts[0] = 0  # before its first name: that first name
+            ends = np.append(starts[1:], len(ts))
+            for a, b, c in zip(starts.tolist(), ends.tolist(), self.code[sel].tolist()):
+                out[a:b] = c
+            return out
+        g = np.searchsorted(self.tgids, tgid)
+        np.minimum(g, len(self.tgids) - 1, out=g)
+        known = self.tgids[g] == tgid
+        key = g * (len(self.instants) + 1)
+        key += np.searchsorted(self.instants, ts, side="right")
+        pos = np.searchsorted(self.key, key, side="right")
+        pos -= 1
+        np.maximum(pos, 0, out=pos)
+        out = np.where(self.group[pos] == g, self.code[pos], self.first[g]).astype(code_dtype)
+        out[~known] = -1
+        return out
+
+
 class TraceError(Exception):
     """The path is not a readable mmtrace trace; the message says why."""
 
@@ -75,23 +228,10 @@ class TraceFile:
             return self._cache[name]
         d = self.path / name
         parts = sorted(d.glob("part-*.parquet")) if d.is_dir() else []
-        tables = []
-        for p in parts:
-            try:
-                tables.append(pq.read_table(p))
-            except Exception as e:  # pyarrow raises several types for damaged files
-                warnings.warn(f"{p}: damaged part skipped ({e})", stacklevel=2)
-        if not tables:
-            df = pd.DataFrame()
-        else:
-            try:
-                # One Arrow table, then one conversion: zero-copy for the
-                # numeric columns, ~50x faster than concatenating frames.
-                df = pa.concat_tables(tables, promote_options="default").to_pandas(split_blocks=True)
-            except (pa.ArrowInvalid, pa.ArrowTypeError):
-                df = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+        df = _read_parts(parts)
         for c in _CATEGORICAL & set(df.columns):
-            df[c] = df[c].astype("category")
+            if not isinstance(df[c].dtype, pd.CategoricalDtype):  # dictionary columns arrive as such
+                df[c] = df[c].astype("category")
         self._cache[name] = df
         return df
 
@@ -122,22 +262,13 @@ class TraceFile:
         df = self.raw_events(kind)
         if len(df) == 0:
             return df.assign(comm=pd.Series([], dtype="category"))
-        names = self._comm_timeline
-        if len(names) == 0:
+        names = self._comm_lookup
+        if names is None:
             return df.assign(comm=pd.Categorical([""] * len(df)))
-        cats = pd.Categorical(names["comm"])
-        right = pd.DataFrame({"ts": names["ts"], "tgid": names["tgid"], "code": cats.codes.astype(np.int32)})
-        # raw_events() is sorted by ts, so merge_asof keeps the rows' order.
-        left = pd.DataFrame({"ts": df["ts"].to_numpy(np.int64), "tgid": df["tgid"].to_numpy(np.int64)})
-        m = pd.merge_asof(left, right, on="ts", by="tgid", direction="backward")
-        code = m["code"]
-        if code.isna().any():
-            # Before the first known name of a process, use that first name.
-            first = right.groupby("tgid")["code"].first()
-            code = code.fillna(m["tgid"].map(first))
-        code = code.fillna(-1).to_numpy(np.int32)
+        # raw_events() is sorted by ts, as _CommLookup.codes needs.
+        code = names.codes(df["ts"].to_numpy(), df["tgid"].to_numpy())
         out = df.copy(deep=False)
-        out["comm"] = pd.Categorical.from_codes(code, categories=cats.categories)
+        out["comm"] = pd.Categorical.from_codes(code, dtype=names.dtype)
         return out
 
     @cached_property
@@ -159,6 +290,12 @@ class TraceFile:
         df["comm"] = df["comm"].astype(str)
         df = df.astype({"ts": "int64", "tgid": "int64"})
         return df.sort_values("ts", kind="stable").drop_duplicates(["ts", "tgid"], keep="last")
+
+    @cached_property
+    def _comm_lookup(self) -> _CommLookup | None:
+        """The name timeline indexed for events(); None when no process has a name."""
+        names = self._comm_timeline
+        return _CommLookup(names) if len(names) else None
 
     # -- summaries --------------------------------------------------------
     @property
