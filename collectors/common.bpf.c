@@ -120,11 +120,22 @@ static __always_inline u32 mmt_read_u32(u64 base, u64 off)
  * verifier checks the offset against the running kernel's BTF, and the load
  * costs a few ns where a bpf_probe_read_kernel() costs ~30 on this kind of
  * host.  Kernel threads give 0. */
+static __always_inline u64 mmt_task_mm(struct task_struct *task)
+{
+	return *(u64 *)((char *)task + MMT_OFF_task_struct__mm);
+}
+
 static __always_inline u64 mmt_current_mm(void)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
+	return mmt_task_mm(bpf_get_current_task_btf());
+}
 
-	return *(u64 *)((char *)task + MMT_OFF_task_struct__mm);
+/* bpf_get_current_pid_tgid()'s value from a task pointer we already hold:
+ * two loads instead of a helper call. */
+static __always_inline u64 mmt_task_id(struct task_struct *task)
+{
+	return (u64)*(u32 *)((char *)task + MMT_OFF_task_struct__tgid) << 32 |
+	       *(u32 *)((char *)task + MMT_OFF_task_struct__pid);
 }
 
 static __always_inline u64 mmt_tree_of(u64 mm)

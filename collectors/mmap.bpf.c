@@ -10,7 +10,8 @@
  * builds before a BPF program runs. */
 RAW_TRACEPOINT_PROBE(vm_unmapped_area)
 {
-	u64 id = bpf_get_current_pid_tgid();
+	struct task_struct *task = bpf_get_current_task_btf();
+	u64 id = mmt_task_id(task);
 	u64 w[MMT_WIN_vm_unmapped_area_info_LEN / 8];
 	struct mmt_unmapped_area *e;
 	u64 mm;
@@ -21,7 +22,7 @@ RAW_TRACEPOINT_PROBE(vm_unmapped_area)
 	if (!e)
 		return 0;
 	bpf_probe_read_kernel(w, sizeof(w), (void *)(ctx->args[1] + MMT_WIN_vm_unmapped_area_info_LO));
-	mm = mmt_current_mm();
+	mm = mmt_task_mm(task);
 	mmt_fill_hdr(&e->h, MMT_UNMAPPED_AREA, id);
 	e->addr = ctx->args[0];
 	e->total_vm = mm ? *(u64 *)(mm + MMT_OFF_mm_struct__total_vm) : 0;

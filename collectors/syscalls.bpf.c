@@ -17,22 +17,21 @@
 BPF_TASK_STORAGE(pending, struct mmt_syscall);
 
 /* Fill what both hooks know at entry; the arguments are the caller's. */
-static __always_inline struct mmt_syscall *mmt_sc_begin(u16 sc, u32 nr)
+static __always_inline struct mmt_syscall *mmt_sc_begin(struct task_struct *task, u16 sc, u32 nr)
 {
-	u64 id = bpf_get_current_pid_tgid();
 	struct mmt_syscall *s;
 	u64 mm;
 
-	if (!mmt_is_traced(id >> 32))
+	if (!mmt_is_traced(mmt_task_id(task) >> 32))
 		return NULL;
-	s = pending.task_storage_get(bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	s = pending.task_storage_get(task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!s)
 		return NULL;
 	s->ts_enter = bpf_ktime_get_ns();
 	s->sc = sc;
 	s->nr = nr;
 	s->flags = 0;
-	mm = mmt_current_mm();
+	mm = mmt_task_mm(task);
 	s->mm = mm;
 	/* The heap's end matters to brk() only: its shrink is a silent clear. */
 	s->brk_enter = 0;
@@ -45,19 +44,20 @@ static __always_inline struct mmt_syscall *mmt_sc_begin(u16 sc, u32 nr)
 
 static __always_inline int mmt_sc_end(s64 ret)
 {
-	struct mmt_syscall *s = pending.task_storage_get(bpf_get_current_task_btf(), 0, 0);
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct mmt_syscall *s = pending.task_storage_get(task, 0, 0);
 	struct mmt_syscall *e;
 	u64 id, mm;
 
 	if (!s || !s->ts_enter)
 		return 0;
-	id = bpf_get_current_pid_tgid();
+	id = mmt_task_id(task);
 	e = mmt_reserve(sizeof(struct mmt_syscall), MMT_SYSCALL);
 	if (e) {
 		__builtin_memcpy(e, s, sizeof(*e));
 		mmt_fill_hdr(&e->h, MMT_SYSCALL, id);
 		e->ret = ret;
-		mm = mmt_current_mm();
+		mm = mmt_task_mm(task);
 		e->brk_exit = 0;
 #ifdef MMT_SC_brk
 		if (s->sc == MMT_SC_brk && mm)
@@ -140,7 +140,7 @@ RAW_TRACEPOINT_PROBE(sys_enter)
 	task = bpf_get_current_task_btf();
 	if (*(u32 *)((char *)task + MMT_OFF_task_struct__thread_info + MMT_OFF_thread_info__status) & MMT_TS_COMPAT)
 		return 0;
-	s = mmt_sc_begin(which & 0xffff, nr);
+	s = mmt_sc_begin(task, which & 0xffff, nr);
 	if (!s)
 		return 0;
 	bpf_probe_read_kernel(w, sizeof(w), (void *)(ctx->args[0] + MMT_WIN_pt_regs_LO));
@@ -167,7 +167,7 @@ static __always_inline int mmt_sc_enter(void *args, u16 sc, u32 nargs_bytes)
 {
 	/* Format of every syscalls:sys_enter_*: int __syscall_nr at 8, then
 	 * one 8-byte field per argument from 16. */
-	struct mmt_syscall *s = mmt_sc_begin(sc, *(int *)(args + 8));
+	struct mmt_syscall *s = mmt_sc_begin(bpf_get_current_task_btf(), sc, *(int *)(args + 8));
 
 	if (!s)
 		return 0;

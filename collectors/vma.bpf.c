@@ -141,8 +141,8 @@ static __always_inline int mmt_on_tree(struct bpf_raw_tracepoint_args *ctx, u16 
 	/* tgid, pid and mm by direct loads from one BTF task pointer: one
 	 * helper call instead of three (see mmt_current_mm). */
 	struct task_struct *task = bpf_get_current_task_btf();
-	u32 tgid = *(u32 *)((char *)task + MMT_OFF_task_struct__tgid);
-	u64 id = (u64)tgid << 32 | *(u32 *)((char *)task + MMT_OFF_task_struct__pid);
+	u64 id = mmt_task_id(task);
+	u32 tgid = id >> 32;
 	struct mmt_tree_write *e;
 	struct mmt_last_store *ls;
 	u64 m[MMT_WIN_ma_state_LEN / 8];
@@ -186,7 +186,7 @@ static __always_inline int mmt_on_tree(struct bpf_raw_tracepoint_args *ctx, u16 
 		}
 #endif
 	}
-	mm = *(u64 *)((char *)task + MMT_OFF_task_struct__mm);
+	mm = mmt_task_mm(task);
 	if (mm && mmt_tree_of(mm) == tree)
 		flags = MMT_TW_CURRENT_MM | MMT_TW_KNOWN_MM;
 	else if (mm_trees.lookup(&tree))

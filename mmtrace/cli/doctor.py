@@ -20,7 +20,7 @@ class Check:
 
 def run_checks() -> list[Check]:
     """Run every check; never raises."""
-    from ..capture.kernel import OPTIONAL_TRACEPOINTS, REQUIRED_TRACEPOINTS, SYSCALLS, Tracefs, find_headers
+    from ..capture.kernel import OPTIONAL_TRACEPOINTS, REQUIRED_TRACEPOINTS, SYSCALL_NR, SYSCALLS, Tracefs, find_headers
 
     checks: list[Check] = []
     root = os.geteuid() == 0
@@ -84,6 +84,13 @@ def run_checks() -> list[Check]:
             Check("syscall tracepoints", len(missing) < len(SYSCALLS),
                   f"{len(SYSCALLS) - len(missing)}/{len(SYSCALLS)} present" + (f"; absent: {', '.join(missing)}" if missing else ""),
                   "needs CONFIG_FTRACE_SYSCALLS", required=False)
+        )
+        raw = tf.exists("raw_syscalls:sys_enter") and platform.machine() in SYSCALL_NR
+        checks.append(
+            Check("syscall hook", raw,
+                  "raw_syscalls raw tracepoints (the cheapest)" if raw
+                  else "per-syscall tracepoints (raw_syscalls needs a known syscall table: x86_64)",
+                  "", required=False)
         )
     try:
         nr = int(open("/proc/sys/vm/nr_hugepages").read())
