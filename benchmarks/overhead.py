@@ -20,6 +20,10 @@ untraced, mmtrace, ...), under:
             --all-stores: keeps the inner mas_wr_* event of each store that
             mmtrace by default folds in the kernel, i.e. as many ma_write
             events as perf and bpftrace get
+  mmtrace-bystander  (opt-in too) the bare workload while mmtrace records
+            another process (`sleep`): what recording costs the rest of a
+            host, whose every syscall and maple tree write now runs mmtrace's
+            filters
   mmtrace-syscall-tracepoints  (opt-in too) mmtrace record with
             MMTRACE_SYSCALL_HOOK=tracepoints: syscalls through the
             syscalls:sys_enter_*/sys_exit_* tracepoints, as perf and bpftrace
@@ -52,7 +56,10 @@ import argparse
 import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -61,7 +68,7 @@ import _common as C  # noqa: E402
 TOOLS = ["untraced", "mmtrace", "bpftrace", "perf"]
 # Opt-in with --tools: mmtrace record --all-stores, and mmtrace with the
 # per-syscall tracepoints instead of its raw_syscalls hook.
-EXTRA_TOOLS = ["mmtrace-all-stores", "mmtrace-syscall-tracepoints"]
+EXTRA_TOOLS = ["mmtrace-all-stores", "mmtrace-syscall-tracepoints", "mmtrace-bystander"]
 WORKLOADS = ["mmloop", "forkexec"]
 # bpftrace 0.17 prints "Lost N events" to its *output* stream: with -o FILE that is the
 # file, not stderr (seen here with BPFTRACE_PERF_RB_PAGES=1); both are read.
@@ -100,7 +107,7 @@ def parse_args(argv=None):
 
 def tool_status(mmtrace_cli: str) -> tuple[dict[str, str | None], dict[str, str]]:
     """({tool: None if usable, else why not}, {tool: version})."""
-    st = {"untraced": None, "mmtrace": None, "mmtrace-all-stores": None, "mmtrace-syscall-tracepoints": None}
+    st = {t: None for t in ["untraced", "mmtrace"] + EXTRA_TOOLS}
     ver = {}
     r = C.run([mmtrace_cli, "--version"], timeout=60)
     ver["mmtrace"] = (r.stdout or r.stderr).strip()
@@ -114,6 +121,20 @@ def tool_status(mmtrace_cli: str) -> tuple[dict[str, str | None], dict[str, str]
         st[tool] = None if r.returncode == 0 else f"{tool} does not run: {out[:200]}"
         ver[tool] = out.splitlines()[0] if out else ""
     return st, ver
+
+
+def _start_bystander(mmtrace_cli: str, out: Path, timeout: float) -> subprocess.Popen:
+    """`mmtrace record -- sleep` in the background, returned once its programs are attached."""
+    p = subprocess.Popen([mmtrace_cli, "record", "-q", "-o", str(out), "--", "sleep", str(int(timeout) + 60)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    # metadata.json appears once the collectors are loaded and attached.
+    while not (out / "metadata.json").exists():
+        if p.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("mmtrace record (bystander) did not start")
+        time.sleep(0.1)
+    time.sleep(0.5)
+    return p
 
 
 def one_run(tool: str, cmd: list[str], tmp: Path, ctx: dict, args) -> dict:
@@ -136,7 +157,15 @@ def one_run(tool: str, cmd: list[str], tmp: Path, ctx: dict, args) -> dict:
         out = tmp / "perf.data"
         argv = ["perf", "record"] + ctx["perf_events"] + ["-o", str(out), "--"] + cmd
     before = C.wait_quiet(args.quiet_wait)
+    bystander = None
+    if tool == "mmtrace-bystander":
+        out = tmp / "mmtrace.data"
+        argv = cmd
+        bystander = _start_bystander(ctx["mmtrace"], out, args.timeout)
     r = C.run(argv, timeout=args.timeout, env=env)
+    if bystander is not None:
+        os.killpg(bystander.pid, signal.SIGINT)
+        bystander.wait(timeout=60)
     # A traced run's own BPF programs are freed a moment after the tool exits
     # (detaching syscall tracepoints waits for an RCU grace period): give
     # them that moment before looking for anyone else's.

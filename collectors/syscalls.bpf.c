@@ -45,13 +45,17 @@ static __always_inline struct mmt_syscall *mmt_sc_begin(struct task_struct *task
 static __always_inline int mmt_sc_end(s64 ret)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct mmt_syscall *s = pending.task_storage_get(task, 0, 0);
-	struct mmt_syscall *e;
-	u64 id, mm;
+	u64 id = mmt_task_id(task);
+	struct mmt_syscall *s, *e;
+	u64 mm;
 
+	/* The raw hook runs at every syscall exit on the host: untraced tasks
+	 * leave at the bitmap test, before the task storage lookup. */
+	if (!mmt_is_traced(id >> 32))
+		return 0;
+	s = pending.task_storage_get(task, 0, 0);
 	if (!s || !s->ts_enter)
 		return 0;
-	id = mmt_task_id(task);
 	e = mmt_reserve(sizeof(struct mmt_syscall), MMT_SYSCALL);
 	if (e) {
 		__builtin_memcpy(e, s, sizeof(*e));
