@@ -72,9 +72,17 @@ def overhead_md(d) -> list[str]:
         "(kernel counters stored in the trace), perf `LOST_SAMPLES` of `perf report --stats`, bpftrace "
         "`Lost N events` lines (bpftrace 0.17 writes them to the `-o` file, not stderr; both are read).",
         "",
-        "Tracepoints: " + ", ".join(f"`{t}`" for t in d.get("tracepoints", [])) + ".",
+        "Tracepoints: " + ", ".join(f"`{t}`" for t in d.get("tracepoints", [])) + ". "
+        "mmtrace gets the same syscalls' arguments and results from `raw_syscalls:sys_enter`/`sys_exit` "
+        "as raw tracepoints, filtered by syscall number in the kernel (`mmtrace-syscall-tracepoints`: "
+        "with the per-syscall tracepoints instead, `MMTRACE_SYSCALL_HOOK=tracepoints`).",
         "",
     ]
+    tools = {s["tool"] for s in d["summary"]}
+    if "mmtrace-bystander" in tools:
+        out += ["`mmtrace-bystander`: the untraced workload while `mmtrace record -- sleep` traces another "
+                "process: the cost of recording to the rest of the host, whose syscalls and maple tree writes "
+                "run mmtrace's in-kernel filter.", ""]
     return out
 
 

@@ -49,11 +49,11 @@ RAW=$(dirname "$OUTPUT")/results	# raw JSON of every script, kept: report.py re-
 mkdir -p "$RAW"
 rm -f "$RAW"/overhead.json "$RAW"/loss.json "$RAW"/analysis.json
 
-OV_ARGS=(--rounds "$ROUNDS")
+OV_ARGS=(--rounds "$ROUNDS" --tools untraced,mmtrace,mmtrace-bystander,bpftrace,perf)
 LOSS_ARGS=()
 AN_ARGS=()
 if [ $QUICK = 1 ]; then
-	[ "$ROUNDS" = 5 ] && OV_ARGS=(--rounds 2)
+	[ "$ROUNDS" = 5 ] && OV_ARGS[1]=2
 	OV_ARGS+=(--mmloop-iters 20000 --forkexec-iters 200)
 	LOSS_ARGS=(--seconds 1 --rates 10000,40000,max)
 	AN_ARGS=(--repeat 1)
