@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 
@@ -25,9 +26,27 @@ __all__ = ["TraceFile", "TraceError", "IncompleteTraceWarning"]
 _CATEGORICAL = {"fn", "syscall", "what", "comm", "perms", "when"}
 
 
+# Multi-part tables of at least this many bytes of fixed-width columns are
+# copied by _read_same_schema; smaller ones are concatenated by Arrow (the
+# copy is cheap there, a thread pool is not).
+_COPY_MIN_BYTES = 4 << 20
+# Decoded bytes per Parquet read in _read_same_schema: a few columns at a
+# time keep the transient buffers small and reused, and leave Arrow enough
+# columns to decode in parallel.
+_READ_BYTES = 16 << 20
+# Threads copying into the output: spreading the page faults over the CPUs
+# is what counts, more threads than that only cost their start.
+_COPY_THREADS = max(1, min(8, pa.cpu_count()))
+
+
 def _fixed_width(t: pa.DataType) -> bool:
     """Arrow types that to_pandas hands over as plain numpy arrays (no nulls)."""
     return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
+def _row_width(schema: pa.Schema) -> int:
+    """Bytes per row of the fixed-width columns of ``schema``."""
+    return sum(f.type.byte_width for f in schema if _fixed_width(f.type))
 
 
 def _read_parts(parts: list[Path]) -> pd.DataFrame:
@@ -39,7 +58,11 @@ def _read_parts(parts: list[Path]) -> pd.DataFrame:
             files.append((p, pq.ParquetFile(p)))
         except Exception as e:  # pyarrow raises several types for damaged files
             warnings.warn(f"{p}: damaged part skipped ({e})", stacklevel=3)
-    if len(files) > 1 and all(f.schema_arrow.equals(files[0][1].schema_arrow) for _, f in files[1:]):
+    if (
+        len(files) > 1
+        and all(f.schema_arrow.equals(files[0][1].schema_arrow) for _, f in files[1:])
+        and sum(f.metadata.num_rows for _, f in files) * _row_width(files[0][1].schema_arrow) >= _COPY_MIN_BYTES
+    ):
         return _read_same_schema(files)
     tables = []
     for p, f in files:
@@ -59,86 +82,189 @@ def _read_parts(parts: list[Path]) -> pd.DataFrame:
 
 
 def _read_same_schema(files: list[tuple[Path, pq.ParquetFile]]) -> pd.DataFrame:
-    """_read_parts for several parts of one schema: the frame concat_tables +
-    to_pandas would give, with half the memory traffic.
+    """_read_parts for several parts of one schema: the frame that concat_tables
+    + to_pandas would give, with about half the memory traffic.
 
-    Loading is dominated by memory, not by Parquet decoding: Arrow decodes
-    the parts into one set of buffers, then to_pandas copies the chunks of
-    each column into a second one, and first-touched pages are expensive
-    (most of the time on VMs whose free memory goes back to the host).  So
-    the fixed-width columns are copied part by part into preallocated arrays,
-    each part is freed before the next is decoded (so that the allocator
-    hands its buffers out again), and to_pandas then takes those arrays over
-    zero-copy.  Other columns (dictionaries, strings) are few and small: they
+    Loading is dominated by memory, not by decoding: Arrow decodes the parts
+    into one set of buffers, then to_pandas copies each column's chunks into
+    a second one, and first-touched pages are expensive (on VMs whose free
+    memory goes back to the host a fresh huge page can cost milliseconds).
+    So the fixed-width columns are copied, a few at a time, into one
+    preallocated buffer, each piece freed before the next is decoded (the
+    allocator hands its buffers out again); columns the part's statistics
+    show constant are filled without decoding; and to_pandas then takes the
+    columns over zero-copy (so they share one buffer, freed with the last of
+    them).  Other columns (dictionaries, strings) are few and small: they
     are kept as Arrow chunks and converted as before.
     """
     schema = files[0][1].schema_arrow  # with its pandas metadata, as concat_tables keeps the first
     n = sum(f.metadata.num_rows for _, f in files)
-    # Output buffers from Arrow's pool (the one the parts are decoded into),
-    # not numpy's: its freed part buffers are handed out again.
-    bufs = {i: pa.allocate_buffer(n * fld.type.byte_width) for i, fld in enumerate(schema) if _fixed_width(fld.type)}
-    plain = {i: np.frombuffer(b, dtype=schema.field(i).type.to_pandas_dtype()) for i, b in bufs.items()}
+    # One allocation for all the columns, each 64-byte aligned as Arrow's own.
+    start: dict[int, int] = {}
+    size = 0
+    for i, fld in enumerate(schema):
+        if _fixed_width(fld.type):
+            start[i] = size
+            size += -(-n * fld.type.byte_width // 64) * 64
+    whole = pa.allocate_buffer(size)
+    plain = {
+        i: np.frombuffer(whole, dtype=np.dtype(schema.field(i).type.to_pandas_dtype()), count=n, offset=at)
+        for i, at in start.items()
+    }
     rest: dict[int, list[pa.Array]] = {i: [] for i in range(len(schema)) if i not in plain}
-    off, read = 0, 0
-    for p, f in files:
-        try:
-            with f:
-                t = f.read()
-        except Exception as e:
-            warnings.warn(f"{p}: damaged part skipped ({e})", stacklevel=4)
-            continue
-        for i in [i for i in plain if t.column(i).null_count]:
-            # to_pandas makes such a column float or object: give it the rows
-            # so far as a chunk, and the rest as chunks like other columns.
-            rest[i] = [pa.Array.from_buffers(schema.field(i).type, off, [None, bufs.pop(i)])]
-            del plain[i]
-        for i, out in plain.items():
-            pos = off
-            for chunk in t.column(i).chunks:
-                out[pos : pos + len(chunk)] = chunk.to_numpy(zero_copy_only=True)
-                pos += len(chunk)
-        for i, chunks in rest.items():
-            chunks.extend(t.column(i).chunks)
-        off += t.num_rows
-        read += 1
-        del t  # before the next part is decoded, so that its buffers are reused
+    off = read = 0
+    with ThreadPoolExecutor(max_workers=_COPY_THREADS) as pool:
+
+        def run(jobs: list[tuple[np.ndarray, list[pa.Array] | int, int, int]]) -> None:
+            # In threads (numpy copies without the GIL): the first touch of
+            # the output's pages is most of the cost, and faulting them from
+            # every CPU at once was measured several times cheaper, and far
+            # steadier, than from one thread (here, on a 2-vCPU VM).
+            list(pool.map(_copy_chunks, jobs) if _COPY_THREADS > 1 else map(_copy_chunks, jobs))
+
+        for p, f in files:
+            rows = f.metadata.num_rows
+            kept = {i: len(c) for i, c in rest.items()}
+            try:
+                with f:
+                    const = _constant_columns(f, schema, plain)
+                    run([(plain[i], v, off, rows) for i, v in const.items()])
+                    for group in _column_groups(schema, [i for i in range(len(schema)) if i not in const], rows):
+                        # One call per group: its decoded buffers are freed on
+                        # return, before the next group is read, so they are reused.
+                        run(_group_jobs(f, schema, group, rows, off, plain, rest, kept, whole, start))
+            except Exception as e:  # pyarrow raises several types for damaged files
+                for i, k in kept.items():
+                    del rest[i][k:]  # the next part overwrites this one's rows
+                warnings.warn(f"{p}: damaged part skipped ({e})", stacklevel=4)
+                continue
+            off += rows
+            read += 1
     if not read:
         return pd.DataFrame()
     arrays = [
-        pa.chunked_array([pa.Array.from_buffers(fld.type, off, [None, bufs[i]])] if i in bufs else rest[i], type=fld.type)
+        pa.chunked_array(
+            [pa.Array.from_buffers(fld.type, off, [None, whole.slice(start[i])])] if i in plain else rest[i],
+            type=fld.type,
+        )
         for i, fld in enumerate(schema)
     ]
     # One chunk, fixed width, no nulls: to_pandas keeps these arrays (zero-copy).
     return pa.Table.from_arrays(arrays, schema=schema).to_pandas(split_blocks=True, self_destruct=True)
 
 
-class _CommLookup:
-    """The comm of (tgid, ts) from the name timeline, vectorised.
+def _group_jobs(
+    f: pq.ParquetFile,
+    schema: pa.Schema,
+    group: list[int],
+    rows: int,
+    off: int,
+    plain: dict[int, np.ndarray],
+    rest: dict[int, list[pa.Array]],
+    kept: dict[int, int],
+    whole: pa.Buffer,
+    start: dict[int, int],
+) -> list[tuple[np.ndarray, list[pa.Array], int, int]]:
+    """Read columns ``group`` of part ``f`` (rows ``off``.. of the table): copy
+    jobs for those of ``plain``; chunks of the others appended to ``rest``."""
+    t = f.read(columns=[schema.field(i).name for i in group])
+    if t.num_rows != rows:
+        raise ValueError(f"{t.num_rows} rows read, the footer says {rows}")
+    jobs = []
+    for i, c in zip(group, t.columns):
+        if i in plain and c.null_count:
+            # to_pandas makes such a column float or object: give it the rows
+            # so far as one chunk, then this part's and the next as chunks.
+            del plain[i]
+            rest[i] = [pa.Array.from_buffers(schema.field(i).type, off, [None, whole.slice(start[i])])]
+            kept[i] = 1
+        if i in plain:
+            jobs.append((plain[i], c.chunks, off, rows))
+        else:
+            rest[i].extend(c.chunks)
+    return jobs
 
-    Same answer as a backward ``merge_asof`` on ``ts`` by ``tgid``: the last
-    name a process got at or before ``ts``; before its first name, that
-    first name; a process never named gets code -1 (NaN).
+
+def _column_groups(schema: pa.Schema, columns: list[int], rows: int) -> list[list[int]]:
+    """``columns`` in runs of about _READ_BYTES decoded, at least two columns each."""
+    groups: list[list[int]] = []
+    size = _READ_BYTES
+    for i in columns:
+        t = schema.field(i).type
+        width = t.byte_width if _fixed_width(t) else 8  # dictionaries, strings: indices or offsets, roughly
+        if size + rows * width > _READ_BYTES and (not groups or len(groups[-1]) >= 2):
+            groups.append([])
+            size = 0
+        groups[-1].append(i)
+        size += rows * width
+    return groups
+
+
+def _copy_chunks(job: tuple[np.ndarray, list[pa.Array] | int, int, int]) -> None:
+    """Copy Arrow chunks (fixed width, no nulls), or ``rows`` times one value,
+    into ``out`` from row ``pos`` on."""
+    out, chunks, pos, rows = job
+    if isinstance(chunks, int):
+        out[pos : pos + rows] = chunks
+        return
+    for c in chunks:
+        out[pos : pos + len(c)] = c.to_numpy(zero_copy_only=True)
+        pos += len(c)
+
+
+def _constant_columns(f: pq.ParquetFile, schema: pa.Schema, plain: dict[int, np.ndarray]) -> dict[int, int]:
+    """Integer columns of ``plain`` that hold one value in part ``f``, with that
+    value: from the part's statistics (min == max, no nulls), as the recorder's
+    parts of a single-process trace often have (tgid, tid, cpu, mm...)."""
+    md = f.metadata
+    if md.num_columns != len(schema) or md.num_row_groups == 0:
+        return {}  # not a flat schema: Parquet and Arrow columns differ
+    out: dict[int, int] = {}
+    for i in plain:
+        if not pa.types.is_integer(schema.field(i).type) or md.schema.column(i).path != schema.field(i).name:
+            continue
+        values = set()
+        for g in range(md.num_row_groups):
+            st = md.row_group(g).column(i).statistics
+            if st is None or not st.has_min_max or not st.has_null_count or st.null_count or st.min != st.max:
+                break
+            values.add(st.min)
+        else:
+            if len(values) == 1:
+                out[i] = values.pop()
+    return out
+
+
+class _CommLookup:
+    """The comm of (tgid, ts), vectorised, from the instants processes got a name.
+
+    Built from ``ts``, ``tgid``, ``comm`` in the order of _comm_timeline's
+    rows before it sorts them (attach, fork, exec), so with its semantics: a
+    (ts, tgid) named twice keeps the last name; categories are those of
+    ``pd.Categorical`` of the names kept.  The answer is that of a backward
+    ``merge_asof`` on ``ts`` by ``tgid``: the last name the process got at
+    or before ``ts``; before its first name, that first name; a process
+    never named gets code -1 (NaN).
     """
 
-    def __init__(self, names: pd.DataFrame) -> None:
-        cats = pd.Categorical(names["comm"])
-        self.dtype: pd.CategoricalDtype = cats.dtype
-        code = cats.codes.astype(np.int64)
-        ts = names["ts"].to_numpy(np.int64)
-        tgid = names["tgid"].to_numpy(np.int64)
-        # Group number of each named process; names are sorted by ts and
-        # unique per (ts, tgid).
+    def __init__(self, ts: np.ndarray, tgid: np.ndarray, comm: np.ndarray) -> None:
+        # Group number of each named process, and ts -> rank among the
+        # naming instants: rank(a) <= rank(b) iff a <= b for an instant a, so
+        # (group, rank) keys sort as (tgid, ts) and fit in one int64.
         self.tgids, group = np.unique(tgid, return_inverse=True)
         group = group.ravel().astype(np.int64)
-        # ts -> rank among the timeline's instants: rank(a) <= rank(b) iff
-        # a <= b for a timeline instant a, so (group, rank) keys sort as
-        # (tgid, ts) and fit in one int64.
-        self.instants = np.unique(ts)
-        rank = np.searchsorted(self.instants, ts, side="right")
-        key = group * (len(self.instants) + 1) + rank
+        instants = np.unique(ts)
+        key = group * (len(instants) + 1) + np.searchsorted(instants, ts, side="right")
         order = np.argsort(key, kind="stable")
-        self.key, self.group, self.code = key[order], group[order], code[order]
-        # First name of each group: the lowest key of that group.
+        key = key[order]
+        last = np.append(key[1:] != key[:-1], True)  # equal keys: the last row wins
+        order = order[last]
+        self.instants = instants
+        self.key, self.group, self.ts = key[last], group[order], ts[order]
+        cats = pd.Categorical(pd.Series(comm[order], dtype=object).astype(str))
+        self.dtype: pd.CategoricalDtype = cats.dtype
+        self.code = cats.codes.astype(np.int64)
+        # First name of each group: its lowest key (keys are unique now).
         self.first = np.full(len(self.tgids), -1, dtype=np.int64)
         self.first[self.group[::-1]] = self.code[::-1]
 
@@ -152,14 +278,14 @@ class _CommLookup:
         code_dtype = np.int8 if len(self.dtype.categories) < np.iinfo(np.int8).max else np.int32
         lo, hi = (int(tgid.min()), int(tgid.max())) if len(tgid) else (0, 0)
         if lo == hi:
-            # One process (the usual single-command recording): its names
-            # change only at a few instants, so fill slices between them.
+            # One process (the usual single-command recording): its name
+            # changes at a few instants, so fill the slices between them.
             out = np.full(len(ts), -1, dtype=code_dtype)
             g = int(np.searchsorted(self.tgids, lo))
             if g == len(self.tgids) or self.tgids[g] != lo:
                 return out
             sel = self.group == g
-            starts = np.searchsorted(ts, self.instants[self.key[sel] % (len(self.instants) + 1) - 1], side="left")
+            starts = np.searchsorted(ts, self.ts[sel], side="left")
             starts[0] = 0  # before its first name: that first name
             ends = np.append(starts[1:], len(ts))
             for a, b, c in zip(starts.tolist(), ends.tolist(), self.code[sel].tolist()):
@@ -293,9 +419,30 @@ class TraceFile:
 
     @cached_property
     def _comm_lookup(self) -> _CommLookup | None:
-        """The name timeline indexed for events(); None when no process has a name."""
-        names = self._comm_timeline
-        return _CommLookup(names) if len(names) else None
+        """_comm_timeline indexed for events(); None when no process has a name.
+
+        From the same rows, without building the timeline frame: its pandas
+        concat, sort and drop_duplicates took ~5 ms, a tenth of loading the
+        biggest kind of a 1 M-event trace.
+        """
+        ts, tgid, comm = [], [], []
+
+        def add(df: pd.DataFrame, pid: str) -> None:
+            ts.append(df["ts"].to_numpy().astype(np.int64))
+            tgid.append(df[pid].to_numpy().astype(np.int64))
+            comm.append(df["comm"].to_numpy(dtype=object))
+
+        att = self.table("procfs/attach")
+        if len(att):
+            add(att, "pid")
+        proc = self.raw_events("proc")
+        if len(proc):
+            what = proc["what"].to_numpy(dtype=object)
+            add(proc[what == "fork"], "child_tgid")
+            add(proc[what == "exec"], "tgid")
+        if not ts or not sum(map(len, ts)):
+            return None
+        return _CommLookup(np.concatenate(ts), np.concatenate(tgid), np.concatenate(comm))
 
     # -- summaries --------------------------------------------------------
     @property

@@ -135,3 +135,81 @@ def test_decode_syscall_and_proc_columns():
     assert "args" not in df and "sc" not in df and "kind" not in df and "_pad1" not in df
     pf = frame("proc", [{"what": 2, "comm": b"true\0garbage", "filename": b"/bin/true"}])
     assert pf.loc[0, "comm"] == "true" and pf.loc[0, "what"] == "exec"
+
+
+def _tree_writes(rng, n, tgids, ts0):
+    """Synthetic tree_write rows: a constant tree/mm (the kernel pointers are
+    above 2**63), random addresses, a few pids."""
+    return [
+        {"ts": ts0 + 10 * i, "tgid": int(rng.choice(tgids)), "tid": 7, "cpu": 1, "fn": 0xFFFF0001,
+         "tree": 0xFFFF8881C68A3240, "mm": 0xFFFF8881C68A3200, "index": int(rng.integers(0, 2**48)),
+         "last": int(rng.integers(0, 2**64, dtype=np.uint64)), "flags": int(rng.integers(0, 4))}
+        for i in range(n)
+    ]
+
+
+def test_multi_part_table_same_as_one_concatenation(tmp_path, monkeypatch):
+    """Parts are copied column by column into one buffer, constant columns
+    filled from the parts' statistics: the frame must be what concatenating
+    the parts' Arrow tables and converting them once gives."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import mmtrace.trace.reader as reader
+
+    monkeypatch.setattr(reader, "_COPY_MIN_BYTES", 0)  # that path even for small tables
+    monkeypatch.setattr(reader, "_READ_BYTES", 4000)  # and several reads per part
+    rng = np.random.default_rng(0)
+    w = TraceWriter(tmp_path / "t")
+    w.write_metadata({"complete": True})
+    for k, tgids in enumerate([[100], [100], [100, 101], [101]]):  # constant tgid in some parts only
+        w.append("events/tree_write", frame("tree_write", _tree_writes(rng, 300, tgids, 1000 * k), fn_names=FN))
+    w.append("events/tree_write", frame("tree_write", [], fn_names=FN))  # an empty part
+    parts = sorted((tmp_path / "t/events/tree_write").glob("part-*.parquet"))
+    want = pa.concat_tables([pq.read_table(p) for p in parts]).to_pandas(split_blocks=True)
+    got = TraceFile(tmp_path / "t").table("events/tree_write")
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert got["tree"].dtype == np.uint64 and (got["tree"] == 0xFFFF8881C68A3240).all()
+
+    # Nulls in an integer column of a later part: the column becomes float
+    # as a plain conversion makes it.
+    t0 = pq.read_table(parts[0])
+    t1 = t0.set_column(t0.schema.get_field_index("index"), "index",
+                       pa.array([None] + t0["index"].to_pylist()[1:], type=pa.uint64()))
+    d = tmp_path / "n/events/tree_write"
+    d.mkdir(parents=True)
+    pq.write_table(t0, d / "part-000001.parquet")
+    pq.write_table(t1, d / "part-000002.parquet")
+    (tmp_path / "n/metadata.json").write_text(json.dumps({"format": "mmtrace-trace", "format_version": 1, "complete": True}))
+    got = TraceFile(tmp_path / "n").table("events/tree_write")
+    pd.testing.assert_frame_equal(got, pa.concat_tables([t0, t1]).to_pandas(split_blocks=True), check_exact=True)
+    assert got["index"].dtype == np.float64 and np.isnan(got["index"].iloc[300])
+
+
+def test_comm_lookup_matches_merge_asof():
+    """events()' comm: the last name of the tgid at or before ts, else its
+    first name, else NaN; a (ts, tgid) named twice keeps its last name.
+    Checked against pandas.merge_asof on the timeline as _comm_timeline makes it."""
+    from mmtrace.trace.reader import _CommLookup
+
+    rng = np.random.default_rng(1)
+    raw = pd.DataFrame({
+        "ts": rng.integers(100, 1000, 80).astype(np.int64),
+        "tgid": rng.integers(1, 8, 80).astype(np.int64),
+        "comm": rng.choice(["sh", "true", "mmloop", "a", "b"], 80),
+    })
+    raw.loc[40:, "ts"] = raw.loc[:39, "ts"].to_numpy()  # same instants again, some for the same tgid
+    look = _CommLookup(raw["ts"].to_numpy(), raw["tgid"].to_numpy(), raw["comm"].to_numpy(dtype=object))
+    names = raw.assign(comm=raw["comm"].astype(str))
+    names = names.sort_values("ts", kind="stable").drop_duplicates(["ts", "tgid"], keep="last")
+    cats = pd.Categorical(names["comm"])
+    assert look.dtype == cats.dtype
+    right = pd.DataFrame({"ts": names["ts"], "tgid": names["tgid"], "code": cats.codes.astype(np.int32)})
+    first = right.groupby("tgid")["code"].first()
+    for tgids in ([3], [9], list(range(1, 11))):  # one named pid, one never named, many (some unnamed)
+        ts = np.sort(rng.integers(0, 1100, 2000)).astype(np.uint64)  # some before any name
+        tgid = rng.choice(tgids, 2000).astype(np.uint32)
+        left = pd.DataFrame({"ts": ts.astype(np.int64), "tgid": tgid.astype(np.int64)})
+        m = pd.merge_asof(left, right, on="ts", by="tgid", direction="backward")
+        want = m["code"].fillna(m["tgid"].map(first)).fillna(-1).to_numpy(np.int64)
+        np.testing.assert_array_equal(look.codes(ts, tgid).astype(np.int64), want)
