@@ -1,0 +1,135 @@
+"""The probe plan (capture/kernel.py) on a made-up kernel: a tracefs tree in
+a temporary directory and a BTF stand-in.  No root, no BCC.
+
+Checks the choice of syscall hook and what it tells the collectors (-D flags).
+"""
+
+from __future__ import annotations
+
+import platform
+
+import pytest
+
+from mmtrace.capture import kernel as K
+
+# Offsets as on the project's x86_64 kernel (pt_regs is architecture ABI).
+_OFFSETS = {
+    ("pt_regs", "di"): 112,
+    ("pt_regs", "si"): 104,
+    ("pt_regs", "dx"): 96,
+    ("pt_regs", "r10"): 56,
+    ("pt_regs", "r8"): 72,
+    ("pt_regs", "r9"): 64,
+    ("task_struct", "thread_info"): 0,
+    ("thread_info", "status"): 16,
+}
+
+
+class FakeBtf:
+    """offsetof/has_member over every member the plan asks for; ``lacking`` members are absent."""
+
+    def __init__(self, lacking: set[tuple[str, str]] = frozenset()) -> None:
+        self.lacking = set(lacking)
+        self.asked: list[tuple[str, str]] = []
+
+    def has_member(self, struct: str, member: str) -> bool:
+        return (struct, member) not in self.lacking
+
+    def offsetof(self, struct: str, member: str) -> int:
+        assert (struct, member) not in self.lacking
+        self.asked.append((struct, member))
+        return _OFFSETS.get((struct, member), 8 * (len(self.asked) % 16))
+
+
+def _tracepoint(root, tp: str, fields: list[str]) -> None:
+    cat, name = tp.split(":")
+    d = root / "events" / cat / name
+    d.mkdir(parents=True)
+    lines = [f"name: {name}", "format:", "\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;"]
+    off = 8
+    for f in fields:
+        lines.append(f"\tfield:{f};\toffset:{off};\tsize:8;\tsigned:0;")
+        off += 8
+    (d / "format").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def tracefs(tmp_path):
+    for tp in K.REQUIRED_TRACEPOINTS + ("maple_tree:ma_op", "mmap:exit_mmap"):
+        _tracepoint(tmp_path, tp, ["unsigned long x"])
+    for name in ("mmap", "munmap", "brk"):
+        nargs = {"mmap": 6, "munmap": 2, "brk": 1}[name]
+        _tracepoint(tmp_path, f"syscalls:sys_enter_{name}",
+                    ["int __syscall_nr"] + [f"unsigned long a{i}" for i in range(nargs)])
+        _tracepoint(tmp_path, f"syscalls:sys_exit_{name}", ["int __syscall_nr", "long ret"])
+    _tracepoint(tmp_path, "raw_syscalls:sys_enter", ["long id", "unsigned long args[6]"])
+    _tracepoint(tmp_path, "raw_syscalls:sys_exit", ["long id", "long ret"])
+    return tmp_path
+
+
+def _plan(tracefs, monkeypatch, *, machine="x86_64", hook=None, hide=None, btf=None):
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    if hook is None:
+        monkeypatch.delenv("MMTRACE_SYSCALL_HOOK", raising=False)
+    else:
+        monkeypatch.setenv("MMTRACE_SYSCALL_HOOK", hook)
+    if hide:
+        monkeypatch.setenv("MMTRACE_HIDE_TRACEPOINTS", hide)
+    else:
+        monkeypatch.delenv("MMTRACE_HIDE_TRACEPOINTS", raising=False)
+    return K.make_plan(K.Tracefs(str(tracefs)), btf or FakeBtf())
+
+
+def test_raw_hook_by_default_on_x86_64(tracefs, monkeypatch):
+    plan = _plan(tracefs, monkeypatch)
+    assert plan.syscall_hook == "raw"
+    assert plan.syscalls == {"mmap": 1, "munmap": 2, "brk": 3}
+    assert plan.syscall_nargs == {"mmap": 6, "munmap": 2, "brk": 1}
+    assert plan.syscall_nr == {"mmap": 9, "munmap": 11, "brk": 12}
+    # The trace records what was attached: the raw tracepoints, not the per-syscall ones.
+    assert "raw_syscalls:sys_enter" in plan.tracepoints and "raw_syscalls:sys_exit" in plan.tracepoints
+    assert not [tp for tp in plan.tracepoints if tp.startswith("syscalls:")]
+    flags = plan.cflags()
+    assert "-DMMT_SYSCALLS_RAW" in flags
+    assert {"-DMMT_NR_mmap=9", "-DMMT_NR_munmap=11", "-DMMT_NR_brk=12", "-DMMT_SC_NARGS_mmap=6"} <= set(flags)
+    assert f"-DMMT_TS_COMPAT={K.TS_COMPAT:#x}" in flags
+    # The six argument registers, r10 (56) .. di (112), in one read.
+    assert plan.windows()["pt_regs"] == (56, 64)
+    assert {"-DMMT_WIN_pt_regs_LO=56", "-DMMT_WIN_pt_regs_LEN=64"} <= set(flags)
+
+
+def test_tracepoint_hook_on_request(tracefs, monkeypatch):
+    plan = _plan(tracefs, monkeypatch, hook="tracepoints")
+    assert plan.syscall_hook == "tracepoints" and plan.syscall_nr == {}
+    assert "syscalls:sys_enter_mmap" in plan.tracepoints and "raw_syscalls:sys_enter" not in plan.tracepoints
+    flags = plan.cflags()
+    assert "-DMMT_SYSCALLS_RAW" not in flags and not [f for f in flags if f.startswith("-DMMT_NR_")]
+    assert "pt_regs" not in plan.windows()
+
+
+@pytest.mark.parametrize(
+    "why",
+    [
+        {"machine": "aarch64"},  # no syscall table for it here
+        {"hide": "raw_syscalls:sys_exit"},  # the kernel lacks the tracepoint
+        {"btf": FakeBtf(lacking={("thread_info", "status")})},  # cannot tell a 32-bit syscall
+    ],
+)
+def test_falls_back_to_tracepoints(tracefs, monkeypatch, why):
+    plan = _plan(tracefs, monkeypatch, **why)
+    assert plan.syscall_hook == "tracepoints"
+    assert "-DMMT_SYSCALLS_RAW" not in plan.cflags()
+    assert "syscalls:sys_exit_brk" in plan.tracepoints
+
+
+def test_bad_hook_name_is_an_error(tracefs, monkeypatch):
+    with pytest.raises(K.KernelError, match="MMTRACE_SYSCALL_HOOK"):
+        _plan(tracefs, monkeypatch, hook="kprobes")
+
+
+def test_syscall_numbers_are_x86_64_abi():
+    # Fixed by arch/x86/entry/syscalls/syscall_64.tbl; every syscall followed has one.
+    table = K.SYSCALL_NR["x86_64"]
+    assert set(table) == set(K.SYSCALLS)
+    assert (table["mmap"], table["mprotect"], table["munmap"], table["mremap"], table["execve"]) == (9, 10, 11, 25, 59)
+    assert len(set(table.values())) == len(table)
