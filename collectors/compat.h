@@ -28,6 +28,8 @@
  *      and MMT_TS_COMPAT the thread_info.status bit of a 32-bit syscall.
  *  MMT_WIN_<struct>_LO, MMT_WIN_<struct>_LEN
  *      the one window of a struct read with a single probe read.
+ *  MMT_THREAD_SIZE              at most the kernel stack's size: trees within
+ *      it above task->stack are on the stack (munmap's detach tree).
  *  MMT_HAVE_page_fault_user     exceptions:page_fault_user exists (x86).
  *  MMT_HAVE_HUGETLB             BTF has hugetlbfs_sb_info and hstate: hugetlb
  *      counters are read through vm_file->f_inode->i_sb->s_fs_info->hstate.

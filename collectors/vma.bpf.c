@@ -186,6 +186,21 @@ static __always_inline int mmt_on_tree(struct bpf_raw_tracepoint_args *ctx, u16 
 		}
 #endif
 	}
+#if !defined(MMT_KEEP_ALL) && defined(MMT_THREAD_SIZE)
+	/* A maple tree on this task's kernel stack is never an mm's: munmap's
+	 * detach tree (struct maple_tree mt_detach in do_vmi_align_munmap(),
+	 * mm/vma.c) gets one write per VMA unmapped.  Told by its address, it
+	 * costs neither the mm_trees lookup nor the VMA read below.  MMT_THREAD_SIZE
+	 * is at most the stack's size, so nothing but the stack is in range. */
+	if (tree - *(u64 *)((char *)task + MMT_OFF_task_struct__stack) < MMT_THREAD_SIZE) {
+		u32 other = 1;
+		u64 *n = stats.lookup(&other);
+
+		if (n)
+			(*n)++;
+		return 0;
+	}
+#endif
 	mm = mmt_task_mm(task);
 	if (mm && mmt_tree_of(mm) == tree)
 		flags = MMT_TW_CURRENT_MM | MMT_TW_KNOWN_MM;

@@ -90,6 +90,11 @@ SYSCALL_NR = {
         "mseal": 462,
     },
 }
+# The smallest kernel stack (THREAD_SIZE) of the architecture: 16 KiB on
+# x86_64 (THREAD_SIZE_ORDER 2; KASAN doubles it, never less).  A maple tree
+# less than this far above task->stack lies on that stack, so it is not an
+# mm's (munmap's detach tree): -DMMT_THREAD_SIZE.
+MIN_THREAD_SIZE = {"x86_64": 16384}
 # x86's thread_info.status bit for a 32-bit syscall in progress (TS_COMPAT,
 # arch/x86/include/asm/thread_info.h): such a call's number is from the
 # i386 table, so the raw hook leaves it out, as syscalls:* tracepoints do.
@@ -108,6 +113,7 @@ BTF_MEMBERS = (
     ("task_struct", "tgid"),
     ("task_struct", "pid"),
     ("task_struct", "comm"),
+    ("task_struct", "stack"),
     ("mm_struct", "mm_mt"),
     ("mm_struct", "brk"),
     ("mm_struct", "start_brk"),
@@ -266,7 +272,7 @@ class ProbePlan:
     syscalls: dict[str, int]  # syscall name -> mmtrace id
     syscall_nargs: dict[str, int]
     offsets: dict[str, int]  # "struct.member" -> byte offset
-    features: dict[str, bool] = field(default_factory=dict)
+    features: dict[str, bool | int] = field(default_factory=dict)  # see compat.h
     headers: str | None = None
     syscall_hook: str = "tracepoints"  # "raw" or "tracepoints", see _HOOK_ENV
     syscall_nr: dict[str, int] = field(default_factory=dict)  # raw hook: name -> number
@@ -291,6 +297,8 @@ class ProbePlan:
         for name, sid in self.syscalls.items():
             flags.append(f"-DMMT_SC_{name}={sid}")
             flags.append(f"-DMMT_SC_NARGS_{name}={self.syscall_nargs[name]}")
+        if self.features.get("thread_size"):
+            flags.append(f"-DMMT_THREAD_SIZE={self.features['thread_size']}")
         if self.syscall_hook == "raw":
             flags += ["-DMMT_SYSCALLS_RAW", f"-DMMT_TS_COMPAT={TS_COMPAT:#x}"]
             flags += [f"-DMMT_NR_{name}={nr}" for name, nr in self.syscall_nr.items()]
@@ -437,6 +445,7 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
             "exit_group_dead": "group_dead" in exit_fields,
             "hugetlb": hugetlb,
             "raw_unmapped_area": raw_unmapped_area,
+            "thread_size": MIN_THREAD_SIZE.get(platform.machine(), 0),
         },
         headers=find_headers(),
         syscall_hook=hook,
