@@ -341,6 +341,11 @@ def median(xs):
     return statistics.median(xs) if xs else None
 
 
+def us_format(us: float | None, digits: int = 2) -> str:
+    """Format spec for a µs figure: ``digits`` decimals, three below 1 µs (a syscall)."""
+    return ",.3f" if us is not None and us < 1 else f",.{digits}f"
+
+
 def lost_text(s: dict) -> str:
     """Lost events of one overhead summary row, with their share of all events ("-" if unknown)."""
     if s["lost_total"] is None:

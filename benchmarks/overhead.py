@@ -5,6 +5,8 @@ Two workloads (benchmarks/workloads/, compiled with cc -O2 into a temp dir):
 
   mmloop    mmap 16 pages + mprotect the middle 4 + munmap, N times (µs/loop)
   forkexec  fork + execve("/bin/true") + waitpid, N times (µs/iteration)
+  getppid   getppid(), N times: a syscall mmtrace does not follow, i.e. what
+            every other syscall pays once syscalls are hooked (µs/call)
 
 each run, interleaved round after round (untraced, mmtrace, bpftrace, perf,
 untraced, mmtrace, ...), under:
@@ -24,20 +26,16 @@ untraced, mmtrace, ...), under:
             another process (`sleep`): what recording costs the rest of a
             host, whose every syscall and maple tree write now runs mmtrace's
             filters
-  mmtrace-syscall-tracepoints  (opt-in too) mmtrace record with
-            MMTRACE_SYSCALL_HOOK=tracepoints: syscalls through the
-            syscalls:sys_enter_*/sys_exit_* tracepoints, as perf and bpftrace
-            do here, instead of mmtrace's default raw_syscalls hook
+  mmtrace-raw-syscalls  (opt-in too) mmtrace record with
+            MMTRACE_SYSCALL_HOOK=raw: syscalls through raw_syscalls:sys_enter/
+            sys_exit (every syscall of the host runs a program, which keeps
+            ours by number) instead of the per-syscall tracepoints
 
 The tracepoints are those mmtrace records and this kernel has (read from
 tracefs): maple_tree:ma_write, ma_op, every mmap:*, syscalls:sys_enter/exit_
 of mmap munmap mprotect mremap brk madvise execve, and
 sched:sched_process_fork/exec/exit.  mmtrace attaches ma_write/ma_op as raw
-tracepoints (to read mas->tree and the VMA), and gets the same syscalls'
-arguments and results from raw_syscalls:sys_enter/sys_exit (raw tracepoints,
-filtered by number in BPF; see mmtrace/capture/kernel.py), the others as
-tracepoints.  perf and bpftrace get the per-syscall tracepoints, the usual way
-to capture these syscalls' fields with them.
+tracepoints (to read mas->tree and the VMA), the others as tracepoints.
 
 The workload times itself (CLOCK_MONOTONIC around the timed loop, after a
 warm-up), so tool start-up (BCC/LLVM compile, attach) is not in µs/iter; it
@@ -66,10 +64,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 TOOLS = ["untraced", "mmtrace", "bpftrace", "perf"]
-# Opt-in with --tools: mmtrace record --all-stores, and mmtrace with the
-# per-syscall tracepoints instead of its raw_syscalls hook.
-EXTRA_TOOLS = ["mmtrace-all-stores", "mmtrace-syscall-tracepoints", "mmtrace-bystander"]
-WORKLOADS = ["mmloop", "forkexec"]
+# Opt-in with --tools (see the docstring).
+EXTRA_TOOLS = ["mmtrace-all-stores", "mmtrace-raw-syscalls", "mmtrace-bystander"]
+WORKLOADS = ["mmloop", "forkexec", "getppid"]
 # bpftrace 0.17 prints "Lost N events" to its *output* stream: with -o FILE that is the
 # file, not stderr (seen here with BPFTRACE_PERF_RB_PAGES=1); both are read.
 _BT_LOST = re.compile(r"^Lost (\d+) events", re.M)
@@ -87,6 +84,7 @@ def parse_args(argv=None):
                    help=f"comma list of %(default)s (also: {','.join(EXTRA_TOOLS)})")
     p.add_argument("--mmloop-iters", type=int, default=100_000, help="mmloop iterations per run (default: %(default)s)")
     p.add_argument("--forkexec-iters", type=int, default=1000, help="forkexec iterations per run (default: %(default)s)")
+    p.add_argument("--getppid-iters", type=int, default=2_000_000, help="getppid calls per run (default: %(default)s)")
     p.add_argument("--mmtrace", help="mmtrace CLI (default: next to this Python, or .venv/bin/mmtrace)")
     p.add_argument("--perf-lost", choices=["stats", "dump"], default="stats",
                    help="how to count perf's lost samples: 'perf report --stats' (fast) or sum of "
@@ -142,11 +140,11 @@ def one_run(tool: str, cmd: list[str], tmp: Path, ctx: dict, args) -> dict:
     env = None
     if tool == "untraced":
         argv = cmd
-    elif tool in ("mmtrace", "mmtrace-all-stores", "mmtrace-syscall-tracepoints"):
+    elif tool in ("mmtrace", "mmtrace-all-stores", "mmtrace-raw-syscalls"):
         out = tmp / "mmtrace.data"
         extra = ["--all-stores"] if tool == "mmtrace-all-stores" else []
-        if tool == "mmtrace-syscall-tracepoints":
-            env = dict(os.environ, MMTRACE_SYSCALL_HOOK="tracepoints")
+        if tool == "mmtrace-raw-syscalls":
+            env = dict(os.environ, MMTRACE_SYSCALL_HOOK="raw")
         argv = [ctx["mmtrace"], "record", "-q", "-o", str(out)] + extra + ["--"] + cmd
     elif tool == "bpftrace":
         out = tmp / "bpftrace.out"
@@ -221,14 +219,14 @@ def main(argv=None) -> int:
     tmp = work / "out"
     tmp.mkdir()
     bins = C.compile_workloads(work, workloads)
-    iters = {"mmloop": args.mmloop_iters, "forkexec": args.forkexec_iters}
+    iters = {"mmloop": args.mmloop_iters, "forkexec": args.forkexec_iters, "getppid": args.getppid_iters}
     cmds = {w: [str(bins[w]), "-n", str(iters[w])] for w in workloads}
     tps = C.tracepoints()
     ctx = {
         "mmtrace": mm_cli,
         "perf_events": [x for cat, name in tps for x in ("-e", f"{cat}:{name}")],
         "bt_script": work / "capture.bt",
-        "max_iters": max(iters[w] for w in workloads),
+        "max_iters": iters["forkexec"] if "forkexec" in workloads else 0,  # children: bpftrace's pid map
     }
     ctx["bt_script"].write_text(C.bpftrace_script(tps))
     print(f"tracepoints ({len(tps)}): {' '.join(f'{c}:{n}' for c, n in tps)}", file=sys.stderr)
@@ -290,7 +288,8 @@ def main(argv=None) -> int:
 
     print()
     print(f"Tracing overhead, {args.rounds} interleaved rounds, median per tool "
-          f"(mmloop: {args.mmloop_iters:,} loops; forkexec: {args.forkexec_iters:,} iterations)")
+          f"(mmloop: {args.mmloop_iters:,} loops; forkexec: {args.forkexec_iters:,} iterations; "
+          f"getppid: {args.getppid_iters:,} calls)")
     rows = []
     for s in summary:
         if s["skipped"]:
@@ -300,8 +299,8 @@ def main(argv=None) -> int:
         rows.append([
             s["workload"], s["tool"],
             f"{s['clean_runs']}/{s['runs'] + s['failed']}" + (f" ({s['failed']} failed)" if s["failed"] else ""),
-            C.fmt(s["median_us"], ",.2f") + ("" if s["median_over_clean_runs"] else "*"),
-            f"{C.fmt(s['min_us'], ',.2f')}-{C.fmt(s['max_us'], ',.2f')}",
+            C.fmt(s["median_us"], C.us_format(s["median_us"])) + ("" if s["median_over_clean_runs"] else "*"),
+            f"{C.fmt(s['min_us'], C.us_format(s['min_us'], 2))}-{C.fmt(s['max_us'], C.us_format(s['max_us'], 2))}",
             C.fmt(s["ratio"], ".2f") + ("x" if s["ratio"] else ""),
             C.fmt(s["median_events"], ",.0f"), lost,
             C.fmt(s["median_wall_s"], ".1f"), C.fmt(s["median_tool_rss_mb"], ",.0f"),

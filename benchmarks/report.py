@@ -32,7 +32,9 @@ def overhead_md(d) -> list[str]:
     out = [
         f"{a['rounds']} interleaved rounds per tool (untraced, mmtrace, bpftrace, perf, untraced, ...); "
         f"mmloop = {a['mmloop_iters']:,} loops of mmap 16 pages + mprotect 4 + munmap; "
-        f"forkexec = {a['forkexec_iters']:,} fork + execve(/bin/true) + waitpid. "
+        f"forkexec = {a['forkexec_iters']:,} fork + execve(/bin/true) + waitpid"
+        + (f"; getppid = {a['getppid_iters']:,} getppid() calls, a syscall mmtrace does not follow. "
+           if "getppid_iters" in a else ". ") +
         "µs/iter is the workload's own CLOCK_MONOTONIC timing (tool start-up excluded); "
         "the table shows the median over rounds.",
         "",
@@ -45,8 +47,8 @@ def overhead_md(d) -> list[str]:
         lost = C.lost_text(s)
         rows.append([
             s["workload"], s["tool"],
-            C.fmt(s["median_us"], ",.2f") + ("" if s.get("median_over_clean_runs", True) else "*"),
-            f"{C.fmt(s['min_us'], ',.1f')}-{C.fmt(s['max_us'], ',.1f')}",
+            C.fmt(s["median_us"], C.us_format(s["median_us"])) + ("" if s.get("median_over_clean_runs", True) else "*"),
+            f"{C.fmt(s['min_us'], C.us_format(s['min_us'], 1))}-{C.fmt(s['max_us'], C.us_format(s['max_us'], 1))}",
             C.fmt(s["ratio"], ".2f") + ("x" if s["ratio"] else ""),
             C.fmt(s["median_events"], ",.0f"), lost,
             C.fmt(s["median_tool_rss_mb"], ",.0f"),
@@ -72,10 +74,7 @@ def overhead_md(d) -> list[str]:
         "(kernel counters stored in the trace), perf `LOST_SAMPLES` of `perf report --stats`, bpftrace "
         "`Lost N events` lines (bpftrace 0.17 writes them to the `-o` file, not stderr; both are read).",
         "",
-        "Tracepoints: " + ", ".join(f"`{t}`" for t in d.get("tracepoints", [])) + ". "
-        "mmtrace gets the same syscalls' arguments and results from `raw_syscalls:sys_enter`/`sys_exit` "
-        "as raw tracepoints, filtered by syscall number in the kernel (`mmtrace-syscall-tracepoints`: "
-        "with the per-syscall tracepoints instead, `MMTRACE_SYSCALL_HOOK=tracepoints`).",
+        "Tracepoints: " + ", ".join(f"`{t}`" for t in d.get("tracepoints", [])) + ".",
         "",
     ]
     tools = {s["tool"] for s in d["summary"]}
@@ -83,6 +82,10 @@ def overhead_md(d) -> list[str]:
         out += ["`mmtrace-bystander`: the untraced workload while `mmtrace record -- sleep` traces another "
                 "process: the cost of recording to the rest of the host, whose syscalls and maple tree writes "
                 "run mmtrace's in-kernel filter.", ""]
+    if "mmtrace-raw-syscalls" in tools:
+        out += ["`mmtrace-raw-syscalls`: mmtrace with `MMTRACE_SYSCALL_HOOK=raw`, syscalls from "
+                "`raw_syscalls:sys_enter`/`sys_exit` kept by number in the kernel instead of the per-syscall "
+                "tracepoints.", ""]
     return out
 
 

@@ -54,7 +54,7 @@ LOSS_ARGS=()
 AN_ARGS=()
 if [ $QUICK = 1 ]; then
 	[ "$ROUNDS" = 5 ] && OV_ARGS[1]=2
-	OV_ARGS+=(--mmloop-iters 20000 --forkexec-iters 200)
+	OV_ARGS+=(--mmloop-iters 20000 --forkexec-iters 200 --getppid-iters 200000)
 	LOSS_ARGS=(--seconds 1 --rates 10000,40000,max)
 	AN_ARGS=(--repeat 1)
 fi

@@ -5,11 +5,12 @@
  * one record is emitted at exit, carrying both.
  *
  * Two hooks, one record (capture/kernel.py picks, see _HOOK_ENV there):
- *  MMT_SYSCALLS_RAW  raw_syscalls:sys_enter/sys_exit as raw tracepoints: the
- *                    program sees every syscall of the host and keeps ours by
- *                    number (MMT_NR_*); arguments come from pt_regs.  The
- *                    cheapest hook: no trace record is built before we run.
- *  otherwise         syscalls:sys_enter_<name>/sys_exit_<name> tracepoints.
+ *  default           syscalls:sys_enter_<name>/sys_exit_<name> tracepoints:
+ *                    only the syscalls we follow run a program.
+ *  MMT_SYSCALLS_RAW  raw_syscalls:sys_enter/sys_exit as raw tracepoints
+ *                    (MMTRACE_SYSCALL_HOOK=raw): the program sees every
+ *                    syscall of the host and keeps ours by number (MMT_NR_*);
+ *                    arguments come from pt_regs.
  */
 
 /* The call in progress, per task: task-local storage (v5.11+) costs less

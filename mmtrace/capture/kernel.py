@@ -99,13 +99,16 @@ MIN_THREAD_SIZE = {"x86_64": 16384}
 # arch/x86/include/asm/thread_info.h): such a call's number is from the
 # i386 table, so the raw hook leaves it out, as syscalls:* tracepoints do.
 TS_COMPAT = 0x0002
-# How syscalls are hooked.  "raw": raw_syscalls:sys_enter/sys_exit as raw
-# tracepoints, arguments read from pt_regs.  "tracepoints": syscalls:sys_enter_*
-# / sys_exit_*.  Both put every syscall of the host on the tracing slow path;
-# the per-syscall ones then also build a trace record before the BPF program
-# runs (perf_syscall_enter), which the raw hook skips: measured on the mmap
-# loop, empty programs cost 9.3 us/loop raw against 10.1 per-syscall (7.6
-# untraced).  MMTRACE_SYSCALL_HOOK=tracepoints forces the portable one.
+# How syscalls are hooked.  "tracepoints" (the default): syscalls:sys_enter_*
+# / sys_exit_* of the syscalls we follow.  "raw": raw_syscalls:sys_enter/
+# sys_exit as raw tracepoints, kept by number in BPF, arguments read from
+# pt_regs.  Both put every syscall of the host on the tracing slow path, but
+# the raw hook also runs a BPF program at every syscall of every process.
+# Measured here (benchmarks/overhead.py, and a getppid() loop): the mmap loop
+# traced costs the same with either (11.4 us, 7.5 untraced), while an
+# untraced process's getppid() goes from 140 ns to 185 with the per-syscall
+# tracepoints and to 285 with the raw hook.  So the raw hook is opt-in:
+# MMTRACE_SYSCALL_HOOK=raw.
 _HOOK_ENV = "MMTRACE_SYSCALL_HOOK"
 # (struct, member) pairs the collectors read; -D MMT_OFF_<struct>__<member>.
 BTF_MEMBERS = (
@@ -274,7 +277,7 @@ class ProbePlan:
     offsets: dict[str, int]  # "struct.member" -> byte offset
     features: dict[str, bool | int] = field(default_factory=dict)  # see compat.h
     headers: str | None = None
-    syscall_hook: str = "tracepoints"  # "raw" or "tracepoints", see _HOOK_ENV
+    syscall_hook: str = "tracepoints"  # or "raw", see _HOOK_ENV
     syscall_nr: dict[str, int] = field(default_factory=dict)  # raw hook: name -> number
 
     def cflags(self) -> list[str]:
@@ -454,8 +457,8 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
 
 
 def _syscall_hook(tracefs: Tracefs, btf, syscalls: dict[str, int]) -> tuple[str, dict[str, int]]:
-    """("raw", numbers) where the raw hook works here, else ("tracepoints", {})."""
-    want = os.environ.get(_HOOK_ENV, "raw")
+    """("raw", numbers) if asked for and it works here, else ("tracepoints", {})."""
+    want = os.environ.get(_HOOK_ENV, "tracepoints")
     if want not in ("raw", "tracepoints"):
         raise KernelError(f"{_HOOK_ENV}={want!r}: use 'raw' or 'tracepoints'")
     table = SYSCALL_NR.get(platform.machine())

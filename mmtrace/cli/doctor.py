@@ -87,9 +87,10 @@ def run_checks() -> list[Check]:
         )
         raw = tf.exists("raw_syscalls:sys_enter") and platform.machine() in SYSCALL_NR
         checks.append(
-            Check("syscall hook", raw,
-                  "raw_syscalls raw tracepoints (the cheapest)" if raw
-                  else "per-syscall tracepoints (raw_syscalls needs a known syscall table: x86_64)",
+            Check("raw syscall hook", raw,
+                  "available (MMTRACE_SYSCALL_HOOK=raw; the default, per-syscall tracepoints, costs "
+                  "other processes less)" if raw
+                  else "unavailable (needs raw_syscalls and a known syscall table: x86_64)",
                   "", required=False)
         )
     try:

@@ -75,10 +75,10 @@ def probe(tmp_path_factory):
     return d / "probe"
 
 
-# Both syscall hooks (capture/kernel.py): raw_syscalls, the default where it
-# works, and the per-syscall tracepoints, the portable fallback.  Each must
-# give the same records.
-@pytest.fixture(scope="module", params=["raw", "tracepoints"])
+# Both syscall hooks (capture/kernel.py): the per-syscall tracepoints, the
+# default, and raw_syscalls (MMTRACE_SYSCALL_HOOK=raw).  Each must give the
+# same records.
+@pytest.fixture(scope="module", params=["tracepoints", "raw"])
 def recorded(request, probe, tmp_path_factory):
     assert os.geteuid() == 0, "live tests need root (CI runs them as root)"
     out = tmp_path_factory.mktemp("rec") / "probe.trace"

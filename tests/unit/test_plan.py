@@ -80,8 +80,8 @@ def _plan(tracefs, monkeypatch, *, machine="x86_64", hook=None, hide=None, btf=N
     return K.make_plan(K.Tracefs(str(tracefs)), btf or FakeBtf())
 
 
-def test_raw_hook_by_default_on_x86_64(tracefs, monkeypatch):
-    plan = _plan(tracefs, monkeypatch)
+def test_raw_hook_on_request_on_x86_64(tracefs, monkeypatch):
+    plan = _plan(tracefs, monkeypatch, hook="raw")
     assert plan.syscall_hook == "raw"
     assert plan.syscalls == {"mmap": 1, "munmap": 2, "brk": 3}
     assert plan.syscall_nargs == {"mmap": 6, "munmap": 2, "brk": 1}
@@ -98,8 +98,9 @@ def test_raw_hook_by_default_on_x86_64(tracefs, monkeypatch):
     assert {"-DMMT_WIN_pt_regs_LO=56", "-DMMT_WIN_pt_regs_LEN=64"} <= set(flags)
 
 
-def test_tracepoint_hook_on_request(tracefs, monkeypatch):
-    plan = _plan(tracefs, monkeypatch, hook="tracepoints")
+@pytest.mark.parametrize("hook", [None, "tracepoints"])
+def test_tracepoint_hook_by_default(tracefs, monkeypatch, hook):
+    plan = _plan(tracefs, monkeypatch, hook=hook)
     assert plan.syscall_hook == "tracepoints" and plan.syscall_nr == {}
     assert "syscalls:sys_enter_mmap" in plan.tracepoints and "raw_syscalls:sys_enter" not in plan.tracepoints
     flags = plan.cflags()
@@ -115,8 +116,8 @@ def test_tracepoint_hook_on_request(tracefs, monkeypatch):
         {"btf": FakeBtf(lacking={("thread_info", "status")})},  # cannot tell a 32-bit syscall
     ],
 )
-def test_falls_back_to_tracepoints(tracefs, monkeypatch, why):
-    plan = _plan(tracefs, monkeypatch, **why)
+def test_raw_falls_back_to_tracepoints(tracefs, monkeypatch, why):
+    plan = _plan(tracefs, monkeypatch, hook="raw", **why)
     assert plan.syscall_hook == "tracepoints"
     assert "-DMMT_SYSCALLS_RAW" not in plan.cflags()
     assert "syscalls:sys_exit_brk" in plan.tracepoints
