@@ -168,23 +168,29 @@ RAW_TRACEPOINT_PROBE(sys_exit)
 
 #else /* per-syscall tracepoints */
 
-static __always_inline int mmt_sc_enter(void *args, u16 sc, u32 nargs_bytes)
+static __always_inline int mmt_sc_enter(void *args, u16 sc, u32 nargs)
 {
 	/* Format of every syscalls:sys_enter_*: int __syscall_nr at 8, then
-	 * one 8-byte field per argument from 16. */
+	 * one 8-byte field per argument from 16.  Loads from the context at
+	 * constant offsets: no helper call. */
+	u64 *a = (u64 *)(args + 16);
 	struct mmt_syscall *s = mmt_sc_begin(bpf_get_current_task_btf(), sc, *(int *)(args + 8));
 
 	if (!s)
 		return 0;
-	__builtin_memset(s->args, 0, sizeof(s->args));
-	bpf_probe_read_kernel(&s->args, nargs_bytes, args + 16);
+	s->args[0] = nargs > 0 ? a[0] : 0;
+	s->args[1] = nargs > 1 ? a[1] : 0;
+	s->args[2] = nargs > 2 ? a[2] : 0;
+	s->args[3] = nargs > 3 ? a[3] : 0;
+	s->args[4] = nargs > 4 ? a[4] : 0;
+	s->args[5] = nargs > 5 ? a[5] : 0;
 	return 0;
 }
 
 #define MMT_SYSCALL(name)                                                  \
 	TRACEPOINT_PROBE(syscalls, sys_enter_##name)                      \
 	{                                                                  \
-		return mmt_sc_enter(args, MMT_SC_##name, 8 * MMT_SC_NARGS_##name); \
+		return mmt_sc_enter(args, MMT_SC_##name, MMT_SC_NARGS_##name); \
 	}                                                                  \
 	TRACEPOINT_PROBE(syscalls, sys_exit_##name)                       \
 	{                                                                  \
