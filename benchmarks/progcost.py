@@ -9,8 +9,8 @@ BPF statistics (sysctl kernel.bpf_stats_enabled, restored afterwards), runs
 benchmarks/workloads/mmloop.c traced, and prints per program: runs per loop,
 ns per run and ns per loop (run_time_ns / run_cnt from `bpftool prog show`).
 
-The statistics add two clock reads to every run (~30-40 ns each on the
-machine these figures come from), so ns/run is an upper bound; what a run
+The statistics add two clock reads to every run (an empty program measures
+~70 ns here), so ns/run is an upper bound; what a run
 costs the traced task on top of that (the hook itself: the syscall slow
 path, the tracepoint's call into BPF) is not counted here at all.  Compare
 with benchmarks/overhead.py, which times the loop itself.  Needs root.
@@ -36,6 +36,17 @@ def prog_stats() -> dict[int, tuple[str, int, int]]:
     """{prog id: (name, run_time_ns, run_cnt)} of every loaded BPF program."""
     r = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True, check=True)
     return {p["id"]: (p.get("name", "?"), p.get("run_time_ns", 0), p.get("run_cnt", 0)) for p in json.loads(r.stdout)}
+
+
+def program_names(collector) -> dict[int, str]:
+    """{prog id: BCC's full function name} (the kernel keeps 15 characters of a name)."""
+    out = {}
+    for name, fn in collector.bpf.funcs.items():
+        with open(f"/proc/self/fdinfo/{fn.fd}") as f:
+            for line in f:
+                if line.startswith("prog_id:"):
+                    out[int(line.split()[1])] = name.decode()
+    return out
 
 
 def main(argv=None) -> int:
@@ -68,6 +79,7 @@ def main(argv=None) -> int:
             os.close(w)
             os.waitpid(pid, 0)
             after = prog_stats()
+            names = program_names(collector)
         finally:
             STATS.write_text(was)
             collector.close()
@@ -75,6 +87,9 @@ def main(argv=None) -> int:
     print(f"{'program':40s} {'runs/loop':>9s} {'ns/run':>8s} {'ns/loop':>8s}")
     total = 0.0
     for pid_, (name, t, n) in sorted(after.items()):
+        if pid_ not in names:
+            continue  # not ours
+        name = names[pid_]
         t0, n0 = before.get(pid_, (name, 0, 0))[1:]
         dt, dn = t - t0, n - n0
         if dn < args.loops // 100:
