@@ -457,18 +457,21 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
 
 
 def _syscall_hook(tracefs: Tracefs, btf, syscalls: dict[str, int]) -> tuple[str, dict[str, int]]:
-    """("raw", numbers) if asked for and it works here, else ("tracepoints", {})."""
+    """("tracepoints", {}), or ("raw", numbers) when _HOOK_ENV asks for it; an
+    explicit request this kernel cannot meet is an error, not a silent fallback."""
     want = os.environ.get(_HOOK_ENV, "tracepoints")
     if want not in ("raw", "tracepoints"):
         raise KernelError(f"{_HOOK_ENV}={want!r}: use 'raw' or 'tracepoints'")
-    table = SYSCALL_NR.get(platform.machine())
-    usable = (
-        want == "raw"
-        and table is not None
-        and tracefs.exists("raw_syscalls:sys_enter")
-        and tracefs.exists("raw_syscalls:sys_exit")
-        and all(btf.has_member(s, m) for s, m in BTF_MEMBERS_RAW_SYSCALLS)
-    )
-    if not usable:
+    if want == "tracepoints":
         return "tracepoints", {}
-    return "raw", {name: table[name] for name in syscalls if name in table}
+    table = SYSCALL_NR.get(platform.machine())
+    lacking = [f"{s}.{m}" for s, m in BTF_MEMBERS_RAW_SYSCALLS if not btf.has_member(s, m)]
+    if table is None:
+        why = f"no syscall table for {platform.machine()} (known: {', '.join(SYSCALL_NR)})"
+    elif not (tracefs.exists("raw_syscalls:sys_enter") and tracefs.exists("raw_syscalls:sys_exit")):
+        why = "the raw_syscalls tracepoints are missing"
+    elif lacking:
+        why = f"BTF lacks {', '.join(lacking)}"
+    else:
+        return "raw", {name: table[name] for name in syscalls if name in table}
+    raise KernelError(f"{_HOOK_ENV}=raw: not on this kernel: {why} (unset it to use the per-syscall tracepoints)")

@@ -109,18 +109,20 @@ def test_tracepoint_hook_by_default(tracefs, monkeypatch, hook):
 
 
 @pytest.mark.parametrize(
-    "why",
+    "why, message",
     [
-        {"machine": "aarch64"},  # no syscall table for it here
-        {"hide": "raw_syscalls:sys_exit"},  # the kernel lacks the tracepoint
-        {"btf": FakeBtf(lacking={("thread_info", "status")})},  # cannot tell a 32-bit syscall
+        ({"machine": "aarch64"}, "no syscall table for aarch64"),
+        ({"hide": "raw_syscalls:sys_exit"}, "raw_syscalls tracepoints are missing"),
+        ({"btf": FakeBtf(lacking={("thread_info", "status")})}, "BTF lacks thread_info.status"),
     ],
 )
-def test_raw_falls_back_to_tracepoints(tracefs, monkeypatch, why):
-    plan = _plan(tracefs, monkeypatch, hook="raw", **why)
-    assert plan.syscall_hook == "tracepoints"
-    assert "-DMMT_SYSCALLS_RAW" not in plan.cflags()
-    assert "syscalls:sys_exit_brk" in plan.tracepoints
+def test_raw_hook_asked_for_but_unavailable(tracefs, monkeypatch, why, message):
+    # An explicit request is not quietly replaced by the other hook.
+    with pytest.raises(K.KernelError, match=message):
+        _plan(tracefs, monkeypatch, hook="raw", **why)
+    # The default still works there.
+    why.pop("btf", None)
+    assert _plan(tracefs, monkeypatch, **why).syscall_hook == "tracepoints"
 
 
 def test_bad_hook_name_is_an_error(tracefs, monkeypatch):
