@@ -52,6 +52,7 @@ def program_names(collector) -> dict[int, str]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-n", "--loops", type=int, default=100_000, help="mmloop iterations (default: %(default)s)")
+    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = p.parse_args(argv)
     C.require_root()
     sys.path.insert(0, str(C.REPO))
@@ -83,20 +84,24 @@ def main(argv=None) -> int:
         finally:
             STATS.write_text(was)
             collector.close()
-    print(f"mmtrace's BPF programs on {args.loops:,} mmap loops ({plan.syscall_hook} syscall hook)")
-    print(f"{'program':40s} {'runs/loop':>9s} {'ns/run':>8s} {'ns/loop':>8s}")
-    total = 0.0
+    programs = []
     for pid_, (name, t, n) in sorted(after.items()):
         if pid_ not in names:
             continue  # not ours
-        name = names[pid_]
         t0, n0 = before.get(pid_, (name, 0, 0))[1:]
         dt, dn = t - t0, n - n0
         if dn < args.loops // 100:
             continue  # not on the loop's path (fork, exec, exit, ...)
-        total += dt / args.loops
-        print(f"{name:40s} {dn / args.loops:9.2f} {dt / dn:8.1f} {dt / args.loops:8.1f}")
+        programs.append({"program": names[pid_], "runs_per_loop": dn / args.loops, "ns_per_run": dt / dn,
+                         "ns_per_loop": dt / args.loops})
+    total = sum(x["ns_per_loop"] for x in programs)
+    print(f"mmtrace's BPF programs on {args.loops:,} mmap loops ({plan.syscall_hook} syscall hook)")
+    print(f"{'program':40s} {'runs/loop':>9s} {'ns/run':>8s} {'ns/loop':>8s}")
+    for x in programs:
+        print(f"{x['program']:40s} {x['runs_per_loop']:9.2f} {x['ns_per_run']:8.1f} {x['ns_per_loop']:8.1f}")
     print(f"{'total':40s} {'':9s} {'':8s} {total:8.1f}")
+    C.write_json(args.json, {"machine": C.machine(), "args": vars(args), "syscall_hook": plan.syscall_hook,
+                             "programs": programs, "total_ns_per_loop": total})
     return 0
 
 

@@ -158,19 +158,34 @@ def analysis_md(d) -> list[str]:
     return out
 
 
+def progcost_md(d) -> list[str]:
+    if not d:
+        return ["_progcost.py did not produce results._", ""]
+    out = [f"Each of mmtrace's BPF programs on {d['args']['loops']:,} mmap loops ({d['syscall_hook']} syscall "
+           "hook), from the kernel's own statistics (`kernel.bpf_stats_enabled`), which add two clock reads to "
+           "each run: ns/run is an upper bound, and the hooks' own cost (the syscall slow path, the call into BPF) "
+           "is not in it.", ""]
+    rows = [[f"`{x['program']}`", f"{x['runs_per_loop']:.2f}", f"{x['ns_per_run']:.0f}", f"{x['ns_per_loop']:.0f}"]
+            for x in d["programs"]]
+    rows.append(["total", "", "", f"{d['total_ns_per_loop']:.0f}"])
+    out += [C.table(["program", "runs/loop", "ns/run", "ns/loop"], rows, "lrrr"), ""]
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     raw = Path(__file__).resolve().parent / "results"
     p.add_argument("--overhead", type=Path, default=raw / "overhead.json", help="default: %(default)s")
     p.add_argument("--loss", type=Path, default=raw / "loss.json", help="default: %(default)s")
     p.add_argument("--analysis", type=Path, default=raw / "analysis.json", help="default: %(default)s")
+    p.add_argument("--progcost", type=Path, default=raw / "progcost.json", help="default: %(default)s")
     p.add_argument("--command", default="sudo benchmarks/run_all.sh", help="the command line to show")
     p.add_argument("-o", "--output", type=Path, default=Path(__file__).resolve().parent / "RESULTS.md")
     p.add_argument("--readme", type=Path, default=None,
                    help="also put the figures in this README, between the markers "
                         "<!-- benchmarks:begin --> and <!-- benchmarks:end -->")
     a = p.parse_args(argv)
-    ov, lo, an = load(a.overhead), load(a.loss), load(a.analysis)
+    ov, lo, an, pc = load(a.overhead), load(a.loss), load(a.analysis), load(a.progcost)
     m = next((x["machine"] for x in (ov, lo, an) if x), None) or C.machine()
     vers = (ov or {}).get("versions", {})
     lines = [
@@ -188,6 +203,9 @@ def main(argv=None) -> int:
         "## Tracing overhead (`benchmarks/overhead.py`)",
         "",
         *overhead_md(ov),
+        "## Where recording time goes (`benchmarks/progcost.py`)",
+        "",
+        *progcost_md(pc),
         "## Lost events vs rate (`benchmarks/loss.py`)",
         "",
         *loss_md(lo),

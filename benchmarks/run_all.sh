@@ -47,7 +47,7 @@ done
 
 RAW=$(dirname "$OUTPUT")/results	# raw JSON of every script, kept: report.py re-renders from it
 mkdir -p "$RAW"
-rm -f "$RAW"/overhead.json "$RAW"/loss.json "$RAW"/analysis.json
+rm -f "$RAW"/overhead.json "$RAW"/progcost.json "$RAW"/loss.json "$RAW"/analysis.json
 
 OV_ARGS=(--rounds "$ROUNDS" --tools untraced,mmtrace,mmtrace-bystander,bpftrace,perf)
 LOSS_ARGS=()
@@ -63,6 +63,8 @@ start=$(date +%s)
 status=0
 echo "== overhead.py ${OV_ARGS[*]}" >&2
 "$PY" "$HERE/overhead.py" "${OV_ARGS[@]}" --json "$RAW/overhead.json" || status=1
+echo "== progcost.py" >&2
+"$PY" "$HERE/progcost.py" --json "$RAW/progcost.json" || status=1
 echo "== loss.py ${LOSS_ARGS[*]}" >&2
 "$PY" "$HERE/loss.py" "${LOSS_ARGS[@]}" --json "$RAW/loss.json" || status=1
 echo "== analysis.py ${AN_ARGS[*]}" >&2
@@ -71,7 +73,7 @@ echo "== analysis.py ${AN_ARGS[*]}" >&2
 cmd="sudo benchmarks/run_all.sh"
 [ $QUICK = 1 ] && cmd+=" --quick"
 [ "$ROUNDS" != 5 ] && cmd+=" --rounds $ROUNDS"
-"$PY" "$HERE/report.py" --overhead "$RAW/overhead.json" --loss "$RAW/loss.json" \
+"$PY" "$HERE/report.py" --overhead "$RAW/overhead.json" --progcost "$RAW/progcost.json" --loss "$RAW/loss.json" \
 	--analysis "$RAW/analysis.json" --command "$cmd" -o "$OUTPUT" \
 	--readme "$HERE/../README.md" >/dev/null || status=1
 # Under sudo, the results belong to the invoking user.
