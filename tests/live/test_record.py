@@ -328,6 +328,28 @@ def test_pid_mode_follows_children(tmp_path, probe):
     assert "traced processes exited" in t.metadata["stop_reason"]
 
 
+def test_system_wide(tmp_path, probe):
+    # No -c or -p: every process but the recorder (the collectors' untested-
+    # elsewhere MMT_TRACE_ALL build).  The probe runs after the attach.
+    out = tmp_path / "t"
+    rec = subprocess.Popen([*MMTRACE, "record", "-q", "--duration", "6", "-o", str(out)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (out / "metadata.json").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    r = subprocess.run([str(probe)], capture_output=True, text=True, timeout=60)
+    mmap_addr = int(next(ln for ln in r.stdout.splitlines() if ln.startswith("mmap ")).split()[1], 16)
+    _, err = rec.communicate(timeout=60)
+    assert rec.returncode == 0, err
+    assert "WHOLE SYSTEM" in err
+    t = mmtrace.open(out)
+    assert t.complete and sum(t.lost.values()) == 0
+    sc = t.events("syscall")
+    assert len(sc[(sc["syscall"] == "mmap") & (sc["ret"] == mmap_addr)]) == 1
+    # The recorder itself (it maps memory all the time: pandas, Parquet) is left out.
+    assert rec.pid not in set(sc["tgid"]) | set(t.events("tree_write")["tgid"])
+
+
 def test_dump_bpf():
     r = _run(["record", "--dump-bpf"])
     assert r.returncode == 0
