@@ -39,6 +39,15 @@ class Trace(TraceFile):
             ch = self._changes_cache = changes(self)
         return ch
 
+    def _points(self) -> list:
+        """split_merge_table of all changes, made once for processes/splits/merges."""
+        pts = getattr(self, "_points_cache", None)
+        if pts is None:
+            from .detect import split_merge_table
+
+            pts = self._points_cache = split_merge_table(self._all_changes())
+        return pts
+
     def changes(self, pid: int | None = None) -> pd.DataFrame:
         """One row per change of a VMA tree, grouped by cause.
 
@@ -65,7 +74,7 @@ class Trace(TraceFile):
         """
         from .detect import splits
 
-        return splits(self, self._all_changes())
+        return splits(self, self._all_changes(), self._points())
 
     def merges(self) -> pd.DataFrame:
         """One row per change that merged VMAs; columns as :meth:`splits`, ``kind`` is
@@ -73,7 +82,7 @@ class Trace(TraceFile):
         into a neighbour).  See :func:`mmtrace.detect.merges`."""
         from .detect import merges
 
-        return merges(self, self._all_changes())
+        return merges(self, self._all_changes(), self._points())
 
     def hugetlb(self) -> pd.DataFrame:
         """Modeled hugetlb reservations against the kernel's counters, one row per
@@ -126,7 +135,7 @@ class Trace(TraceFile):
             return p
         from .detect import split_merge_counts
 
-        c = split_merge_counts(self._all_changes()).set_index("pid")
+        c = split_merge_counts(self._all_changes(), self._points()).set_index("pid")
         p["splits"] = p["pid"].map(c["splits"]).fillna(0).astype("int64")
         p["merges"] = p["pid"].map(c["merges"]).fillna(0).astype("int64")
         return p

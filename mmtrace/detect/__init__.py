@@ -5,13 +5,14 @@ DataFrame (or rows) of findings.
 """
 
 from .hugetlb import KMSG_HUGETLB, hugetlb_accounting, hugetlb_anomalies
-from .structure import merges, split_merge_counts, split_merge_points, splits, write_sequences
+from .structure import merges, split_merge_counts, split_merge_points, split_merge_table, splits, write_sequences
 from .unmapped_area import first_fit, unmapped_area_check
 
 __all__ = [
     "splits",
     "merges",
     "split_merge_points",
+    "split_merge_table",
     "split_merge_counts",
     "write_sequences",
     "hugetlb_accounting",

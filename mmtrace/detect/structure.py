@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..events.flags import perms
 
-__all__ = ["split_merge_points", "split_merge_counts", "splits", "merges", "write_sequences"]
+__all__ = ["split_merge_points", "split_merge_table", "split_merge_counts", "splits", "merges", "write_sequences"]
 
 _OUT_COLUMNS = [
     "ts", "ts_end", "pid", "tid", "comm", "cause", "syscall", "arg0", "arg1", "arg2", "arg3", "ret",
@@ -104,25 +104,44 @@ def _fmt_vmas(vmas: list[tuple]) -> list[dict]:
             for s, e, p, f in vmas]
 
 
-def _found(trace, ch: pd.DataFrame, what: str) -> pd.DataFrame:
-    rows = []
-    for r in ch.itertuples(index=False):
-        if r.kind in ("fork_copy", "exec_setup", "exit"):
-            continue  # whole trees copied, built or torn down: not splits or merges
-        sp, mg, nr = split_merge_points(r.before_vmas, r.after_vmas, new_ranges=r.syscall in ("mmap", "brk"))
-        pts, kind = (sp, "split") if what == "split" else ((mg, "merge") if mg else (nr, "new_range_merge"))
-        if not pts:
+_WHOLE_TREE = ("fork_copy", "exec_setup", "exit")  # trees copied, built or torn down: no splits or merges
+
+
+def split_merge_table(ch: pd.DataFrame) -> list[tuple[int, list[int], list[int], list[int]]]:
+    """(row position in ``ch``, split points, merge points, new-range merge
+    points) of each change of ``ch`` that has any: the one pass over the
+    changes that :func:`split_merge_counts`, :func:`splits` and
+    :func:`merges` share (``mmtrace.Trace`` computes it once)."""
+    out = []
+    skip = set(_WHOLE_TREE)
+    for i, (kind, syscall, before, after) in enumerate(zip(
+        ch["kind"].tolist(), ch["syscall"].tolist(), ch["before_vmas"].tolist(), ch["after_vmas"].tolist()
+    )):
+        if kind in skip or not before or not after:
             continue
-        rows.append({
-            "ts": r.ts, "ts_end": r.ts_end, "pid": r.pid, "tid": r.tid, "cause": r.cause, "syscall": r.syscall,
-            "arg0": r.arg0, "arg1": r.arg1, "arg2": r.arg2, "arg3": r.arg3, "ret": r.ret,
-            "kind": kind, "count": len(pts), "at": [int(p) for p in pts],
-            "before": _fmt_vmas(r.before_vmas), "after": _fmt_vmas(r.after_vmas), "_row": r,
-        })
-    df = pd.DataFrame(rows)
-    if len(df) == 0:
+        sp, mg, nr = split_merge_points(before, after, new_ranges=syscall in ("mmap", "brk"))
+        if sp or mg or nr:
+            out.append((i, sp, mg, nr))
+    return out
+
+
+def _found(trace, ch: pd.DataFrame, what: str, points=None) -> pd.DataFrame:
+    if points is None:
+        points = split_merge_table(ch)
+    picked = []
+    for i, sp, mg, nr in points:
+        pts, kind = (sp, "split") if what == "split" else ((mg, "merge") if mg else (nr, "new_range_merge"))
+        if pts:
+            picked.append((i, kind, pts))
+    if not picked:
         return pd.DataFrame(columns=_OUT_COLUMNS)
-    src = pd.DataFrame([r for r in df.pop("_row")])
+    src = ch.iloc[[i for i, _, _ in picked]].reset_index(drop=True)
+    df = src[["ts", "ts_end", "pid", "tid", "cause", "syscall", "arg0", "arg1", "arg2", "arg3", "ret"]].copy()
+    df["kind"] = [k for _, k, _ in picked]
+    df["count"] = [len(p) for _, _, p in picked]
+    df["at"] = [[int(x) for x in p] for _, _, p in picked]
+    df["before"] = [_fmt_vmas(v) for v in src["before_vmas"].tolist()]
+    df["after"] = [_fmt_vmas(v) for v in src["after_vmas"].tolist()]
     df["writes"] = write_sequences(trace, src)
     df["comm"] = _comm(trace, df)
     return df[_OUT_COLUMNS]
@@ -142,26 +161,22 @@ def _comm(trace, df: pd.DataFrame) -> list[str]:
     return m.sort_values("_i")["comm"].astype(str).tolist()
 
 
-def split_merge_counts(ch: pd.DataFrame) -> pd.DataFrame:
+def split_merge_counts(ch: pd.DataFrame, points=None) -> pd.DataFrame:
     """Split and merge points per process: columns ``pid``, ``splits``, ``merges``
-    (merges include new-range merges).  The cheap path behind ``processes()``."""
+    (merges include new-range merges).  The cheap path behind ``processes()``.
+    ``points``: :func:`split_merge_table` of ``ch``, if already made."""
+    if points is None:
+        points = split_merge_table(ch)
+    pids = ch["pid"].tolist()
     counts: dict[int, list[int]] = {}
-    skip = {"fork_copy", "exec_setup", "exit"}
-    for pid, kind, syscall, before, after in zip(
-        ch["pid"].tolist(), ch["kind"].tolist(), ch["syscall"].tolist(),
-        ch["before_vmas"].tolist(), ch["after_vmas"].tolist(),
-    ):
-        if kind in skip or not before or not after:
-            continue
-        sp, mg, nr = split_merge_points(before, after, new_ranges=syscall in ("mmap", "brk"))
-        if sp or mg or nr:
-            c = counts.setdefault(pid, [0, 0])
-            c[0] += len(sp)
-            c[1] += len(mg) if mg else len(nr)
+    for i, sp, mg, nr in points:
+        c = counts.setdefault(pids[i], [0, 0])
+        c[0] += len(sp)
+        c[1] += len(mg) if mg else len(nr)
     return pd.DataFrame([(p, a, b) for p, (a, b) in counts.items()], columns=["pid", "splits", "merges"])
 
 
-def splits(trace, ch: pd.DataFrame | None = None) -> pd.DataFrame:
+def splits(trace, ch: pd.DataFrame | None = None, points=None) -> pd.DataFrame:
     """One row per change that split VMAs.
 
     Columns: ``ts``, ``ts_end``, ``pid``, ``tid``, ``comm``, ``cause``
@@ -170,12 +185,13 @@ def splits(trace, ch: pd.DataFrame | None = None) -> pd.DataFrame:
     ``at`` (the addresses split at), ``before``/``after`` (lists of
     {start, end, perms, vm_flags, vma} of the VMAs that went away /
     appeared), ``writes`` (the maple tree writes that showed it).
+    ``points``: :func:`split_merge_table` of ``ch``, if already made.
     """
-    return _found(trace, trace.changes() if ch is None else ch, "split")
+    return _found(trace, trace.changes() if ch is None else ch, "split", points)
 
 
-def merges(trace, ch: pd.DataFrame | None = None) -> pd.DataFrame:
+def merges(trace, ch: pd.DataFrame | None = None, points=None) -> pd.DataFrame:
     """One row per change that merged VMAs; columns as :func:`splits`, with
     ``kind`` "merge" (adjacent VMAs joined) or "new_range_merge" (a new
     range taken into an existing neighbour)."""
-    return _found(trace, trace.changes() if ch is None else ch, "merge")
+    return _found(trace, trace.changes() if ch is None else ch, "merge", points)
