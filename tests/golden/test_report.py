@@ -179,7 +179,12 @@ def test_figure_functions_return_labelled_axes(demo):
     assert len(ax.lines) == 3 and {ln.get_label().split()[0] for ln in ax.lines} == {"12064", "12066", "12067"}
     ax = plots.address_timeline(rd, 12064)
     assert ax.get_ylabel().startswith("address") and ax.get_xlabel().startswith("time since recording start")
-    assert len(ax.collections[0].get_paths()) == len(rd.vmas_shown().query("pid == 12064"))
+    # One bar per VMA lifetime, except that lifetimes of one range and colour
+    # less than a pixel apart are drawn as one bar: every range still shows.
+    shown = rd.vmas_shown().query("pid == 12064")
+    bars = len(ax.collections[0].get_paths())
+    assert len(shown.drop_duplicates(["start", "end", "perms"])) <= bars <= len(shown)
+    assert bars >= len(shown) - 3  # the demo's lifetimes are mostly far apart
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert all(s.startswith("0x") for s in labels) and "0x7f4b49c00000" in labels
     ax = plots.splits_merges(rd)

@@ -66,3 +66,26 @@ def test_progress_draws_only_when_asked():
     p.close()
     out = s.getvalue()
     assert "50%" in out and "100%" in out and out.endswith("\r")
+
+
+def test_timeline_joins_bars_less_than_a_pixel_apart():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from mmtrace.report.plots import _join_subpixel
+
+    fig = plt.figure(figsize=(10, 5))  # 1,100 px at the plots' DPI: a pixel is ~0.9 of 1,000 time units
+    n = 1000
+    # One range mapped and unmapped 1,000 times, 0.1 unit apart; one at another address; one after a gap.
+    starts = np.array([0x1000] * n + [0x9000, 0x1000], dtype=np.uint64).astype(object)
+    ends = np.array([0x2000] * n + [0xA000, 0x2000], dtype=np.uint64).astype(object)
+    born = np.concatenate([np.arange(n) * 0.5, [0.0, 900.0]])
+    died = np.concatenate([np.arange(n) * 0.5 + 0.4, [1000.0, 950.0]])
+    flags = np.array([0x3] * (n + 2), dtype=np.uint64)
+    perms = ["rw-p"] * (n + 2)
+    s, e, b, d, f, p = _join_subpixel(starts, ends, born, died, flags, perms, fig)
+    bars = sorted(zip(s, e, b, d))
+    assert bars == [(0x1000, 0x2000, 0.0, (n - 1) * 0.5 + 0.4), (0x1000, 0x2000, 900.0, 950.0),
+                    (0x9000, 0xA000, 0.0, 1000.0)]
+    assert len(p) == len(f) == 3
+    plt.close(fig)
