@@ -26,6 +26,9 @@ untraced, mmtrace, ...), under:
             another process (`sleep`): what recording costs the rest of a
             host, whose every syscall and maple tree write now runs mmtrace's
             filters
+  mmtrace-empty-programs  (opt-in too) mmtrace record with
+            MMTRACE_EMPTY_PROGRAMS=1: every hook attached, every program
+            returning at once: the floor any recorder of these events pays
   mmtrace-raw-syscalls  (opt-in too) mmtrace record with
             MMTRACE_SYSCALL_HOOK=raw: syscalls through raw_syscalls:sys_enter/
             sys_exit (every syscall of the host runs a program, which keeps
@@ -65,7 +68,7 @@ import _common as C  # noqa: E402
 
 TOOLS = ["untraced", "mmtrace", "bpftrace", "perf"]
 # Opt-in with --tools (see the docstring).
-EXTRA_TOOLS = ["mmtrace-all-stores", "mmtrace-raw-syscalls", "mmtrace-bystander"]
+EXTRA_TOOLS = ["mmtrace-all-stores", "mmtrace-raw-syscalls", "mmtrace-bystander", "mmtrace-empty-programs"]
 WORKLOADS = ["mmloop", "forkexec", "getppid"]
 # bpftrace 0.17 prints "Lost N events" to its *output* stream: with -o FILE that is the
 # file, not stderr (seen here with BPFTRACE_PERF_RB_PAGES=1); both are read.
@@ -140,11 +143,13 @@ def one_run(tool: str, cmd: list[str], tmp: Path, ctx: dict, args) -> dict:
     env = None
     if tool == "untraced":
         argv = cmd
-    elif tool in ("mmtrace", "mmtrace-all-stores", "mmtrace-raw-syscalls"):
+    elif tool in ("mmtrace", "mmtrace-all-stores", "mmtrace-raw-syscalls", "mmtrace-empty-programs"):
         out = tmp / "mmtrace.data"
         extra = ["--all-stores"] if tool == "mmtrace-all-stores" else []
         if tool == "mmtrace-raw-syscalls":
             env = dict(os.environ, MMTRACE_SYSCALL_HOOK="raw")
+        elif tool == "mmtrace-empty-programs":
+            env = dict(os.environ, MMTRACE_EMPTY_PROGRAMS="1")
         argv = [ctx["mmtrace"], "record", "-q", "-o", str(out)] + extra + ["--"] + cmd
     elif tool == "bpftrace":
         out = tmp / "bpftrace.out"

@@ -82,6 +82,10 @@ def overhead_md(d) -> list[str]:
         out += ["`mmtrace-bystander`: the untraced workload while `mmtrace record -- sleep` traces another "
                 "process: the cost of recording to the rest of the host, whose syscalls and maple tree writes "
                 "run mmtrace's in-kernel filter.", ""]
+    if "mmtrace-empty-programs" in tools:
+        out += ["`mmtrace-empty-programs`: mmtrace with every hook attached and every program returning at "
+                "once (`MMTRACE_EMPTY_PROGRAMS=1`, records nothing): the floor any recorder of these events "
+                "pays on this host.", ""]
     if "mmtrace-raw-syscalls" in tools:
         out += ["`mmtrace-raw-syscalls`: mmtrace with `MMTRACE_SYSCALL_HOOK=raw`, syscalls from "
                 "`raw_syscalls:sys_enter`/`sys_exit` kept by number in the kernel instead of the per-syscall "

@@ -35,6 +35,9 @@
  *      counters are read through vm_file->f_inode->i_sb->s_fs_info->hstate.
  *  MMT_VM_HUGETLB               the VM_HUGETLB bit (mmtrace/events/flags.py).
  *  MMT_TRACE_ALL                system-wide: no tgid filter (but MMT_SELF_TGID).
+ *  MMT_EMPTY_PROGRAMS           every program returns at once: what the hooks
+ *      alone cost (MMTRACE_EMPTY_PROGRAMS=1, benchmarks/overhead.py's
+ *      mmtrace-empty-programs); nothing is recorded.
  */
 #ifndef MMTRACE_COMPAT_H
 #define MMTRACE_COMPAT_H
@@ -50,6 +53,12 @@
 #endif
 #ifndef MMT_SELF_TGID
 #define MMT_SELF_TGID 0
+#endif
+
+#ifdef MMT_EMPTY_PROGRAMS
+#define MMT_EMPTY_RETURN return 0
+#else
+#define MMT_EMPTY_RETURN do { } while (0)
 #endif
 
 #endif /* MMTRACE_COMPAT_H */

@@ -47,6 +47,7 @@ static __always_inline void mmt_emit_huge(u64 id, u64 tree, u16 cause, u16 sc, u
 #if defined(MMT_HAVE_HUGETLB) && defined(MMT_HAVE_page_fault_user)
 TRACEPOINT_PROBE(exceptions, page_fault_user)
 {
+	MMT_EMPTY_RETURN;
 	u64 id = bpf_get_current_pid_tgid();
 	u64 tree, addr = args->address;
 	struct mmt_huge_mm *hm;

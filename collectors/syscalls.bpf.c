@@ -132,6 +132,7 @@ static __always_inline u32 mmt_sc_of_nr(u64 nr)
 /* TP_PROTO(struct pt_regs *regs, long id) */
 RAW_TRACEPOINT_PROBE(sys_enter)
 {
+	MMT_EMPTY_RETURN;
 	u64 nr = ctx->args[1];
 	u32 which = mmt_sc_of_nr(nr);
 	u32 nargs = which >> 16;
@@ -163,6 +164,7 @@ RAW_TRACEPOINT_PROBE(sys_enter)
 /* TP_PROTO(struct pt_regs *regs, long ret) */
 RAW_TRACEPOINT_PROBE(sys_exit)
 {
+	MMT_EMPTY_RETURN;
 	return mmt_sc_end((s64)ctx->args[1]);
 }
 
@@ -190,10 +192,12 @@ static __always_inline int mmt_sc_enter(void *args, u16 sc, u32 nargs)
 #define MMT_SYSCALL(name)                                                  \
 	TRACEPOINT_PROBE(syscalls, sys_enter_##name)                      \
 	{                                                                  \
+		MMT_EMPTY_RETURN;                                                   \
 		return mmt_sc_enter(args, MMT_SC_##name, MMT_SC_NARGS_##name); \
 	}                                                                  \
 	TRACEPOINT_PROBE(syscalls, sys_exit_##name)                       \
 	{                                                                  \
+		MMT_EMPTY_RETURN;                                                   \
 		return mmt_sc_end(args->ret);                              \
 	}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import threading
 import time
 
@@ -118,6 +119,13 @@ class Collector:
             cflags.append("-DMMT_TRACE_ALL")
         if keep_inner:
             cflags.append("-DMMT_KEEP_ALL")
+        # For benchmarks only (overhead.py's mmtrace-empty-programs): attach
+        # everything, record nothing, to measure what the hooks alone cost.
+        self.empty_programs = os.environ.get("MMTRACE_EMPTY_PROGRAMS") == "1"
+        if self.empty_programs:
+            cflags.append("-DMMT_EMPTY_PROGRAMS")
+            print("mmtrace: warning: MMTRACE_EMPTY_PROGRAMS=1: every BPF program returns at once; "
+                  "nothing is recorded (this measures the hooks alone)", file=sys.stderr)
         self.cflags = cflags
         if plan.headers:
             os.environ["BCC_KERNEL_SOURCE"] = plan.headers

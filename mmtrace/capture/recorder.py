@@ -185,6 +185,8 @@ def record(opts: RecordOptions) -> RecordResult:
             raise RecordError(f"loading the BPF collectors failed: {e} (run 'mmtrace doctor')") from e
         session.start()
         started = True
+        if session.collector.empty_programs:
+            meta["empty_programs"] = True  # a benchmark of the hooks: no events by design
         meta["start_ns"] = session.start_ns
         meta["start_wall"] = time.time()
         writer.write_metadata(meta)

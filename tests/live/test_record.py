@@ -350,6 +350,18 @@ def test_system_wide(tmp_path, probe):
     assert rec.pid not in set(sc["tgid"]) | set(t.events("tree_write")["tgid"])
 
 
+def test_empty_programs_record_nothing_and_say_so(tmp_path, probe):
+    # The benchmarks' floor: every hook attached, every program returning at once.
+    out = tmp_path / "t"
+    r = subprocess.run([*MMTRACE, "record", "-q", "-o", str(out), "--", str(probe)], capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "MMTRACE_EMPTY_PROGRAMS": "1"})
+    assert r.returncode == 7, r.stderr
+    assert "MMTRACE_EMPTY_PROGRAMS=1" in r.stderr and "nothing is recorded" in r.stderr
+    t = mmtrace.open(out)
+    assert t.metadata["empty_programs"] is True
+    assert sum((t.metadata.get("events") or {}).values()) == 0
+
+
 def test_dump_bpf():
     r = _run(["record", "--dump-bpf"])
     assert r.returncode == 0
