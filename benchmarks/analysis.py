@@ -57,6 +57,10 @@ def parse_args(argv=None):
                    help="warn if the trace has fewer events (default: %(default)s)")
     p.add_argument("--repeat", type=int, default=5, help="subprocess runs per measurement (default: %(default)s)")
     p.add_argument("--replay-repeat", type=int, default=1, help="runs of the replay measurement (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=1,
+                   help="untimed runs before the --repeat ones of each fast measurement (default: %(default)s): "
+                        "on a VM, memory a big process just freed (the recording) may have gone back to the "
+                        "host, and the first process to touch it again pays for that")
     p.add_argument("--timeout", type=float, default=300, help="seconds before one measurement is killed (default: %(default)s)")
     p.add_argument("--keep", type=Path, metavar="DIR", help="keep the recorded trace at DIR")
     p.add_argument("--mmtrace", help="mmtrace CLI (default: next to this Python, or .venv/bin/mmtrace)")
@@ -230,6 +234,7 @@ def main(argv=None) -> int:
         results = {}
         for which in MEASURES:
             n = args.replay_repeat if which in SLOW else args.repeat
+            warm = [] if which in SLOW else [run_measure(which, path, args.timeout) for _ in range(args.warmup)]
             runs = []
             for _ in range(n):
                 m = run_measure(which, path, args.timeout)
@@ -237,7 +242,7 @@ def main(argv=None) -> int:
                 if m.get("error") or m.get("available") is False:
                     break
             ok = [m for m in runs if not m.get("error")]
-            res = {"runs": runs}
+            res = {"runs": runs, "warmup_runs": warm}
             if ok:
                 res.update(
                     seconds=C.median([m.get("seconds") for m in ok]),
@@ -284,7 +289,8 @@ def main(argv=None) -> int:
             rows.append([label, C.fmt(r.get("rows"), ",d"), f"{r['seconds']:.3f}", C.fmt(r.get("events_per_s"), ",.0f"),
                          f"{r['vmhwm_mb']:,.0f}", C.fmt(r.get("other_cpu"), ".2f")])
     print(C.table(["measurement", "events", "seconds", "events/s", "peak RSS MB", "other load"], rows))
-    print(f"\nseconds: median of {args.repeat} subprocess runs (replay, processes: {args.replay_repeat}), import excluded; "
+    print(f"\nseconds: median of {args.repeat} subprocess runs after {args.warmup} untimed "
+          f"(replay, processes: {args.replay_repeat}, none untimed), import excluded; "
           "peak RSS: VmHWM of that subprocess (the recorder's: wait4 of mmtrace record).")
     if rec.get("trace_mb"):
         print(f"trace on disk: {rec['trace_mb']:.1f} MiB, {rec['bytes_per_event']:.1f} bytes/event; "

@@ -134,7 +134,8 @@ def analysis_md(d) -> list[str]:
     out = [f"Trace: {rec['events']:,} events, {rec['lost']:,} lost"
            + (f", {rec['trace_mb']:.1f} MiB on disk ({rec['bytes_per_event']:.1f} bytes/event)" if rec.get("trace_mb") else "")
            + ". Each analysis measurement runs in its own subprocess (median time of "
-           f"{d['args']['repeat']} runs, replay and processes {d['args']['replay_repeat']}; import excluded; "
+           f"{d['args']['repeat']} runs after {d['args'].get('warmup', 0)} untimed, replay and processes "
+           f"{d['args']['replay_repeat']}; import excluded; "
            "peak RSS = VmHWM of that subprocess; events/s = rows in the trace / seconds).", ""]
     rows = []
     if rec.get("events_per_s_record"):
