@@ -389,7 +389,9 @@ def machine() -> dict:
         pass
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+    # The figures' own files do not make the code dirty (run_all.sh rewrites them as it goes).
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--", ".",
+                            ":!benchmarks/results", ":!benchmarks/RESULTS.md", ":!README.md"],
                            capture_output=True, text=True).stdout.strip()
     return {
         "kernel": platform.release(),
