@@ -60,6 +60,14 @@ BPF_HASH(huge_mm, u64, struct mmt_huge_mm, MMT_MAX_TRACED);
  * a helper call). */
 BPF_ARRAY(huge_seen, u8, 1);
 
+static __always_inline int mmt_huge_seen(void)
+{
+	u32 zero = 0;
+	u8 *seen = huge_seen.lookup(&zero);
+
+	return seen && *seen;
+}
+
 static __always_inline int mmt_is_traced(u32 tgid)
 {
 	u32 word = tgid / 64;

@@ -12,11 +12,9 @@ static __always_inline void mmt_emit_huge(u64 id, u64 tree, u16 cause, u16 sc, u
 {
 	struct mmt_huge_mm *hm;
 	struct mmt_hugetlb *e;
-	u32 zero = 0;
-	u8 *seen = huge_seen.lookup(&zero);
 	u64 hs;
 
-	if (!seen || !*seen)
+	if (!mmt_huge_seen())
 		return;
 	hm = huge_mm.lookup(&tree);
 	if (!hm || !hm->hstate)
@@ -52,10 +50,8 @@ TRACEPOINT_PROBE(exceptions, page_fault_user)
 	u64 tree, addr = args->address;
 	struct mmt_huge_mm *hm;
 	struct mmt_fault *e;
-	u32 zero = 0;
-	u8 *seen = huge_seen.lookup(&zero);
 
-	if (!seen || !*seen || !mmt_is_traced(id >> 32))
+	if (!mmt_huge_seen() || !mmt_is_traced(id >> 32))
 		return 0;
 	tree = mmt_tree_of(mmt_current_mm());
 	hm = huge_mm.lookup(&tree);

@@ -97,9 +97,18 @@ struct mmt_last_store {
 };
 BPF_PERCPU_ARRAY(last_store, struct mmt_last_store, 1);
 
-/* Counters that are not losses: [0] inner stores folded into their outer
- * one, [1] writes to maple trees that are not a traced mm's. */
+/* Counters that are not losses (capture/loader.py reads them). */
+#define MMT_STAT_FOLDED 0	/* inner stores folded into their outer one */
+#define MMT_STAT_OTHER_TREE 1	/* writes to maple trees that are not a traced mm's */
 BPF_PERCPU_ARRAY(stats, u64, 4);
+
+static __always_inline void mmt_stat_inc(u32 slot)
+{
+	u64 *n = stats.lookup(&slot);
+
+	if (n)
+		(*n)++;
+}
 
 /* Is fn a mas_wr_* (inner) store?  Also names fn for user space once. */
 static __always_inline u8 mmt_fn_is_inner(u64 fn)
@@ -170,11 +179,8 @@ static __always_inline int mmt_on_tree(struct bpf_raw_tracepoint_args *ctx, u16 
 			if (ls->tid == id && ls->mas == mas && ls->val == val &&
 			    ls->index == MMT_WIN_U64(m, ma_state, index) &&
 			    ls->last == MMT_WIN_U64(m, ma_state, last)) {
-				u64 *folded = stats.lookup(&zero);
-
 				ls->tid = 0;
-				if (folded)
-					(*folded)++;
+				mmt_stat_inc(MMT_STAT_FOLDED);
 				return 0;
 			}
 		} else {
@@ -193,11 +199,7 @@ static __always_inline int mmt_on_tree(struct bpf_raw_tracepoint_args *ctx, u16 
 	 * costs neither the mm_trees lookup nor the VMA read below.  MMT_THREAD_SIZE
 	 * is at most the stack's size, so nothing but the stack is in range. */
 	if (tree - *(u64 *)((char *)task + MMT_OFF_task_struct__stack) < MMT_THREAD_SIZE) {
-		u32 other = 1;
-		u64 *n = stats.lookup(&other);
-
-		if (n)
-			(*n)++;
+		mmt_stat_inc(MMT_STAT_OTHER_TREE);
 		return 0;
 	}
 #endif
@@ -212,11 +214,7 @@ static __always_inline int mmt_on_tree(struct bpf_raw_tracepoint_args *ctx, u16 
 	 * A traced mm's tree is current, known (fork, exec, an earlier store),
 	 * or shows itself by storing one of its own VMAs. */
 	if (!flags && !is_vma) {
-		u32 other = 1;
-		u64 *n = stats.lookup(&other);
-
-		if (n)
-			(*n)++;
+		mmt_stat_inc(MMT_STAT_OTHER_TREE);
 		return 0;
 	}
 #endif

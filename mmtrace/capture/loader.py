@@ -150,10 +150,10 @@ class Collector:
     def add_pid(self, tgid: int) -> None:
         """Add a process (and, through fork, its future children) to the traced set."""
         self._traced[ctypes.c_uint32(tgid)] = ctypes.c_uint8(1)
-        self._set_bits([tgid])
-        # Our read-modify-write of a bitmap word can undo a bit the kernel set
-        # at that instant for a traced process's new child; the kernel adds
-        # children to the hash first, so the hash puts any such bit back.
+        # Every tgid of the hash, this one included: our read-modify-write of
+        # a bitmap word can undo a bit the kernel set at that instant for a
+        # traced process's new child; the kernel adds children to the hash
+        # first, so the hash puts any such bit back.
         self._set_bits([int(k.value) for k in self._traced.keys()])
 
     def _set_bits(self, tgids: list[int]) -> None:
