@@ -346,6 +346,40 @@ def us_format(us: float | None, digits: int = 2) -> str:
     return ",.3f" if us is not None and us < 1 else f",.{digits}f"
 
 
+ANALYSIS_HEADERS = ["measurement", "events", "seconds", "events/s", "peak RSS MB", "other load"]
+
+
+def analysis_rows(rec: dict, results: dict, code=lambda text: text) -> list[list[str]]:
+    """Rows under ANALYSIS_HEADERS of analysis.py's figures: the recording
+    ``rec``, then each measurement of ``results``.  ``code`` marks up code in
+    the labels (Markdown backticks for RESULTS.md; as is on the console)."""
+    rows = []
+    for key, label, n, secs in (
+        ("events_per_s_record", "recorder: events / recording time (attach to stop)", "events", "record_s"),
+        ("events_per_s_window", "recorder: events during mmloop's timed window", "window_events", "window_s"),
+    ):
+        if rec.get(key):
+            rows.append([label, f"{rec[n]:,}", f"{rec[secs]:.2f}", f"{rec[key]:,.0f}",
+                         fmt(rec.get("recorder_rss_mb"), ",.0f"), fmt(rec.get("other_cpu"), ".2f")])
+    labels = {"import": f"{code('import mmtrace')} (baseline)",
+              "tree_write": code("mmtrace.open") + " + " + code('t.events("tree_write")'),
+              "all kinds": f"{code('mmtrace.open')} + {code('t.events(k)')} for every kind", "replay": "replay",
+              "processes": f"{code('t.processes()')} (tables already loaded)"}
+    for which, label in labels.items():
+        r = results.get(which) or {}
+        if which == "replay" and r.get("function"):
+            fn = r["function"]
+            label = "replay: " + code(f"{fn}(t, pid, exit - 1)" if fn.endswith("vmas") else fn)
+        if r.get("error"):
+            rows.append([label, "-", "-", "-", f"ERROR {r['error']}", "-"])
+        elif r.get("available") is False:
+            rows.append(["replay: not available yet", "-", "-", "-", "-", "-"])
+        else:
+            rows.append([label, fmt(r.get("rows"), ",d"), fmt(r.get("seconds"), ".3f"),
+                         fmt(r.get("events_per_s"), ",.0f"), fmt(r.get("vmhwm_mb"), ",.0f"), fmt(r.get("other_cpu"), ".2f")])
+    return rows
+
+
 def lost_text(s: dict) -> str:
     """Lost events of one overhead summary row, with their share of all events ("-" if unknown)."""
     if s["lost_total"] is None:

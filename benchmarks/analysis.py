@@ -266,29 +266,7 @@ def main(argv=None) -> int:
     print(f"Analysis throughput on {path if args.trace else 'a fresh recording'}: "
           f"{rec['events']:,} events ({', '.join(f'{k} {v:,}' for k, v in (rec['events_by_kind'] or {}).items())}), "
           f"lost {rec['lost']:,}")
-    rows = []
-    if rec.get("events_per_s_record"):
-        rows.append(["record: events / (stop - start)", f"{rec['events']:,}", f"{rec['record_s']:.2f}",
-                     f"{rec['events_per_s_record']:,.0f}", C.fmt(rec.get("recorder_rss_mb"), ",.0f"), C.fmt(rec.get("other_cpu"), ".2f")])
-    if rec.get("events_per_s_window"):
-        rows.append(["record: events in mmloop's timed window", f"{rec['window_events']:,}", f"{rec['window_s']:.2f}",
-                     f"{rec['events_per_s_window']:,.0f}", C.fmt(rec.get("recorder_rss_mb"), ",.0f"), C.fmt(rec.get("other_cpu"), ".2f")])
-    labels = {"import": "import mmtrace (baseline)", "tree_write": 'mmtrace.open + t.events("tree_write")',
-              "all kinds": "mmtrace.open + t.events(every kind)", "replay": "replay",
-              "processes": "t.processes() (tables already loaded)"}
-    for which in MEASURES:
-        r = results[which]
-        label = labels[which]
-        if which == "replay" and r.get("function"):
-            label = f"replay: {r['function']}(t, pid, exit-1)" if r["function"].endswith("vmas") else f"replay: {r['function']}"
-        if r.get("error"):
-            rows.append([label, "-", "-", "-", f"ERROR {r['error']}", "-"])
-        elif r.get("available") is False:
-            rows.append(["replay: not available yet", "-", "-", "-", "-", "-"])
-        else:
-            rows.append([label, C.fmt(r.get("rows"), ",d"), f"{r['seconds']:.3f}", C.fmt(r.get("events_per_s"), ",.0f"),
-                         f"{r['vmhwm_mb']:,.0f}", C.fmt(r.get("other_cpu"), ".2f")])
-    print(C.table(["measurement", "events", "seconds", "events/s", "peak RSS MB", "other load"], rows))
+    print(C.table(C.ANALYSIS_HEADERS, C.analysis_rows(rec, results)))
     print(f"\nseconds: median of {args.repeat} subprocess runs after {args.warmup} untimed "
           f"(replay, processes: {args.replay_repeat}, none untimed), import excluded; "
           "peak RSS: VmHWM of that subprocess (the recorder's: wait4 of mmtrace record).")

@@ -137,28 +137,7 @@ def analysis_md(d) -> list[str]:
            f"{d['args']['repeat']} runs after {d['args'].get('warmup', 0)} untimed, replay and processes "
            f"{d['args']['replay_repeat']}; import excluded; "
            "peak RSS = VmHWM of that subprocess; events/s = rows in the trace / seconds).", ""]
-    rows = []
-    if rec.get("events_per_s_record"):
-        rows.append(["recorder: events / recording time (attach to stop)", f"{rec['events']:,}",
-                     f"{rec['record_s']:.2f}", f"{rec['events_per_s_record']:,.0f}", C.fmt(rec.get("recorder_rss_mb"), ",.0f"), C.fmt(rec.get("other_cpu"), ".2f")])
-    if rec.get("events_per_s_window"):
-        rows.append(["recorder: events during mmloop's timed window", f"{rec['window_events']:,}",
-                     f"{rec['window_s']:.2f}", f"{rec['events_per_s_window']:,.0f}", C.fmt(rec.get("recorder_rss_mb"), ",.0f"), C.fmt(rec.get("other_cpu"), ".2f")])
-    labels = {"import": "`import mmtrace` (baseline)", "tree_write": '`mmtrace.open` + `t.events("tree_write")`',
-              "all kinds": "`mmtrace.open` + `t.events(k)` for every kind", "replay": "replay",
-              "processes": "`t.processes()` (tables already loaded)"}
-    for k, label in labels.items():
-        r = an.get(k) or {}
-        if k == "replay" and r.get("function"):
-            label = f"replay: `{r['function']}(t, pid, exit - 1)`" if r["function"].endswith("vmas") else f"replay: `{r['function']}`"
-        if r.get("error"):
-            rows.append([label, "-", "-", "-", f"ERROR {r['error']}", "-"])
-        elif r.get("available") is False:
-            rows.append(["replay: not available yet", "-", "-", "-", "-", "-"])
-        else:
-            rows.append([label, C.fmt(r.get("rows"), ",d"), C.fmt(r.get("seconds"), ".3f"),
-                         C.fmt(r.get("events_per_s"), ",.0f"), C.fmt(r.get("vmhwm_mb"), ",.0f"), C.fmt(r.get("other_cpu"), ".2f")])
-    out.append(C.table(["measurement", "events", "seconds", "events/s", "peak RSS MB", "other load"], rows))
+    out.append(C.table(C.ANALYSIS_HEADERS, C.analysis_rows(rec, an, code=lambda text: f"`{text}`")))
     out.append("")
     return out
 
