@@ -9,29 +9,12 @@
  * Build: cc -O2 -Wall forkexec.c -o forkexec
  */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <getopt.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void die(const char *what)
-{
-	fprintf(stderr, "forkexec: %s: %s\n", what, strerror(errno));
-	exit(1);
-}
+#define BENCH_NAME "forkexec"
+#include "bench.h"
 
 static void one(const char *exe)
 {
@@ -90,8 +73,8 @@ int main(int argc, char **argv)
 		one(exe);
 	uint64_t dt = now_ns() - t0;
 
-	printf("MMBENCH workload=forkexec iterations=%lld elapsed_ns=%llu us_per_iter=%.4f iters_per_s=%.1f\n",
-	       n, (unsigned long long)dt, dt / 1e3 / (double)n, (double)n * 1e9 / (double)dt);
+	bench_print(n, dt);
+	printf("\n");
 	fflush(stdout);
 	return 0;
 }

@@ -12,20 +12,11 @@
  */
 #define _GNU_SOURCE
 #include <getopt.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+#define BENCH_NAME "getppid"
+#include "bench.h"
 
 int main(int argc, char **argv)
 {
@@ -61,8 +52,8 @@ int main(int argc, char **argv)
 		syscall(SYS_getppid);
 	uint64_t dt = now_ns() - t0;
 
-	printf("MMBENCH workload=getppid iterations=%lld elapsed_ns=%llu us_per_iter=%.4f iters_per_s=%.1f\n",
-	       n, (unsigned long long)dt, dt / 1e3 / (double)n, (double)n * 1e9 / (double)dt);
+	bench_print(n, dt);
+	printf("\n");
 	fflush(stdout);
 	return 0;
 }

@@ -18,29 +18,12 @@
  * Build: cc -O2 -Wall mmloop.c -o mmloop
  */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <getopt.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void die(const char *what)
-{
-	fprintf(stderr, "mmloop: %s: %s\n", what, strerror(errno));
-	exit(1);
-}
+#define BENCH_NAME "mmloop"
+#include "bench.h"
 
 static void one_loop(size_t pg)
 {
@@ -106,10 +89,8 @@ int main(int argc, char **argv)
 	}
 	uint64_t dt = now_ns() - t0;
 
-	printf("MMBENCH workload=mmloop iterations=%lld elapsed_ns=%llu us_per_iter=%.4f "
-	       "iters_per_s=%.1f target_period_ns=%.0f start_ns=%llu pid=%d\n",
-	       n, (unsigned long long)dt, dt / 1e3 / (double)n, (double)n * 1e9 / (double)dt, period,
-	       (unsigned long long)t0, (int)getpid());
+	bench_print(n, dt);
+	printf(" target_period_ns=%.0f start_ns=%llu pid=%d\n", period, (unsigned long long)t0, (int)getpid());
 	fflush(stdout);
 	return 0;
 }
