@@ -415,23 +415,26 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
         btf = btf or Btf.load()
     except (OSError, BtfError) as e:
         raise KernelError(f"cannot read kernel BTF (/sys/kernel/btf/vmlinux): {e} (needs CONFIG_DEBUG_INFO_BTF)") from e
-    offsets = {}
-    for s, m in BTF_MEMBERS:
-        try:
-            offsets[f"{s}.{m}"] = btf.offsetof(s, m)
-        except BtfError as e:
-            raise KernelError(f"BTF lookup failed: {e}") from e
+    def read_offsets(members) -> None:
+        for s, m in members:
+            try:
+                offsets[f"{s}.{m}"] = btf.offsetof(s, m)
+            except BtfError as e:
+                raise KernelError(f"BTF lookup failed: {e}") from e
+
+    offsets: dict[str, int] = {}
+    read_offsets(BTF_MEMBERS)
     hugetlb = all(btf.has_member(s, m) for s, m in BTF_MEMBERS_HUGETLB)
     if hugetlb:
-        offsets.update({f"{s}.{m}": btf.offsetof(s, m) for s, m in BTF_MEMBERS_HUGETLB})
+        read_offsets(BTF_MEMBERS_HUGETLB)
     raw_unmapped_area = "mmap:vm_unmapped_area" in tps and all(
         btf.has_member(s, m) for s, m in BTF_MEMBERS_UNMAPPED_AREA
     )
     if raw_unmapped_area:
-        offsets.update({f"{s}.{m}": btf.offsetof(s, m) for s, m in BTF_MEMBERS_UNMAPPED_AREA})
+        read_offsets(BTF_MEMBERS_UNMAPPED_AREA)
     hook, numbers = _syscall_hook(tracefs, btf, syscalls)
     if hook == "raw":
-        offsets.update({f"{s}.{m}": btf.offsetof(s, m) for s, m in BTF_MEMBERS_RAW_SYSCALLS})
+        read_offsets(BTF_MEMBERS_RAW_SYSCALLS)
         for name in syscalls:
             tps.pop(f"syscalls:sys_enter_{name}", None)
             tps.pop(f"syscalls:sys_exit_{name}", None)
