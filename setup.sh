@@ -39,17 +39,19 @@ fi
 # ---- Debian packages ---------------------------------------------------------
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 apt_updated=0
+# Another apt/dpkg run (unattended-upgrades, a second setup) holds the lock: wait for it.
+apt_opts=(-o DPkg::Lock::Timeout=600)
 apt_install() {
   local missing=()
   for p in "$@"; do have_pkg "$p" || missing+=("$p"); done
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ $apt_updated -eq 0 ]; then
     log "apt-get update"
-    apt-get update -qq >/dev/null
+    apt-get "${apt_opts[@]}" update -qq >/dev/null
     apt_updated=1
   fi
   log "installing ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 apt_install bpfcc-tools python3-bpfcc bpftool python3 python3-venv gcc libc6-dev
@@ -60,7 +62,7 @@ headers_ok() {
 }
 if ! headers_ok; then
   apt_installable() {
-    [ $apt_updated -eq 1 ] || { apt-get update -qq >/dev/null; apt_updated=1; }
+    [ $apt_updated -eq 1 ] || { apt-get "${apt_opts[@]}" update -qq >/dev/null; apt_updated=1; }
     apt-cache show "$1" >/dev/null 2>&1
   }
   if apt_installable "linux-headers-$(uname -r)"; then
