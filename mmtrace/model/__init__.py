@@ -6,10 +6,10 @@
 - :class:`VmaTree`, the interval map, and :class:`Engine`, the replay step.
 """
 
-from .changes import CHANGE_COLUMNS, changes, classify
+from .changes import CHANGE_COLUMNS, ChangeObserver, changes, classify, iter_changes
 from .model import Model, model_of, vmas
 from .replay import VMA_COLUMNS, Engine, tree_frame
-from .stream import Source, Stream, Window, build_stream
+from .stream import Source, Window
 from .vmatree import VmaTree, perms_of
 
 __all__ = [
@@ -20,8 +20,8 @@ __all__ = [
     "model_of",
     "Engine",
     "VmaTree",
-    "Stream",
-    "build_stream",
+    "iter_changes",
+    "ChangeObserver",
     "Source",
     "Window",
     "tree_frame",

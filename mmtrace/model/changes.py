@@ -1,11 +1,18 @@
 """Every change of every tree, grouped by cause and classified from before/after.
 
-A replay with an observer: the changes a tree goes through are grouped by
-their cause (one traced syscall of one thread, from its first store to its
-exit-time corrections; or a kernel path: ``fork_copy``, ``exec_setup``,
-``exit``, ``stack_growth``, other ``kernel`` stores), and each group is
-classified by comparing the tree before and after it: the VMAs that went
-away (``before``) and those that appeared (``after``).
+The replay of the model (:class:`mmtrace.model.replay.Engine`, the same
+windowed pass as ``vmas()``) with a :class:`ChangeObserver`: the changes a
+tree goes through are grouped by their cause (one traced syscall of one
+thread, from its first store to its exit-time corrections, possibly across
+windows; or a kernel path: ``fork_copy``, ``exec_setup``, ``exit``,
+``stack_growth``, other ``kernel`` stores), and each group is classified by
+comparing the VMAs around the range it touched before and after it: the
+VMAs that went away (``before``) and those that appeared (``after``).
+
+The tree is never copied: before each change the observer keeps the pieces
+it will overwrite (an undo log of the group), and at the end of the group
+rebuilds the old state of the touched range only, from the tree as it is
+and that log.
 """
 
 from __future__ import annotations
@@ -15,12 +22,17 @@ from bisect import bisect_left, bisect_right
 import numpy as np
 import pandas as pd
 
+from collections.abc import Iterator
+
 from .replay import Engine, snapshot_trees
+from .stream import Source, no_gc
 from .vmatree import VM_GROWSDOWN, VmaTree, perms_of
 
-__all__ = ["changes", "CHANGE_COLUMNS", "classify"]
+__all__ = ["changes", "iter_changes", "CHANGE_COLUMNS", "classify", "ChangeObserver"]
 
 _NOSPAN = 1 << 65
+_WHOLE = 1 << 65  # above every address: "the whole tree"
+_SETUP = ("fork_copy", "exec_setup")
 _PAGE = 4096  # lengths are rounded up to pages by the kernel: widen spans by one
 _NO_ARGS = (0, 0, 0, 0, 0, 0, 0)  # arg0..arg5, ret of a kernel path
 
@@ -70,17 +82,59 @@ def classify(before: list[tuple], after: list[tuple], *, moved: bool = False) ->
     return "shrink" if na == nb else "unmap"
 
 
-class _Observer:
-    """Collects change rows while an :class:`Engine` replays."""
+class _Group:
+    """An open change group of one tree: its cause, span and undo log."""
+
+    __slots__ = ("key", "ts", "ts_end", "tid", "tgid", "cause", "row", "name", "args", "moved", "lo", "hi", "undo")
+
+    def __init__(self, key, ts, tid, tgid, cause, row, name, args, moved) -> None:
+        self.key, self.ts, self.ts_end, self.tid, self.tgid, self.cause = key, ts, ts, tid, tgid, cause
+        self.row, self.name, self.args, self.moved = row, name, args, moved
+        self.lo, self.hi = _NOSPAN, 0
+        # (lo, hi, starts, ends, vals): before a change, the pieces of [lo, hi)
+        # (which then hold only pieces inside it): undone newest first.
+        self.undo: list[tuple] = []
+
+
+def _window(starts, ends, vals, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
+    """VMAs of the pieces overlapping [lo, hi), plus one neighbour on each side (merges);
+    the whole tree when lo >= hi."""
+    if lo >= hi:
+        return _vmas(starts, ends, vals)
+    i0 = max(0, bisect_left(ends, lo) - 1)
+    i1 = min(len(starts), bisect_right(starts, hi) + 1)
+    return _vmas(starts[i0:i1], ends[i0:i1], vals[i0:i1])
+
+
+class ChangeObserver:
+    """Collects change rows (tuples in :data:`CHANGE_COLUMNS` order) while an
+    :class:`Engine` replays; ``rows`` is emptied by whoever consumes them."""
 
     def __init__(self, engine: Engine) -> None:
         self.e = engine
         self.sc = engine.sc
-        self.open: dict[int, dict] = {}  # tree uid -> open group
+        self.open: dict[int, _Group] = {}  # tree uid -> open group
+        self.tree: dict[int, VmaTree] = {}  # tree uid -> tree, for the open groups
         self.label: dict[int, str] = {}  # tree uid -> how it was born
         self.owner: dict[int, int] = {}  # tree uid -> tgid
         self.rows: list[tuple] = []
+        self._ts = self._tid = self._tgid = self._cur = self._cause = ()
 
+    # -- per window ----------------------------------------------------------------
+    def load(self, w) -> None:
+        """The columns of window ``w`` the hooks read, as lists by record."""
+        c = w.cols
+        self.sc = self.e.sc
+        self._ts = c["ts"].tolist()
+        if w.w is not None:
+            self._tid, self._tgid, self._cur, self._cause = (c[k].tolist() for k in ("tid", "tgid", "cur", "cause"))
+        else:
+            self._tid = self._tgid = self._cur = self._cause = ()
+
+    def ts_of(self, k: int) -> int:
+        return self._ts[k]
+
+    # -- groups ----------------------------------------------------------------------
     def _pid(self, t: VmaTree, fallback: int) -> int:
         p = self.owner.get(t.uid)
         if p is None:
@@ -90,83 +144,109 @@ class _Observer:
             return fallback
         return p
 
-    def _open(self, t: VmaTree, key, ts: int, tid: int, tgid: int, cause: str, row: int) -> dict:
+    def _open(self, t: VmaTree, key, ts: int, tid: int, tgid: int, cause: str, row: int) -> _Group:
         g = self.open.get(t.uid)
-        if g is not None and g["key"] == key:
-            return g
         if g is not None:
+            if g.key == key:
+                return g
             self._close(t)
-        # The tree as it was (C-level list copies); the change's span grows
-        # with each write and fix-up, and only that span is compared at close.
-        g = {
-            "key": key, "ts": ts, "ts_end": ts, "tid": tid, "tgid": tgid, "cause": cause, "row": row,
-            "snap": (t.starts[:], t.ends[:], t.vals[:]), "lo": _NOSPAN, "hi": 0,
-        }
-        self.open[t.uid] = g
+        if row >= 0:
+            sc = self.sc
+            name = sc["syscall"][row]
+            ret = sc["ret"][row]
+            args = (sc["arg0"][row], sc["arg1"][row], sc["arg2"][row], sc["arg3"][row],
+                    sc["arg4"][row], sc["arg5"][row], ret)
+            moved = name == "mremap" and ret >= 0 and ret != args[0]
+        else:
+            name, args, moved = "", _NO_ARGS, False
+        g = self.open[t.uid] = _Group(key, ts, tid, tgid, cause, row, name, args, moved)
+        self.tree[t.uid] = t
         return g
 
     @staticmethod
-    def _span(g: dict, lo: int, hi: int) -> None:
-        if lo < g["lo"]:
-            g["lo"] = lo
-        if hi > g["hi"]:
-            g["hi"] = hi
+    def _span(g: _Group, lo: int, hi: int) -> None:
+        if lo < g.lo:
+            g.lo = lo
+        if hi > g.hi:
+            g.hi = hi
 
     @staticmethod
-    def _window(starts, ends, vals, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
-        """VMAs of the pieces overlapping [lo, hi), plus one neighbour on each side (merges)."""
-        if lo >= hi:
-            return _vmas(starts, ends, vals)
-        i0 = max(0, bisect_left(ends, lo) - 1)
-        i1 = min(len(starts), bisect_right(starts, hi) + 1)
-        return _vmas(starts[i0:i1], ends[i0:i1], vals[i0:i1])
+    def _keep(g: _Group, t: VmaTree, lo: int, hi: int) -> None:
+        """Log the pieces of ``t`` that a change of [lo, hi) is about to overwrite."""
+        starts, ends = t.starts, t.ends
+        i = bisect_right(ends, lo)
+        j = bisect_left(starts, hi, i)
+        if i == j:
+            g.undo.append((lo, hi, (), (), ()))
+        else:
+            s0, e1 = starts[i], ends[j - 1]
+            g.undo.append((s0 if s0 < lo else lo, e1 if e1 > hi else hi, starts[i:j], ends[i:j], t.vals[i:j]))
+
+    def _before_after(self, t: VmaTree, g: _Group) -> tuple[list, list]:
+        """(VMAs around the group's span before it, the same after it)."""
+        lo, hi = g.lo, g.hi
+        if lo == _NOSPAN:
+            lo, hi = 0, 0  # no span known: compare whole trees
+        S, E, V = t.starts, t.ends, t.vals
+        after = _window(S, E, V, lo, hi)
+        undo = g.undo
+        if not undo:
+            return after, after
+        L, H = (lo, hi) if lo < hi else (0, _WHOLE)
+        for u in undo:
+            if u[0] < L:
+                L = u[0]
+            if u[1] > H:
+                H = u[1]
+        # the old state of [L, H) and two pieces beyond on each side (the
+        # window's neighbours): the tree now, with the group undone there
+        i0 = max(0, bisect_left(E, L) - 2)
+        i1 = min(len(S), bisect_right(S, H) + 2)
+        bs, be, bv = S[i0:i1], E[i0:i1], V[i0:i1]
+        for a, b, os_, oe, ov in reversed(undo):
+            i = bisect_right(be, a)
+            j = bisect_left(bs, b, i)
+            bs[i:j] = os_
+            be[i:j] = oe
+            bv[i:j] = ov
+        return _window(bs, be, bv, lo, hi), after
 
     def _close(self, t: VmaTree, *, force_kind: str | None = None, ts_end: int | None = None) -> None:
         g = self.open.pop(t.uid, None)
         if g is None:
             return
-        lo, hi = g["lo"], g["hi"]
-        if lo == _NOSPAN:
-            lo, hi = 0, 0  # no span known: compare whole trees
-        before = self._window(*g["snap"], lo, hi)
-        after_all = self._window(t.starts, t.ends, t.vals, lo, hi)
-        bset, aset = set(before), set(after_all)
-        removed = sorted(bset - aset)
-        added = sorted(aset - bset)
-        row = g["row"]
-        name = self.sc["syscall"][row] if row >= 0 else ""
-        moved = False
-        if name == "mremap":
-            ret = self.sc["ret"][row]
-            moved = ret >= 0 and ret != self.sc["arg0"][row]
-        kind = force_kind or classify(removed, added, moved=moved)
+        del self.tree[t.uid]
+        before, after_all = self._before_after(t, g)
+        if before is after_all:
+            removed = added = []
+        else:
+            bset, aset = set(before), set(after_all)
+            removed = sorted(bset - aset)
+            added = sorted(aset - bset)
+        kind = force_kind or classify(removed, added, moved=g.moved)
         if kind is None:
             return
         lbl = self.label.get(t.uid)
-        if lbl in ("fork_copy", "exec_setup") and t.uid not in self.owner and kind != "exit":
+        if lbl in _SETUP and t.uid not in self.owner and kind != "exit":
             kind = lbl  # stores into a new tree before its fork/exec event: all setup
         elif kind == "protect" and [x[3] & 0xF for x in removed] == [x[3] & 0xF for x in added]:
             kind = "map"  # same ranges and perms, new VMAs: a mapping replaced in place
-        cause = g["cause"]
+        cause = g.cause
         if cause == "kernel" and kind == "expand" and any(f & VM_GROWSDOWN for *_, f in added):
             cause = "stack_growth"
         if removed and added:
             lo_, hi_ = min(removed[0][0], added[0][0]), max(removed[-1][1], added[-1][1])
         elif removed:
             lo_, hi_ = removed[0][0], removed[-1][1]
-        else:
+        elif added:
             lo_, hi_ = added[0][0], added[-1][1]
-        sc = self.sc
-        if row >= 0:
-            args = (sc["arg0"][row], sc["arg1"][row], sc["arg2"][row], sc["arg3"][row],
-                    sc["arg4"][row], sc["arg5"][row], sc["ret"][row])
         else:
-            args = _NO_ARGS
+            lo_ = hi_ = 0
         # A tuple in CHANGE_COLUMNS order: a dict per row cost twice the time
         # and memory on million-event traces.
         self.rows.append((
-            g["ts"], ts_end if ts_end is not None else g["ts_end"],
-            self._pid(t, g["tgid"]), g["tid"], t.ptr or 0, cause, kind, name, *args,
+            g.ts, ts_end if ts_end is not None else g.ts_end,
+            self._pid(t, g.tgid), g.tid, t.ptr or 0, cause, kind, g.name, *g.args,
             lo_, hi_, len(removed), len(added),
             sum([e - s for s, e, _, _ in removed]), sum([e - s for s, e, _, _ in added]),
             [(s, e, perms_of(f)) for s, e, _, f in removed],
@@ -179,27 +259,44 @@ class _Observer:
     def born(self, t: VmaTree, ts: int, tgid: int, label: str) -> None:
         self.label[t.uid] = label
 
-    def write(self, t: VmaTree, rec: tuple) -> None:
-        ts, ptr, tid, tgid, cur, cause = rec[1], rec[2], rec[7], rec[8], rec[9], rec[14]
-        if ptr != cur and self.label.get(t.uid) in ("fork_copy", "exec_setup"):
-            label = self.label[t.uid]
-            key = ("k", label)
+    def write(self, t: VmaTree, k: int, lo: int, hi: int, val) -> None:
+        """Record ``k`` of the window, a store of ``val`` (None: a clear) over [lo, hi), is about to be applied."""
+        ts, tid, cause = self._ts[k], self._tid[k], self._cause[k]
+        lbl = self.label.get(t.uid)
+        if lbl in _SETUP and t.ptr != self._cur[k]:
+            g = self._open(t, ("k", lbl), ts, tid, self._tgid[k], lbl, -1)
         elif cause >= 0:
-            label = self.sc["syscall"][cause]
-            key = ("sc", cause)
+            sc = self.sc
+            g = self._open(t, ("sc", sc["seq"][cause]), ts, tid, self._tgid[k], sc["syscall"][cause], cause)
         else:
-            label = "kernel"
-            key = ("k", tid)
-        g = self._open(t, key, ts, tid, tgid, label, cause if key[0] == "sc" else -1)
-        g["ts_end"] = ts
-        self._span(g, rec[3], rec[4])
+            g = self._open(t, ("k", tid), ts, tid, self._tgid[k], "kernel", -1)
+        g.ts_end = ts
+        if lo < g.lo:
+            g.lo = lo
+        if hi > g.hi:
+            g.hi = hi
+        if val is not None or t.overlapping(lo, hi):
+            self._keep(g, t, lo, hi)
+
+    def before(self, t: VmaTree, lo: int, hi: int) -> None:
+        """An exit-time correction is about to overwrite [lo, hi) of ``t``."""
+        g = self.open.get(t.uid)
+        if g is not None:
+            self._keep(g, t, lo, hi)
+
+    def before_whole(self, t: VmaTree) -> None:
+        """``t`` is about to lose pieces anywhere (fork: VM_DONTCOPY pieces dropped)."""
+        g = self.open.get(t.uid)
+        if g is not None:
+            g.undo.append((0, _WHOLE, t.starts[:], t.ends[:], t.vals[:]))
 
     def syscall_exit_begin(self, t: VmaTree, row: int) -> None:
         sc = self.sc
-        g = self._open(t, ("sc", row), sc["ts_enter"][row], sc["tid"][row], sc["tgid"][row], sc["syscall"][row], row)
-        g["ts_end"] = sc["ts"][row]
-        # What the exit-time fix-up may touch (see Engine._on_syscall).
-        name, a0, a1, ret = sc["syscall"][row], sc["arg0"][row], sc["arg1"][row], sc["ret"][row]
+        name = sc["syscall"][row]
+        g = self._open(t, ("sc", sc["seq"][row]), sc["ts_enter"][row], sc["tid"][row], sc["tgid"][row], name, row)
+        g.ts_end = sc["ts"][row]
+        # What the exit-time fix-up may touch (see mmtrace.model.rules).
+        a0, a1, ret = sc["arg0"][row], sc["arg1"][row], sc["ret"][row]
         if name in ("munmap", "mprotect", "pkey_mprotect", "madvise", "mseal"):
             self._span(g, a0, a0 + a1 + _PAGE)
         elif name == "mremap":
@@ -215,9 +312,10 @@ class _Observer:
         self._close(t)
 
     def touch(self, t: VmaTree, lo: int, hi: int, ts: int, tgid: int) -> None:
-        if t.uid not in self.open:
-            self._open(t, ("k", "fork_copy"), ts, tgid, tgid, "fork_copy", -1)
-        self._span(self.open[t.uid], lo, hi)
+        g = self.open.get(t.uid)
+        if g is None:
+            g = self._open(t, ("k", "fork_copy"), ts, tgid, tgid, "fork_copy", -1)
+        self._span(g, lo, hi)
 
     def fork_done(self, t: VmaTree, ts: int, child: int) -> None:
         self.owner[t.uid] = child
@@ -231,22 +329,81 @@ class _Observer:
 
     def exit(self, t: VmaTree, ts: int) -> None:
         self._close(t)
-        self._open(t, ("k", "exit"), ts, 0, self._pid(t, 0), "exit", -1)
-        g = self.open[t.uid]
+        had = len(t) > 0
+        g = self._open(t, ("k", "exit"), ts, 0, self._pid(t, 0), "exit", -1)
         self._span(g, 0, 1 << 64)
+        if had:
+            g.undo.append((0, _WHOLE, t.starts, t.ends, t.vals))
         t.starts, t.ends, t.vals = [], [], []  # what exit_mmap leaves; the engine drops it too
-        self._close(t, force_kind="exit" if g["snap"][0] else None, ts_end=ts)
+        self._close(t, force_kind="exit" if had else None, ts_end=ts)
 
     def finish(self) -> None:
+        """Close the groups still open at the end of the trace (trees still live)."""
+        live = {id(x) for x in self.e.trees.values()}
         for uid in list(self.open):
-            t = next((x for x in self.e.trees.values() if x.uid == uid), None)
-            if t is None:
-                self.open.pop(uid)
-            else:
+            t = self.tree[uid]
+            if id(t) in live:
                 self._close(t)
+            else:
+                self.open.pop(uid)
+                del self.tree[uid]
 
 
-def changes(trace, pid: int | None = None) -> pd.DataFrame:
+_INT64 = ("ts", "ts_end", "pid", "tid", "ret", "n_before", "n_after")
+_UINT64 = ("tree", "arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "lo", "hi", "bytes_before", "bytes_after")
+
+
+def _frame(rows: list[tuple]) -> pd.DataFrame:
+    """The change rows as a DataFrame with :data:`CHANGE_COLUMNS` (unsorted)."""
+    if not rows:
+        cols = {c: np.zeros(0, np.int64 if c in _INT64 else np.uint64) if c in _INT64 + _UINT64
+                else pd.Series([], dtype=object) for c in CHANGE_COLUMNS}
+        return pd.DataFrame(cols, columns=list(CHANGE_COLUMNS))
+    data = {}
+    for c, v in zip(CHANGE_COLUMNS, zip(*rows)):
+        if c in _INT64:
+            data[c] = np.array(v, dtype=np.int64)
+        elif c in _UINT64:
+            data[c] = np.array(v, dtype=np.uint64)
+        else:
+            a = np.empty(len(v), dtype=object)
+            a[:] = v
+            data[c] = a
+    return pd.DataFrame(data, columns=list(CHANGE_COLUMNS))
+
+
+def iter_changes(trace, *, window: int | None = None) -> Iterator[pd.DataFrame]:
+    """The change rows of ``trace`` window by window (memory: live VMAs + one window).
+
+    One :meth:`Engine.run_lists` pass over :meth:`Source.windows` with a
+    :class:`ChangeObserver`; yields, after each window, the changes completed
+    in it (columns as :func:`changes`, in completion order: a group still
+    open at a window's end is yielded with the window that ends it).
+    ``window``: tree writes per window (default: the model's).
+    """
+    from .model import DEFAULT_CHECKPOINT_EVERY
+
+    src = Source(trace, with_causes=True)
+    try:
+        snaps = trace.snapshots()
+    except Exception:  # a trace without procfs tables
+        snaps = None
+    e = Engine(src, snapshot_trees(snaps))
+    obs = ChangeObserver(e)
+    e.observer = obs
+    with no_gc():
+        for w in src.windows(window or DEFAULT_CHECKPOINT_EVERY):
+            e.apply(w)
+            if obs.rows:
+                rows, obs.rows = obs.rows, []
+                yield _frame(rows)
+        obs.finish()
+        if obs.rows:
+            yield _frame(obs.rows)
+            obs.rows = []
+
+
+def changes(trace, pid: int | None = None, *, window: int | None = None) -> pd.DataFrame:
     """One row per change of a tree, grouped by cause; all processes, or tgid ``pid``.
 
     Columns: ``ts``, ``ts_end`` (first and last event of the group), ``pid``
@@ -259,26 +416,11 @@ def changes(trace, pid: int | None = None) -> pd.DataFrame:
     ``n_after``, ``bytes_before``, ``bytes_after``, ``before``/``after``
     (lists of (start, end, perms) of the VMAs that went away / appeared),
     ``before_vmas``/``after_vmas`` (the same VMAs as (start, end, vma
-    pointer, vm_flags)).
+    pointer, vm_flags)).  Sorted by ``ts`` (stable).  See :func:`iter_changes`
+    for the same rows window by window.
     """
-    from .stream import build_stream  # with causes: the enclosing syscall of every store
-
-    st = build_stream(trace, with_causes=True)
-    try:
-        snaps = trace.snapshots()
-    except Exception:
-        snaps = None
-    e = Engine(st.source, snapshot_trees(snaps))
-    e.load(st.window)
-    obs = _Observer(e)
-    e.observer = obs
-    e.run_records(st.records)
-    obs.finish()
-    df = pd.DataFrame(obs.rows, columns=list(CHANGE_COLUMNS))
-    for c in ("ts", "ts_end", "pid", "tid", "ret", "n_before", "n_after"):
-        df[c] = df[c].astype(np.int64)
-    for c in ("tree", "arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "lo", "hi", "bytes_before", "bytes_after"):
-        df[c] = df[c].astype(np.uint64)
+    parts = list(iter_changes(trace, window=window))
+    df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0] if parts else _frame([])
     df = df.sort_values("ts", kind="stable", ignore_index=True)
     if pid is not None:
         df = df[df["pid"] == int(pid)].reset_index(drop=True)

@@ -6,9 +6,9 @@ mm/mprotect.c, kernel/fork.c of 6.12+):
 - A store event is the truth for the range -> VMA mapping it writes.  A
   store of NULL or of a non-VMA entry (XA_ZERO_ENTRY) clears the range.
 - Some stores fire no event (exact-fit gfp stores; flags edited in place), so
-  at each syscall's exit its arguments and result fill the gaps: munmap,
-  mremap's old range and brk shrink must be empty; mprotect sets the perms of
-  every piece of its range.
+  at each syscall's exit its arguments and result fill the gaps: the rules are
+  in :mod:`mmtrace.model.rules` (decided per window, vectorised); the engine
+  applies them (:meth:`Engine._on_syscall`).
 - Which tree is which: a fork child's tree is written (in the parent's
   context, before the fork event) as a silent ``__mt_dup`` copy of the
   parent's tree followed by one ``mas_store`` per copied VMA; VM_DONTCOPY
@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..events.decode import decode_dev
+from .rules import ERRNO_MAX
 from .stream import (
     K_CLEAR,
     K_EXIT_MMAP,
@@ -36,9 +37,6 @@ from .stream import (
     K_SC_CLEAR,
     K_SC_PROT,
     K_SYSCALL,
-    R_PROC,
-    R_SYSCALL,
-    R_WRITE,
     Source,
     Window,
     no_gc,
@@ -55,22 +53,9 @@ from .vmatree import (
 
 __all__ = ["Engine", "VMA_COLUMNS", "tree_frame", "ERRNO_MAX"]
 
-ERRNO_MAX = 4095
-ENOMEM = 12
-PAGE = 1 << PAGE_SHIFT
-_PMASK = PAGE - 1
-MREMAP_DONTUNMAP = 4
 PROT_BITS = 0x7  # PROT_READ|WRITE|EXEC == VM_READ|WRITE|EXEC
 
 VMA_COLUMNS = ("start", "end", "perms", "vm_flags", "pgoff", "dev", "inode", "path", "file", "vma")
-
-
-def _palign(x: int) -> int:
-    return (x + _PMASK) & ~_PMASK
-
-
-def _failed(ret: int) -> bool:
-    return -ERRNO_MAX <= ret < 0
 
 
 class Engine:
@@ -80,8 +65,12 @@ class Engine:
     VmaTree of its mm now), ``unadopted`` (tgid -> snapshot-made tree whose
     pointer is not known yet).  Records come one :class:`Window` at a time
     (:meth:`load`, then :meth:`run`); ``sc`` is the loaded window's syscall
-    table.  ``observer``, when set, is told about every change (see
-    :mod:`mmtrace.model.changes`; it needs :meth:`run_records`).
+    table.  ``observer``, when set, is told about every change before it
+    is made, with the range it touches and its cause (see
+    :class:`mmtrace.model.changes.ChangeObserver`): ``load(window)``,
+    ``write(tree, record, lo, hi)``, ``before(tree, lo, hi)`` (an exit-time
+    correction), ``before_whole(tree)``, ``syscall_exit_begin/end(tree, row)``,
+    ``born``, ``touch``, ``fork_done``, ``exec_done``, ``exit``, ``ts_of(record)``.
     """
 
     def __init__(self, source: Source, initial: dict[int, VmaTree] | None = None) -> None:
@@ -206,6 +195,11 @@ class Engine:
         # the syscall began (the kernel serialised both under mmap_lock).
         return v[V_WTS] < ts_enter or v[V_WTID] == tid
 
+    def _assign(self, t: VmaTree, lo: int, hi: int, val: tuple | None) -> None:
+        if self.observer is not None:
+            self.observer.before(t, lo, hi)
+        t.assign(lo, hi, val)
+
     def _clear(self, t: VmaTree, lo: int, hi: int, ts_enter: int, tid: int) -> None:
         if lo >= hi:
             return
@@ -214,11 +208,11 @@ class Engine:
             return
         vals = t.vals
         if all(vals[k][V_WTS] < ts_enter or vals[k][V_WTID] == tid for k in r):
-            t.assign(lo, hi, None)
+            self._assign(t, lo, hi, None)
             return
         for s, e, v in t.pieces(lo, hi):
             if self._guard(v, ts_enter, tid):
-                t.assign(max(s, lo), min(e, hi), None)
+                self._assign(t, max(s, lo), min(e, hi), None)
 
     def _protect(self, t: VmaTree, lo: int, hi: int, prot: int, ts: int, tid: int, ts_enter: int,
                  contiguous: bool = False) -> None:
@@ -244,40 +238,24 @@ class Engine:
             nf = (v[V_FLAGS] & ~PROT_BITS) | (prot & PROT_BITS)
             if nf != v[V_FLAGS] and self._guard(v, ts_enter, tid):
                 nv = (v[0], nf, v[2], v[3], v[4], ts, tid)
-                t.assign(max(s, lo), min(e, hi), nv)
+                self._assign(t, max(s, lo), min(e, hi), nv)
 
-    def _on_syscall(self, row: int) -> None:
-        sc = self.sc
-        name = sc["syscall"][row]
-        ret = sc["ret"][row]
+    def _on_syscall(self, row: int, kind: int, lo: int, hi: int) -> None:
+        """Apply the exit-time correction of syscall ``row`` (``kind``, ``[lo, hi)``:
+        decided by :func:`mmtrace.model.rules.corrections`)."""
         t = self._syscall_tree(row)
         if t is None:
             return
+        sc = self.sc
         obs = self.observer
-        ts, tid, te = sc["ts"][row], sc["tid"][row], sc["ts_enter"][row]
         if obs is not None:
             obs.syscall_exit_begin(t, row)
-        if name == "munmap":
-            if ret == 0:
-                a = sc["arg0"][row]
-                self._clear(t, a, a + _palign(sc["arg1"][row]), te, tid)
-        elif name == "mprotect" or name == "pkey_mprotect":
-            if ret == 0 or ret == -ENOMEM:
-                a = sc["arg0"][row]
-                self._protect(t, a, a + _palign(sc["arg1"][row]), sc["arg2"][row], ts, tid, te,
-                              contiguous=ret != 0)
-        elif name == "mremap":
-            if not _failed(ret):
-                old, old_len, new_len = sc["arg0"][row], _palign(sc["arg1"][row]), _palign(sc["arg2"][row])
-                if ret == old:
-                    if new_len < old_len:  # shrink in place
-                        self._clear(t, old + new_len, old + old_len, te, tid)
-                elif old_len and not sc["arg3"][row] & MREMAP_DONTUNMAP:  # moved
-                    self._clear(t, old, old + old_len, te, tid)
-        elif name == "brk":
-            b0, b1 = _palign(sc["brk_enter"][row]), _palign(sc["brk_exit"][row])
-            if b1 < b0:  # shrink: do_vmi_align_munmap(newbrk, oldbrk)
-                self._clear(t, b1, b0, te, tid)
+        if kind == K_SC_CLEAR:
+            self._clear(t, lo, hi, sc["ts_enter"][row], sc["tid"][row])
+        elif kind == K_SC_PROT:
+            ret = sc["ret"][row]
+            self._protect(t, lo, hi, sc["arg2"][row], sc["ts"][row], sc["tid"][row], sc["ts_enter"][row],
+                          contiguous=ret != 0)
         if obs is not None:
             obs.syscall_exit_end(t, row)
 
@@ -307,6 +285,8 @@ class Engine:
             elif t.dup_ts >= 0:
                 dup = t.dup_ts
                 before = len(t)
+                if self.observer is not None and any(v[V_WTS] < dup for v in t.vals):
+                    self.observer.before_whole(t)
                 t.keep_if(lambda v: v[V_WTS] >= dup)  # silently cleared VM_DONTCOPY pieces
                 if self.observer is not None and len(t) != before:
                     self.observer.touch(t, 0, 1 << 64, ts, tgid)
@@ -344,6 +324,8 @@ class Engine:
         """Make ``w`` the window :meth:`run` applies records of."""
         self.win = w
         self.sc = w.sc_lists()
+        if self.observer is not None:
+            self.observer.load(w)
 
     def apply(self, w: Window, stop: int | None = None) -> None:
         """Load ``w`` and apply its first ``stop`` records (all by default)."""
@@ -409,8 +391,9 @@ class Engine:
         sc_tid = self.sc.get("tid", ())
         sc_ret = self.sc.get("ret", ())
         sc_ts = self.sc.get("ts", ())
+        obs = self.observer
         last = -1
-        starts = ends = tv = None
+        starts = ends = tv = t = None
         for k, kind, a, lo, hi, v in zip(count(base), kinds, args, los, his, vals):
             if kind <= K_CLEAR:
                 if a != last:
@@ -424,6 +407,8 @@ class Engine:
                         tget = trees.get
                     last = a
                     starts, ends, tv = t.starts, t.ends, t.vals
+                if obs is not None:
+                    obs.write(t, k, lo, hi, v)
                 # VmaTree.assign, inlined
                 i = br(ends, lo)
                 # j: the first piece starting at/after hi (a write touches 0 to 2
@@ -480,6 +465,17 @@ class Engine:
                     starts[i:j] = (lo,)
                     ends[i:j] = (hi,)
                     tv[i:j] = (v,)
+            elif obs is not None:
+                # observed: every exit is told (it ends its change group), no shortcuts
+                last = -1
+                if kind == K_PROC:
+                    self._on_proc(a)
+                elif kind == K_EXIT_MMAP:
+                    self._on_exit_mmap(self.em_mt[a], obs.ts_of(k))
+                else:
+                    self._on_syscall(a, kind, lo, hi)
+                trees = self.trees
+                tget = trees.get
             elif kind == K_SC_CLEAR:
                 # munmap & co: usually their stores already cleared the range
                 t = tget(sct[a])
@@ -522,7 +518,7 @@ class Engine:
                             del s_[i:j], e_[i:j], v_[i:j]
                         continue
                 last = -1
-                self._on_syscall(a)
+                self._on_syscall(a, kind, lo, hi)
             elif kind == K_SC_PROT:
                 # mprotect: usually its stores already put the new perms
                 t = tget(sct[a])
@@ -574,11 +570,11 @@ class Engine:
                             x += 1
                         continue
                 last = -1
-                self._on_syscall(a)
+                self._on_syscall(a, kind, lo, hi)
             elif kind == K_SYSCALL:
                 if tget(sct[a]) is None:
                     last = -1
-                    self._on_syscall(a)
+                    self._on_syscall(a, kind, lo, hi)
             else:
                 last = -1
                 if kind == K_PROC:
@@ -586,36 +582,9 @@ class Engine:
                 elif kind == K_EXIT_MMAP:
                     self._on_exit_mmap(self.em_mt[a], 0)
                 else:
-                    self._on_syscall(a)
+                    self._on_syscall(a, kind, lo, hi)
                 trees = self.trees
                 tget = trees.get
-
-    def run_records(self, recs: list[tuple]) -> None:
-        """Apply tuple records (:meth:`Window.records` of the loaded window), telling the observer."""
-        with no_gc():
-            trees = self.trees
-            obs = self.observer
-            for r in recs:
-                if r[0] == R_WRITE:
-                    _, ts, ptr, lo, hi, val, flags, tid, tgid, cur, vmf, pgb, dev, ino, cause = r
-                    t = trees.get(ptr)
-                    if t is None:
-                        if not flags & 0x3:  # neither a VMA of it nor current's: not an mm tree we know
-                            continue
-                        t = self._new_tree(ptr, ts, tgid, cur, cur == ptr)
-                    if obs is not None:
-                        obs.write(t, r)
-                    if val:
-                        t.assign(lo, hi, (val, vmf, pgb, dev, ino, ts, tid))
-                    else:
-                        t.assign(lo, hi, None)
-                elif r[0] == R_SYSCALL:
-                    self._on_syscall(r[2])
-                elif r[0] == R_PROC:
-                    self._on_proc(r[2])
-                else:
-                    self._on_exit_mmap(self.em_mt[r[2]], r[1])
-                trees = self.trees
 
 
 def snapshot_trees(snaps: pd.DataFrame) -> dict[int, VmaTree]:

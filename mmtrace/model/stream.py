@@ -39,37 +39,33 @@ import gc
 import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..events.schema import TW_CURRENT_MM, TW_VAL_IS_VMA
+from .rules import CORRECTING, corrections
 
 __all__ = [
-    "Source", "Window", "Stream", "build_stream", "no_gc", "mm_mt_offset",
-    "K_STORE", "K_CLEAR", "K_SYSCALL", "K_PROC", "K_EXIT_MMAP", "K_SC_CLEAR", "K_SC_PROT", "K_SC_GENERIC",
-    "R_WRITE", "R_SYSCALL", "R_PROC", "R_EXIT_MMAP",
+    "Source", "Window", "no_gc", "mm_mt_offset",
+    "K_STORE", "K_CLEAR", "K_SYSCALL", "K_PROC", "K_EXIT_MMAP", "K_SC_CLEAR", "K_SC_PROT",
 ]
 
 K_STORE, K_CLEAR, K_SYSCALL, K_PROC, K_EXIT_MMAP = 0, 1, 2, 3, 4
-# Syscall exits whose correction is precomputed (``start``/``end``: the range):
-# K_SYSCALL changes nothing (failed, or nothing to correct) but may adopt a
-# tree; K_SC_CLEAR must leave [start, end) empty; K_SC_PROT sets the perms
-# of [start, end) to arg2; K_SC_GENERIC: the engine works it out.
-K_SC_CLEAR, K_SC_PROT, K_SC_GENERIC = 5, 6, 7
-_SC_KINDS = (K_SYSCALL, K_SC_CLEAR, K_SC_PROT, K_SC_GENERIC)
-# Old tuple-record types (Window.records(), used with an observer).
-R_WRITE, R_SYSCALL, R_PROC, R_EXIT_MMAP = 0, 1, 2, 3
+# Syscall exits, with their correction precomputed by mmtrace.model.rules
+# (``start``/``end``: the range): K_SYSCALL changes nothing (failed, or
+# nothing to correct) but may adopt a tree; K_SC_CLEAR must leave [start,
+# end) empty; K_SC_PROT sets the perms of [start, end) to arg2.
+K_SC_CLEAR, K_SC_PROT = 5, 6
+_SC_KINDS = (K_SYSCALL, K_SC_CLEAR, K_SC_PROT)
 
 # ma_write events that are not stores: mas_is_span_wr is a probe ("is this a
 # spanning write?") that reports the range and value of a store that is
 # reported again by the store itself.
 _NOT_STORES = ("mas_is_span_wr",)
 
-# Syscalls whose effect is not fully in their stores (see replay.Engine._on_syscall).
-CORRECTING = ("munmap", "mprotect", "pkey_mprotect", "mremap", "brk")
 
 _TW_COLS = ("ts", "tgid", "tid", "fn", "tree", "mm", "index", "last", "val", "vm_start", "vm_flags",
             "vm_pgoff", "ino", "dev", "op", "flags")
@@ -142,6 +138,7 @@ class _KindReader:
         self.decode = decode
         self.parts: list[tuple[object, int, int]] = []  # (path or frame, min ts, max ts)
         self.cache: OrderedDict = OrderedDict()
+        self.enter_min: dict = {}  # part -> min ts_enter (syscalls: a call may start in an earlier part)
         path = getattr(trace, "path", None)
         d = Path(path) / "events" / kind if path is not None else None
         if d is not None and d.is_dir():
@@ -151,6 +148,9 @@ class _KindReader:
                 try:
                     md = pq.ParquetFile(p).metadata
                     lo, hi = _ts_range(md)
+                    if "ts_enter" in self.columns:
+                        ent = _ts_range(md, "ts_enter")[0]
+                        self.enter_min[p] = min(ent, lo)
                 except Exception as e:  # pyarrow raises several types for damaged files
                     warnings.warn(f"{p}: damaged part skipped ({e})", stacklevel=3)
                     continue
@@ -161,11 +161,14 @@ class _KindReader:
             if len(df):
                 ts = df["ts"].to_numpy(dtype=np.int64)
                 self.parts.append((df, int(ts.min()), int(ts.max())))
+                if "ts_enter" in self.columns and "ts_enter" in df:
+                    self.enter_min[id(df)] = min(int(df["ts_enter"].min()), int(ts.min()))
         self.parts.sort(key=lambda x: x[1])
         self.reset()
 
     def reset(self) -> None:
         self.next_part = 0
+        self.nseq = 0  # rows read so far: ``seq`` numbers each row once per pass
         # rows read and not handed out yet: ts-sorted chunks, each after the one before
         self.pending: list[dict[str, np.ndarray]] = []
 
@@ -209,6 +212,9 @@ class _KindReader:
             self.next_part += 1
             if cols is None or len(cols["ts"]) == 0:
                 continue
+            n = len(cols["ts"])
+            cols = dict(cols, seq=np.arange(self.nseq, self.nseq + n, dtype=np.int64))
+            self.nseq += n
             got = True
             p = self.pending
             if p and p[-1]["ts"][-1] > cols["ts"][0]:  # overlapping parts: merge what is pending
@@ -261,6 +267,23 @@ class _KindReader:
             return out[0]
         return {c: np.concatenate([x[c] for x in out]) for c in out[0]}
 
+    def open_at(self, bound: float) -> dict[str, np.ndarray] | None:
+        """Rows not handed out yet that began at or before ``bound`` (``ts_enter <= bound``):
+        the syscalls open at the end of a window.  Reads ahead every part that may hold one."""
+        while self.next_part < len(self.parts):
+            src, pmin, _ = self.parts[self.next_part]
+            if self.enter_min.get(src if not isinstance(src, pd.DataFrame) else id(src), pmin) > bound:
+                break
+            self._pull(pmin)
+        got = []
+        for x in self.pending:
+            m = x["ts_enter"] <= bound
+            if m.any():
+                got.append({c: v[m] for c, v in x.items()})
+        if not got:
+            return None
+        return got[0] if len(got) == 1 else {c: np.concatenate([g[c] for g in got]) for c in got[0]}
+
     def between(self, lo: float, hi: float) -> dict[str, np.ndarray] | None:
         """Rows with lo < ts <= hi (random access, through a small part cache)."""
         got = []
@@ -284,10 +307,10 @@ class _KindReader:
         return {c: v[o] for c, v in merged.items()}
 
 
-def _ts_range(md) -> tuple[int, int]:
-    """min/max of the ts column from Parquet statistics (whole part if absent)."""
+def _ts_range(md, col: str = "ts") -> tuple[int, int]:
+    """min/max of column ``col`` from Parquet statistics (whole range if absent)."""
     names = [md.schema.column(i).name for i in range(md.num_columns)]
-    k = names.index("ts")
+    k = names.index(col)
     lo, hi = None, None
     for g in range(md.num_row_groups):
         st = md.row_group(g).column(k).statistics
@@ -410,6 +433,7 @@ class Window:
     sc_names: list[str]
     w: dict[str, np.ndarray] | None = None
     wpos: np.ndarray | None = None
+    n_exits: int = 0
 
     def __len__(self) -> int:
         return len(self.cols["kind"])
@@ -462,27 +486,6 @@ class Window:
         return (c["kind"][a:b].tolist(), c["a"][a:b].tolist(), c["start"][a:b].tolist(), c["end"][a:b].tolist(),
                 vals)
 
-    def records(self) -> list[tuple]:
-        """Every record as a tuple (slow; for the replay with an observer).
-
-        ``(R_WRITE, ts, tree, lo, hi, val, flags, tid, tgid, cur_tree, vm_flags, pgbase, dev, ino, cause)``,
-        ``(R_SYSCALL, ts, row)``, ``(R_PROC, ts, row)``, ``(R_EXIT_MMAP, ts, row)``.
-        """
-        c = self.cols
-        uptr = self.uptr
-        out = []
-        for k, kind in enumerate(c["kind"].tolist()):
-            ts, a = int(c["ts"][k]), int(c["a"][k])
-            if kind <= K_CLEAR:
-                out.append((R_WRITE, ts, uptr[a], int(c["start"][k]), int(c["end"][k]),
-                            int(c["val"][k]) if kind == K_STORE else 0, int(c["flags"][k]), int(c["tid"][k]),
-                            int(c["tgid"][k]), int(c["cur"][k]), int(c["vm_flags"][k]), int(c["pgbase"][k]),
-                            int(c["dev"][k]), int(c["ino"][k]), int(c["cause"][k])))
-            else:
-                out.append((R_SYSCALL if kind in _SC_KINDS else R_PROC if kind == K_PROC else R_EXIT_MMAP, ts, a))
-        return out
-
-
 def _tolist(x: np.ndarray) -> list:
     """``x.tolist()``; one shared int when all are equal (fewer objects to make and free)."""
     if len(x) > 16:
@@ -522,8 +525,10 @@ class Source:
     ``trace`` is a :class:`mmtrace.trace.TraceFile` (its parts are read
     directly) or anything with ``raw_events(kind)``, ``kinds`` and
     ``metadata``.  With ``with_causes`` every syscall is kept and each write
-    carries the row of its enclosing syscall (for :func:`mmtrace.model.changes`);
-    that needs the whole syscall table, so it is read as one window.
+    carries the row of its enclosing syscall (for :func:`mmtrace.model.changes`):
+    a window's syscall table then holds the calls that exit in it and, after
+    them, those still open at its end (``Window.n_exits`` rows are exits);
+    ``seq`` names a call across windows.
 
     ``proc``: the proc table as lists (``what``, ``ts``, ``tgid``, ``tid``,
     ``pid``, ``child_tgid``, ``tree``, ``flags``, ``comm``, ``filename``);
@@ -592,11 +597,12 @@ class Source:
         n_tw = 0
         lo = -np.inf
         chunk = max(1, int(chunk))
-        if self.with_causes:
-            chunk = 1 << 62
         while True:
             hi = tw.next_bound(chunk)
-            w = self._window(lo, hi, tw.take(hi), scr.take(hi))
+            sc = scr.take(hi)
+            # with causes: the calls still open at hi enclose some of this window's writes
+            pending = scr.open_at(hi) if self.with_causes and hi != np.inf else None
+            w = self._window(lo, hi, tw.take(hi), sc, pending)
             n_tw += w.n_tree_write
             yield w
             if hi == np.inf:
@@ -608,16 +614,19 @@ class Source:
         """The records with lo < ts <= hi (random access; for checkpointed queries)."""
         return self._window(lo, hi, self.tw.between(lo, hi), self.scr.between(lo, hi))
 
-    def _window(self, lo: float, hi: float, tw: dict | None, sc: dict | None) -> Window:
+    def _window(self, lo: float, hi: float, tw: dict | None, sc: dict | None, pending: dict | None = None) -> Window:
         mt_off = np.uint64(self.mt_off)
         if sc is None:
-            sc = {"code": np.zeros(0, np.int32), **{c: np.zeros(0, np.int64 if c in _SIGNED else np.uint64)
-                                                    for c in self.scd.columns if c != "syscall"}}
+            sc = {"code": np.zeros(0, np.int32), "seq": np.zeros(0, np.int64),
+                  **{c: np.zeros(0, np.int64 if c in _SIGNED else np.uint64) for c in self.scd.columns if c != "syscall"}}
+        n_exits = len(sc["ts"])
+        if pending is not None:
+            sc = {c: np.concatenate((v, pending[c])) for c, v in sc.items() if c in pending}
         sc_mm = sc["mm"]
         sc_tree = np.where(sc_mm != 0, sc_mm + mt_off, np.uint64(0))
         sc = dict(sc, tree=sc_tree)
         code = sc["code"]
-        corr = np.flatnonzero(code < len(CORRECTING)) if self.with_causes else np.arange(len(code))
+        corr = np.flatnonzero(code[:n_exits] < len(CORRECTING)) if self.with_causes else np.arange(n_exits)
 
         # -- writes (ts order) --
         n_tw = 0 if tw is None else len(tw["ts"])
@@ -662,7 +671,7 @@ class Source:
         end = np.concatenate((w["end"] if nw else pad[:0], sc_hi, pad))[order]
         wpos = np.flatnonzero(order < nw)
         cols = _MergedColumns({"kind": kind, "a": a, "ts": ts, "start": start, "end": end}, w, wpos)
-        return Window(lo, hi, n_tw, cols, [] if w is None else w["uptr"], sc, self.scd.names, w, wpos)
+        return Window(lo, hi, n_tw, cols, [] if w is None else w["uptr"], sc, self.scd.names, w, wpos, n_exits)
 
 
 def _noop_exits(w: dict, sc: dict, corr: np.ndarray, kind: np.ndarray, lo: np.ndarray, hi: np.ndarray,
@@ -734,75 +743,14 @@ def _noop_exits(w: dict, sc: dict, corr: np.ndarray, kind: np.ndarray, lo: np.nd
     return ~noop
 
 
-_PAGE_MASK = np.uint64(4095)
-_ENOMEM, _ERRNO_MAX, _MREMAP_DONTUNMAP = 12, 4095, 4
+# rules.C_* -> record kinds
+_C2K = np.array([K_SYSCALL, K_SC_CLEAR, K_SC_PROT], np.int8)
 
 
 def _corrections(sc: dict, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(kind, start, end) of the exit-time correction of syscalls ``rows`` (see K_SC_*),
-    the same rules as :meth:`mmtrace.model.replay.Engine._on_syscall`."""
-    n = len(rows)
-    kind = np.full(n, K_SC_GENERIC, np.int8)
-    lo = np.zeros(n, np.int64)
-    hi = np.zeros(n, np.int64)
-    if n == 0:
-        return kind, lo, hi
-    code = sc["code"][rows]
-    big = np.uint64(1 << 62)
-    nc = len(CORRECTING)
-    # rows of each syscall (codes of the others are >= nc)
-    by = np.argsort(code, kind="stable")
-    cuts = np.searchsorted(code[by], np.arange(nc + 1))
-    groups = {name: by[cuts[k]:cuts[k + 1]] for k, name in enumerate(CORRECTING)}
-
-    def col(c, g):
-        return sc[c][rows[g]]
-
-    def palign(x):
-        return (x + _PAGE_MASK) & ~_PAGE_MASK
-
-    def put(g, sel, k, a_, b_):
-        g = g[sel]
-        kind[g] = k
-        lo[g] = a_[sel].astype(np.int64)
-        hi[g] = b_[sel].astype(np.int64)
-
-    with np.errstate(over="ignore"):
-        # munmap, mprotect: [arg0, arg0 + palign(arg1))
-        for name in ("munmap", "mprotect", "pkey_mprotect"):
-            g = groups[name]
-            if not len(g):
-                continue
-            a0, a1, ret = col("arg0", g), col("arg1", g), col("ret", g)
-            ok = (a0 < big) & (a1 < big)
-            fail = ret != 0 if name == "munmap" else (ret != 0) & (ret != -_ENOMEM)
-            kind[g[fail]] = K_SYSCALL
-            put(g, ~fail & ok, K_SC_CLEAR if name == "munmap" else K_SC_PROT, a0, a0 + palign(a1))
-        # mremap
-        g = groups["mremap"]
-        if len(g):
-            a0, a1, a2, a3, ret = (col(c, g) for c in ("arg0", "arg1", "arg2", "arg3", "ret"))
-            fail = (ret >= -_ERRNO_MAX) & (ret < 0)
-            kind[g[fail]] = K_SYSCALL
-            old_len, new_len = palign(a1), palign(a2)
-            ok = ~fail & (a0 < big) & (a1 < big) & (a2 < big)
-            inplace = ret.astype(np.uint64) == a0
-            shrink = new_len < old_len
-            put(g, ok & inplace & shrink, K_SC_CLEAR, a0 + new_len, a0 + old_len)
-            kind[g[ok & inplace & ~shrink]] = K_SYSCALL
-            moved = ok & ~inplace
-            keep_old = moved & ((old_len == 0) | ((a3 & np.uint64(_MREMAP_DONTUNMAP)) != 0))
-            kind[g[keep_old]] = K_SYSCALL
-            put(g, moved & ~keep_old, K_SC_CLEAR, a0, a0 + old_len)
-        # brk: shrink clears [new brk, old brk)
-        g = groups["brk"]
-        if len(g):
-            b0, b1 = palign(col("brk_enter", g)), palign(col("brk_exit", g))
-            ok = (b0 < big) & (b1 < big)
-            sh = b1 < b0
-            kind[g[ok & ~sh]] = K_SYSCALL
-            put(g, ok & sh, K_SC_CLEAR, b1, b0)
-    return kind, lo, hi
+    """(record kind, start, end) of the exit-time corrections of ``rows`` (:func:`mmtrace.model.rules.corrections`)."""
+    kind, lo, hi = corrections(sc, rows)
+    return _C2K[kind], lo, hi
 
 
 def _distinct(x: np.ndarray) -> set[int]:
@@ -897,7 +845,7 @@ def _writes(tw: dict, src: Source, sc_trees: np.ndarray, sc: dict) -> dict[str, 
         "uptr_arr": uptr,
     }
     if src.with_causes:
-        out["cause"] = _enclosing_syscall(c["ts"], c["tid"], sc)  # one window: the whole table
+        out["cause"] = _enclosing_syscall(c["ts"], c["tid"], sc)  # exits of the window and calls still open
     return out
 
 
@@ -919,38 +867,3 @@ def _enclosing_syscall(ts: np.ndarray, tid: np.ndarray, sc: dict) -> np.ndarray:
         ok &= ts[m] <= s_out[rows[kk]]
         out[m[ok]] = rows[kk[ok]]
     return out
-
-
-# -- the whole trace as one stream (changes(), tests) -------------------------------
-@dataclass
-class Stream:
-    """The whole trace as one window (with causes: every syscall, each write's cause).
-
-    ``records``: tuples as :meth:`Window.records`; ``sc``: the syscall table
-    as Python lists; ``proc``, ``forks``, ``execs``: see :class:`Source`.
-    """
-
-    records: list[tuple]
-    ts: np.ndarray
-    sc: dict[str, list]
-    proc: dict[str, list]
-    forks: dict[int, list[int]] = field(default_factory=dict)
-    execs: dict[int, list[int]] = field(default_factory=dict)
-    n_tree_write: int = 0
-    n_writes_kept: int = 0
-    mt_off: int = 64
-    window: Window | None = None
-    source: Source | None = None
-
-
-def build_stream(trace, *, with_causes: bool = False) -> Stream:
-    """The whole trace merged into one ts-ordered stream (memory O(trace): for
-    :func:`mmtrace.model.changes` and tests; the model itself reads windows)."""
-    with no_gc():
-        src = Source(trace, with_causes=with_causes)
-        (w,) = list(src.windows(1 << 62))
-        return Stream(
-            records=w.records(), ts=w.cols["ts"], sc=w.sc_lists(), proc=src.proc, forks=src.forks,
-            execs=src.execs, n_tree_write=src.n_tree_write,
-            n_writes_kept=int(np.count_nonzero(w.cols["kind"] <= K_CLEAR)), mt_off=src.mt_off, window=w, source=src,
-        )

@@ -1,0 +1,112 @@
+"""The exit-time syscall rules: what a syscall did to its mm's tree that its stores did not show.
+
+The one home of these rules (the replay, :mod:`mmtrace.model.replay`, only
+applies what :func:`corrections` decides).  Why they are needed (lib/maple_tree.c,
+mm/vma.c of 6.12-6.18, see /work/shared/kernel-notes.md): ``mas_store_gfp`` has
+no outer tracepoint and exact-fit stores (``mas_wr_store_entry`` ->
+``wr_exact_fit``) no inner one, and flags edited in place make no store at
+all.  So at each syscall's exit its arguments and result say what the range
+must look like:
+
+- ``munmap(addr, len)`` = 0: ``[addr, addr + PAGE_ALIGN(len))`` holds no VMA
+  (``__vm_munmap`` -> ``do_vmi_munmap`` -> ``do_vmi_align_munmap`` in mm/vma.c;
+  the exact-fit ``vma_iter_clear_gfp`` of a whole VMA is silent).
+- ``mprotect``/``pkey_mprotect(addr, len, prot)`` = 0: every piece of the range
+  has ``prot`` (``do_mprotect_pkey`` -> ``mprotect_fixup`` in mm/mprotect.c;
+  ``vm_flags_reset`` of a whole VMA makes no store).  -ENOMEM: the same up to
+  the first hole (``do_mprotect_pkey`` returns -ENOMEM at a hole after fixing
+  up the VMAs before it), unless the range has no hole, when -ENOMEM came from
+  a failed allocation in ``__split_vma``/``vma_modify`` and nothing changed
+  (the engine decides that from the tree: :meth:`Engine._protect`).
+- ``mremap(old, old_len, new_len, flags)``: in place and shrinking,
+  ``[old + new_len, old + old_len)`` is empty (``mremap_to``/``vma_shrink`` ->
+  ``do_vmi_munmap``); moved (ret != old) and neither ``old_len == 0`` (a
+  shared-mapping duplicate) nor ``MREMAP_DONTUNMAP``: the old range is empty
+  (``move_vma`` -> ``do_vmi_munmap``).
+- ``brk`` shrinking (``brk_exit < brk_enter``): ``[PAGE_ALIGN(new), PAGE_ALIGN(old))``
+  is empty (``SYSCALL_DEFINE1(brk)`` -> ``do_vmi_align_munmap``).
+- A failed call (-4095 <= ret < 0; mprotect: but -ENOMEM) changed nothing.
+
+Fork, exec and exit are handled where the trees are (``Engine._on_proc``,
+``Engine._new_tree``, ``Engine._on_exit_mmap``): they are not per-range rules.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["CORRECTING", "C_NONE", "C_CLEAR", "C_PROT", "corrections", "ERRNO_MAX", "ENOMEM"]
+
+#: Syscalls whose effect on the tree is not all in their stores.
+CORRECTING = ("munmap", "mprotect", "pkey_mprotect", "mremap", "brk")
+
+#: Correction kinds: nothing to correct (the exit may still adopt a tree),
+#: [start, end) must be empty, [start, end) gets the prot bits of arg2.
+C_NONE, C_CLEAR, C_PROT = 0, 1, 2
+
+ERRNO_MAX = 4095
+ENOMEM = 12
+MREMAP_DONTUNMAP = 4  # include/uapi/linux/mman.h
+_PAGE_MASK = np.uint64(4095)
+# User addresses are below 2**47 (x86_64 4-level) or 2**56 (5-level): an
+# argument at or above 2**62 fails the kernel's range checks (-EINVAL/-ENOMEM
+# from ``do_vmi_munmap``/``do_mprotect_pkey``/``mremap``), so such a call can
+# correct nothing, and ranges fit int64.
+_BIG = np.uint64(1 << 62)
+
+
+def corrections(sc: dict, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(kind, start, end) of the exit-time correction of syscalls ``rows`` of ``sc``.
+
+    ``sc``: numpy columns ``code`` (index into :data:`CORRECTING`; others are
+    larger), ``arg0``..``arg3``, ``ret``, ``brk_enter``, ``brk_exit``.
+    ``kind``: :data:`C_NONE`, :data:`C_CLEAR` or :data:`C_PROT` (int8);
+    ``start``/``end``: int64, the range (0 for C_NONE).
+    """
+    n = len(rows)
+    kind = np.full(n, C_NONE, np.int8)
+    lo = np.zeros(n, np.int64)
+    hi = np.zeros(n, np.int64)
+    if n == 0:
+        return kind, lo, hi
+    code = sc["code"][rows]
+    nc = len(CORRECTING)
+    by = np.argsort(code, kind="stable")
+    cuts = np.searchsorted(code[by], np.arange(nc + 1))
+    groups = {name: by[cuts[k]:cuts[k + 1]] for k, name in enumerate(CORRECTING)}
+
+    def col(c, g):
+        return sc[c][rows[g]]
+
+    def palign(x):
+        return (x + _PAGE_MASK) & ~_PAGE_MASK
+
+    def put(g, sel, k, a_, b_):
+        g = g[sel]
+        kind[g] = k
+        lo[g] = a_[sel].astype(np.int64)
+        hi[g] = b_[sel].astype(np.int64)
+
+    with np.errstate(over="ignore"):
+        for name in ("munmap", "mprotect", "pkey_mprotect"):
+            g = groups[name]
+            if not len(g):
+                continue
+            a0, a1, ret = col("arg0", g), col("arg1", g), col("ret", g)
+            ok = (a0 < _BIG) & (a1 < _BIG)
+            ok &= (ret == 0) if name == "munmap" else (ret == 0) | (ret == -ENOMEM)
+            put(g, ok, C_CLEAR if name == "munmap" else C_PROT, a0, a0 + palign(a1))
+        g = groups["mremap"]
+        if len(g):
+            a0, a1, a2, a3, ret = (col(c, g) for c in ("arg0", "arg1", "arg2", "arg3", "ret"))
+            ok = ~((ret >= -ERRNO_MAX) & (ret < 0)) & (a0 < _BIG) & (a1 < _BIG) & (a2 < _BIG)
+            old_len, new_len = palign(a1), palign(a2)
+            inplace = ret.astype(np.uint64) == a0
+            put(g, ok & inplace & (new_len < old_len), C_CLEAR, a0 + new_len, a0 + old_len)
+            moved = ok & ~inplace & (old_len != 0) & ((a3 & np.uint64(MREMAP_DONTUNMAP)) == 0)
+            put(g, moved, C_CLEAR, a0, a0 + old_len)
+        g = groups["brk"]
+        if len(g):
+            b0, b1 = palign(col("brk_enter", g)), palign(col("brk_exit", g))
+            put(g, (b0 < _BIG) & (b1 < _BIG) & (b1 < b0), C_CLEAR, b1, b0)
+    return kind, lo, hi
