@@ -33,6 +33,7 @@ __all__ = ["changes", "iter_changes", "CHANGE_COLUMNS", "classify", "ChangeObser
 _NOSPAN = 1 << 65
 _WHOLE = 1 << 65  # above every address: "the whole tree"
 _SETUP = ("fork_copy", "exec_setup")
+_PERMS = [perms_of(f) for f in range(0x90)]  # by vm_flags & (VM_READ|WRITE|EXEC|MAYSHARE)
 _PAGE = 4096  # lengths are rounded up to pages by the kernel: widen spans by one
 _NO_ARGS = (0, 0, 0, 0, 0, 0, 0)  # arg0..arg5, ret of a kernel path
 
@@ -97,13 +98,25 @@ class _Group:
 
 
 def _window(starts, ends, vals, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
-    """VMAs of the pieces overlapping [lo, hi), plus one neighbour on each side (merges);
-    the whole tree when lo >= hi."""
+    """VMAs (start, end, ptr, vm_flags) of the pieces overlapping [lo, hi), plus one
+    neighbour on each side (merges); the whole tree when lo >= hi.  Adjacent
+    pieces of one pointer and flags are one VMA (:func:`_vmas`)."""
     if lo >= hi:
         return _vmas(starts, ends, vals)
-    i0 = max(0, bisect_left(ends, lo) - 1)
-    i1 = min(len(starts), bisect_right(starts, hi) + 1)
-    return _vmas(starts[i0:i1], ends[i0:i1], vals[i0:i1])
+    i0 = bisect_left(ends, lo) - 1
+    if i0 < 0:
+        i0 = 0
+    i1 = bisect_right(starts, hi) + 1
+    out: list[tuple[int, int, int, int]] = []
+    pp = pf = pe = None
+    for s, e, v in zip(starts[i0:i1], ends[i0:i1], vals[i0:i1]):
+        p, f = v[0], v[1]
+        if p and p == pp and f == pf and s == pe:
+            out[-1] = (out[-1][0], e, p, f)
+        else:
+            out.append((s, e, p, f))
+        pp, pf, pe = p, f, e
+    return out
 
 
 class ChangeObserver:
@@ -119,12 +132,15 @@ class ChangeObserver:
         self.owner: dict[int, int] = {}  # tree uid -> tgid
         self.rows: list[tuple] = []
         self._ts = self._tid = self._tgid = self._cur = self._cause = ()
+        self._args: list[tuple] = []
 
     # -- per window ----------------------------------------------------------------
     def load(self, w) -> None:
         """The columns of window ``w`` the hooks read, as lists by record."""
         c = w.cols
-        self.sc = self.e.sc
+        sc = self.sc = self.e.sc
+        self._args = list(zip(*(sc[k] for k in ("arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "ret")))) \
+            if len(w.sc.get("ts", ())) else []
         self._ts = c["ts"].tolist()
         if w.w is not None:
             self._tid, self._tgid, self._cur, self._cause = (c[k].tolist() for k in ("tid", "tgid", "cur", "cause"))
@@ -151,12 +167,9 @@ class ChangeObserver:
                 return g
             self._close(t)
         if row >= 0:
-            sc = self.sc
-            name = sc["syscall"][row]
-            ret = sc["ret"][row]
-            args = (sc["arg0"][row], sc["arg1"][row], sc["arg2"][row], sc["arg3"][row],
-                    sc["arg4"][row], sc["arg5"][row], ret)
-            moved = name == "mremap" and ret >= 0 and ret != args[0]
+            name = self.sc["syscall"][row]
+            args = self._args[row]
+            moved = name == "mremap" and args[6] >= 0 and args[6] != args[0]
         else:
             name, args, moved = "", _NO_ARGS, False
         g = self.open[t.uid] = _Group(key, ts, tid, tgid, cause, row, name, args, moved)
@@ -221,13 +234,13 @@ class ChangeObserver:
             removed = added = []
         else:
             bset, aset = set(before), set(after_all)
-            removed = sorted(bset - aset)
-            added = sorted(aset - bset)
+            removed = sorted(bset - aset) if len(bset) > 1 else list(bset - aset)
+            added = sorted(aset - bset) if len(aset) > 1 else list(aset - bset)
         kind = force_kind or classify(removed, added, moved=g.moved)
         if kind is None:
             return
         lbl = self.label.get(t.uid)
-        if lbl in _SETUP and t.uid not in self.owner and kind != "exit":
+        if lbl is not None and lbl in _SETUP and t.uid not in self.owner and kind != "exit":
             kind = lbl  # stores into a new tree before its fork/exec event: all setup
         elif kind == "protect" and [x[3] & 0xF for x in removed] == [x[3] & 0xF for x in added]:
             kind = "map"  # same ranges and perms, new VMAs: a mapping replaced in place
@@ -242,15 +255,16 @@ class ChangeObserver:
             lo_, hi_ = added[0][0], added[-1][1]
         else:
             lo_ = hi_ = 0
+        P = _PERMS
         # A tuple in CHANGE_COLUMNS order: a dict per row cost twice the time
         # and memory on million-event traces.
         self.rows.append((
             g.ts, ts_end if ts_end is not None else g.ts_end,
             self._pid(t, g.tgid), g.tid, t.ptr or 0, cause, kind, g.name, *g.args,
             lo_, hi_, len(removed), len(added),
-            sum([e - s for s, e, _, _ in removed]), sum([e - s for s, e, _, _ in added]),
-            [(s, e, perms_of(f)) for s, e, _, f in removed],
-            [(s, e, perms_of(f)) for s, e, _, f in added],
+            sum([x[1] - x[0] for x in removed]), sum([x[1] - x[0] for x in added]),
+            [(x[0], x[1], P[x[3] & 0x8F]) for x in removed],
+            [(x[0], x[1], P[x[3] & 0x8F]) for x in added],
             removed,  # before_vmas: (start, end, vma pointer, vm_flags)
             added,
         ))
@@ -261,22 +275,36 @@ class ChangeObserver:
 
     def write(self, t: VmaTree, k: int, lo: int, hi: int, val) -> None:
         """Record ``k`` of the window, a store of ``val`` (None: a clear) over [lo, hi), is about to be applied."""
-        ts, tid, cause = self._ts[k], self._tid[k], self._cause[k]
+        cause = self._cause[k]
         lbl = self.label.get(t.uid)
-        if lbl in _SETUP and t.ptr != self._cur[k]:
-            g = self._open(t, ("k", lbl), ts, tid, self._tgid[k], lbl, -1)
+        if lbl is not None and lbl in _SETUP and t.ptr != self._cur[k]:
+            key = ("k", lbl)
         elif cause >= 0:
-            sc = self.sc
-            g = self._open(t, ("sc", sc["seq"][cause]), ts, tid, self._tgid[k], sc["syscall"][cause], cause)
+            key = ("sc", self.sc["seq"][cause])
         else:
-            g = self._open(t, ("k", tid), ts, tid, self._tgid[k], "kernel", -1)
-        g.ts_end = ts
+            key = ("k", self._tid[k])
+        g = self.open.get(t.uid)
+        if g is None or g.key != key:
+            ts, tid = self._ts[k], self._tid[k]
+            if key[0] == "sc":
+                g = self._open(t, key, ts, tid, self._tgid[k], self.sc["syscall"][cause], cause)
+            else:
+                g = self._open(t, key, ts, tid, self._tgid[k], lbl if key[1] == lbl else "kernel", -1)
+        g.ts_end = self._ts[k]
         if lo < g.lo:
             g.lo = lo
         if hi > g.hi:
             g.hi = hi
-        if val is not None or t.overlapping(lo, hi):
-            self._keep(g, t, lo, hi)
+        # the pieces this store overwrites (ChangeObserver._keep, inlined)
+        starts, ends = t.starts, t.ends
+        i = bisect_right(ends, lo)
+        j = bisect_left(starts, hi, i)
+        if i == j:
+            if val is not None:
+                g.undo.append((lo, hi, (), (), ()))
+        else:
+            s0, e1 = starts[i], ends[j - 1]
+            g.undo.append((s0 if s0 < lo else lo, e1 if e1 > hi else hi, starts[i:j], ends[i:j], t.vals[i:j]))
 
     def before(self, t: VmaTree, lo: int, hi: int) -> None:
         """An exit-time correction is about to overwrite [lo, hi) of ``t``."""
@@ -366,9 +394,7 @@ def _frame(rows: list[tuple]) -> pd.DataFrame:
         elif c in _UINT64:
             data[c] = np.array(v, dtype=np.uint64)
         else:
-            a = np.empty(len(v), dtype=object)
-            a[:] = v
-            data[c] = a
+            data[c] = list(v)  # lists of tuples stay one object per row
     return pd.DataFrame(data, columns=list(CHANGE_COLUMNS))
 
 
