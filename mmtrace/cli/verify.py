@@ -21,7 +21,7 @@ import numpy as np
 
 from ..events.procmaps import read_checkpoints
 from ..model.model import Model
-from ..model.vmatree import perms_of
+from ..model.vmatree import join_pieces, perms_of
 from ..trace.reader import TraceFile
 
 __all__ = ["verify", "main", "VerifyResult", "Mismatch"]
@@ -86,16 +86,7 @@ def _model_lines(raw) -> list[tuple[int, int, str]]:
     """(start, end, perms) of a tree's raw lists, one line per VMA."""
     if raw is None:
         return []
-    starts, ends, vals = raw
-    out: list[tuple[int, int, str]] = []
-    last_ptr = last_flags = None
-    for s, e, v in zip(starts, ends, vals):
-        if out and v[0] and v[0] == last_ptr and v[1] == last_flags and out[-1][1] == s:
-            out[-1] = (out[-1][0], e, out[-1][2])  # one VMA in two pieces
-            continue
-        out.append((s, e, perms_of(v[1])))
-        last_ptr, last_flags = v[0], v[1]
-    return out
+    return [(s, e, perms_of(v[1])) for s, e, v in join_pieces(*raw)]
 
 
 def verify(trace_path, checkpoints_dir, *, model: Model | None = None) -> VerifyResult:

@@ -141,13 +141,7 @@ def unmapped_area_check(trace) -> pd.DataFrame:
         tree = engine.trees.get(int(r.mm) + mm_mt) if int(r.mm) else None
         if tree is None:
             tree = engine.tree_of(int(r.tgid))
-        vmas = []
-        if tree is not None:
-            for s, e, v in zip(tree.starts, tree.ends, tree.vals):
-                if vmas and vmas[-1][1] == s and vmas[-1][3] == v[0]:
-                    vmas[-1] = (vmas[-1][0], e, vmas[-1][2], v[0])
-                else:
-                    vmas.append((s, e, v[1], v[0]))
+        vmas = [(v.start, v.end, v.vm_flags, v.vma) for v in tree.vmas()] if tree is not None else []
         addr = int(r.addr)
         err = addr - _ERR if addr >= _ERR - 4095 else 0
         length = int(r.length)

@@ -10,7 +10,7 @@ from .changes import CHANGE_COLUMNS, ChangeObserver, changes, classify, iter_cha
 from .model import Model, model_of, vmas
 from .replay import VMA_COLUMNS, Engine, tree_frame
 from .stream import Source, Window
-from .vmatree import VmaTree, perms_of
+from .vmatree import Vma, VmaTree, join_pieces, perms_of
 
 __all__ = [
     "vmas",
@@ -20,6 +20,8 @@ __all__ = [
     "model_of",
     "Engine",
     "VmaTree",
+    "Vma",
+    "join_pieces",
     "iter_changes",
     "ChangeObserver",
     "Source",

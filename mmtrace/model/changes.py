@@ -26,7 +26,7 @@ from collections.abc import Iterator
 
 from .replay import Engine, snapshot_trees
 from .stream import Source, no_gc
-from .vmatree import VM_GROWSDOWN, VmaTree, perms_of
+from .vmatree import VM_GROWSDOWN, VmaTree, join_pieces, perms_of
 
 __all__ = ["changes", "iter_changes", "CHANGE_COLUMNS", "classify", "ChangeObserver"]
 
@@ -46,14 +46,8 @@ CHANGE_COLUMNS = (
 
 
 def _vmas(starts, ends, vals) -> list[tuple[int, int, int, int]]:
-    """(start, end, ptr, vm_flags) per VMA (pieces of one pointer joined)."""
-    out: list[tuple[int, int, int, int]] = []
-    for s, e, v in zip(starts, ends, vals):
-        if out and v[0] and out[-1][2] == v[0] and out[-1][3] == v[1] and out[-1][1] == s:
-            out[-1] = (out[-1][0], e, v[0], v[1])
-        else:
-            out.append((s, e, v[0], v[1]))
-    return out
+    """(start, end, ptr, vm_flags) per VMA (:func:`mmtrace.model.vmatree.join_pieces`)."""
+    return [(s, e, v[0], v[1]) for s, e, v in join_pieces(starts, ends, vals)]
 
 
 def classify(before: list[tuple], after: list[tuple], *, moved: bool = False) -> str | None:
@@ -98,25 +92,15 @@ class _Group:
 
 
 def _window(starts, ends, vals, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
-    """VMAs (start, end, ptr, vm_flags) of the pieces overlapping [lo, hi), plus one
-    neighbour on each side (merges); the whole tree when lo >= hi.  Adjacent
-    pieces of one pointer and flags are one VMA (:func:`_vmas`)."""
+    """VMAs of the pieces overlapping [lo, hi), plus one neighbour on each side (merges);
+    the whole tree when lo >= hi."""
     if lo >= hi:
         return _vmas(starts, ends, vals)
     i0 = bisect_left(ends, lo) - 1
     if i0 < 0:
         i0 = 0
     i1 = bisect_right(starts, hi) + 1
-    out: list[tuple[int, int, int, int]] = []
-    pp = pf = pe = None
-    for s, e, v in zip(starts[i0:i1], ends[i0:i1], vals[i0:i1]):
-        p, f = v[0], v[1]
-        if p and p == pp and f == pf and s == pe:
-            out[-1] = (out[-1][0], e, p, f)
-        else:
-            out.append((s, e, p, f))
-        pp, pf, pe = p, f, e
-    return out
+    return _vmas(starts[i0:i1], ends[i0:i1], vals[i0:i1])
 
 
 class ChangeObserver:

@@ -48,6 +48,7 @@ from .vmatree import (
     V_WTS,
     VmaTree,
     flags_of_perms,
+    join_pieces,
     perms_of,
 )
 
@@ -622,14 +623,10 @@ def tree_frame(t: VmaTree | None, paths: dict | None = None) -> pd.DataFrame:
     """
     if t is None or len(t) == 0:
         return pd.DataFrame({c: pd.Series([], dtype=np.uint64 if c in ("start", "end", "vm_flags", "pgoff", "inode", "vma") else object) for c in VMA_COLUMNS})
-    starts, ends, vals = [], [], []
-    for s, e, v in zip(t.starts, t.ends, t.vals):
-        if vals and v[0] and v[0] == vals[-1][0] and ends[-1] == s and v[1] == vals[-1][1]:
-            ends[-1] = e  # one VMA in two pieces: a boundary moved in place
-            continue
-        starts.append(s)
-        ends.append(e)
-        vals.append(v)
+    joined = join_pieces(t.starts, t.ends, t.vals)
+    starts = [x[0] for x in joined]
+    ends = [x[1] for x in joined]
+    vals = [x[2] for x in joined]
     flags = [v[1] for v in vals]
     devs = np.array([v[3] for v in vals], dtype=np.uint64)
     inos = [v[4] for v in vals]

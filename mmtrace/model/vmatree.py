@@ -15,6 +15,7 @@ address 0.  A piece cut from a VMA then keeps the right offset
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from typing import NamedTuple
 
 from ..events.flags import (
     VM_DONTCOPY,
@@ -30,6 +31,8 @@ from ..events.flags import (
 
 __all__ = [
     "VmaTree",
+    "Vma",
+    "join_pieces",
     "VAL_FIELDS",
     "V_PTR",
     "V_FLAGS",
@@ -78,6 +81,37 @@ def flags_of_perms(perms: str) -> int:
         | (VM_EXEC if perms[2] == "x" else 0)
         | ((VM_SHARED | VM_MAYSHARE) if perms[3] == "s" else 0)
     )
+
+
+class Vma(NamedTuple):
+    """One VMA as /proc/PID/maps shows it: ``[start, end)``, the kernel pointer
+    ``vma`` (0 when known only from a snapshot), ``vm_flags``, ``pgoff``
+    (bytes), ``dev`` (kernel dev_t) and ``inode`` (0: anonymous)."""
+
+    start: int
+    end: int
+    vma: int
+    vm_flags: int
+    pgoff: int
+    dev: int
+    inode: int
+
+
+def join_pieces(starts, ends, vals) -> list[tuple[int, int, tuple]]:
+    """(start, end, value) per VMA of sorted pieces: adjacent pieces of one VMA
+    pointer and flags are one VMA (a boundary moved in place: ``vma_expand`` /
+    ``vma_shrink`` store only the part that changed), with the first piece's value.
+    The one home of that rule: every reader of a tree's VMAs goes through it."""
+    out: list[tuple[int, int, tuple]] = []
+    pp = pf = pe = None
+    for s, e, v in zip(starts, ends, vals):
+        p, f = v[0], v[1]
+        if p and p == pp and f == pf and s == pe:
+            out[-1] = (out[-1][0], e, out[-1][2])
+        else:
+            out.append((s, e, v))
+        pp, pf, pe = p, f, e
+    return out
 
 
 class VmaTree:
@@ -158,6 +192,16 @@ class VmaTree:
         """(start, end, value) of every piece overlapping [lo, hi), unclipped."""
         r = self.overlapping(lo, hi)
         return list(zip(self.starts[r.start : r.stop], self.ends[r.start : r.stop], self.vals[r.start : r.stop]))
+
+    def vmas(self, lo: int = 0, hi: int = 1 << 64) -> list[Vma]:
+        """The VMAs overlapping [lo, hi) (pieces of one VMA joined, :func:`join_pieces`)."""
+        r = self.overlapping(lo, hi)
+        a, b = r.start, r.stop
+        out = []
+        for s, e, v in join_pieces(self.starts[a:b], self.ends[a:b], self.vals[a:b]):
+            out.append(Vma(s, e, v[V_PTR], v[V_FLAGS], ((v[V_PGBASE] + (s >> PAGE_SHIFT)) << PAGE_SHIFT) & ((1 << 64) - 1),
+                           v[V_DEV], v[V_INO]))
+        return out
 
     def keep_if(self, pred) -> None:
         """Drop every piece whose value fails ``pred``."""

@@ -416,18 +416,12 @@ def _sweep(trace, queries):
 
 def _vma_keys(ans) -> dict[tuple, None]:
     """{(start, end, vma, vm_flags, dev, ino): None} of one tree (pieces of one VMA joined)."""
-    out: dict[tuple, None] = {}
     if ans is None:
-        return out
-    last = None
-    for s, e, v in zip(*ans):
-        if last is not None and v[0] and v[0] == last[2] and last[1] == s and v[1] == last[3]:
-            del out[last]
-            last = (last[0], e, *last[2:])
-        else:
-            last = (s, e, v[0], v[1], v[3] if len(v) > 4 else 0, v[4] if len(v) > 4 else 0)
-        out[last] = None
-    return out
+        return {}
+    from ..model.vmatree import join_pieces
+
+    return {(s, e, v[0], v[1], v[3] if len(v) > 4 else 0, v[4] if len(v) > 4 else 0): None
+            for s, e, v in join_pieces(*ans)}
 
 
 def _comm(trace, df: pd.DataFrame) -> list[str]:
