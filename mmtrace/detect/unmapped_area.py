@@ -13,11 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..events.flags import VM_GROWSDOWN
+from ..events.flags import VM_GROWSDOWN, VM_UNMAPPED_AREA_TOPDOWN
 
 __all__ = ["unmapped_area_check", "first_fit"]
 
-VM_UNMAPPED_AREA_TOPDOWN = 1  # include/linux/mm.h
 _ERR = 1 << 64
 
 

@@ -24,6 +24,7 @@ import pandas as pd
 
 from collections.abc import Iterator
 
+from ..events.flags import MAPS_PERM_BITS, VMA_PERM_BITS
 from .replay import Engine, snapshot_trees
 from .stream import Source, no_gc
 from .vmatree import VM_GROWSDOWN, VmaTree, join_pieces, perms_of
@@ -33,7 +34,7 @@ __all__ = ["changes", "iter_changes", "CHANGE_COLUMNS", "classify", "ChangeObser
 _NOSPAN = 1 << 65
 _WHOLE = 1 << 65  # above every address: "the whole tree"
 _SETUP = ("fork_copy", "exec_setup")
-_PERMS = [perms_of(f) for f in range(0x90)]  # by vm_flags & (VM_READ|WRITE|EXEC|MAYSHARE)
+_PERMS = [perms_of(f) for f in range(MAPS_PERM_BITS + 1)]  # by vm_flags & MAPS_PERM_BITS
 _PAGE = 4096  # lengths are rounded up to pages by the kernel: widen spans by one
 _NO_ARGS = (0, 0, 0, 0, 0, 0, 0)  # arg0..arg5, ret of a kernel path
 
@@ -226,7 +227,7 @@ class ChangeObserver:
         lbl = self.label.get(t.uid)
         if lbl is not None and lbl in _SETUP and t.uid not in self.owner and kind != "exit":
             kind = lbl  # stores into a new tree before its fork/exec event: all setup
-        elif kind == "protect" and [x[3] & 0xF for x in removed] == [x[3] & 0xF for x in added]:
+        elif kind == "protect" and [x[3] & VMA_PERM_BITS for x in removed] == [x[3] & VMA_PERM_BITS for x in added]:
             kind = "map"  # same ranges and perms, new VMAs: a mapping replaced in place
         cause = g.cause
         if cause == "kernel" and kind == "expand" and any(f & VM_GROWSDOWN for *_, f in added):
@@ -247,8 +248,8 @@ class ChangeObserver:
             self._pid(t, g.tgid), g.tid, t.ptr or 0, cause, kind, g.name, *g.args,
             lo_, hi_, len(removed), len(added),
             sum([x[1] - x[0] for x in removed]), sum([x[1] - x[0] for x in added]),
-            [(x[0], x[1], P[x[3] & 0x8F]) for x in removed],
-            [(x[0], x[1], P[x[3] & 0x8F]) for x in added],
+            [(x[0], x[1], P[x[3] & MAPS_PERM_BITS]) for x in removed],
+            [(x[0], x[1], P[x[3] & MAPS_PERM_BITS]) for x in added],
             removed,  # before_vmas: (start, end, vma pointer, vm_flags)
             added,
         ))

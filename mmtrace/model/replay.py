@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..events.decode import decode_dev
+from ..events.flags import PROT_BITS
 from .rules import ERRNO_MAX
 from .stream import (
     K_CLEAR,
@@ -54,7 +55,6 @@ from .vmatree import (
 
 __all__ = ["Engine", "VMA_COLUMNS", "tree_frame", "ERRNO_MAX"]
 
-PROT_BITS = 0x7  # PROT_READ|WRITE|EXEC == VM_READ|WRITE|EXEC
 
 VMA_COLUMNS = ("start", "end", "perms", "vm_flags", "pgoff", "dev", "inode", "path", "file", "vma")
 
@@ -528,10 +528,10 @@ class Engine:
                     e_ = t.ends
                     i = br(e_, lo)
                     j = bl(s_, hi, i)
-                    p7 = prots[a] & 0x7
+                    p7 = prots[a] & PROT_BITS
                     v_ = t.vals
                     for x in range(i, j):
-                        if v_[x][1] & 0x7 != p7:
+                        if v_[x][1] & PROT_BITS != p7:
                             break
                     else:
                         continue
@@ -545,7 +545,7 @@ class Engine:
                         while x < j:
                             vx = v_[x]
                             f = vx[1]
-                            nf = (f & ~0x7) | p7
+                            nf = (f & ~PROT_BITS) | p7
                             if nf != f and (vx[5] < te or vx[6] == tid):
                                 nv = (vx[0], nf, vx[2], vx[3], vx[4], ts_, tid)
                                 s0 = s_[x]

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..events.flags import MREMAP_DONTUNMAP
+
 __all__ = ["CORRECTING", "C_NONE", "C_CLEAR", "C_PROT", "corrections", "ERRNO_MAX", "ENOMEM"]
 
 #: Syscalls whose effect on the tree is not all in their stores.
@@ -46,7 +48,6 @@ C_NONE, C_CLEAR, C_PROT = 0, 1, 2
 
 ERRNO_MAX = 4095
 ENOMEM = 12
-MREMAP_DONTUNMAP = 4  # include/uapi/linux/mman.h
 _PAGE_MASK = np.uint64(4095)
 # User addresses are below 2**47 (x86_64 4-level) or 2**56 (5-level): an
 # argument at or above 2**62 fails the kernel's range checks (-EINVAL/-ENOMEM

@@ -18,6 +18,7 @@ from bisect import bisect_left, bisect_right
 from typing import NamedTuple
 
 from ..events.flags import (
+    MAPS_PERM_BITS,
     VM_DONTCOPY,
     VM_EXEC,
     VM_GROWSDOWN,
@@ -70,7 +71,7 @@ _PERMS = [perms(f) for f in range(0x100)]
 
 def perms_of(vm_flags: int) -> str:
     """The 4 permission characters /proc/PID/maps shows for ``vm_flags``."""
-    return _PERMS[vm_flags & (VM_READ | VM_WRITE | VM_EXEC | VM_MAYSHARE)]
+    return _PERMS[vm_flags & MAPS_PERM_BITS]
 
 
 def flags_of_perms(perms: str) -> int:

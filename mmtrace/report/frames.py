@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..events.flags import MAPS_PERM_BITS
+
 __all__ = ["ReportData", "report_data", "format_call", "ADDRESS_ARGS", "RETURNS_ADDRESS"]
 
 # Which syscall arguments are user addresses (hex in CSV), by syscall name.
@@ -257,10 +259,10 @@ class ReportData:
                 came = cur.keys() - prev.keys()
                 # A VMA first known from a /proc snapshot (no pointer) that the
                 # trace then names with its pointer and flags is the same VMA.
-                named = {(k[0], k[1], k[3] & 0x87): k for k in came} if any(not k[2] for k in gone) else {}
+                named = {(k[0], k[1], k[3] & MAPS_PERM_BITS): k for k in came} if any(not k[2] for k in gone) else {}
                 for k in gone:
                     born = prev.pop(k)
-                    twin = named.get((k[0], k[1], k[3] & 0x87)) if not k[2] else None
+                    twin = named.get((k[0], k[1], k[3] & MAPS_PERM_BITS)) if not k[2] else None
                     if twin is not None:
                         prev[twin] = born
                         came.discard(twin)
