@@ -114,7 +114,7 @@ class Trace(TraceFile):
                 ),
             })
         df = pd.DataFrame(rows, columns=["ts", "pid", "severity", "kind", "explanation"])
-        df.insert(2, "comm", _comm_at(self, df))
+        df.insert(2, "comm", self.comm_at(df["pid"], df["ts"]))
         return df.sort_values("ts", kind="stable", ignore_index=True)
 
     def unmapped_area_check(self) -> pd.DataFrame:
@@ -140,15 +140,15 @@ class Trace(TraceFile):
         p["merges"] = p["pid"].map(c["merges"]).fillna(0).astype("int64")
         return p
 
+    def comm_at(self, pid, ts) -> list[str]:
+        """The name each process ``pid`` had at ``ts`` (sequences); see :func:`mmtrace.model.names.comm_at`."""
+        from .model.names import comm_at
+
+        return comm_at(self, pid, ts)
+
     def __repr__(self) -> str:
         n = sum((self.metadata.get("events") or {}).values())
         return f"<mmtrace.Trace {str(self.path)!r}: {n:,} events, kernel {self.metadata.get('kernel_release')}>"
-
-
-def _comm_at(trace: TraceFile, df: pd.DataFrame) -> list[str]:
-    from .detect.structure import _comm
-
-    return _comm(trace, df) if len(df) else []
 
 
 def open(path: str | Path) -> Trace:  # noqa: A001 - mirrors builtins.open by design

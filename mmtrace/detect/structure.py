@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..events.flags import perms
+from ..model.names import comm_at
 
 __all__ = ["split_merge_points", "split_merge_table", "split_merge_counts", "splits", "merges", "write_sequences"]
 
@@ -143,22 +144,8 @@ def _found(trace, ch: pd.DataFrame, what: str, points=None) -> pd.DataFrame:
     df["before"] = [_fmt_vmas(v) for v in src["before_vmas"].tolist()]
     df["after"] = [_fmt_vmas(v) for v in src["after_vmas"].tolist()]
     df["writes"] = write_sequences(trace, src)
-    df["comm"] = _comm(trace, df)
+    df["comm"] = comm_at(trace, df["pid"], df["ts"])
     return df[_OUT_COLUMNS]
-
-
-def _comm(trace, df: pd.DataFrame) -> list[str]:
-    try:
-        names = trace._comm_timeline
-    except AttributeError:
-        return [""] * len(df)
-    if len(names) == 0:
-        return [""] * len(df)
-    left = pd.DataFrame({"ts": df["ts"].astype("int64"), "tgid": df["pid"].astype("int64"), "_i": range(len(df))})
-    m = pd.merge_asof(left.sort_values("ts"), names, on="ts", by="tgid", direction="backward")
-    first = names.groupby("tgid")["comm"].first()
-    m["comm"] = m["comm"].fillna(m["tgid"].map(first)).fillna("")
-    return m.sort_values("_i")["comm"].astype(str).tolist()
 
 
 def split_merge_counts(ch: pd.DataFrame, points=None) -> pd.DataFrame:

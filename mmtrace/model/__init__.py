@@ -10,10 +10,12 @@ from .changes import CHANGE_COLUMNS, ChangeObserver, changes, classify, iter_cha
 from .model import Model, model_of, vmas
 from .replay import VMA_COLUMNS, Engine, tree_frame
 from .stream import Source, Window
+from .names import comm_at
 from .vmatree import Vma, VmaTree, join_pieces, perms_of
 
 __all__ = [
     "vmas",
+    "comm_at",
     "changes",
     "classify",
     "Model",

@@ -427,11 +427,9 @@ def _vma_keys(ans) -> dict[tuple, None]:
 
 
 def _comm(trace, df: pd.DataFrame) -> list[str]:
-    if len(df) == 0:
-        return []
-    from ..detect.structure import _comm as comm
+    from ..model.names import comm_at
 
-    return comm(trace, df)
+    return comm_at(trace, df["pid"], df["ts"])
 
 
 def report_data(trace, progress=None) -> ReportData:
