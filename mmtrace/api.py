@@ -17,6 +17,14 @@ __all__ = ["Trace", "open", "stream"]
 class Trace(TraceFile):
     """A recorded trace.  See :class:`mmtrace.trace.reader.TraceFile` for the tables."""
 
+    @property
+    def kernel(self):
+        """The traced kernel's values (page size, mmap_min_addr, BTF offsets...): a
+        :class:`mmtrace.trace.kernelinfo.KernelInfo`, raising when the trace lacks one."""
+        from .trace.kernelinfo import KernelInfo
+
+        return KernelInfo(self.metadata)
+
     def vmas(self, pid: int, at: int) -> pd.DataFrame:
         """VMAs of process ``pid`` (tgid) at CLOCK_MONOTONIC ``at`` ns, as /proc/PID/maps would show.
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..events.flags import VM_GROWSDOWN, VM_UNMAPPED_AREA_TOPDOWN
+from ..trace.kernelinfo import KernelInfo
 
 __all__ = ["unmapped_area_check", "first_fit"]
 
@@ -124,11 +125,11 @@ def unmapped_area_check(trace) -> pd.DataFrame:
             "topdown", "free", "in_limits", "expected", "agrees", "vmas"]
     if len(ev) == 0:
         return pd.DataFrame(columns=cols)
-    meta = trace.metadata
-    mmap_min = int(meta.get("mmap_min_addr", 4096))
-    guard = int(meta.get("stack_guard_gap_pages", 256)) * int(meta.get("page_size", 4096))
+    kern = KernelInfo(trace.metadata)
+    mmap_min = kern.mmap_min_addr
+    guard = kern.stack_guard_gap
     model = model_of(trace)
-    mm_mt = int(meta.get("probe_plan", {}).get("offsets", {}).get("mm_struct.mm_mt", 0))
+    mm_mt = kern.mm_mt
     # The search runs on current->mm, which during exec is already the new
     # mm while the process is still bound to the old one: look the tree up
     # by its pointer, at the instant just before the event.

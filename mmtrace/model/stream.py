@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..events.schema import TW_CURRENT_MM, TW_VAL_IS_VMA
+from ..trace.kernelinfo import KernelInfo
 from ..trace.windows import SIGNED as _SIGNED
 from ..trace.windows import KindReader as _KindReader
 from ..trace.windows import num as _num
@@ -76,9 +77,9 @@ _I64MAX = np.uint64(2**63 - 2)
 
 
 def mm_mt_offset(metadata: dict) -> int:
-    """offsetof(struct mm_struct, mm_mt) on the traced kernel (BTF, recorded in the trace)."""
-    off = ((metadata.get("probe_plan") or {}).get("offsets") or {}).get("mm_struct.mm_mt")
-    return int(off) if off is not None else 64
+    """offsetof(struct mm_struct, mm_mt) on the traced kernel (BTF, recorded in the trace);
+    raises :class:`mmtrace.trace.kernelinfo.MissingKernelFact` when the trace lacks it."""
+    return KernelInfo(metadata).mm_mt
 
 
 @contextmanager
@@ -311,12 +312,13 @@ class Source:
     def __init__(self, trace, *, with_causes: bool = False) -> None:
         self.trace = trace
         self.with_causes = with_causes
-        self.mt_off = mm_mt_offset(getattr(trace, "metadata", {}) or {})
         self.tw = _KindReader(trace, "tree_write", _TW_COLS, _decode_tw)
         # arg4, arg5: only changes() shows them
         sc_cols = _SC_COLS if with_causes else tuple(c for c in _SC_COLS if c not in ("arg4", "arg5"))
         self.scd = _ScDecoder(only_correcting=not with_causes, columns=sc_cols)
         self.scr = _KindReader(trace, "syscall", sc_cols, self.scd)
+        # tree = mm + offsetof(mm_struct, mm_mt): needed as soon as there is a write or a syscall
+        self.mt_off = mm_mt_offset(getattr(trace, "metadata", {}) or {}) if self.tw.parts or self.scr.parts else 0
         self._load_proc(trace)
         self.known: set[int] = set(self.mm_trees)
         self._known_arr = np.array(sorted(self.known), dtype=np.uint64)
