@@ -118,7 +118,9 @@ def corrections(sc: dict, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
             if not len(g):
                 continue
             a0, a1, ret = col("arg0", g), col("arg1", g), col("ret", g)
-            ok = (a0 < _BIG) & (a1 < _BIG)
+            # len 0: do_mprotect_pkey returns 0 before looking at the tree
+            # ("if (!len) return 0"); munmap fails with -EINVAL
+            ok = (a0 < _BIG) & (a1 < _BIG) & (a1 != 0)
             if name == "munmap":
                 put(g, ok & (ret == 0), C_CLEAR, a0, a0 + palign(a1))
                 continue
@@ -142,5 +144,5 @@ def corrections(sc: dict, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
         g = groups["mseal"]
         if len(g):
             a0, a1, ret = col("arg0", g), col("arg1", g), col("ret", g)
-            put(g, (a0 < _BIG) & (a1 < _BIG) & (ret == 0), C_SEAL, a0, a0 + palign(a1))
+            put(g, (a0 < _BIG) & (a1 < _BIG) & (a1 != 0) & (ret == 0), C_SEAL, a0, a0 + palign(a1))
     return kind, lo, hi

@@ -107,3 +107,11 @@ def test_munmap_eperm_on_sealed_clears_nothing():
     tw, s = two()
     s += [sc("mseal", 20, [A + P, P, 0], 0), sc("munmap", 30, [A, 2 * P], EPERM)]
     assert len(vmas(Trace(tw, s), PID, 40)) == 2
+
+
+def test_mprotect_of_len_0_changes_nothing():
+    # mseal_test: mprotect(addr, 0, RW) = 0 inside a VMA must not cut it (do_mprotect_pkey: "if (!len) return 0")
+    tw = [store(10, A, A + 16 * P, 0xA1, flags=R)]
+    s = [sc("mmap", 12, [0, 16 * P, 1, 0x22], A), sc("mprotect", 30, [A + 4 * P, 0, PROT_READ | PROT_WRITE], 0),
+         sc("mseal", 31, [A + 4 * P, 0, 0], 0)]
+    assert lines(vmas(Trace(tw, s), PID, 40)) == [(A, A + 16 * P, "r--p")]
