@@ -115,3 +115,31 @@ def test_mprotect_of_len_0_changes_nothing():
     s = [sc("mmap", 12, [0, 16 * P, 1, 0x22], A), sc("mprotect", 30, [A + 4 * P, 0, PROT_READ | PROT_WRITE], 0),
          sc("mseal", 31, [A + 4 * P, 0, 0], 0)]
     assert lines(vmas(Trace(tw, s), PID, 40)) == [(A, A + 16 * P, "r--p")]
+
+
+# -- modelled / not_modelled_reason (mmtrace.model.coverage) -------------------------------------
+def _exec_trace(stack_end):
+    """An exec whose new tree T3 gets its stack at 0x7ffffffff000 (setup_arg_pages), then moved
+    down to end at ``stack_end`` (relocate_vma_down: the old range cleared); a fork child after."""
+    tw = [store(20, 0x7FFFFFFDE000, 0x7FFFFFFFF000, 0x2A1, tree=tm.T3, mm=tm.MM, cur=False),
+          store(21, stack_end - 0x21000, stack_end, 0x2A1, tree=tm.T3, mm=tm.MM, cur=False),
+          store(21, stack_end, 1 << 64, 0, tree=tm.T3, mm=tm.MM, cur=False),
+          store(22, 0x56555000, 0x56556000, 0x2A2, flags=0x75, tree=tm.T3, mm=tm.MM3)]
+    proc = [dict(ts=25, tgid=PID, tid=PID, what=2, pid=PID, child_tgid=PID, mm=tm.MM3, tree=tm.T3),
+            dict(ts=30, tgid=PID, tid=PID, what=1, pid=PID, child_tgid=PID + 1, mm=tm.MM2, tree=tm.T2)]
+    return tm.FakeTrace(tw, [], proc, [])
+
+
+def test_compat_process_is_not_modelled():
+    from mmtrace.model.coverage import COMPAT_REASON, modelled
+
+    m = modelled(_exec_trace(0xFFFDD000), [PID, PID + 1]).set_index("pid")
+    assert not m.loc[PID, "modelled"] and m.loc[PID, "not_modelled_reason"] == COMPAT_REASON
+    assert not m.loc[PID + 1, "modelled"]  # a fork child of a compat process is one too
+
+
+def test_64bit_process_is_modelled():
+    from mmtrace.model.coverage import modelled
+
+    m = modelled(_exec_trace(0x7FFC00000000), [PID, PID + 1]).set_index("pid")
+    assert m["modelled"].all() and (m["not_modelled_reason"] == "").all()
