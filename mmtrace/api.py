@@ -15,7 +15,31 @@ __all__ = ["Trace", "open", "stream"]
 
 
 class Trace(TraceFile):
-    """A recorded trace.  See :class:`mmtrace.trace.reader.TraceFile` for the tables."""
+    """A recorded trace.  See :class:`mmtrace.trace.reader.TraceFile` for the tables.
+
+    Every analysis result is computed once and kept in one cache
+    (:meth:`cached`); :attr:`model` is the rebuilt VMA trees.
+    """
+
+    def cached(self, name: str, fn):
+        """``fn()`` computed once per trace under ``name`` (the one cache of the analyses)."""
+        c = self.__dict__.setdefault("_analysis_cache", {})
+        if name not in c:
+            c[name] = fn()
+        return c[name]
+
+    @property
+    def model(self):
+        """The rebuilt VMA trees (:class:`mmtrace.model.Model`): ``vmas``, ``sweep``, ``engine_at``."""
+        from .model import model_of
+
+        return model_of(self)
+
+    def skipped(self) -> dict[str, str]:
+        """{analysis: why it cannot run on this trace}; see :mod:`mmtrace.detect.analyses`."""
+        from .detect.analyses import skipped
+
+        return skipped(self)
 
     @property
     def kernel(self):
@@ -40,21 +64,15 @@ class Trace(TraceFile):
         return vmas(self, pid, at)
 
     def _all_changes(self) -> pd.DataFrame:
-        ch = getattr(self, "_changes_cache", None)
-        if ch is None:
-            from .model import changes
+        from .model import changes
 
-            ch = self._changes_cache = changes(self)
-        return ch
+        return self.cached("changes", lambda: changes(self))
 
     def _points(self) -> list:
         """split_merge_table of all changes, made once for processes/splits/merges."""
-        pts = getattr(self, "_points_cache", None)
-        if pts is None:
-            from .detect import split_merge_table
+        from .detect import split_merge_table
 
-            pts = self._points_cache = split_merge_table(self._all_changes())
-        return pts
+        return self.cached("points", lambda: split_merge_table(self._all_changes()))
 
     def changes(self, pid: int | None = None) -> pd.DataFrame:
         """One row per change of a VMA tree, grouped by cause.
@@ -95,12 +113,9 @@ class Trace(TraceFile):
     def hugetlb(self) -> pd.DataFrame:
         """Modeled hugetlb reservations against the kernel's counters, one row per
         in-kernel sample.  See :func:`mmtrace.detect.hugetlb_accounting` for columns."""
-        h = getattr(self, "_hugetlb_cache", None)
-        if h is None:
-            from .detect import hugetlb_accounting
+        from .detect import hugetlb_accounting
 
-            h = self._hugetlb_cache = hugetlb_accounting(self)
-        return h
+        return self.cached("hugetlb", lambda: hugetlb_accounting(self))
 
     def anomalies(self) -> pd.DataFrame:
         """One row per finding: ``ts``, ``pid``, ``comm``, ``severity`` (error,
@@ -128,12 +143,9 @@ class Trace(TraceFile):
     def unmapped_area_check(self) -> pd.DataFrame:
         """Each ``mmap:vm_unmapped_area`` checked against a first-fit search of the rebuilt
         tree.  See :func:`mmtrace.detect.unmapped_area_check` for columns."""
-        u = getattr(self, "_ua_cache", None)
-        if u is None:
-            from .detect import unmapped_area_check
+        from .detect import unmapped_area_check
 
-            u = self._ua_cache = unmapped_area_check(self)
-        return u
+        return self.cached("unmapped_area", lambda: unmapped_area_check(self))
 
     def processes(self, counts: bool = True) -> pd.DataFrame:
         """As :meth:`TraceFile.processes`, plus ``modelled`` (bool) and

@@ -29,9 +29,10 @@ _OUT_COLUMNS = [
 ]
 
 
-def _inside(vmas: list[tuple], p: int) -> bool:
-    """Is ``p`` strictly inside one of ``vmas`` (sorted (start, end, ...))?"""
-    starts = [v[0] for v in vmas]
+def _inside(vmas: list[tuple], p: int, starts: list[int] | None = None) -> bool:
+    """Is ``p`` strictly inside one of ``vmas`` (sorted (start, end, ...); ``starts``: their starts)?"""
+    if starts is None:
+        starts = [v[0] for v in vmas]
     i = bisect_right(starts, p) - 1
     return i >= 0 and vmas[i][0] < p < vmas[i][1]
 
@@ -48,12 +49,19 @@ def split_merge_points(
     """
     if not before or not after:
         return [], [], []  # a pure map or unmap splits and merges nothing
-    before = sorted(before)
-    after = sorted(after)
+    if len(before) > 1:
+        before = sorted(before)
+    if len(after) > 1:
+        after = sorted(after)
+    bstarts = [v[0] for v in before]
     after_edges = sorted({x for v in after for x in (v[0], v[1])})
-    split = [p for p in after_edges if _inside(before, p)]
-    joints = [before[i][1] for i in range(len(before) - 1) if before[i][1] == before[i + 1][0]]
-    merge = [p for p in joints if _inside(after, p)]
+    split = [p for p in after_edges if _inside(before, p, bstarts)]
+    if len(before) > 1:
+        joints = [before[i][1] for i in range(len(before) - 1) if before[i][1] == before[i + 1][0]]
+        astarts = [v[0] for v in after]
+        merge = [p for p in joints if _inside(after, p, astarts)]
+    else:
+        merge = []
     new_range = []
     if new_ranges:
         by_ptr = {b[2]: b for b in before if b[2]}
@@ -115,9 +123,12 @@ def split_merge_table(ch: pd.DataFrame) -> list[tuple[int, list[int], list[int],
     :func:`merges` share (``mmtrace.Trace`` computes it once)."""
     out = []
     skip = set(_WHOLE_TREE)
-    for i, (kind, syscall, before, after) in enumerate(zip(
-        ch["kind"].tolist(), ch["syscall"].tolist(), ch["before_vmas"].tolist(), ch["after_vmas"].tolist()
-    )):
+    # a pure map or unmap (nothing before or after) splits and merges nothing: skip those rows at C speed
+    cand = np.flatnonzero((ch["n_before"].to_numpy() > 0) & (ch["n_after"].to_numpy() > 0)) if len(ch) else []
+    kinds, scs = ch["kind"].to_numpy(), ch["syscall"].to_numpy()
+    bvs, avs = ch["before_vmas"].to_numpy(), ch["after_vmas"].to_numpy()
+    for i in cand.tolist() if len(cand) else ():
+        kind, syscall, before, after = kinds[i], scs[i], bvs[i], avs[i]
         if kind in skip or not before or not after:
             continue
         sp, mg, nr = split_merge_points(before, after, new_ranges=syscall in ("mmap", "brk"))

@@ -104,6 +104,14 @@ def _window(starts, ends, vals, lo: int, hi: int) -> list[tuple[int, int, int, i
     return _vmas(starts[i0:i1], ends[i0:i1], vals[i0:i1])
 
 
+def _chains(S, E, V, k: int) -> bool:
+    """Does piece k + 1 continue piece k's VMA (same pointer and flags, adjacent)?"""
+    if k + 1 >= len(S):
+        return False
+    v, w = V[k], V[k + 1]
+    return bool(v[0]) and v[0] == w[0] and v[1] == w[1] and E[k] == S[k + 1]
+
+
 class ChangeObserver:
     """Collects change rows (tuples in :data:`CHANGE_COLUMNS` order) while an
     :class:`Engine` replays; ``rows`` is emptied by whoever consumes them."""
@@ -180,17 +188,23 @@ class ChangeObserver:
             s0, e1 = starts[i], ends[j - 1]
             g.undo.append((s0 if s0 < lo else lo, e1 if e1 > hi else hi, starts[i:j], ends[i:j], t.vals[i:j]))
 
-    def _before_after(self, t: VmaTree, g: _Group) -> tuple[list, list]:
-        """(VMAs around the group's span before it, the same after it)."""
-        lo, hi = g.lo, g.hi
-        if lo == _NOSPAN:
-            lo, hi = 0, 0  # no span known: compare whole trees
-        S, E, V = t.starts, t.ends, t.vals
-        after = _window(S, E, V, lo, hi)
+    def _diff(self, t: VmaTree, g: _Group) -> tuple[list, list]:
+        """(VMAs that went away, VMAs that appeared) in the group's span, each sorted.
+
+        The span's VMAs, plus one neighbour on each side (merges), before and
+        after the group (:func:`_window`); the old pieces come from the tree
+        now with the group's undo log applied there.  Pieces the group did
+        not touch are the same objects in both and cancel: only the stretch
+        between the first and last piece that differ (widened to whole
+        chains of one VMA's pieces) is joined into VMAs and compared."""
         undo = g.undo
         if not undo:
-            return after, after
-        L, H = (lo, hi) if lo < hi else (0, _WHOLE)
+            return [], []
+        lo, hi = g.lo, g.hi
+        S, E, V = t.starts, t.ends, t.vals
+        if lo == _NOSPAN or lo >= hi:
+            lo, hi = 0, _WHOLE  # no span known: compare whole trees
+        L, H = lo, hi
         for u in undo:
             if u[0] < L:
                 L = u[0]
@@ -198,29 +212,54 @@ class ChangeObserver:
                 H = u[1]
         # the old state of [L, H) and two pieces beyond on each side (the
         # window's neighbours): the tree now, with the group undone there
-        i0 = max(0, bisect_left(E, L) - 2)
-        i1 = min(len(S), bisect_right(S, H) + 2)
-        bs, be, bv = S[i0:i1], E[i0:i1], V[i0:i1]
+        x0 = max(0, bisect_left(E, L) - 2)
+        x1 = min(len(S), bisect_right(S, H) + 2)
+        bs, be, bv = S[x0:x1], E[x0:x1], V[x0:x1]
         for a, b, os_, oe, ov in reversed(undo):
             i = bisect_right(be, a)
             j = bisect_left(bs, b, i)
             bs[i:j] = os_
             be[i:j] = oe
             bv[i:j] = ov
-        return _window(bs, be, bv, lo, hi), after
+        # the span windows (as _window): [i0, i1) after, [j0, j1) before
+        i0 = max(0, bisect_left(E, lo) - 1)
+        i1 = min(len(S), bisect_right(S, hi) + 1)
+        j0 = max(0, bisect_left(be, lo) - 1)
+        j1 = min(len(bs), bisect_right(bs, hi) + 1)
+        # common prefix and suffix of identical pieces
+        na, nb = i1 - i0, j1 - j0
+        n = na if na < nb else nb
+        p = 0
+        while p < n and S[i0 + p] == bs[j0 + p] and E[i0 + p] == be[j0 + p] and V[i0 + p] is bv[j0 + p]:
+            p += 1
+        q = 0
+        while q < n - p and S[i1 - 1 - q] == bs[j1 - 1 - q] and E[i1 - 1 - q] == be[j1 - 1 - q] \
+                and V[i1 - 1 - q] is bv[j1 - 1 - q]:
+            q += 1
+        # Keep the last common piece of each side in the compared stretch and
+        # widen it to whole VMAs (pieces of one VMA are joined: _vmas); the
+        # pieces looked at are common to both sides, so is their chaining.
+        if p:
+            p -= 1
+            while p and _chains(S, E, V, i0 + p - 1):
+                p -= 1
+        if q:
+            q -= 1
+            while q and _chains(S, E, V, i1 - q - 1):
+                q -= 1
+        before = _vmas(bs[j0 + p:j1 - q], be[j0 + p:j1 - q], bv[j0 + p:j1 - q])
+        after = _vmas(S[i0 + p:i1 - q], E[i0 + p:i1 - q], V[i0 + p:i1 - q])
+        if len(before) == 1 and len(after) == 1:
+            return ([], []) if before == after else (before, after)
+        bset, aset = set(before), set(after)
+        return sorted(bset - aset), sorted(aset - bset)
 
     def _close(self, t: VmaTree, *, force_kind: str | None = None, ts_end: int | None = None) -> None:
         g = self.open.pop(t.uid, None)
         if g is None:
             return
         del self.tree[t.uid]
-        before, after_all = self._before_after(t, g)
-        if before is after_all:
-            removed = added = []
-        else:
-            bset, aset = set(before), set(after_all)
-            removed = sorted(bset - aset) if len(bset) > 1 else list(bset - aset)
-            added = sorted(aset - bset) if len(aset) > 1 else list(aset - bset)
+        removed, added = self._diff(t, g)
         kind = force_kind or classify(removed, added, moved=g.moved)
         if kind is None:
             return

@@ -173,6 +173,14 @@ class ReportData:
             self.errors[name] = f"{type(e).__name__}: {e}"
             return None
 
+    def skipped(self) -> dict[str, str]:
+        """{analysis: why it was not computed} for the analyses this trace cannot feed
+        (no hugetlb samples, no vm_unmapped_area tracepoint...): a report says so
+        instead of showing an empty table as if nothing happened."""
+        from ..detect.analyses import skipped
+
+        return self._cached("skipped", lambda: skipped(self.trace))
+
     def _cached(self, key, fn):
         if key not in self._c:
             self._c[key] = fn()

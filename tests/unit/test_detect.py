@@ -6,7 +6,7 @@ import pytest
 
 import mmtrace
 from mmtrace.detect import first_fit, split_merge_points
-from mmtrace.detect.synthetic import SYNTHETIC_NOTE, write_failed_split_trace
+from mmtrace.testing.synthetic import SYNTHETIC_NOTE, write_failed_split_trace
 from mmtrace.events.flags import VM_GROWSDOWN
 
 P = 4096

@@ -29,7 +29,7 @@ from ..trace.writer import TraceWriter
 
 __all__ = ["write_failed_split_trace", "SYNTHETIC_NOTE"]
 
-SYNTHETIC_NOTE = "SYNTHETIC: built by mmtrace.detect.synthetic, not recorded from a kernel"
+SYNTHETIC_NOTE = "SYNTHETIC: built by mmtrace.testing.synthetic, not recorded from a kernel"
 
 _MM_MT = 64  # offsetof(struct mm_struct, mm_mt) stated in the synthetic probe plan
 _MM = 0xFFFF888100000000
@@ -58,7 +58,7 @@ def write_failed_split_trace(path: str | Path) -> Path:
         "kernel_release": "synthetic (the failing __split_vma path of v6.1-rc)",
         "clock": "CLOCK_MONOTONIC",
         "page_size": 4096,
-        "command_line": ["mmtrace.detect.synthetic.write_failed_split_trace"],
+        "command_line": ["mmtrace.testing.synthetic.write_failed_split_trace"],
         "probe_plan": {"offsets": {"mm_struct.mm_mt": _MM_MT}, "syscalls": _SC, "features": {"hugetlb": True}},
         "start_ns": t0,
         "stop_ns": t0 + 1_000_000,
