@@ -148,9 +148,19 @@ class Trace(TraceFile):
         return self.cached("unmapped_area", lambda: unmapped_area_check(self))
 
     def processes(self, counts: bool = True) -> pd.DataFrame:
-        """As :meth:`TraceFile.processes`, plus ``splits`` and ``merges`` per process
-        (split/merge points found by :meth:`splits` / :meth:`merges`) when ``counts``."""
+        """As :meth:`TraceFile.processes`, plus ``modelled`` (bool) and
+        ``not_modelled_reason`` ("" when modelled: what the model cannot
+        follow is said, see :func:`mmtrace.model.coverage.modelled`), and
+        ``splits`` and ``merges`` per process (split/merge points found by
+        :meth:`splits` / :meth:`merges`) when ``counts``."""
+        from .model.coverage import modelled
+
         p = super().processes()
+        m = getattr(self, "_modelled_cache", None)
+        if m is None:
+            m = self._modelled_cache = modelled(self, p["pid"]).set_index("pid")
+        p["modelled"] = p["pid"].map(m["modelled"]).fillna(True).astype(bool)
+        p["not_modelled_reason"] = p["pid"].map(m["not_modelled_reason"]).fillna("").astype(str)
         if not counts or len(p) == 0:
             return p
         from .detect import split_merge_counts

@@ -14,6 +14,7 @@ __all__ = [
     "VmFlag", "Prot", "MapFlag", "MremapFlag", "UnmappedAreaFlag",
     "VM_READ", "VM_WRITE", "VM_EXEC", "VM_SHARED", "VM_MAYSHARE", "VM_GROWSDOWN", "VM_PFNMAP",
     "VM_DONTEXPAND", "VM_ACCOUNT", "VM_NORESERVE", "VM_HUGETLB", "VM_DONTCOPY", "VM_MIXEDMAP",
+    "VM_MAYREAD", "VM_MAYWRITE", "VM_MAYEXEC", "VM_SEALED", "PROT_GROWSDOWN",
     "PROT_READ", "PROT_WRITE", "PROT_EXEC", "PROT_BITS", "MAP_SHARED", "MAP_PRIVATE", "MAP_FIXED", "MAP_ANONYMOUS",
     "MAP_GROWSDOWN", "MAP_NORESERVE", "MAP_HUGETLB", "MAP_FIXED_NOREPLACE",
     "MREMAP_MAYMOVE", "MREMAP_FIXED", "MREMAP_DONTUNMAP", "VM_UNMAPPED_AREA_TOPDOWN",
@@ -37,6 +38,17 @@ class VmFlag(IntFlag):
     VM_NORESERVE = 0x00200000
     VM_HUGETLB = 0x00400000
     VM_MIXEDMAP = 0x10000000
+    # VM_MAYREAD/MAYWRITE/MAYEXEC: what mprotect may grant (do_mprotect_pkey:
+    # "newflags >> 4 shift VM_MAY% in place of VM_%"); a read-only
+    # MAP_SHARED file mapping lacks VM_MAYWRITE.
+    VM_MAYREAD = 0x00000010
+    VM_MAYWRITE = 0x00000020
+    VM_MAYEXEC = 0x00000040
+    # VM_SEALED: BIT(42) since "mm/mseal: always define VM_SEALED" (6.17; it
+    # was _BITUL(63) in 6.10-6.16).  The model sets it itself when an mseal
+    # succeeds (mm/mseal.c mseal_apply -> vm_flags_set, a silent in-place
+    # edit), so it does not depend on the kernel showing it in a store.
+    VM_SEALED = 1 << 42
 
 
 class Prot(IntFlag):
@@ -45,6 +57,7 @@ class Prot(IntFlag):
     PROT_READ = 0x1
     PROT_WRITE = 0x2
     PROT_EXEC = 0x4
+    PROT_GROWSDOWN = 0x01000000
 
 
 class MapFlag(IntFlag):
@@ -82,6 +95,9 @@ VM_MAYSHARE, VM_GROWSDOWN, VM_PFNMAP = int(VmFlag.VM_MAYSHARE), int(VmFlag.VM_GR
 VM_DONTCOPY, VM_DONTEXPAND, VM_ACCOUNT = int(VmFlag.VM_DONTCOPY), int(VmFlag.VM_DONTEXPAND), int(VmFlag.VM_ACCOUNT)
 VM_NORESERVE, VM_HUGETLB, VM_MIXEDMAP = int(VmFlag.VM_NORESERVE), int(VmFlag.VM_HUGETLB), int(VmFlag.VM_MIXEDMAP)
 PROT_READ, PROT_WRITE, PROT_EXEC = int(Prot.PROT_READ), int(Prot.PROT_WRITE), int(Prot.PROT_EXEC)
+PROT_GROWSDOWN = int(Prot.PROT_GROWSDOWN)
+VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC = int(VmFlag.VM_MAYREAD), int(VmFlag.VM_MAYWRITE), int(VmFlag.VM_MAYEXEC)
+VM_SEALED = int(VmFlag.VM_SEALED)
 #: the prot bits mprotect copies into vm_flags (VM_READ|WRITE|EXEC have the same values)
 PROT_BITS = PROT_READ | PROT_WRITE | PROT_EXEC
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED = int(MapFlag.MAP_SHARED), int(MapFlag.MAP_PRIVATE), int(MapFlag.MAP_FIXED)

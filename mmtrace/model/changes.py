@@ -24,7 +24,7 @@ import pandas as pd
 
 from collections.abc import Iterator
 
-from ..events.flags import MAPS_PERM_BITS, VMA_PERM_BITS
+from ..events.flags import MAPS_PERM_BITS, PROT_GROWSDOWN, VMA_PERM_BITS
 from .replay import Engine, snapshot_trees
 from .stream import Source, no_gc
 from .vmatree import VM_GROWSDOWN, VmaTree, join_pieces, perms_of
@@ -266,7 +266,8 @@ class ChangeObserver:
         lbl = self.label.get(t.uid)
         if lbl is not None and lbl in _SETUP and t.uid not in self.owner and kind != "exit":
             kind = lbl  # stores into a new tree before its fork/exec event: all setup
-        elif kind == "protect" and [x[3] & VMA_PERM_BITS for x in removed] == [x[3] & VMA_PERM_BITS for x in added]:
+        elif (kind == "protect" and [x[3] & VMA_PERM_BITS for x in removed] == [x[3] & VMA_PERM_BITS for x in added]
+              and [x[2] for x in removed] != [x[2] for x in added]):
             kind = "map"  # same ranges and perms, new VMAs: a mapping replaced in place
         cause = g.cause
         if cause == "kernel" and kind == "expand" and any(f & VM_GROWSDOWN for *_, f in added):
@@ -349,7 +350,9 @@ class ChangeObserver:
         g.ts_end = sc["ts"][row]
         # What the exit-time fix-up may touch (see mmtrace.model.rules).
         a0, a1, ret = sc["arg0"][row], sc["arg1"][row], sc["ret"][row]
-        if name in ("munmap", "mprotect", "pkey_mprotect", "madvise", "mseal"):
+        if name in ("mprotect", "pkey_mprotect") and sc["arg2"][row] & PROT_GROWSDOWN:
+            self._span(g, 0, a0 + a1 + _PAGE)  # from the stack VMA's start (Engine._protect_walk)
+        elif name in ("munmap", "mprotect", "pkey_mprotect", "madvise", "mseal"):
             self._span(g, a0, a0 + a1 + _PAGE)
         elif name == "mremap":
             self._span(g, a0, a0 + a1 + _PAGE)

@@ -29,14 +29,16 @@ import numpy as np
 import pandas as pd
 
 from ..events.decode import decode_dev
-from ..events.flags import PROT_BITS
-from .rules import ERRNO_MAX
+from ..events.flags import PROT_BITS, PROT_GROWSDOWN, VM_SEALED
+from .rules import EACCES, ENOMEM, EPERM, ERRNO_MAX
 from .stream import (
     K_CLEAR,
     K_EXIT_MMAP,
     K_PROC,
     K_SC_CLEAR,
     K_SC_PROT,
+    K_SC_SEAL,
+    K_SC_WALK,
     K_SYSCALL,
     Source,
     Window,
@@ -241,6 +243,78 @@ class Engine:
                 nv = (v[0], nf, v[2], v[3], v[4], ts, tid)
                 self._assign(t, max(s, lo), min(e, hi), nv)
 
+    @staticmethod
+    def _refuses(v: tuple, prot: int) -> bool:
+        """Would ``do_mprotect_pkey`` stop at this VMA (``prot``: the new PROT_* bits)?
+
+        -EACCES: ``(newflags & ~(newflags >> 4)) & VM_ACCESS_FLAGS``, a bit
+        asked for whose VM_MAY* bit is clear (a read-only MAP_SHARED file has
+        no VM_MAYWRITE); -EPERM: ``mprotect_fixup`` -> ``can_modify_vma``, a
+        sealed VMA (checked even when the flags would not change).  A VMA
+        known only from a snapshot (pointer 0) has no VM_MAY*/VM_SEALED bits
+        known: the walk stops there, changing no more than before.
+        Not modelled: READ_IMPLIES_EXEC, MDWE (``map_deny_write_exec``),
+        LSM refusals (``security_file_mprotect``).
+        """
+        f = v[V_FLAGS]
+        if not v[0] or f & VM_SEALED:
+            return True
+        return bool(prot & ~(f >> 4) & PROT_BITS)
+
+    def _protect_walk(self, t: VmaTree, row: int, lo: int, hi: int) -> None:
+        """mprotect's VMA walk (``do_mprotect_pkey`` in mm/mprotect.c), for a call
+        that failed part-way (-EPERM/-EACCES) or had PROT_GROWSDOWN.
+
+        GROWSDOWN: the range starts at the ``vm_start`` of the first VMA in
+        [lo, hi) (``start = vma->vm_start``).  Then each VMA from there, while
+        they are contiguous, gets the new prot, up to the first hole (-ENOMEM)
+        or the first VMA refused (:meth:`_refuses`; -EPERM/-EACCES).  When
+        the tree does not show the refusal the result names (a hole before
+        any refused VMA, or none refused), the model changes nothing: it
+        cannot tell where the walk stopped.
+        """
+        sc = self.sc
+        arg = int(sc["arg2"][row])
+        ret = sc["ret"][row]
+        prot = arg & PROT_BITS
+        if arg & PROT_GROWSDOWN:
+            r = t.overlapping(lo, hi)
+            if len(r) == 0:
+                return
+            k = r.start
+            S, E, V = t.starts, t.ends, t.vals
+            while k > 0 and S[k] == E[k - 1] and V[k][0] and V[k - 1][0] == V[k][0]:
+                k -= 1  # pieces of one VMA: back to its vm_start
+            lo = S[k]
+        at, stop, todo = lo, "end", []
+        for s, e, v in t.pieces(lo, hi):
+            if s > at:
+                stop = "hole"
+                break
+            if ret and self._refuses(v, prot):
+                stop = "refused"
+                break
+            todo.append((s, e, v))
+            at = e
+        if stop == "end" and at < hi:
+            stop = "hole"
+        if (ret == -ENOMEM and stop != "hole") or (ret in (-EPERM, -EACCES) and stop != "refused"):
+            return
+        ts, tid, te = sc["ts"][row], sc["tid"][row], sc["ts_enter"][row]
+        for s, e, v in todo:
+            nf = (v[V_FLAGS] & ~PROT_BITS) | prot
+            if nf != v[V_FLAGS] and self._guard(v, te, tid):
+                self._assign(t, max(s, lo), min(e, hi), (v[0], nf, v[2], v[3], v[4], ts, tid))
+
+    def _seal(self, t: VmaTree, row: int, lo: int, hi: int) -> None:
+        """mseal succeeded: every VMA of [lo, hi) gets VM_SEALED (``mseal_apply``:
+        ``vm_flags_set`` in place, after the splits, which were stored)."""
+        sc = self.sc
+        ts, tid, te = sc["ts"][row], sc["tid"][row], sc["ts_enter"][row]
+        for s, e, v in t.pieces(lo, hi):
+            if not v[V_FLAGS] & VM_SEALED and self._guard(v, te, tid):
+                self._assign(t, max(s, lo), min(e, hi), (v[0], v[V_FLAGS] | VM_SEALED, v[2], v[3], v[4], ts, tid))
+
     def _on_syscall(self, row: int, kind: int, lo: int, hi: int) -> None:
         """Apply the exit-time correction of syscall ``row`` (``kind``, ``[lo, hi)``:
         decided by :func:`mmtrace.model.rules.corrections`)."""
@@ -257,6 +331,10 @@ class Engine:
             ret = sc["ret"][row]
             self._protect(t, lo, hi, sc["arg2"][row], sc["ts"][row], sc["tid"][row], sc["ts_enter"][row],
                           contiguous=ret != 0)
+        elif kind == K_SC_WALK:
+            self._protect_walk(t, row, lo, hi)
+        elif kind == K_SC_SEAL:
+            self._seal(t, row, lo, hi)
         if obs is not None:
             obs.syscall_exit_end(t, row)
 

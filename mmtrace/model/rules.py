@@ -25,7 +25,28 @@ must look like:
   (``move_vma`` -> ``do_vmi_munmap``).
 - ``brk`` shrinking (``brk_exit < brk_enter``): ``[PAGE_ALIGN(new), PAGE_ALIGN(old))``
   is empty (``SYSCALL_DEFINE1(brk)`` -> ``do_vmi_align_munmap``).
-- A failed call (-4095 <= ret < 0; mprotect: but -ENOMEM) changed nothing.
+- ``mprotect`` failing part-way: ``do_mprotect_pkey`` walks the range VMA by
+  VMA and stops at the first it refuses: -EACCES when the new prot asks for
+  what the VMA may not have (``(newflags & ~(newflags >> 4)) &
+  VM_ACCESS_FLAGS``: a read-only MAP_SHARED file lacks VM_MAYWRITE) and
+  -EPERM from ``mprotect_fixup`` -> ``can_modify_vma`` on a sealed VMA.  The
+  VMAs before it keep their new protection (``mprotect_fixup`` already ran
+  for them).  Which VMA refused is read from the tree
+  (:meth:`Engine._protect_walk`): kind :data:`C_PROT_WALK`.
+- ``mprotect(addr, len, prot | PROT_GROWSDOWN)``: the range starts at the
+  ``vm_start`` of the first VMA in it (the growsdown branch of
+  ``do_mprotect_pkey``), known only from the tree: :data:`C_PROT_WALK` too.
+- ``mseal(addr, len, 0)`` = 0: every VMA of the range is VM_SEALED
+  (``do_mseal`` -> ``mseal_apply`` -> ``vm_flags_set``, silent in place):
+  :data:`C_SEAL`.
+- A failed call (-4095 <= ret < 0; mprotect: but the cases above) changed
+  nothing the stores do not show.  Other calls that fail part-way change only
+  what their stores show: ``munmap`` and ``mremap`` on a sealed VMA
+  (``vms_gather_munmap_vmas`` checks ``can_modify_vma`` per VMA and, on
+  -EPERM, reattaches the detached VMAs: the tree clear comes only after the
+  gather succeeded; a split done before the refusal stays, and was stored),
+  ``madvise``/``mlock`` (their per-VMA edits are vm_flags bits maps does not
+  show, VM_LOCKED, VM_DONTCOPY...; their splits are stores).
 
 Fork, exec and exit are handled where the trees are (``Engine._on_proc``,
 ``Engine._new_tree``, ``Engine._on_exit_mmap``): they are not per-range rules.
@@ -35,19 +56,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..events.flags import MREMAP_DONTUNMAP
+from ..events.flags import MREMAP_DONTUNMAP, PROT_GROWSDOWN
 
-__all__ = ["CORRECTING", "C_NONE", "C_CLEAR", "C_PROT", "corrections", "ERRNO_MAX", "ENOMEM"]
+__all__ = ["CORRECTING", "C_NONE", "C_CLEAR", "C_PROT", "C_PROT_WALK", "C_SEAL", "corrections", "ERRNO_MAX",
+           "ENOMEM", "EPERM", "EACCES"]
 
 #: Syscalls whose effect on the tree is not all in their stores.
-CORRECTING = ("munmap", "mprotect", "pkey_mprotect", "mremap", "brk")
+CORRECTING = ("munmap", "mprotect", "pkey_mprotect", "mremap", "brk", "mseal")
 
 #: Correction kinds: nothing to correct (the exit may still adopt a tree),
-#: [start, end) must be empty, [start, end) gets the prot bits of arg2.
-C_NONE, C_CLEAR, C_PROT = 0, 1, 2
+#: [start, end) must be empty, [start, end) gets the prot bits of arg2,
+#: mprotect's VMA walk decided from the tree (failed part-way, or
+#: PROT_GROWSDOWN), [start, end) becomes VM_SEALED.
+C_NONE, C_CLEAR, C_PROT, C_PROT_WALK, C_SEAL = 0, 1, 2, 3, 4
 
 ERRNO_MAX = 4095
-ENOMEM = 12
+EPERM, EACCES, ENOMEM = 1, 13, 12
 _PAGE_MASK = np.uint64(4095)
 # User addresses are below 2**47 (x86_64 4-level) or 2**56 (5-level): an
 # argument at or above 2**62 fails the kernel's range checks (-EINVAL/-ENOMEM
@@ -94,9 +118,16 @@ def corrections(sc: dict, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
             if not len(g):
                 continue
             a0, a1, ret = col("arg0", g), col("arg1", g), col("ret", g)
-            ok = (a0 < _BIG) & (a1 < _BIG)
-            ok &= (ret == 0) if name == "munmap" else (ret == 0) | (ret == -ENOMEM)
-            put(g, ok, C_CLEAR if name == "munmap" else C_PROT, a0, a0 + palign(a1))
+            # len 0: do_mprotect_pkey returns 0 before looking at the tree
+            # ("if (!len) return 0"); munmap fails with -EINVAL
+            ok = (a0 < _BIG) & (a1 < _BIG) & (a1 != 0)
+            if name == "munmap":
+                put(g, ok & (ret == 0), C_CLEAR, a0, a0 + palign(a1))
+                continue
+            put(g, ok & ((ret == 0) | (ret == -ENOMEM)), C_PROT, a0, a0 + palign(a1))
+            grows = (col("arg2", g) & np.uint64(PROT_GROWSDOWN)) != 0
+            walk = ok & (grows & ((ret == 0) | (ret == -ENOMEM)) | (ret == -EPERM) | (ret == -EACCES))
+            put(g, walk, C_PROT_WALK, a0, a0 + palign(a1))
         g = groups["mremap"]
         if len(g):
             a0, a1, a2, a3, ret = (col(c, g) for c in ("arg0", "arg1", "arg2", "arg3", "ret"))
@@ -110,4 +141,8 @@ def corrections(sc: dict, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
         if len(g):
             b0, b1 = palign(col("brk_enter", g)), palign(col("brk_exit", g))
             put(g, (b0 < _BIG) & (b1 < _BIG) & (b1 < b0), C_CLEAR, b1, b0)
+        g = groups["mseal"]
+        if len(g):
+            a0, a1, ret = col("arg0", g), col("arg1", g), col("ret", g)
+            put(g, (a0 < _BIG) & (a1 < _BIG) & (a1 != 0) & (ret == 0), C_SEAL, a0, a0 + palign(a1))
     return kind, lo, hi

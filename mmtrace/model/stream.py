@@ -51,16 +51,18 @@ from .rules import CORRECTING, corrections
 
 __all__ = [
     "Source", "Window", "no_gc", "mm_mt_offset",
-    "K_STORE", "K_CLEAR", "K_SYSCALL", "K_PROC", "K_EXIT_MMAP", "K_SC_CLEAR", "K_SC_PROT",
+    "K_STORE", "K_CLEAR", "K_SYSCALL", "K_PROC", "K_EXIT_MMAP", "K_SC_CLEAR", "K_SC_PROT", "K_SC_WALK", "K_SC_SEAL",
 ]
 
 K_STORE, K_CLEAR, K_SYSCALL, K_PROC, K_EXIT_MMAP = 0, 1, 2, 3, 4
 # Syscall exits, with their correction precomputed by mmtrace.model.rules
 # (``start``/``end``: the range): K_SYSCALL changes nothing (failed, or
 # nothing to correct) but may adopt a tree; K_SC_CLEAR must leave [start,
-# end) empty; K_SC_PROT sets the perms of [start, end) to arg2.
-K_SC_CLEAR, K_SC_PROT = 5, 6
-_SC_KINDS = (K_SYSCALL, K_SC_CLEAR, K_SC_PROT)
+# end) empty; K_SC_PROT sets the perms of [start, end) to arg2; K_SC_WALK:
+# mprotect's VMA walk decided from the tree (Engine._protect_walk); K_SC_SEAL:
+# [start, end) becomes VM_SEALED.
+K_SC_CLEAR, K_SC_PROT, K_SC_WALK, K_SC_SEAL = 5, 6, 7, 8
+_SC_KINDS = (K_SYSCALL, K_SC_CLEAR, K_SC_PROT, K_SC_WALK, K_SC_SEAL)
 
 # ma_write events that are not stores: mas_is_span_wr is a probe ("is this a
 # spanning write?") that reports the range and value of a store that is
@@ -517,7 +519,7 @@ def _noop_exits(w: dict, sc: dict, corr: np.ndarray, kind: np.ndarray, lo: np.nd
 
 
 # rules.C_* -> record kinds
-_C2K = np.array([K_SYSCALL, K_SC_CLEAR, K_SC_PROT], np.int8)
+_C2K = np.array([K_SYSCALL, K_SC_CLEAR, K_SC_PROT, K_SC_WALK, K_SC_SEAL], np.int8)
 
 
 def _corrections(sc: dict, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

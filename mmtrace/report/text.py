@@ -17,7 +17,8 @@ def _ms(ts, t0: int) -> str:
 
 
 def process_table(rd, limit: int = 20) -> pd.DataFrame:
-    """Per process: pid, ppid, comm, start/exit (ms since recording start), changes, VMAs start/end/peak, splits, merges."""
+    """Per process: pid, ppid, comm, start/exit (ms since recording start), changes, VMAs start/end/peak, splits,
+    merges, modelled ("yes"/"NO": see ``not_modelled_reason`` of :meth:`mmtrace.Trace.processes`)."""
     p = rd.processes()
     out = pd.DataFrame({
         "pid": p["pid"], "ppid": p["ppid"], "comm": p["comm"].astype(str),
@@ -25,6 +26,8 @@ def process_table(rd, limit: int = 20) -> pd.DataFrame:
         "changes": p["changes"], "VMAs start": p["vmas_start"], "VMAs end": p["vmas_end"],
         "VMAs peak": p["vmas_peak"], "splits": p["splits"], "merges": p["merges"],
     })
+    if "modelled" in p:
+        out["modelled"] = ["yes" if m else "NO" for m in p["modelled"]]
     order = rd.busiest(limit)
     return out.set_index("pid").loc[order].reset_index() if order else out
 
@@ -109,6 +112,9 @@ def report_text(trace, *, files: dict | None = None, out_dir=None, width: int | 
             out.append(_indent(pt.to_string(index=False)))
             if n > len(pt):
                 out.append(f"  ... {n - len(pt)} more in processes.csv")
+            if "modelled" in procs:
+                for r in procs[~procs["modelled"].astype(bool)].itertuples(index=False):
+                    out.append(f"  NOT MODELLED: pid {r.pid} {r.comm}: {r.not_modelled_reason}")
             if rd.launcher_until():
                 out.append("  (the command started by 'record -c' is counted from its exec: before it, the process "
                            "was mmtrace's own launcher)")
