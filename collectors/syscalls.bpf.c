@@ -40,6 +40,9 @@ static __always_inline struct mmt_syscall *mmt_sc_begin(struct task_struct *task
 	if (sc == MMT_SC_brk && mm)
 		s->brk_enter = mmt_read_u64(mm, MMT_OFF_mm_struct__brk);
 #endif
+	/* The counters before the call: with the sample at exit they bound
+	 * what this call changed (detect/hugetlb.py). */
+	mmt_emit_huge(mmt_task_id(task), mmt_tree_of(mm), MMT_HC_SYSCALL_ENTER, sc, 0);
 	return s;
 }
 
