@@ -126,6 +126,9 @@ static __always_inline u32 mmt_sc_of_nr(u64 nr)
 #if defined(MMT_NR_remap_file_pages) && defined(MMT_SC_remap_file_pages)
 	MMT_NR_CASE(remap_file_pages)
 #endif
+#if defined(MMT_NR_fallocate) && defined(MMT_SC_fallocate)
+	MMT_NR_CASE(fallocate)
+#endif
 	}
 	return 0;
 }
@@ -242,6 +245,9 @@ MMT_SYSCALL(mseal)
 #endif
 #ifdef MMT_SC_remap_file_pages
 MMT_SYSCALL(remap_file_pages)
+#endif
+#ifdef MMT_SC_fallocate
+MMT_SYSCALL(fallocate)
 #endif
 
 #endif /* MMT_SYSCALLS_RAW */

@@ -69,6 +69,7 @@ SYSCALLS = (
     "execveat",
     "mseal",
     "remap_file_pages",
+    "fallocate",  # hugetlbfs_fallocate(): allocates / punches a hugetlb file's pages (detect/hugetlb.py)
 )
 # Their numbers in the x86_64 syscall table (arch/x86/entry/syscalls/
 # syscall_64.tbl), for the raw_syscalls hook, which sees only the number.
@@ -88,6 +89,7 @@ SYSCALL_NR = {
         "execveat": 322,
         "pkey_mprotect": 329,
         "mseal": 462,
+        "fallocate": 285,
     },
 }
 # The smallest kernel stack (THREAD_SIZE) of the architecture: 16 KiB on

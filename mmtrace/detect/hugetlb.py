@@ -92,6 +92,8 @@ _U63 = 1 << 63
 _NOCG = (1 << 64) - 1
 _VM_READ, _VM_WRITE = 0x1, 0x2
 _MADV_DONTNEED, _MADV_REMOVE = 4, 9
+_ENOMEM = 12
+_FALLOC_PUNCH_HOLE = 0x2
 _PAGE = 4096
 
 RULES = {
@@ -143,6 +145,9 @@ class _Model:
         self.cg = 0  # change of the cgroup counter, in huge pages
         self.optional: dict[tuple, str] = {}  # file -> why: R7, its eviction may come at any time
         self.log: list[str] = []
+        self.unsure = ""  # why the model lost track (then no sample is exact)
+        self.parent_pid: dict[int, int] = {}  # child tgid -> parent tgid (proc fork events)
+        self.tree_of_pid: dict[int, int] = {}  # tgid -> its mm's tree, as of now in the replay
 
     # -- helpers -------------------------------------------------------
     def _add(self, resv: int, cg: int, what: str) -> None:
@@ -221,48 +226,66 @@ class _Model:
         if v is None or not v.flags & (_VM_WRITE if write else _VM_READ):
             return  # no VMA, or access_error(): SIGSEGV before any allocation
         page = addr - addr % self.h
-        f = self.pte.get((tree, page))
         avail = free - resv > 0
+        f = self.pte.get((tree, page))
         if f is not None:
-            # hugetlb_wp(): a write to a folio mapped elsewhere too copies it
-            if not write or not (v.flags & VM_MAYSHARE) and len(f.maps) <= 1 and f.anon:
+            # hugetlb_wp(): reuse an anonymous folio mapped once, else copy it
+            if not write or v.flags & VM_MAYSHARE or (f.anon and len(f.maps) <= 1):
                 return
-            if v.flags & VM_MAYSHARE:
-                return
-            if not avail:
-                return
-            self._drop(tree, page)
-            self._new_folio(tree, page, charged=True)
-            self._add(0, 1, "hugetlb_wp copy")
+            self._alloc_private(tree, v, page, avail, replace=True)
             return
+        key, fp = self.fpage(v, page)[:2], self.fpage(v, page)[2]
+        cf = self.cache[key].get(fp) if v.file[1] else None
         if v.flags & VM_MAYSHARE:
-            key, fp = self.fpage(v, page)[:2], self.fpage(v, page)[2]
-            cf = self.cache[key].get(fp)
             if cf is not None:
                 cf.maps.add((tree, page))
                 self.pte[(tree, page)] = cf
                 return
-            if fp in self.region[key] and not self._region_used(key, fp):
-                self._add(-1, 0, "fault consumes the file page's reservation")
-                cf = self._new_folio(tree, page, charged=False, anon=False)
-            elif avail:
-                self.region[key].setdefault(fp, False)  # vma_commit_reservation(): an uncharged entry
-                cf = self._new_folio(tree, page, charged=True, anon=False)
-                self._add(0, 1, "fault without a reservation (shared)")
-            else:
-                return
-            cf.cached = (key, fp)
-            self.cache[key][fp] = cf
+            cf = self.shmem_alloc(key, fp, avail, "fault")
+            if cf is not None:
+                cf.maps.add((tree, page))
+                self.pte[(tree, page)] = cf
             return
-        if v.owner and page not in self.consumed[v.owner]:
-            self.consumed[v.owner].add(page)
-            self._new_folio(tree, page, charged=False)
-            self._add(-1, 0, "first fault consumes the page's reservation")
+        if cf is not None and not write:
+            # hugetlb_no_page(): a private read maps the file's page itself
+            cf.maps.add((tree, page))
+            self.pte[(tree, page)] = cf
+            return
+        self._alloc_private(tree, v, page, avail)
+
+    def shmem_alloc(self, key, fp, avail: bool, why: str) -> _Folio | None:
+        """A new page of a shared hugetlb file (fault or fallocate): consumes the
+        region entry's reservation, or takes an unreserved page (R3)."""
+        if fp in self.region[key]:
+            self._add(-1, 0, f"{why} consumes the file page's reservation")
+            cf = _Folio(anon=False, charged=False)
         elif avail:
-            if v.owner:
-                self.consumed[v.owner].add(page)
-            self._new_folio(tree, page, charged=True)
-            self._add(0, 1, "fault without a reservation")
+            self.region[key][fp] = False  # vma_commit_reservation(): an uncharged entry
+            cf = _Folio(anon=False, charged=True)
+            self._add(0, 1, f"{why} without a reservation (shared)")
+        else:
+            return None
+        cf.cached = (key, fp)
+        self.cache[key][fp] = cf
+        return cf
+
+    def _alloc_private(self, tree, v: _Vma, page: int, avail: bool, replace: bool = False) -> bool:
+        """alloc_hugetlb_folio() for a private page: the owner's reservation if
+        the resv_map has no entry for it, else an unreserved page (R3)."""
+        if v.owner and page not in self.consumed[v.owner]:
+            charged, what = False, "first fault consumes the page's reservation"
+            resv = -1
+        elif avail:
+            charged, what, resv = True, "fault without a reservation", 0
+        else:
+            return False  # VM_FAULT_SIGBUS (or the owner's COW unmaps the child's: not modeled)
+        if v.owner:
+            self.consumed[v.owner].add(page)
+        if replace:
+            self._drop(tree, page)
+        self._new_folio(tree, page, charged=charged)
+        self._add(resv, 1 if charged else 0, what)
+        return True
 
     def _region_used(self, key, fp) -> bool:
         return fp in self.cache[key]
@@ -378,9 +401,20 @@ def _timeline(trace, hs: pd.DataFrame) -> list[tuple]:
             evs.append((int(r.ts_end), 1, "change", (r, hb, ha)))
     sc = trace.raw_events("syscall")
     if len(sc):
-        m = sc[(sc["syscall"] == "madvise") & (sc["ret"] == 0) & sc["arg2"].isin([_MADV_DONTNEED, _MADV_REMOVE])]
+        # madvise_walk_vmas(): a range with unmapped parts is -ENOMEM, but the
+        # VMAs in it were still advised
+        m = sc[(sc["syscall"] == "madvise") & sc["ret"].isin([0, -_ENOMEM])
+               & sc["arg2"].isin([_MADV_DONTNEED, _MADV_REMOVE])]
         for r in m.itertuples(index=False):
             evs.append((int(r.ts), 0, "madvise", (int(r.tgid), int(r.arg0), int(r.arg1), int(r.arg2))))
+    if len(sc):
+        fa = sc[(sc["syscall"] == "fallocate") & (sc["ret"] == 0)]
+        if len(fa):
+            files = _fd_files(trace, sc)
+            for r in fa.itertuples(index=False):
+                cands = files.get((int(r.tgid), int(r.arg0) & 0xFFFFFFFF), [])
+                key = min(cands, key=lambda c: abs(c[0] - int(r.ts)))[1] if cands else None
+                evs.append((int(r.ts), 0, "fallocate", (int(r.tgid), key, int(r.arg1), int(r.arg2), int(r.arg3))))
     faults = trace.raw_events("fault")
     if len(faults) and len(hs):
         # The fault's sample reads the counters before the fault is handled:
@@ -397,6 +431,24 @@ def _timeline(trace, hs: pd.DataFrame) -> list[tuple]:
                                                           free, resv - (1 << 64) if resv >= _U63 else resv)))
     evs.sort(key=lambda e: (e[0], e[1]))
     return evs
+
+
+def _fd_files(trace, sc: pd.DataFrame) -> dict[tuple[int, int], list[tuple[int, tuple]]]:
+    """(tgid, fd) -> [(ts, (dev, ino))]: the file an fd names, learnt from the
+    hugetlb VMAs that mmap calls of that process with that fd created."""
+    tw = trace.raw_events("tree_write")
+    mm = sc[(sc["syscall"] == "mmap") & (sc["ret"] > 0)]
+    if len(tw) == 0 or len(mm) == 0:
+        return {}
+    f = tw[((tw["flags"] & 0x1) != 0) & ((tw["vm_flags"] & VM_HUGETLB) != 0) & (tw["ino"] != 0)]
+    at = {(int(t), int(s)): (int(d), int(i)) for t, s, d, i in zip(f["tgid"], f["vm_start"], f["dev"], f["ino"])}
+    out: dict = defaultdict(list)
+    for r in mm.itertuples(index=False):
+        fd = int(r.arg4) & 0xFFFFFFFF
+        key = at.get((int(r.tgid), int(r.ret)))
+        if key is not None and fd != 0xFFFFFFFF:
+            out[(int(r.tgid), fd)].append((int(r.ts), key))
+    return out
 
 
 def _apply_change(st: _Model, files, r, hb, ha, ts: int, surplus: int) -> None:
@@ -425,14 +477,14 @@ def _apply_change(st: _Model, files, r, hb, ha, ts: int, surplus: int) -> None:
     del old
     if r.kind == "fork_copy":
         # copy_hugetlb_page_range(): the child maps the parent's folios
-        parent_tree = None
+        # (tree pointers are reused: the parent's tree is the one it has now)
+        ptree = st.tree_of_pid.get(st.parent_pid.get(int(r.pid), -1))
         for v in new:
-            for (t, p), f in list(st.pte.items()):
-                if t != tree and v.start <= p < v.end and _tree_parent(st, t, tree):
-                    parent_tree = t
+            for p in st._pages(v.start, v.end):
+                f = st.pte.get((ptree, p))
+                if f is not None and ptree != tree:
                     f.maps.add((tree, p))
                     st.pte[(tree, p)] = f
-        del parent_tree
         st.vmas[tree] = sorted(keep + new, key=lambda v: v.start)
         return
     # what went away: unmapped first (R4), then closed (R5)
@@ -447,10 +499,6 @@ def _apply_change(st: _Model, files, r, hb, ha, ts: int, surplus: int) -> None:
     for g in gone:
         if g.flags & VM_MAYSHARE and not any(v.file[:2] == g.file[:2] for vs in st.vmas.values() for v in vs):
             st.remove_file(g.file[:2])
-
-
-def _tree_parent(st: _Model, t: int, child_tree: int) -> bool:
-    return st.parent_of.get(child_tree) == t  # type: ignore[attr-defined]
 
 
 def hugetlb_accounting(trace) -> pd.DataFrame:
@@ -483,18 +531,11 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     ev = hugetlb_evidence(trace)
     has_cg = bool(ev.get("cgroup")) and "cg_rsvd" in hs.columns
     st = _Model(hpage, os.environ.get(_WRONG_RULE_ENV, ""))
-    st.parent_of = {}  # type: ignore[attr-defined]
     proc = trace.raw_events("proc")
-    ch = trace.changes()
-    trees: dict[int, list] = defaultdict(list)  # pid -> [(ts, tree)]
-    for pid, t, tree in zip(ch["pid"].tolist(), ch["ts"].tolist(), ch["tree"].tolist()):
-        trees[int(pid)].append((int(t), int(tree)))
     if len(proc):
-        for r in proc[proc["what"] == "fork"].itertuples(index=False):
-            ct = int(r.tree)
-            before = [tr for t, tr in trees.get(int(r.tgid), ()) if t <= int(r.ts)]
-            if ct and before and int(r.child_tgid) != int(r.tgid):
-                st.parent_of[ct] = before[-1]  # type: ignore[attr-defined]
+        fk = proc[proc["what"] == "fork"]
+        # a fork's child tgid -> its parent's (threads share the mm: not a fork of an mm)
+        st.parent_pid = {int(c): int(p) for p, c in zip(fk["tgid"], fk["child_tgid"]) if int(c) != int(p)}
     files = _vma_files(trace)
     evs = _timeline(trace, hs)
     windows = _windows(trace, hs)
@@ -517,8 +558,9 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     rows = []
     j = 0
     surplus = 0
+    last_free, last_resv = 1 << 40, 0
     prev_k = prev_m = base_g
-    tid_of_tree = {}
+    tid_of_tree = st.tree_of_pid
     for i, r in enumerate(hs.itertuples(index=False)):
         ts = int(r.ts)
         st.log = []
@@ -535,12 +577,34 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
                 if tree is None:
                     continue
                 for v in list(st.vmas.get(tree, ())):
-                    if v.start < a0 + a1 and a0 < v.end:
-                        if adv == _MADV_DONTNEED:
-                            st.zap(tree, v, a0, a0 + a1, surplus)
-                        elif v.flags & VM_MAYSHARE:
-                            s, e = max(a0, v.start), min(a0 + a1, v.end)
-                            st.punch(v.file[:2], st.fpage(v, s)[2], st.fpage(v, e - 1)[2] + 1, surplus)
+                    if not (v.start < a0 + a1 and a0 < v.end):
+                        continue
+                    s0, e0 = max(a0, v.start), min(a0 + a1, v.end)
+                    if adv == _MADV_DONTNEED:
+                        # madvise_dontneed_free_valid_vma(): an unaligned start is
+                        # -EINVAL; the end is rounded down to a huge page
+                        if s0 % hpage == 0 and e0 - e0 % hpage > s0:
+                            st.zap(tree, v, s0, e0 - e0 % hpage, surplus)
+                    elif v.flags & VM_MAYSHARE:
+                        # madvise_remove() -> vfs_fallocate(PUNCH_HOLE) of the file range
+                        f0 = st.fpage(v, s0)[2] + (1 if s0 % hpage else 0)
+                        f1 = st.fpage(v, e0 - 1)[2] + (1 if e0 % hpage == 0 else 0)
+                        st.punch(v.file[:2], f0, f1, surplus)
+            elif kind == "fallocate":
+                tgid, key, mode, off, ln = pl
+                free_, resv_ = last_free, last_resv
+                if key is None:
+                    st.unsure = "fallocate on a file the trace cannot name"
+                elif mode & _FALLOC_PUNCH_HOLE:
+                    st.punch(key, -(-off // hpage), (off + ln) // hpage, surplus)
+                else:
+                    # hugetlbfs_fallocate(): each missing page of the range is allocated
+                    avail = free_ - resv_
+                    for fp in range(off // hpage, -(-(off + ln) // hpage)):
+                        if fp not in st.cache[key]:
+                            had = fp in st.region[key]
+                            st.shmem_alloc(key, fp, had or avail > 0, "fallocate")
+                            avail -= 0 if had else 1
             else:
                 tgid, addr, write, free, resv = pl
                 tree = tid_of_tree.get(tgid)
@@ -548,6 +612,7 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
                     st.fault(tree, addr, write, free, resv)
         surplus = int(r.surplus_huge_pages)
         k = int(resv_k[i])
+        last_free, last_resv = int(r.free_huge_pages), (k - (1 << 64) if k >= _U63 else k)
         k_signed = k - (1 << 64) if k >= _U63 else k
         if base_g is None:
             base_g = first - st.resv  # no pool sample before: the first sample is the baseline
@@ -573,7 +638,7 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
                     model = base_g + st.resv
                     break
         open_ = windows.get(i, ())
-        exact = not open_ and not st.optional
+        exact = not open_ and not st.optional and not st.unsure
         a0, a1, a2, rt = call.get(i, (0, 0, 0, 0)) if int(r.cause) in (1, 4) else (0, 0, 0, 0)
         rows.append({
             "ts": ts, "pid": int(r.tgid), "tid": int(r.tid),
