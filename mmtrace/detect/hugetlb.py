@@ -398,7 +398,7 @@ def _timeline(trace, hs: pd.DataFrame) -> list[tuple]:
         hb = [v for v in r.before_vmas if v[3] & VM_HUGETLB]
         ha = [v for v in r.after_vmas if v[3] & VM_HUGETLB]
         if hb or ha:
-            evs.append((int(r.ts_end), 1, "change", (r, hb, ha)))
+            evs.append((int(r.ts_end), 1, "change", (r, hb, ha), int(r.tid)))
     sc = trace.raw_events("syscall")
     if len(sc):
         # madvise_walk_vmas(): a range with unmapped parts is -ENOMEM, but the
@@ -406,7 +406,7 @@ def _timeline(trace, hs: pd.DataFrame) -> list[tuple]:
         m = sc[(sc["syscall"] == "madvise") & sc["ret"].isin([0, -_ENOMEM])
                & sc["arg2"].isin([_MADV_DONTNEED, _MADV_REMOVE])]
         for r in m.itertuples(index=False):
-            evs.append((int(r.ts), 0, "madvise", (int(r.tgid), int(r.arg0), int(r.arg1), int(r.arg2))))
+            evs.append((int(r.ts), 0, "madvise", (int(r.tgid), int(r.arg0), int(r.arg1), int(r.arg2)), int(r.tid)))
     if len(sc):
         fa = sc[(sc["syscall"] == "fallocate") & (sc["ret"] == 0)]
         if len(fa):
@@ -414,7 +414,8 @@ def _timeline(trace, hs: pd.DataFrame) -> list[tuple]:
             for r in fa.itertuples(index=False):
                 cands = files.get((int(r.tgid), int(r.arg0) & 0xFFFFFFFF), [])
                 key = min(cands, key=lambda c: abs(c[0] - int(r.ts)))[1] if cands else None
-                evs.append((int(r.ts), 0, "fallocate", (int(r.tgid), key, int(r.arg1), int(r.arg2), int(r.arg3))))
+                evs.append((int(r.ts), 0, "fallocate", (int(r.tgid), key, int(r.arg1), int(r.arg2), int(r.arg3)),
+                            int(r.tid)))
     faults = trace.raw_events("fault")
     if len(faults) and len(hs):
         # The fault's sample reads the counters before the fault is handled:
@@ -428,7 +429,8 @@ def _timeline(trace, hs: pd.DataFrame) -> list[tuple]:
             free = int(r.free_huge_pages) if r.free_huge_pages == r.free_huge_pages else 1 << 40
             resv = int(r.resv_huge_pages) if r.resv_huge_pages == r.resv_huge_pages else 0
             evs.append((int(r.sample_ts) + 1, 2, "fault", (int(r.tgid), int(r.address), bool(int(r.error_code) & 2),
-                                                          free, resv - (1 << 64) if resv >= _U63 else resv)))
+                                                          free, resv - (1 << 64) if resv >= _U63 else resv),
+                        int(r.tid)))
     evs.sort(key=lambda e: (e[0], e[1]))
     return evs
 
@@ -501,6 +503,54 @@ def _apply_change(st: _Model, files, r, hb, ha, ts: int, surplus: int) -> None:
             st.remove_file(g.file[:2])
 
 
+def _apply_event(st: _Model, kind: str, pl: tuple, files, tid_of_tree: dict, hpage: int, surplus: int,
+                 last_free: int, last_resv: int) -> None:
+    """Apply one model input (a VMA change, a madvise, a fallocate, a fault) to ``st``."""
+    if kind == "change":
+        cr, hb, ha = pl
+        tid_of_tree[int(cr.pid)] = int(cr.tree)
+        _apply_change(st, files, cr, hb, ha, int(cr.ts_end), surplus)
+    elif kind == "madvise":
+        tgid, a0, a1, adv = pl
+        tree = tid_of_tree.get(tgid)
+        if tree is None:
+            return
+        for v in list(st.vmas.get(tree, ())):
+            if not (v.start < a0 + a1 and a0 < v.end):
+                continue
+            s0, e0 = max(a0, v.start), min(a0 + a1, v.end)
+            if adv == _MADV_DONTNEED:
+                # madvise_dontneed_free_valid_vma(): an unaligned start is
+                # -EINVAL; the end is rounded down to a huge page
+                if s0 % hpage == 0 and e0 - e0 % hpage > s0:
+                    st.zap(tree, v, s0, e0 - e0 % hpage, surplus)
+            elif v.flags & VM_MAYSHARE:
+                # madvise_remove() -> vfs_fallocate(PUNCH_HOLE) of the file range
+                f0 = st.fpage(v, s0)[2] + (1 if s0 % hpage else 0)
+                f1 = st.fpage(v, e0 - 1)[2] + (1 if e0 % hpage == 0 else 0)
+                st.punch(v.file[:2], f0, f1, surplus)
+    elif kind == "fallocate":
+        tgid, key, mode, off, ln = pl
+        free_, resv_ = last_free, last_resv
+        if key is None:
+            st.unsure = "fallocate on a file the trace cannot name"
+        elif mode & _FALLOC_PUNCH_HOLE:
+            st.punch(key, -(-off // hpage), (off + ln) // hpage, surplus)
+        else:
+            # hugetlbfs_fallocate(): each missing page of the range is allocated
+            avail = free_ - resv_
+            for fp in range(off // hpage, -(-(off + ln) // hpage)):
+                if fp not in st.cache[key]:
+                    had = fp in st.region[key]
+                    st.shmem_alloc(key, fp, had or avail > 0, "fallocate")
+                    avail -= 0 if had else 1
+    else:
+        tgid, addr, write, free, resv = pl
+        tree = tid_of_tree.get(tgid)
+        if tree is not None:
+            st.fault(tree, addr, write, free, resv)
+
+
 def hugetlb_accounting(trace) -> pd.DataFrame:
     """The modeled reservations against the kernel's counters, one row per kernel sample.
 
@@ -516,13 +566,15 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     without one) and ``model_cg``, ``evidence`` ("cgroup" or "global"),
     ``exact`` (no other traced thread had a syscall, fault or exit in
     progress and nothing optional was pending: the model has no freedom),
-    ``open`` (tids with something in progress), ``what`` (the modeled
-    changes since the previous sample).
+    ``open`` (tids with something in progress), ``inflight`` (the
+    (resv, cg) adjustments of the model's values that what those threads had
+    in progress allows, None when too many), ``what`` (the modeled changes
+    since the previous sample).
     """
     hs = trace.raw_events("hugetlb")
     cols = ["ts", "pid", "tid", "cause", "syscall", "arg0", "arg1", "arg2", "ret", "nr_huge_pages", "free_huge_pages",
             "resv_huge_pages", "surplus_huge_pages", "model_resv", "kernel_delta", "model_delta", "pending",
-            "cg_rsvd", "model_cg", "evidence", "exact", "open", "what"]
+            "cg_rsvd", "model_cg", "evidence", "exact", "open", "inflight", "what"]
     if len(hs) == 0:
         return pd.DataFrame(columns=cols)
     hs = hs.sort_values("ts", kind="stable").reset_index(drop=True)
@@ -561,55 +613,17 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     last_free, last_resv = 1 << 40, 0
     prev_k = prev_m = base_g
     tid_of_tree = st.tree_of_pid
+    deltas: list[tuple[int, int, int, int]] = []  # (ts applied, tid, resv, cg) of every modeled change
     for i, r in enumerate(hs.itertuples(index=False)):
         ts = int(r.ts)
         st.log = []
         while j < len(evs) and evs[j][0] <= ts:
-            _, _, kind, pl = evs[j]
+            t_ev, _, kind, pl, ev_tid = evs[j]
             j += 1
-            if kind == "change":
-                cr, hb, ha = pl
-                tid_of_tree[int(cr.pid)] = int(cr.tree)
-                _apply_change(st, files, cr, hb, ha, int(cr.ts_end), surplus)
-            elif kind == "madvise":
-                tgid, a0, a1, adv = pl
-                tree = tid_of_tree.get(tgid)
-                if tree is None:
-                    continue
-                for v in list(st.vmas.get(tree, ())):
-                    if not (v.start < a0 + a1 and a0 < v.end):
-                        continue
-                    s0, e0 = max(a0, v.start), min(a0 + a1, v.end)
-                    if adv == _MADV_DONTNEED:
-                        # madvise_dontneed_free_valid_vma(): an unaligned start is
-                        # -EINVAL; the end is rounded down to a huge page
-                        if s0 % hpage == 0 and e0 - e0 % hpage > s0:
-                            st.zap(tree, v, s0, e0 - e0 % hpage, surplus)
-                    elif v.flags & VM_MAYSHARE:
-                        # madvise_remove() -> vfs_fallocate(PUNCH_HOLE) of the file range
-                        f0 = st.fpage(v, s0)[2] + (1 if s0 % hpage else 0)
-                        f1 = st.fpage(v, e0 - 1)[2] + (1 if e0 % hpage == 0 else 0)
-                        st.punch(v.file[:2], f0, f1, surplus)
-            elif kind == "fallocate":
-                tgid, key, mode, off, ln = pl
-                free_, resv_ = last_free, last_resv
-                if key is None:
-                    st.unsure = "fallocate on a file the trace cannot name"
-                elif mode & _FALLOC_PUNCH_HOLE:
-                    st.punch(key, -(-off // hpage), (off + ln) // hpage, surplus)
-                else:
-                    # hugetlbfs_fallocate(): each missing page of the range is allocated
-                    avail = free_ - resv_
-                    for fp in range(off // hpage, -(-(off + ln) // hpage)):
-                        if fp not in st.cache[key]:
-                            had = fp in st.region[key]
-                            st.shmem_alloc(key, fp, had or avail > 0, "fallocate")
-                            avail -= 0 if had else 1
-            else:
-                tgid, addr, write, free, resv = pl
-                tree = tid_of_tree.get(tgid)
-                if tree is not None:
-                    st.fault(tree, addr, write, free, resv)
+            before = (st.resv, st.cg)
+            _apply_event(st, kind, pl, files, tid_of_tree, hpage, surplus, last_free, last_resv)
+            if (st.resv, st.cg) != before:
+                deltas.append((t_ev, ev_tid, st.resv - before[0], st.cg - before[1]))
         surplus = int(r.surplus_huge_pages)
         k = int(resv_k[i])
         last_free, last_resv = int(r.free_huge_pages), (k - (1 << 64) if k >= _U63 else k)
@@ -637,7 +651,7 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
                         st.evict(key)
                     model = base_g + st.resv
                     break
-        open_ = windows.get(i, ())
+        open_ = {sp[2] for sp in windows.get(i, ())}
         exact = not open_ and not st.optional and not st.unsure
         a0, a1, a2, rt = call.get(i, (0, 0, 0, 0)) if int(r.cause) in (1, 4) else (0, 0, 0, 0)
         rows.append({
@@ -654,10 +668,11 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
             "open": ",".join(str(t) for t in sorted(open_)), "what": "; ".join(dict.fromkeys(st.log)),
         })
         prev_k, prev_m = k_signed, model
+    _inflight(rows, windows, deltas)
     return pd.DataFrame(rows, columns=cols)
 
 
-def _windows(trace, hs: pd.DataFrame) -> dict[int, set]:
+def _windows(trace, hs: pd.DataFrame) -> dict[int, list]:
     """Sample index -> tids (other than the sampling one) with a syscall, a
     fault or an exit in progress at that sample."""
     spans: list[tuple[int, int, int]] = []  # (start, end, tid)
@@ -684,7 +699,7 @@ def _windows(trace, hs: pd.DataFrame) -> dict[int, set]:
     for t, i in last_of_tid.items():
         if cause[i] == 2:
             spans.append((int(ts[i]), 1 << 62, t))
-    out: dict[int, set] = {}
+    out: dict[int, list] = {}
     if not spans:
         return out
     sp = np.array(spans, dtype=np.int64)
@@ -693,12 +708,45 @@ def _windows(trace, hs: pd.DataFrame) -> dict[int, set]:
     starts = sp[:, 0]
     for i in range(len(ts)):
         k = int(np.searchsorted(starts, ts[i], side="left"))
-        lo = max(0, k - 4096)
-        seg = sp[lo:k]
+        seg = sp[max(0, k - 4096):k]
         hit = seg[(seg[:, 1] > ts[i]) & (seg[:, 2] != tid[i])]
         if len(hit):
-            out[i] = set(int(x) for x in hit[:, 2])
+            out[i] = [tuple(int(x) for x in h) for h in hit]
     return out
+
+
+def _inflight(rows: list[dict], windows: dict[int, list], deltas: list[tuple]) -> None:
+    """Per sample, what the kernel may already have done (or not yet done) of
+    the operations other traced threads had in progress: the (resv, cg)
+    adjustments to the model's value that still agree (``inflight``)."""
+    by_tid: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    tmp: dict[int, list] = defaultdict(list)
+    for t, tid, dr, dc in deltas:
+        tmp[tid].append((t, dr, dc))
+    for tid, lst in tmp.items():
+        a = np.array(sorted(lst), dtype=np.int64)
+        by_tid[tid] = (a[:, 0], np.cumsum(a[:, 1]), np.cumsum(a[:, 2]))
+
+    def total(tid: int, lo: int, hi: int) -> tuple[int, int]:
+        """Sum of tid's modeled changes applied in (lo, hi]."""
+        if tid not in by_tid:
+            return 0, 0
+        t, cr, cc = by_tid[tid]
+        a, b = int(np.searchsorted(t, lo, "right")), int(np.searchsorted(t, hi, "right"))
+        if b <= a:
+            return 0, 0
+        base_r = cr[a - 1] if a else 0
+        base_c = cc[a - 1] if a else 0
+        return int(cr[b - 1] - base_r), int(cc[b - 1] - base_c)
+
+    for i, row in enumerate(rows):
+        spans = windows.get(i, [])
+        opts = {(0, 0)}
+        for s0, e0, tid in spans[:64]:
+            done = total(tid, s0 - 1, row["ts"])
+            todo = total(tid, row["ts"], e0 + 1)
+            opts = {(a + x, b + y) for a, b in opts for x, y in ((0, 0), (-done[0], -done[1]), todo)}
+        row["inflight"] = sorted(opts) if len(spans) <= 64 else None
 
 
 def errno_name(n: int) -> str:
@@ -717,6 +765,7 @@ def hugetlb_anomalies(trace, acc: pd.DataFrame | None = None) -> list[dict]:
     ev = hugetlb_evidence(trace)
     out: list[dict] = []
     off_cg = 0  # after a reported cgroup disagreement: compare from the kernel's value on
+    off_g = 0  # likewise for the global counter, which untraced processes move too
     for r in acc.itertuples(index=False):
         what = r.syscall or r.cause
         if r.syscall:
@@ -736,9 +785,10 @@ def hugetlb_anomalies(trace, acc: pd.DataFrame | None = None) -> list[dict]:
                 ),
             })
         detail = f"({r.what or 'no modeled hugetlb change since the previous sample'})"
+        infl = r.inflight if isinstance(r.inflight, (list, tuple)) else None
         if r.evidence == "cgroup":
             diff = int(r.cg_rsvd) - (int(r.model_cg) + off_cg)
-            if diff:
+            if diff and (r.exact or infl is None or not any(c == diff for _, c in infl)):
                 exact = bool(r.exact)
                 out.append({
                     "ts": r.ts, "pid": r.pid, "severity": "error" if exact else "note",
@@ -749,17 +799,20 @@ def hugetlb_anomalies(trace, acc: pd.DataFrame | None = None) -> list[dict]:
                         f"{int(r.model_cg) + off_cg} {detail}"
                         + ("; the sample is exact: no other traced thread was in a syscall, fault or exit"
                            if exact else f"; not decided: thread(s) {r.open} had a syscall, fault or exit in "
-                           "progress at that instant" if r.open else "; not decided: a shared file's "
-                           "reservations may be released at any time (inode eviction)")
+                           "progress at that instant, and no order of their changes gives the kernel's value"
+                           if r.open else "; not decided: a shared file's reservations may be released at any "
+                           "time (inode eviction)" if r.pending else "; not decided: the model lost track earlier")
                     ),
                 })
-                off_cg += diff
+                if exact:
+                    off_cg += diff  # reported once: compare from the kernel's value on
         kd, md = int(r.kernel_delta), int(r.model_delta)
-        if kd != md:
+        gdiff = r.model_resv + off_g
+        gdiff = (int(r.resv_huge_pages) - (1 << 64) if r.resv_huge_pages >= _U63 else int(r.resv_huge_pages)) - gdiff
+        if gdiff and (r.exact or infl is None or not any(x == gdiff for x, _ in infl)):
             exact = bool(r.exact) and bool(ev.get("exclusive_pool"))
-            diff = kd - md
             hint = ""
-            if diff < 0 and r.cause == "syscall" and r.ret < 0 and r.syscall in (
+            if gdiff < 0 and r.cause == "syscall" and r.ret < 0 and r.syscall in (
                     "mprotect", "pkey_mprotect", "munmap", "mremap", "madvise"):
                 hint = (
                     f" The call failed ({errno_name(-int(r.ret))}) and changed no VMA: the signature of a failed "
@@ -775,14 +828,18 @@ def hugetlb_anomalies(trace, acc: pd.DataFrame | None = None) -> list[dict]:
             else:
                 why = "; not decided: resv_huge_pages is global, and processes not traced may have " \
                       "reserved or released huge pages meanwhile"
-            out.append({
-                "ts": r.ts, "pid": r.pid, "severity": "error" if exact else "note",
-                "kind": "model_kernel_disagree" if exact else "model_kernel_undecided",
-                "explanation": (
-                    f"between the previous sample and {what} of pid {r.pid}, resv_huge_pages changed by "
-                    f"{kd:+d} but the model of the traced mappings explains {md:+d} {detail}" + why + "." + hint
-                ),
-            })
+            if r.evidence != "cgroup" or exact:
+                out.append({
+                    "ts": r.ts, "pid": r.pid, "severity": "error" if exact else "note",
+                    "kind": "model_kernel_disagree" if exact else "model_kernel_undecided",
+                    "explanation": (
+                        f"between the previous sample and {what} of pid {r.pid}, resv_huge_pages changed by "
+                        f"{kd:+d} but the model of the traced mappings explains {kd - gdiff:+d} {detail}"
+                        + why + "." + hint
+                    ),
+                })
+            if not r.open:
+                off_g += gdiff  # nothing traced in flight: take the kernel's value as the new baseline
     # "Released twice": only on the kernel's own word, its counter below zero
     # after a release the model did not expect.
     seen_release = [o for o in out if o["kind"] == "model_kernel_disagree" and "changed by -" in o["explanation"]]
