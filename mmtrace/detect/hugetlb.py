@@ -33,8 +33,8 @@ R3 ``alloc_hugetlb_folio`` / ``vma_needs_reservation``: a fault that finds a
    (``hugetlb_cgroup_commit_charge_rsvd`` / ``free_huge_folio``).
    A write to a page shared with another mapping copies it (``hugetlb_wp``);
    to a page mapped once, it reuses it.
-R4 ``__unmap_hugepage_range`` ("mm/hugetlb: restore the reservation",
-   v6.9): unmapping (MADV_DONTNEED, munmap, exit) an anonymous folio of the
+R4 ``__unmap_hugepage_range`` ("mm/hugetlb: restore the reservation if
+   needed", 2024): unmapping (MADV_DONTNEED, munmap, exit) an anonymous folio of the
    reservation owner while ``surplus_huge_pages`` is 0 restores the page's
    reservation in the resv_map at once (``vma_add_reservation``) and flags
    the folio; ``free_huge_folio`` gives ``resv_huge_pages`` its +1 when the
@@ -100,7 +100,7 @@ RULES = {
     "R1": "hugetlb_reserve_pages",
     "R2": "hugetlb_dup_vma_private / copy_hugetlb_page_range",
     "R3": "alloc_hugetlb_folio / vma_needs_reservation / hugetlb_wp",
-    "R4": "__unmap_hugepage_range restore reserve (v6.9)",
+    "R4": "__unmap_hugepage_range restore reserve",
     "R5": "hugetlb_vm_op_close",
     "R6": "hugetlb_unreserve_pages (punch hole)",
     "R7": "inode eviction of a shared file",
@@ -232,7 +232,10 @@ class _Model:
             # hugetlb_wp(): reuse an anonymous folio mapped once, else copy it
             if not write or v.flags & VM_MAYSHARE or (f.anon and len(f.maps) <= 1):
                 return
-            self._alloc_private(tree, v, page, avail, replace=True)
+            # the owner's copy of its own anonymous folio is cow_from_owner
+            # (alloc_hugetlb_folio(): MAP_CHG_ENFORCED, from Peter Xu's 2025
+            # rework of avoid_reserve): it never takes the resv_map's reservation
+            self._alloc_private(tree, v, page, avail, replace=True, enforced=bool(v.owner and f.anon))
             return
         key, fp = self.fpage(v, page)[:2], self.fpage(v, page)[2]
         cf = self.cache[key].get(fp) if v.file[1] else None
@@ -269,9 +272,18 @@ class _Model:
         self.cache[key][fp] = cf
         return cf
 
-    def _alloc_private(self, tree, v: _Vma, page: int, avail: bool, replace: bool = False) -> bool:
+    def _alloc_private(self, tree, v: _Vma, page: int, avail: bool, replace: bool = False,
+                       enforced: bool = False) -> bool:
         """alloc_hugetlb_folio() for a private page: the owner's reservation if
         the resv_map has no entry for it, else an unreserved page (R3)."""
+        if enforced:
+            if not avail:
+                return False
+            if replace:
+                self._drop(tree, page)
+            self._new_folio(tree, page, charged=True)
+            self._add(0, 1, "hugetlb_wp copy (cow_from_owner)")
+            return True
         if v.owner and page not in self.consumed[v.owner]:
             charged, what = False, "first fault consumes the page's reservation"
             resv = -1
@@ -598,7 +610,13 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
         left = hs[["ts", "tid"]].astype("int64").reset_index().sort_values("ts")
         right = sc[["ts", "tid", "arg0", "arg1", "arg2", "ret"]].rename(columns={"ts": "sc_ts"})
         right = right.astype({"sc_ts": "int64", "tid": "int64"}).sort_values("sc_ts")
+        # an exit sample closes the thread's last record; an entry sample opens the next
         m = pd.merge_asof(left, right, left_on="ts", right_on="sc_ts", by="tid", direction="backward")
+        fw = pd.merge_asof(left, right, left_on="ts", right_on="sc_ts", by="tid", direction="forward")
+        entry = (hs["cause"].to_numpy() == 4)
+        fw = fw.set_index("index").reindex(m["index"]).reset_index()
+        for col in ("arg0", "arg1", "arg2", "ret"):
+            m[col] = np.where(entry[m["index"].to_numpy()], fw[col].to_numpy(), m[col].to_numpy())
         call = {int(i): (a0, a1, a2, rt) for i, a0, a1, a2, rt in
                 zip(m["index"], m["arg0"], m["arg1"], m["arg2"], m["ret"]) if a0 == a0}
     pool = trace.hugepages() if hasattr(trace, "hugepages") else pd.DataFrame()
