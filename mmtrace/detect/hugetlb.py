@@ -127,6 +127,7 @@ class _Vma:
     flags: int
     file: tuple  # (dev, ino, base): file page of addr = (addr // 4096 + base) * 4096 // hpage
     owner: int  # resv_map id (R1) or 0
+    unmapped: bool = False  # HPAGE_RESV_UNMAPPED: the owner took its page back (R3)
 
 
 class _Model:
@@ -235,6 +236,16 @@ class _Model:
             # the owner's copy of its own anonymous folio is cow_from_owner
             # (alloc_hugetlb_folio(): MAP_CHG_ENFORCED, from Peter Xu's 2025
             # rework of avoid_reserve): it never takes the resv_map's reservation
+            if v.owner and f.anon and not avail:
+                # hugetlb_wp() -> unmap_ref_private(): the owner cannot copy, so
+                # the page is taken from the other (non-owner) mappings, which
+                # are marked HPAGE_RESV_UNMAPPED, and the owner reuses it
+                for m in list(f.maps):
+                    other = self.vma_at(*m) if m != (tree, page) else None
+                    if other is not None and not other.owner:
+                        other.unmapped = True
+                        self._drop(*m)
+                return
             self._alloc_private(tree, v, page, avail, replace=True, enforced=bool(v.owner and f.anon))
             return
         key, fp = self.fpage(v, page)[:2], self.fpage(v, page)[2]
@@ -249,6 +260,8 @@ class _Model:
                 cf.maps.add((tree, page))
                 self.pte[(tree, page)] = cf
             return
+        if v.unmapped:
+            return  # hugetlb_no_page(): "killed due to inadequate hugepage pool", SIGBUS
         if cf is not None and not write:
             # hugetlb_no_page(): a private read maps the file's page itself
             cf.maps.add((tree, page))
@@ -483,7 +496,7 @@ def _apply_change(st: _Model, files, r, hb, ha, ts: int, surplus: int) -> None:
                 st._add(n, n, "WRONG RULE: the fork child reserves its pages")
             new.append(_Vma(a[0], a[1], a[3], (dev, ino, base), owner))
         elif parent is not None and r.kind != "map" and (dev, ino) == parent.file[:2]:
-            new.append(_Vma(a[0], a[1], a[3], parent.file, parent.owner))  # a piece keeps its resv_map
+            new.append(_Vma(a[0], a[1], a[3], parent.file, parent.owner, parent.unmapped))  # a piece keeps its resv_map
         else:
             v = _Vma(a[0], a[1], a[3], (dev, ino, base), 0)
             new.append(v)

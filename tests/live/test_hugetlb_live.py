@@ -60,20 +60,24 @@ def test_churn_without_forks_is_exact_and_quiet(root_only, pool, tmp_path, seed)
     print(f"seed {seed}: {n} samples compared, {exact} exact")
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_churn_with_forks_never_claims_released_twice(root_only, pool, tmp_path, seed):
-    """Parent and children at once on private pages: no kernel-level finding
-    and no "released twice" from the model alone.  (Cgroup disagreements
-    around COW of folios shared across fork remain: see the issue report.)"""
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
+def test_churn_with_forks_raises_no_error(root_only, pool, tmp_path, seed):
+    """Parent and up to three generations of children at once on private
+    pages (COW of folios shared across fork, the owner's DONTNEED restoring
+    reservations, unmap_ref_private when the pool runs dry, exits): no
+    error, no "released twice"; what could not be decided is a note and
+    says why."""
     t = _record(tmp_path / "f.trace", [str(build("hugetlb_churn")), "--seed", str(seed), "--ops", "300",
                                        "--pages", "6", "--procs", "3"])
     a = t.anomalies()
-    assert not a["kind"].isin(["negative_reservation", "kernel_counter_underflow", "kernel_warning"]).any(), \
-        a.to_string()
-    assert not (a["explanation"].str.contains("released twice")).any()
-    # global-counter disagreements are never errors: untraced processes share the pool
-    g = a[a["explanation"].str.contains("resv_huge_pages changed")]
-    assert (g["severity"] == "note").all()
+    assert (a["severity"] == "note").all(), a[a["severity"] != "note"].to_string()
+    assert not a["explanation"].str.contains("released twice").any()
+    assert a["explanation"].str.contains("not decided").all()
+    h = t.hugetlb()
+    ex = h[(h["evidence"] == "cgroup") & h["exact"]]
+    assert len(ex) > 50 and (ex["cg_rsvd"] == ex["model_cg"]).all()
+    n, exact = _exact_report(t)
+    print(f"forks seed {seed}: {n} samples compared, {exact} exact, {len(a)} notes")
 
 
 def test_scenarios_raise_no_anomaly(root_only, pool, tmp_path):
