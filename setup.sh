@@ -10,7 +10,8 @@
 #   Debian packages  bpfcc-tools python3-bpfcc bpftool python3 python3-venv gcc libc6-dev,
 #                    and kernel headers: linux-headers-$(uname -r) when the distribution has
 #                    them, else its generic headers package (BCC only needs *a* header tree:
-#                    mmtrace takes tracepoint fields from tracefs and struct offsets from BTF)
+#                    mmtrace takes tracepoint fields from tracefs and struct offsets from BTF),
+#                    and the newest linux-source-X.Y (its hugetlb selftest is recorded by the tests)
 #   .venv/           a virtual environment on the distribution's python3, with mmtrace
 #                    installed editable and BCC (python3-bpfcc, not on PyPI) linked in
 set -euo pipefail
@@ -75,6 +76,23 @@ if ! headers_ok; then
     apt_install linux-headers-generic
   else
     log "warning: no kernel headers package found: 'mmtrace doctor' will tell what recording lacks"
+  fi
+fi
+
+# The kernel's own hugetlb selftest (tools/testing/selftests/mm/hugetlb-madvise.c),
+# recorded by tests/live/test_hugetlb_live.py, comes from the distribution's kernel
+# source tarball: the newest one packaged (Debian 12: linux-source-6.12; the
+# metapackage linux-source is 6.1, whose selftests still live under vm/).
+if ! ls /usr/src/linux-source-*.tar.xz >/dev/null 2>&1; then
+  newest_src() { { apt-cache pkgnames linux-source- 2>/dev/null || true; } | grep -E '^linux-source-[0-9]+\.[0-9]+$' | sort -V | tail -1; }
+  src_pkg=$(newest_src)
+  if [ -z "$src_pkg" ] && [ $apt_updated -eq 0 ]; then
+    apt-get "${apt_opts[@]}" update -qq >/dev/null; apt_updated=1; src_pkg=$(newest_src)
+  fi
+  if [ -n "$src_pkg" ]; then
+    apt_install "$src_pkg"
+  else
+    log "warning: no linux-source package: the hugetlb selftest test will fail"
   fi
 fi
 

@@ -33,6 +33,10 @@
  *  MMT_HAVE_page_fault_user     exceptions:page_fault_user exists (x86).
  *  MMT_HAVE_HUGETLB             BTF has hugetlbfs_sb_info and hstate: hugetlb
  *      counters are read through vm_file->f_inode->i_sb->s_fs_info->hstate.
+ *  MMT_HAVE_HUGETLB_CGROUP      BTF has hugetlb_cgroup.rsvd_hugepage ("hugetlb_cgroup:
+ *      add reservation accounting for private mappings", v5.7): each hugetlb
+ *      sample also reads the task's cgroup counter; MMT_HUGETLB_CGRP_ID,
+ *      MMT_SIZEOF_page_counter and MMT_HS_ORDER_<hstate index> come with it.
  *  MMT_VM_HUGETLB               the VM_HUGETLB bit (mmtrace/events/flags.py).
  *  MMT_TRACE_ALL                system-wide: no tgid filter (but MMT_SELF_TGID).
  *  MMT_EMPTY_PROGRAMS           every program returns at once: what the hooks

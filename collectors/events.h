@@ -154,6 +154,7 @@ struct mmt_fault {
 #define MMT_HC_SYSCALL 1	/* exit of a traced syscall of an mm with hugetlb VMAs */
 #define MMT_HC_FAULT 2		/* a user page fault in a hugetlb range (before it is handled) */
 #define MMT_HC_EXIT_MMAP 3	/* the end of exit_mmap: all VMAs of the mm released */
+#define MMT_HC_SYSCALL_ENTER 4	/* entry of a traced syscall of an mm with hugetlb VMAs */
 
 /* hugetlb reservations have no tracepoint: read the hstate's counters
  * (the same ones /sys/kernel/mm/hugepages/<size>/ shows), reached from a
@@ -169,7 +170,10 @@ struct mmt_hugetlb {
 	__u64 address;		/* MMT_HC_FAULT: the faulting address */
 	__u32 order;		/* huge page size = PAGE_SIZE << order */
 	__u16 cause;		/* MMT_HC_* */
-	__u16 sc;		/* MMT_HC_SYSCALL: mmtrace's syscall id */
+	__u16 sc;		/* MMT_HC_SYSCALL(_ENTER): mmtrace's syscall id */
+	/* The sampling task's own hugetlb cgroup: rsvd_hugepage[hstate].usage
+	 * (hugetlb.<size>.rsvd.current, in base pages), ~0 when not read. */
+	__u64 cg_rsvd;
 };
 
 /* Index of the per-source lost-event counters (BPF per-CPU array "lost"). */

@@ -5,7 +5,51 @@
  * are read in the kernel right where they can change for a traced mm: at the
  * exit of its syscalls, at its faults in hugetlb ranges, and when its mm is
  * torn down.  vma.bpf.c fills huge_mm when a hugetlb VMA is stored.
+ * Syscalls are sampled at entry too, so that a change of these global
+ * counters is attributed only to the calls and faults that overlapped it.
+ *
+ * With MMT_HAVE_HUGETLB_CGROUP each sample also reads the sampling task's
+ * hugetlb cgroup reservation counter (hugetlb_cgroup.rsvd_hugepage[idx],
+ * charged by hugetlb_cgroup_charge_cgroup_rsvd() in mm/hugetlb_cgroup.c):
+ * the recorder puts the command in a cgroup of its own
+ * (mmtrace/capture/cgroup.py), so untraced processes cannot move it.
  */
+
+#ifdef MMT_HAVE_HUGETLB_CGROUP
+/* hstate_index(): the position of the hstate in hstates[], which BPF cannot
+ * see; capture/kernel.py passes the order of each position
+ * (MMT_HS_ORDER_<idx>, from the creation order of /sys/kernel/mm/hugepages/). */
+static __always_inline u64 mmt_cg_rsvd(u32 order)
+{
+	u64 idx = ~0ULL, cgs, css;
+
+#ifdef MMT_HS_ORDER_0
+	if (order == MMT_HS_ORDER_0)
+		idx = 0;
+#endif
+#ifdef MMT_HS_ORDER_1
+	if (order == MMT_HS_ORDER_1)
+		idx = 1;
+#endif
+#ifdef MMT_HS_ORDER_2
+	if (order == MMT_HS_ORDER_2)
+		idx = 2;
+#endif
+#ifdef MMT_HS_ORDER_3
+	if (order == MMT_HS_ORDER_3)
+		idx = 3;
+#endif
+	if (idx == ~0ULL)
+		return ~0ULL;
+	cgs = mmt_read_u64((u64)bpf_get_current_task(), MMT_OFF_task_struct__cgroups);
+	css = mmt_read_u64(cgs, MMT_OFF_css_set__subsys + 8 * MMT_HUGETLB_CGRP_ID);
+	if (!css)
+		return ~0ULL;
+	return mmt_read_u64(css - MMT_OFF_hugetlb_cgroup__css,
+			    MMT_OFF_hugetlb_cgroup__rsvd_hugepage + idx * MMT_SIZEOF_page_counter +
+			    MMT_OFF_page_counter__usage);
+}
+#endif
 
 #ifdef MMT_HAVE_HUGETLB
 static __always_inline void mmt_emit_huge(u64 id, u64 tree, u16 cause, u16 sc, u64 address)
@@ -34,6 +78,11 @@ static __always_inline void mmt_emit_huge(u64 id, u64 tree, u16 cause, u16 sc, u
 	e->address = address;
 	e->cause = cause;
 	e->sc = sc;
+#ifdef MMT_HAVE_HUGETLB_CGROUP
+	e->cg_rsvd = mmt_cg_rsvd(e->order);
+#else
+	e->cg_rsvd = ~0ULL;
+#endif
 	mmt_submit(e);
 }
 #else

@@ -40,6 +40,9 @@ static __always_inline struct mmt_syscall *mmt_sc_begin(struct task_struct *task
 	if (sc == MMT_SC_brk && mm)
 		s->brk_enter = mmt_read_u64(mm, MMT_OFF_mm_struct__brk);
 #endif
+	/* The counters before the call: with the sample at exit they bound
+	 * what this call changed (detect/hugetlb.py). */
+	mmt_emit_huge(mmt_task_id(task), mmt_tree_of(mm), MMT_HC_SYSCALL_ENTER, sc, 0);
 	return s;
 }
 
@@ -122,6 +125,9 @@ static __always_inline u32 mmt_sc_of_nr(u64 nr)
 #endif
 #if defined(MMT_NR_remap_file_pages) && defined(MMT_SC_remap_file_pages)
 	MMT_NR_CASE(remap_file_pages)
+#endif
+#if defined(MMT_NR_fallocate) && defined(MMT_SC_fallocate)
+	MMT_NR_CASE(fallocate)
 #endif
 	}
 	return 0;
@@ -239,6 +245,9 @@ MMT_SYSCALL(mseal)
 #endif
 #ifdef MMT_SC_remap_file_pages
 MMT_SYSCALL(remap_file_pages)
+#endif
+#ifdef MMT_SC_fallocate
+MMT_SYSCALL(fallocate)
 #endif
 
 #endif /* MMT_SYSCALLS_RAW */

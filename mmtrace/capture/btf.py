@@ -589,6 +589,28 @@ class Btf:
 
         return self._unanimous(struct, one)
 
+    def enum_value(self, name: str) -> int:
+        """Value of the enumerator *name* (of any enum), e.g. ``hugetlb_cgrp_id``.
+
+        Enumerators are not indexed at load: this scans the enum records once
+        per call (a few milliseconds), for the rare constants that only BTF has.
+        """
+        want = name.encode()
+        words = self._words
+        for tid in range(1, len(self._index)):
+            w = self._index[tid]
+            info = words[w + 1]
+            kind = (info >> 24) & 0x1F
+            if kind not in (KIND_ENUM, KIND_ENUM64):
+                continue
+            per = 2 if kind == KIND_ENUM else 3
+            for k in range(info & 0xFFFF):
+                m = w + 3 + per * k
+                if self._name_is(words[m], want):
+                    v = words[m + 1] if kind == KIND_ENUM else words[m + 1] | (words[m + 2] << 32)
+                    return v - (1 << 32) if kind == KIND_ENUM and v >= 1 << 31 and info & 0x80000000 else v
+        raise BtfError(f"no enumerator {name!r} in BTF")
+
     def __repr__(self) -> str:
         return (
             f"<Btf {self.type_count} types, "

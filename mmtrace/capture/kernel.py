@@ -69,6 +69,7 @@ SYSCALLS = (
     "execveat",
     "mseal",
     "remap_file_pages",
+    "fallocate",  # hugetlbfs_fallocate(): allocates / punches a hugetlb file's pages (detect/hugetlb.py)
 )
 # Their numbers in the x86_64 syscall table (arch/x86/entry/syscalls/
 # syscall_64.tbl), for the raw_syscalls hook, which sees only the number.
@@ -88,6 +89,7 @@ SYSCALL_NR = {
         "execveat": 322,
         "pkey_mprotect": 329,
         "mseal": 462,
+        "fallocate": 285,
     },
 }
 # The smallest kernel stack (THREAD_SIZE) of the architecture: 16 KiB on
@@ -172,6 +174,41 @@ BTF_MEMBERS_HUGETLB = (
     ("hstate", "surplus_huge_pages"),
     ("hstate", "order"),
 )
+# The sampling task's hugetlb cgroup reservation counter (cgroup v2
+# hugetlb.<size>.rsvd.current, "hugetlb_cgroup: add reservation accounting
+# for private mappings", v5.7): task->cgroups->subsys[hugetlb_cgrp_id] is the
+# css inside struct hugetlb_cgroup, whose rsvd_hugepage[hstate_index] is a
+# page_counter.  -DMMT_HAVE_HUGETLB_CGROUP where BTF has all of it.
+BTF_MEMBERS_HUGETLB_CGROUP = (
+    ("task_struct", "cgroups"),
+    ("css_set", "subsys"),
+    ("hugetlb_cgroup", "css"),
+    ("hugetlb_cgroup", "rsvd_hugepage"),
+    ("page_counter", "usage"),
+)
+HUGEPAGES_SYSFS = "/sys/kernel/mm/hugepages"
+
+
+def hstate_orders(sysfs: str = HUGEPAGES_SYSFS, page_size: int = 4096) -> list[int]:
+    """The order of each hstate, by ``hstate_index()`` (position in hstates[]).
+
+    hstates[] fills in ``hugetlb_add_hstate()`` call order, and
+    ``hugetlb_sysfs_init()`` creates one directory per hstate in that order;
+    kernfs numbers its nodes increasingly, so sorting the directories by inode
+    number gives the index (on x86 the 1 GiB hstate comes first when the CPU
+    has gbpages: ``gigantic_pages_init()`` is an arch_initcall).
+    """
+    try:
+        ents = [(os.stat(os.path.join(sysfs, n)).st_ino, n) for n in os.listdir(sysfs) if n.startswith("hugepages-")]
+    except OSError:
+        return []
+    out = []
+    for _ino, name in sorted(ents):
+        kb = int(name[len("hugepages-"):-len("kB")])
+        out.append((kb * 1024 // page_size).bit_length() - 1)
+    return out
+
+
 COLLECTOR_FILES = (
     "common.bpf.c",
     "vma.bpf.c",
@@ -294,6 +331,11 @@ class ProbePlan:
                 flags.append(f"-DMMT_HAVE_{name}")
         if self.features.get("hugetlb"):
             flags.append("-DMMT_HAVE_HUGETLB")
+        cg = self.features.get("hugetlb_cgroup")
+        if cg:
+            flags += ["-DMMT_HAVE_HUGETLB_CGROUP", f"-DMMT_HUGETLB_CGRP_ID={cg['cgrp_id']}",
+                      f"-DMMT_SIZEOF_page_counter={cg['sizeof_page_counter']}"]
+            flags += [f"-DMMT_HS_ORDER_{i}={o}" for i, o in enumerate(cg["hstate_orders"])]
         if self.features.get("raw_unmapped_area"):
             flags.append("-DMMT_RAW_vm_unmapped_area")
         flags.append(f"-DMMT_VM_HUGETLB={VM_HUGETLB:#x}")
@@ -432,6 +474,18 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
     )
     if raw_unmapped_area:
         read_offsets(BTF_MEMBERS_UNMAPPED_AREA)
+    hugetlb_cgroup: dict = {}
+    if hugetlb and all(btf.has_member(s, m) for s, m in BTF_MEMBERS_HUGETLB_CGROUP):
+        orders = hstate_orders()
+        try:
+            nslots = btf.member_size("hugetlb_cgroup", "rsvd_hugepage") // btf.sizeof("page_counter")
+            cg_id = btf.enum_value("hugetlb_cgrp_id")
+        except BtfError:
+            nslots, cg_id = 0, -1
+        if orders and len(orders) <= min(nslots, 4) and cg_id >= 0:
+            read_offsets(BTF_MEMBERS_HUGETLB_CGROUP)
+            hugetlb_cgroup = {"cgrp_id": cg_id, "sizeof_page_counter": btf.sizeof("page_counter"),
+                              "hstate_orders": orders}
     hook, numbers = _syscall_hook(tracefs, btf, syscalls)
     if hook == "raw":
         read_offsets(BTF_MEMBERS_RAW_SYSCALLS)
@@ -450,6 +504,7 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
         features={
             "exit_group_dead": "group_dead" in exit_fields,
             "hugetlb": hugetlb,
+            "hugetlb_cgroup": hugetlb_cgroup,
             "raw_unmapped_area": raw_unmapped_area,
             "thread_size": MIN_THREAD_SIZE.get(platform.machine(), 0),
         },

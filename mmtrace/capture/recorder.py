@@ -188,6 +188,7 @@ def record(opts: RecordOptions) -> RecordResult:
         if session.collector.empty_programs:
             meta["empty_programs"] = True  # a benchmark of the hooks: no events by design
         meta["start_ns"] = session.start_ns
+        meta["hugetlb_evidence"] = session.hugetlb_evidence
         meta["start_wall"] = time.time()
         writer.write_metadata(meta)
         if session.attach:

@@ -138,6 +138,8 @@ class Session:
         self.start_ns = 0
         self.kmsg: KmsgReader | None = None
         self._huge_rows: list[dict] = []
+        self.cgroup = None  # capture.cgroup.HugetlbCgroup of the command, when made
+        self.hugetlb_evidence: dict = {}
 
     # -- lifecycle --------------------------------------------------------
     def __enter__(self) -> Session:
@@ -164,6 +166,7 @@ class Session:
         self.sample_host()
         self.start_ns = time.monotonic_ns()
         if self.target.command:
+            self._make_cgroup()
             self._spawn_blocked(self.target.command)
             self.collector.add_pid(self.child)
             self._attach(self.child)
@@ -188,6 +191,21 @@ class Session:
         self.attach.append(info)
         self.snapshots.append(snap)
 
+    def _make_cgroup(self) -> None:
+        """A hugetlb cgroup of the command's own, when the collectors can read it
+        (detect/hugetlb.py then has exact evidence); the trace says which was used."""
+        from . import cgroup
+
+        ev = {"counters": "hstate (global): at syscall entry and exit, hugetlb faults, exit_mmap"}
+        if not self.plan.features.get("hugetlb_cgroup"):
+            ev["cgroup"] = None
+            ev["cgroup_reason"] = "this kernel's BTF lacks the hugetlb cgroup reservation counter"
+        else:
+            self.cgroup, reason = cgroup.create()
+            ev["cgroup"] = self.cgroup.path if self.cgroup else None
+            ev["cgroup_reason"] = reason
+        self.hugetlb_evidence = ev
+
     def _spawn_blocked(self, argv: list[str]) -> None:
         """Fork the command, held before exec until the recorder says go.
 
@@ -199,6 +217,8 @@ class Session:
         if pid == 0:  # child
             try:
                 os.close(w)
+                if self.cgroup is not None:
+                    self.cgroup.join()
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 if os.read(r, 1) != b"g":
@@ -290,6 +310,8 @@ class Session:
                 pass
 
     def close(self) -> None:
+        if self.cgroup is not None and (self.child is None or self.child_status is not None):
+            self.cgroup.remove()
         if self.kmsg is not None:
             self.kmsg.close()
             self.kmsg = None

@@ -1,64 +1,384 @@
-"""hugetlb reservation accounting: a model from the stream, checked against the kernel.
+"""hugetlb reservation accounting: a model of mm/hugetlb.c, checked against the kernel.
 
-The model follows mm/hugetlb.c at huge-page granularity:
+The model replays the traced processes' hugetlb VMAs (``trace.changes()``),
+their hugetlb faults and their madvise calls, page by page, with the rules of
+mm/hugetlb.c (v6.18; each rule names its function, and the commit where it
+changed).  It predicts two counters:
 
-- private mappings reserve one page per huge page at mmap
-  (``hugetlb_reserve_pages``), none with MAP_NORESERVE (VM_NORESERVE);
-- shared mappings reserve per file page, once per file (the inode's region
-  map), whoever maps it;
-- the first fault of a reserved page consumes its reservation;
-- unmapping or tearing down a private mapping releases its reservations not
-  yet consumed (``hugetlb_vm_op_close``); a split divides nothing: each piece
-  keeps its pages' reservations;
-- a forked child's private hugetlb VMAs own no reservation
-  (``hugetlb_dup_vma_private``);
-- a shared file's reservations outlive its mappings; when the last traced
-  mapping of it goes, the kernel may release them (inode eviction), which
-  the check accepts.
+- ``resv_huge_pages`` of the hstate (global, /sys/kernel/mm/hugepages/), and
+- the traced command's hugetlb cgroup counter ``hugetlb.<size>.rsvd.current``
+  (read in the kernel at every sample when the recorder gave the command a
+  cgroup of its own, capture/cgroup.py).
 
-The kernel's own counters (``resv_huge_pages`` ...) are sampled in the
-kernel at the exit of every traced syscall of an mm holding hugetlb VMAs, at
-its hugetlb faults and at its ``exit_mmap`` (events kind ``hugetlb``).
-Between two consecutive samples the kernel's change must equal the modeled
-change of the traced processes; a difference is an anomaly unless untraced
-processes used huge pages at that moment.
+Rules (``R1``..; ``_RULES`` lists them, ``hugetlb_accounting`` applies them):
+
+R1 ``hugetlb_reserve_pages``: a private mapping without VM_NORESERVE gets a
+   resv_map of its own (HPAGE_RESV_OWNER) and reserves every page; a shared
+   one reserves the file pages its inode's region map lacks (``region_chg``)
+   and adds them; VM_NORESERVE reserves nothing.  The cgroup is charged the
+   same pages (``hugetlb_cgroup_charge_cgroup_rsvd``, "hugetlb_cgroup: add
+   reservation accounting for private mappings", v5.7).
+R2 ``hugetlb_dup_vma_private``: a fork child's private VMAs have no resv_map;
+   split pieces share their VMA's (``hugetlb_vm_op_open``).  The child maps
+   the parent's faulted pages: one folio, two mappings
+   (``copy_hugetlb_page_range``).
+R3 ``alloc_hugetlb_folio`` / ``vma_needs_reservation``: a fault that finds a
+   reservation (private owner: the page has no entry in the resv_map, whose
+   meaning is inverted for private mappings; shared: the file page has a
+   region entry) consumes it (``resv_huge_pages--``); one without (child,
+   VM_NORESERVE, a page whose reservation was consumed, a punched file page)
+   takes a free page no one reserved, and fails (SIGBUS) when there is none
+   (``dequeue_hugetlb_folio_vma``: free - resv == 0), and charges the folio
+   to the cgroup's reservation counter until it is freed
+   (``hugetlb_cgroup_commit_charge_rsvd`` / ``free_huge_folio``).
+   A write to a page shared with another mapping copies it (``hugetlb_wp``);
+   to a page mapped once, it reuses it.
+R4 ``__unmap_hugepage_range`` ("mm/hugetlb: restore the reservation if
+   needed", 2024): unmapping (MADV_DONTNEED, munmap, exit) an anonymous folio of the
+   reservation owner while ``surplus_huge_pages`` is 0 restores the page's
+   reservation in the resv_map at once (``vma_add_reservation``) and flags
+   the folio; ``free_huge_folio`` gives ``resv_huge_pages`` its +1 when the
+   folio's last mapping goes, which may be a fork child's, later.
+R5 ``hugetlb_vm_op_close``: closing an owner's VMA (munmap, exit, the piece
+   a partial munmap cuts off) releases its pages without a resv_map entry
+   (``(end - start) - region_count``) and uncharges all its pages from the
+   cgroup (``hugetlb_cgroup_uncharge_counter``).  After R4 that includes the
+   pages just unmapped.
+R6 ``hugetlbfs_punch_hole`` (MADV_REMOVE, fallocate(PUNCH_HOLE)): the pages
+   are unmapped from every mapping (``hugetlb_vmdelete_list``), then each page
+   in the page cache is removed with its region entry
+   (``remove_inode_single_folio`` -> ``hugetlb_unreserve_pages(index, index
+   + 1, 1)``: no global change, the cgroup uncharged); reserved pages of the
+   hole that no fault backed keep their reservation.  Truncation and inode
+   eviction (``remove_inode_hugepages`` with ``truncate_op``) release every
+   entry not backed by a page (``chg - freed``).
+R7 a shared file's reservations outlive its mappings: they go when its inode
+   is evicted, at the last ``fput`` (deferred to the task's return to user
+   space or exit, or done by an untraced process): an optional change the
+   check accepts at any later sample.
+
+Evidence.  The counters are read in the kernel at syscall entry and exit of
+every traced syscall of an mm holding hugetlb VMAs, at its hugetlb faults
+(before they are handled) and at its ``exit_mmap``.  A sample is *exact* when
+no other traced thread had a syscall, fault or exit in progress at that
+instant and no optional change is pending: the model's value then has no
+freedom.  The cgroup counter cannot be moved by untraced processes; the
+global one can, so global samples are exact only in a trace that says the
+pool was the traced processes' alone (``hugetlb_evidence.exclusive_pool``).
+
+Levels.  A kernel counter below zero and the kernel's own warning are errors.
+A model/kernel disagreement is an error at an exact sample, otherwise a note
+saying why it could not be decided.  "Released twice" is claimed only when
+the kernel's own counter went below zero.
 """
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
+from dataclasses import dataclass, field
+from itertools import combinations
 
 import numpy as np
 import pandas as pd
 
 from ..events.flags import VM_HUGETLB, VM_MAYSHARE, VM_NORESERVE
 
-__all__ = ["hugetlb_accounting", "hugetlb_anomalies", "KMSG_HUGETLB"]
+__all__ = ["hugetlb_accounting", "hugetlb_anomalies", "hugetlb_evidence", "KMSG_HUGETLB", "RULES"]
 
 # The kernel's own alarm (mm/hugetlb.c, hugetlb_fix_reserve_counts()).
 KMSG_HUGETLB = "Huge Page Reserved count may go negative"
 _U63 = 1 << 63
+_NOCG = (1 << 64) - 1
+_VM_READ, _VM_WRITE = 0x1, 0x2
+_MADV_DONTNEED, _MADV_REMOVE = 4, 9
+_ENOMEM = 12
+_FALLOC_PUNCH_HOLE = 0x2
+_PAGE = 4096
+
+RULES = {
+    "R1": "hugetlb_reserve_pages",
+    "R2": "hugetlb_dup_vma_private / copy_hugetlb_page_range",
+    "R3": "alloc_hugetlb_folio / vma_needs_reservation / hugetlb_wp",
+    "R4": "__unmap_hugepage_range restore reserve",
+    "R5": "hugetlb_vm_op_close",
+    "R6": "hugetlb_unreserve_pages (punch hole)",
+    "R7": "inode eviction of a shared file",
+}
+# Test-only: a deliberately wrong rule, to show the check catches it
+# (tests/live/test_hugetlb_live.py).  "child_owns": a fork child's private
+# VMAs reserve their pages, as if hugetlb_dup_vma_private() kept the resv_map.
+_WRONG_RULE_ENV = "MMTRACE_TEST_HUGETLB_WRONG_RULE"
 
 
-class _Reservations:
-    """Page states: private (tree, page) and shared (dev, ino, file page) -> 'R' reserved, 'F' faulted, 'N' none."""
+@dataclass
+class _Folio:
+    maps: set = field(default_factory=set)  # (tree, page address)
+    anon: bool = True
+    restore: bool = False  # R4: free_huge_folio gives resv_huge_pages +1
+    charged: bool = False  # R3: holds a cgroup reservation charge
+    cached: object = None  # (dev, ino, file page) while in a shared file's page cache
 
-    def __init__(self, hpage: int) -> None:
+
+@dataclass
+class _Vma:
+    start: int
+    end: int
+    flags: int
+    file: tuple  # (dev, ino, base): file page of addr = (addr // 4096 + base) * 4096 // hpage
+    owner: int  # resv_map id (R1) or 0
+    unmapped: bool = False  # HPAGE_RESV_UNMAPPED: the owner took its page back (R3)
+
+
+class _Model:
+    """The page-level state of the traced processes' hugetlb mappings."""
+
+    def __init__(self, hpage: int, wrong: str = "") -> None:
         self.h = hpage
-        self.private: dict[tuple[int, int], str] = {}
-        self.shared: dict[tuple[int, int, int], str] = {}
-        self.mapped: dict[tuple[int, int], set] = defaultdict(set)  # file -> {(tree, start)}
-        self.vmas: dict[int, list[tuple]] = defaultdict(list)  # tree -> hugetlb (start, end, flags, dev, ino, pgoff)
-        self.owed: dict[tuple[int, int], int] = defaultdict(int)  # (pid, vma start) -> released by the kernel unexplained
+        self.wrong = wrong
+        self.vmas: dict[int, list[_Vma]] = defaultdict(list)
+        self.consumed: dict[int, set] = defaultdict(set)  # owner -> pages with a resv_map entry
+        self.region: dict[tuple, dict] = defaultdict(dict)  # (dev, ino) -> file page -> charged
+        self.cache: dict[tuple, dict] = defaultdict(dict)  # (dev, ino) -> file page -> _Folio
+        self.pte: dict[tuple, _Folio] = {}  # (tree, page) -> folio mapped there
+        self.next_owner = 1
+        self.resv = 0  # change of resv_huge_pages since the start
+        self.cg = 0  # change of the cgroup counter, in huge pages
+        self.optional: dict[tuple, str] = {}  # file -> why: R7, its eviction may come at any time
+        self.log: list[str] = []
+        self.unsure = ""  # why the model lost track (then no sample is exact)
+        self.parent_pid: dict[int, int] = {}  # child tgid -> parent tgid (proc fork events)
+        self.tree_of_pid: dict[int, int] = {}  # tgid -> its mm's tree, as of now in the replay
 
-    def pages(self, start: int, end: int) -> range:
-        return range(start - start % self.h, end, self.h)
+    # -- helpers -------------------------------------------------------
+    def _add(self, resv: int, cg: int, what: str) -> None:
+        self.resv += resv
+        self.cg += cg
+        if resv or cg:
+            self.log.append(what)
 
-    def resv(self) -> int:
-        return sum(1 for s in self.private.values() if s == "R") + sum(1 for s in self.shared.values() if s == "R")
+    def vma_at(self, tree: int, addr: int) -> _Vma | None:
+        for v in self.vmas.get(tree, ()):
+            if v.start <= addr < v.end:
+                return v
+        return None
 
-    def mapping_resv(self, tree: int, start: int, end: int) -> int:
-        return sum(1 for p in self.pages(start, end) if self.private.get((tree, p)) == "R")
+    def fpage(self, v: _Vma, page: int) -> tuple:
+        dev, ino, base = v.file
+        return dev, ino, ((page // _PAGE + base) * _PAGE) // self.h
+
+    def _pages(self, s: int, e: int):
+        return range(s - s % self.h, e, self.h)
+
+    def _drop(self, tree: int, page: int) -> None:
+        """A mapping of a folio goes (zap); free it with its last mapping."""
+        f = self.pte.pop((tree, page), None)
+        if f is None:
+            return
+        f.maps.discard((tree, page))
+        if not f.maps and f.cached is None:
+            # free_huge_folio(): the restore flag gives the reservation back (R4)
+            self._add(1 if f.restore else 0, -1 if f.charged else 0, "free_huge_folio")
+
+    def zap(self, tree: int, v: _Vma, s: int, e: int, surplus: int) -> None:
+        """__unmap_hugepage_range() over [s, e) of VMA v (R4)."""
+        for p in self._pages(max(s, v.start), min(e, v.end)):
+            f = self.pte.get((tree, p))
+            if f is None:
+                continue
+            if v.owner and not v.flags & VM_MAYSHARE and f.anon and surplus == 0:
+                f.restore = True
+                self.consumed[v.owner].discard(p)  # vma_add_reservation()
+            self._drop(tree, p)
+
+    def close(self, tree: int, v: _Vma, s: int, e: int) -> None:
+        """hugetlb_vm_op_close() of the piece [s, e) of v (R5)."""
+        if not v.owner or v.flags & VM_MAYSHARE:
+            return
+        pages = list(self._pages(max(s, v.start), min(e, v.end)))
+        free = sum(1 for p in pages if p not in self.consumed[v.owner])
+        for p in pages:
+            self.consumed[v.owner].discard(p)
+        self._add(-free, -len(pages), "hugetlb_vm_op_close")
+
+    def reserve(self, v: _Vma) -> None:
+        """hugetlb_reserve_pages() for a new VMA (R1)."""
+        if v.flags & VM_NORESERVE:
+            return
+        if v.flags & VM_MAYSHARE:
+            key = v.file[:2]
+            self.optional.pop(key, None)  # mapped again: the inode lives on
+            n = 0
+            for p in self._pages(v.start, v.end):
+                fp = self.fpage(v, p)[2]
+                if fp not in self.region[key]:
+                    self.region[key][fp] = True
+                    n += 1
+            self._add(n, n, "hugetlb_reserve_pages (shared)")
+            return
+        v.owner = self.next_owner
+        self.next_owner += 1
+        n = len(self._pages(v.start, v.end))
+        self._add(n, n, "hugetlb_reserve_pages")
+
+    def fault(self, tree: int, addr: int, write: bool, free: int, resv: int) -> None:
+        """A user fault at addr (R3); free/resv: the global counters just before it."""
+        v = self.vma_at(tree, addr)
+        if v is None or not v.flags & (_VM_WRITE if write else _VM_READ):
+            return  # no VMA, or access_error(): SIGSEGV before any allocation
+        page = addr - addr % self.h
+        avail = free - resv > 0
+        f = self.pte.get((tree, page))
+        if f is not None:
+            # hugetlb_wp(): reuse an anonymous folio mapped once, else copy it
+            if not write or v.flags & VM_MAYSHARE or (f.anon and len(f.maps) <= 1):
+                return
+            # the owner's copy of its own anonymous folio is cow_from_owner
+            # (alloc_hugetlb_folio(): MAP_CHG_ENFORCED, from Peter Xu's 2025
+            # rework of avoid_reserve): it never takes the resv_map's reservation
+            if v.owner and f.anon and not avail:
+                # hugetlb_wp() -> unmap_ref_private(): the owner cannot copy, so
+                # the page is taken from the other (non-owner) mappings, which
+                # are marked HPAGE_RESV_UNMAPPED, and the owner reuses it
+                for m in list(f.maps):
+                    other = self.vma_at(*m) if m != (tree, page) else None
+                    if other is not None and not other.owner:
+                        other.unmapped = True
+                        self._drop(*m)
+                return
+            self._alloc_private(tree, v, page, avail, replace=True, enforced=bool(v.owner and f.anon))
+            return
+        key, fp = self.fpage(v, page)[:2], self.fpage(v, page)[2]
+        cf = self.cache[key].get(fp) if v.file[1] else None
+        if v.flags & VM_MAYSHARE:
+            if cf is not None:
+                cf.maps.add((tree, page))
+                self.pte[(tree, page)] = cf
+                return
+            cf = self.shmem_alloc(key, fp, avail, "fault")
+            if cf is not None:
+                cf.maps.add((tree, page))
+                self.pte[(tree, page)] = cf
+            return
+        if v.unmapped:
+            return  # hugetlb_no_page(): "killed due to inadequate hugepage pool", SIGBUS
+        if cf is not None and not write:
+            # hugetlb_no_page(): a private read maps the file's page itself
+            cf.maps.add((tree, page))
+            self.pte[(tree, page)] = cf
+            return
+        self._alloc_private(tree, v, page, avail)
+
+    def shmem_alloc(self, key, fp, avail: bool, why: str) -> _Folio | None:
+        """A new page of a shared hugetlb file (fault or fallocate): consumes the
+        region entry's reservation, or takes an unreserved page (R3)."""
+        if fp in self.region[key]:
+            self._add(-1, 0, f"{why} consumes the file page's reservation")
+            cf = _Folio(anon=False, charged=False)
+        elif avail:
+            self.region[key][fp] = False  # vma_commit_reservation(): an uncharged entry
+            cf = _Folio(anon=False, charged=True)
+            self._add(0, 1, f"{why} without a reservation (shared)")
+        else:
+            return None
+        cf.cached = (key, fp)
+        self.cache[key][fp] = cf
+        return cf
+
+    def _alloc_private(self, tree, v: _Vma, page: int, avail: bool, replace: bool = False,
+                       enforced: bool = False) -> bool:
+        """alloc_hugetlb_folio() for a private page: the owner's reservation if
+        the resv_map has no entry for it, else an unreserved page (R3)."""
+        if enforced:
+            if not avail:
+                return False
+            if replace:
+                self._drop(tree, page)
+            self._new_folio(tree, page, charged=True)
+            self._add(0, 1, "hugetlb_wp copy (cow_from_owner)")
+            return True
+        if v.owner and page not in self.consumed[v.owner]:
+            charged, what = False, "first fault consumes the page's reservation"
+            resv = -1
+        elif avail:
+            charged, what, resv = True, "fault without a reservation", 0
+        else:
+            return False  # VM_FAULT_SIGBUS (or the owner's COW unmaps the child's: not modeled)
+        if v.owner:
+            self.consumed[v.owner].add(page)
+        if replace:
+            self._drop(tree, page)
+        self._new_folio(tree, page, charged=charged)
+        self._add(resv, 1 if charged else 0, what)
+        return True
+
+    def _region_used(self, key, fp) -> bool:
+        return fp in self.cache[key]
+
+    def _new_folio(self, tree, page, charged, anon=True) -> _Folio:
+        f = _Folio(maps={(tree, page)}, anon=anon, charged=charged)
+        self.pte[(tree, page)] = f
+        return f
+
+    def punch(self, key: tuple, f0: int, f1: int, surplus: int) -> None:
+        """hugetlbfs_punch_hole() of file pages [f0, f1) (R6)."""
+        for tree, vs in self.vmas.items():
+            for v in vs:
+                if v.file[:2] != key:
+                    continue
+                for p in self._pages(v.start, v.end):
+                    if f0 <= self.fpage(v, p)[2] < f1:
+                        self.zap(tree, v, p, p + self.h, surplus)
+        # remove_inode_single_folio(): only pages in the page cache are
+        # unreserved, one by one (hugetlb_unreserve_pages(index, index + 1,
+        # freed = 1): chg - freed = 0 globally); a hole's reserved pages
+        # without a page keep their reservation until truncate or eviction.
+        cg = 0
+        for fp in [x for x in self.cache[key] if f0 <= x < f1]:
+            cf = self.cache[key].pop(fp)
+            cg -= 1 if cf.charged else 0
+            cg -= 1 if self.region[key].pop(fp, False) else 0
+            for m in list(cf.maps):
+                self.pte.pop(m, None)
+        self._add(0, cg, "remove_inode_single_folio (punch hole)")
+
+    def _release_file(self, key, f0, f1, why) -> None:
+        resv = cg = 0
+        for fp in [x for x in self.region[key] if f0 <= x < f1]:
+            charged = self.region[key].pop(fp)
+            cf = self.cache[key].pop(fp, None)
+            if cf is None:
+                resv -= 1  # a reservation no page consumed: chg - freed
+            elif cf.charged:
+                cg -= 1  # the page's own charge goes with it
+            if charged:
+                cg -= 1  # file_region's reservation_counter
+            if cf is not None:
+                for m in list(cf.maps):
+                    self.pte.pop(m, None)
+        for fp in [x for x in self.cache[key] if f0 <= x < f1]:
+            cf = self.cache[key].pop(fp)
+            if cf.charged:
+                cg -= 1
+        self._add(resv, cg, why)
+
+    def eviction(self, key) -> tuple[int, int]:
+        """What evicting the file's inode would change: (resv, cg)."""
+        resv = -sum(1 for fp in self.region[key] if fp not in self.cache[key])
+        cg = -sum(1 for c in self.region[key].values() if c) - sum(1 for f in self.cache[key].values() if f.charged)
+        return resv, cg
+
+    def remove_file(self, key) -> None:
+        """No traced mapping of the file is left: its eviction may come at any time (R7)."""
+        if key in self.optional:
+            return
+        resv, cg = self.eviction(key)
+        if resv or cg:
+            self.optional[key] = f"the reservations of hugetlb file {key[1]} went with its inode (evicted)"
+
+    def evict(self, key) -> None:
+        why = self.optional.pop(key)
+        self._release_file(key, 0, 1 << 62, why)
 
 
 def _vma_files(trace) -> dict[tuple[int, int], list[tuple[int, int, int, int]]]:
@@ -72,7 +392,7 @@ def _vma_files(trace) -> dict[tuple[int, int], list[tuple[int, int, int, int]]]:
         f["ts"].tolist(), f["tree"].tolist(), f["val"].tolist(), f["dev"].tolist(), f["ino"].tolist(),
         f["vm_pgoff"].tolist(), f["vm_start"].tolist()
     ):
-        out[(tree, val)].append((ts, dev, ino, pgoff - start // 4096))
+        out[(tree, val)].append((ts, dev, ino, pgoff - start // _PAGE))
     return out
 
 
@@ -84,268 +404,488 @@ def _file_of(files, tree: int, ptr: int, ts: int) -> tuple[int, int, int]:
     return best
 
 
-def _file_page(dev: int, ino: int, base: int, vm_start: int, addr: int, hpage: int) -> tuple[int, int, int]:
-    """(dev, ino, huge page index in the file) of ``addr`` in a VMA at ``vm_start``;
-    ``base`` is vm_pgoff - vm_start/4096 (vm_pgoff counts 4 KiB pages, also for hugetlb)."""
-    return dev, ino, ((base + vm_start // 4096) * 4096 + (addr - vm_start)) // hpage
+def hugetlb_evidence(trace) -> dict:
+    """What the trace's hugetlb samples can prove: ``{"cgroup": path or None,
+    "exclusive_pool": bool, "counters": str, ...}`` from its metadata (older
+    traces: global counters at syscall exit only)."""
+    ev = dict(trace.metadata.get("hugetlb_evidence") or {})
+    ev.setdefault("cgroup", None)
+    ev.setdefault("exclusive_pool", False)
+    ev.setdefault("counters", "hstate (global)")
+    return ev
 
 
-def _model_deltas(trace, hpage: int) -> tuple[list[tuple], list[dict]]:
-    """Modeled reservation deltas over time: [(ts, delta, pid, what, lo, hi, pending)].
-
-    ``pending``: reservations of shared files left without a traced mapping,
-    which the kernel may release at any later time (inode eviction).
-    """
+def _timeline(trace, hs: pd.DataFrame) -> list[tuple]:
+    """Model inputs in time order: (ts, order, kind, payload)."""
+    evs: list[tuple] = []
     ch = trace.changes()
-    files = _vma_files(trace)
-    st = _Reservations(hpage)
-    out: list[tuple] = []
-    faults = trace.raw_events("fault")
-    evs = []
     for r in ch.itertuples(index=False):
         hb = [v for v in r.before_vmas if v[3] & VM_HUGETLB]
         ha = [v for v in r.after_vmas if v[3] & VM_HUGETLB]
         if hb or ha:
-            evs.append((int(r.ts_end), 0, r, hb, ha))
-    hs = trace.raw_events("hugetlb")
-    if len(faults):
+            evs.append((int(r.ts_end), 1, "change", (r, hb, ha), int(r.tid)))
+    sc = trace.raw_events("syscall")
+    if len(sc):
+        # madvise_walk_vmas(): a range with unmapped parts is -ENOMEM, but the
+        # VMAs in it were still advised
+        m = sc[(sc["syscall"] == "madvise") & sc["ret"].isin([0, -_ENOMEM])
+               & sc["arg2"].isin([_MADV_DONTNEED, _MADV_REMOVE])]
+        for r in m.itertuples(index=False):
+            evs.append((int(r.ts), 0, "madvise", (int(r.tgid), int(r.arg0), int(r.arg1), int(r.arg2)), int(r.tid)))
+    if len(sc):
+        fa = sc[(sc["syscall"] == "fallocate") & (sc["ret"] == 0)]
+        if len(fa):
+            files = _fd_files(trace, sc)
+            for r in fa.itertuples(index=False):
+                cands = files.get((int(r.tgid), int(r.arg0) & 0xFFFFFFFF), [])
+                key = min(cands, key=lambda c: abs(c[0] - int(r.ts)))[1] if cands else None
+                evs.append((int(r.ts), 0, "fallocate", (int(r.tgid), key, int(r.arg1), int(r.arg2), int(r.arg3)),
+                            int(r.tid)))
+    faults = trace.raw_events("fault")
+    if len(faults) and len(hs):
         # The fault's sample reads the counters before the fault is handled:
-        # its consumption belongs just after that sample (the first sample of
-        # the same thread and address at or after the fault event).
-        fs = hs[hs["cause"] == 2][["ts", "tid", "address"]] if len(hs) else pd.DataFrame(columns=["ts", "tid", "address"])
-        left = faults[["ts", "tid", "tgid", "address"]].astype("int64").sort_values("ts")
+        # the fault's effect comes just after it.
+        fs = hs[hs["cause"] == 2][["ts", "tid", "address", "free_huge_pages", "resv_huge_pages"]]
+        left = faults[["ts", "tid", "tgid", "address", "error_code"]].astype("int64").sort_values("ts")
         right = fs.rename(columns={"ts": "sample_ts"}).astype("int64").sort_values("sample_ts")
-        m = pd.merge_asof(left, right, left_on="ts", right_on="sample_ts", by=["tid", "address"], direction="forward")
-        m["sample_ts"] = m["sample_ts"].fillna(m["ts"]).astype("int64")
-        for sts, tgid, addr in zip(m["sample_ts"].tolist(), m["tgid"].tolist(), m["address"].tolist()):
-            evs.append((sts + 1, 1, (tgid, addr), None, None))
+        mm = pd.merge_asof(left, right, left_on="ts", right_on="sample_ts", by=["tid", "address"], direction="forward")
+        mm["sample_ts"] = mm["sample_ts"].fillna(mm["ts"]).astype("int64")
+        for r in mm.itertuples(index=False):
+            free = int(r.free_huge_pages) if r.free_huge_pages == r.free_huge_pages else 1 << 40
+            resv = int(r.resv_huge_pages) if r.resv_huge_pages == r.resv_huge_pages else 0
+            evs.append((int(r.sample_ts) + 1, 2, "fault", (int(r.tgid), int(r.address), bool(int(r.error_code) & 2),
+                                                          free, resv - (1 << 64) if resv >= _U63 else resv),
+                        int(r.tid)))
     evs.sort(key=lambda e: (e[0], e[1]))
-    tree_of_pid: dict[int, int] = {}
-    for ts, typ, r, hb, ha in evs:
-        if typ == 1:
-            tgid, addr = r
-            tree = tree_of_pid.get(tgid)
-            if tree is None:
-                continue
-            page = addr - addr % hpage
-            for (s, e, fl, dev, ino, base) in st.vmas[tree]:
-                if s <= addr < e:
-                    if fl & VM_MAYSHARE:
-                        key = _file_page(dev, ino, base, s, page, hpage)
-                        if st.shared.get(key) == "R":
-                            st.shared[key] = "F"
-                            out.append((ts, -1, tgid, "fault consumes a shared file page's reservation", page, page + hpage, 0))
-                        elif key not in st.shared:
-                            st.shared[key] = "F"
-                    else:
-                        k = (tree, page)
-                        if st.private.get(k) == "R":
-                            st.private[k] = "F"
-                            out.append((ts, -1, tgid, "first fault consumes the page's reservation", page, page + hpage, 0))
-                        elif k not in st.private:
-                            st.private[k] = "F"
-                    break
-            continue
-        tree = int(r.tree)
-        pid = int(r.pid)
-        tree_of_pid[pid] = tree
-        old = {p: v for v in hb for p in st.pages(v[0], v[1])}
-        new = {p: v for v in ha for p in st.pages(v[0], v[1])}
-        # refresh this tree's hugetlb VMA list
-        keep = [v for v in st.vmas[tree] if not any(v[0] < b[1] and b[0] < v[1] for b in hb)]
-        for v in ha:
-            dev, ino, base = _file_of(files, tree, v[2], ts)
-            keep.append((v[0], v[1], v[3], dev, ino, base))
-        st.vmas[tree] = sorted(keep)
+    return evs
+
+
+def _fd_files(trace, sc: pd.DataFrame) -> dict[tuple[int, int], list[tuple[int, tuple]]]:
+    """(tgid, fd) -> [(ts, (dev, ino))]: the file an fd names, learnt from the
+    hugetlb VMAs that mmap calls of that process with that fd created."""
+    tw = trace.raw_events("tree_write")
+    mm = sc[(sc["syscall"] == "mmap") & (sc["ret"] > 0)]
+    if len(tw) == 0 or len(mm) == 0:
+        return {}
+    f = tw[((tw["flags"] & 0x1) != 0) & ((tw["vm_flags"] & VM_HUGETLB) != 0) & (tw["ino"] != 0)]
+    at = {(int(t), int(s)): (int(d), int(i)) for t, s, d, i in zip(f["tgid"], f["vm_start"], f["dev"], f["ino"])}
+    out: dict = defaultdict(list)
+    for r in mm.itertuples(index=False):
+        fd = int(r.arg4) & 0xFFFFFFFF
+        key = at.get((int(r.tgid), int(r.ret)))
+        if key is not None and fd != 0xFFFFFFFF:
+            out[(int(r.tgid), fd)].append((int(r.ts), key))
+    return out
+
+
+def _apply_change(st: _Model, files, r, hb, ha, ts: int, surplus: int) -> None:
+    tree = int(r.tree)
+    old = {v[2]: v for v in hb}
+    cur = st.vmas[tree]
+    gone = [v for v in cur if any(v.start < b[1] and b[0] < v.end for b in hb)]
+    keep = [v for v in cur if v not in gone]
+    new: list[_Vma] = []
+    for a in ha:
+        dev, ino, base = _file_of(files, tree, a[2], ts)
+        parent = next((g for g in gone if g.start < a[1] and a[0] < g.end), None)
         if r.kind == "fork_copy":
-            for p, v in new.items():
-                if not v[3] & VM_MAYSHARE:
-                    st.private[(tree, p)] = "N"  # the child owns no reservation
-            continue
-        delta = 0
-        for p, v in old.items():
-            if p in new:
+            owner = st.next_owner if st.wrong == "child_owns" and not a[3] & (VM_MAYSHARE | VM_NORESERVE) else 0
+            if owner:
+                st.next_owner += 1
+                n = len(st._pages(a[0], a[1]))
+                st._add(n, n, "WRONG RULE: the fork child reserves its pages")
+            new.append(_Vma(a[0], a[1], a[3], (dev, ino, base), owner))
+        elif parent is not None and r.kind != "map" and (dev, ino) == parent.file[:2]:
+            new.append(_Vma(a[0], a[1], a[3], parent.file, parent.owner, parent.unmapped))  # a piece keeps its resv_map
+        else:
+            v = _Vma(a[0], a[1], a[3], (dev, ino, base), 0)
+            new.append(v)
+            st.reserve(v)
+    del old
+    if r.kind == "fork_copy":
+        # copy_hugetlb_page_range(): the child maps the parent's folios
+        # (tree pointers are reused: the parent's tree is the one it has now)
+        ptree = st.tree_of_pid.get(st.parent_pid.get(int(r.pid), -1))
+        for v in new:
+            for p in st._pages(v.start, v.end):
+                f = st.pte.get((ptree, p))
+                if f is not None and ptree != tree:
+                    f.maps.add((tree, p))
+                    st.pte[(tree, p)] = f
+        st.vmas[tree] = sorted(keep + new, key=lambda v: v.start)
+        return
+    # what went away: unmapped first (R4), then closed (R5)
+    for g in gone:
+        covered = [(n.start, n.end) for n in new if n.owner == g.owner and n.file[:2] == g.file[:2]]
+        for p in st._pages(g.start, g.end):
+            if any(s <= p < e for s, e in covered):
                 continue
-            if not v[3] & VM_MAYSHARE:
-                s = st.private.pop((tree, p), None)
-                if s == "R":
-                    delta -= 1
-        for p, v in new.items():
-            if p in old:
+            st.zap(tree, g, p, p + st.h, surplus)
+            st.close(tree, g, p, p + st.h)
+    st.vmas[tree] = sorted(keep + new, key=lambda v: v.start)
+    for g in gone:
+        if g.flags & VM_MAYSHARE and not any(v.file[:2] == g.file[:2] for vs in st.vmas.values() for v in vs):
+            st.remove_file(g.file[:2])
+
+
+def _apply_event(st: _Model, kind: str, pl: tuple, files, tid_of_tree: dict, hpage: int, surplus: int,
+                 last_free: int, last_resv: int) -> None:
+    """Apply one model input (a VMA change, a madvise, a fallocate, a fault) to ``st``."""
+    if kind == "change":
+        cr, hb, ha = pl
+        tid_of_tree[int(cr.pid)] = int(cr.tree)
+        _apply_change(st, files, cr, hb, ha, int(cr.ts_end), surplus)
+    elif kind == "madvise":
+        tgid, a0, a1, adv = pl
+        tree = tid_of_tree.get(tgid)
+        if tree is None:
+            return
+        for v in list(st.vmas.get(tree, ())):
+            if not (v.start < a0 + a1 and a0 < v.end):
                 continue
-            if v[3] & VM_MAYSHARE:
-                dev, ino, base = _file_of(files, tree, v[2], ts)
-                key = _file_page(dev, ino, base, v[0], p, hpage)
-                st.mapped[(dev, ino)].add((tree, v[0]))
-                if key not in st.shared and not v[3] & VM_NORESERVE:
-                    st.shared[key] = "R"
-                    delta += 1
-            elif v[3] & VM_NORESERVE:
-                st.private[(tree, p)] = "N"
-            else:
-                st.private[(tree, p)] = "R"
-                delta += 1
-        pending = 0
-        for v in hb:
-            if v[3] & VM_MAYSHARE and not any(v[0] <= p < v[1] for p in new):
-                dev, ino, base = _file_of(files, tree, v[2], ts)
-                st.mapped[(dev, ino)].discard((tree, v[0]))
-                if not st.mapped[(dev, ino)]:
-                    # No traced mapping left: the file's reservations go when
-                    # its inode is evicted, at the last fput, which may be
-                    # deferred or come from an untraced close.
-                    for k in [k for k in st.shared if k[:2] == (dev, ino)]:
-                        if st.shared.pop(k) == "R":
-                            pending += 1
-        if delta or pending:
-            what = f"{r.cause} {r.kind}"
-            out.append((ts, delta, pid, what, int(r.lo), int(r.hi), pending))
-    return out, []
-
-
-def errno_name(n: int) -> str:
-    import errno
-    import os
-
-    return f"-{errno.errorcode.get(n, str(n))}: {os.strerror(n)}"
+            s0, e0 = max(a0, v.start), min(a0 + a1, v.end)
+            if adv == _MADV_DONTNEED:
+                # madvise_dontneed_free_valid_vma(): an unaligned start is
+                # -EINVAL; the end is rounded down to a huge page
+                if s0 % hpage == 0 and e0 - e0 % hpage > s0:
+                    st.zap(tree, v, s0, e0 - e0 % hpage, surplus)
+            elif v.flags & VM_MAYSHARE:
+                # madvise_remove() -> vfs_fallocate(PUNCH_HOLE) of the file range
+                f0 = st.fpage(v, s0)[2] + (1 if s0 % hpage else 0)
+                f1 = st.fpage(v, e0 - 1)[2] + (1 if e0 % hpage == 0 else 0)
+                st.punch(v.file[:2], f0, f1, surplus)
+    elif kind == "fallocate":
+        tgid, key, mode, off, ln = pl
+        free_, resv_ = last_free, last_resv
+        if key is None:
+            st.unsure = "fallocate on a file the trace cannot name"
+        elif mode & _FALLOC_PUNCH_HOLE:
+            st.punch(key, -(-off // hpage), (off + ln) // hpage, surplus)
+        else:
+            # hugetlbfs_fallocate(): each missing page of the range is allocated
+            avail = free_ - resv_
+            for fp in range(off // hpage, -(-(off + ln) // hpage)):
+                if fp not in st.cache[key]:
+                    had = fp in st.region[key]
+                    st.shmem_alloc(key, fp, had or avail > 0, "fallocate")
+                    avail -= 0 if had else 1
+    else:
+        tgid, addr, write, free, resv = pl
+        tree = tid_of_tree.get(tgid)
+        if tree is not None:
+            st.fault(tree, addr, write, free, resv)
 
 
 def hugetlb_accounting(trace) -> pd.DataFrame:
     """The modeled reservations against the kernel's counters, one row per kernel sample.
 
-    Columns: ``ts``, ``pid`` (tgid of the sampled event), ``cause``
-    (syscall/fault/exit_mmap), ``syscall``, ``nr_huge_pages``,
-    ``arg0``..``arg2``, ``ret`` (of that syscall), ``nr_huge_pages``,
-    ``free_huge_pages``, ``resv_huge_pages``, ``surplus_huge_pages`` (the
-    kernel's, read in the kernel), ``model_resv`` (the first sample's
-    ``resv_huge_pages`` plus the modeled changes since), ``kernel_delta`` and
-    ``model_delta`` (change since the previous sample), ``pending``
-    (reservations of shared hugetlb files left with no traced mapping, which
-    the kernel releases when it evicts the inode, at a time we do not see),
-    ``what`` (the modeled changes in the window).
+    Columns: ``ts``, ``pid`` (tgid of the sampled event), ``tid``, ``cause``
+    (syscall, syscall_enter, fault, exit_mmap), ``syscall``, ``arg0``..``arg2``,
+    ``ret`` (of that syscall), ``nr_huge_pages``, ``free_huge_pages``,
+    ``resv_huge_pages``, ``surplus_huge_pages`` (the kernel's hstate
+    counters, read in the kernel), ``model_resv`` (the baseline plus the
+    modeled changes since), ``kernel_delta`` and ``model_delta`` (of
+    ``resv_huge_pages`` since the previous sample), ``pending`` (modeled
+    changes that may happen at any time: shared files' inode eviction),
+    ``cg_rsvd`` (the command's hugetlb cgroup counter in huge pages, -1
+    without one) and ``model_cg``, ``evidence`` ("cgroup" or "global"),
+    ``exact`` (no other traced thread had a syscall, fault or exit in
+    progress and nothing optional was pending: the model has no freedom),
+    ``open`` (tids with something in progress), ``inflight`` (the
+    (resv, cg) adjustments of the model's values that what those threads had
+    in progress allows, None when too many), ``what`` (the modeled changes
+    since the previous sample).
     """
     hs = trace.raw_events("hugetlb")
-    cols = ["ts", "pid", "cause", "syscall", "arg0", "arg1", "arg2", "ret", "nr_huge_pages", "free_huge_pages", "resv_huge_pages",
-            "surplus_huge_pages", "model_resv", "kernel_delta", "model_delta", "pending", "what"]
+    cols = ["ts", "pid", "tid", "cause", "syscall", "arg0", "arg1", "arg2", "ret", "nr_huge_pages", "free_huge_pages",
+            "resv_huge_pages", "surplus_huge_pages", "model_resv", "kernel_delta", "model_delta", "pending",
+            "cg_rsvd", "model_cg", "evidence", "exact", "open", "inflight", "what"]
     if len(hs) == 0:
         return pd.DataFrame(columns=cols)
     hs = hs.sort_values("ts", kind="stable").reset_index(drop=True)
     order = int(hs["order"].iloc[0])
-    hpage = 4096 << order
-    deltas, _ = _model_deltas(trace, hpage)
-    deltas.sort(key=lambda d: d[0])
-    d_ts = np.array([d[0] for d in deltas], dtype=np.int64)
+    hpage = _PAGE << order
+    ev = hugetlb_evidence(trace)
+    has_cg = bool(ev.get("cgroup")) and "cg_rsvd" in hs.columns
+    st = _Model(hpage, os.environ.get(_WRONG_RULE_ENV, ""))
+    proc = trace.raw_events("proc")
+    if len(proc):
+        fk = proc[proc["what"] == "fork"]
+        # a fork's child tgid -> its parent's (threads share the mm: not a fork of an mm)
+        st.parent_pid = {int(c): int(p) for p, c in zip(fk["tgid"], fk["child_tgid"]) if int(c) != int(p)}
+    files = _vma_files(trace)
+    evs = _timeline(trace, hs)
+    windows = _windows(trace, hs)
     by_id = {v: k for k, v in (trace.metadata.get("probe_plan", {}).get("syscalls") or {}).items()}
-    # The syscall each sample closes: the same thread's last syscall record before it.
     sc = trace.raw_events("syscall")
     call = {}
     if len(sc):
         left = hs[["ts", "tid"]].astype("int64").reset_index().sort_values("ts")
         right = sc[["ts", "tid", "arg0", "arg1", "arg2", "ret"]].rename(columns={"ts": "sc_ts"})
         right = right.astype({"sc_ts": "int64", "tid": "int64"}).sort_values("sc_ts")
+        # an exit sample closes the thread's last record; an entry sample opens the next
         m = pd.merge_asof(left, right, left_on="ts", right_on="sc_ts", by="tid", direction="backward")
+        fw = pd.merge_asof(left, right, left_on="ts", right_on="sc_ts", by="tid", direction="forward")
+        entry = (hs["cause"].to_numpy() == 4)
+        fw = fw.set_index("index").reindex(m["index"]).reset_index()
+        for col in ("arg0", "arg1", "arg2", "ret"):
+            m[col] = np.where(entry[m["index"].to_numpy()], fw[col].to_numpy(), m[col].to_numpy())
         call = {int(i): (a0, a1, a2, rt) for i, a0, a1, a2, rt in
                 zip(m["index"], m["arg0"], m["arg1"], m["arg2"], m["ret"]) if a0 == a0}
-    resv = hs["resv_huge_pages"].to_numpy(np.uint64).astype(object)
-    rows = []
-    # Baseline: the pool as sampled before the command started, when there is one.
     pool = trace.hugepages() if hasattr(trace, "hugepages") else pd.DataFrame()
     pool = pool[(pool["size_kb"] == hpage // 1024) & (pool["ts"] < int(hs["ts"].iloc[0]))] if len(pool) else pool
-    baseline = len(pool) > 0
-    prev_k = int(pool["resv_hugepages"].iloc[0]) if baseline else int(resv[0])
-    model = prev_k
+    resv_k = hs["resv_huge_pages"].to_numpy(np.uint64).astype(object)
+    first = int(resv_k[0]) - (1 << 64) if int(resv_k[0]) >= _U63 else int(resv_k[0])
+    base_g = int(pool["resv_hugepages"].iloc[-1]) if len(pool) else None
+    pages_per = hpage // _PAGE
+    rows = []
     j = 0
-    pending = 0
+    surplus = 0
+    last_free, last_resv = 1 << 40, 0
+    prev_k = prev_m = base_g
+    tid_of_tree = st.tree_of_pid
+    deltas: list[tuple[int, int, int, int]] = []  # (ts applied, tid, resv, cg) of every modeled change
     for i, r in enumerate(hs.itertuples(index=False)):
         ts = int(r.ts)
-        md, what = 0, []
-        while j < len(deltas) and d_ts[j] <= ts:
-            md += deltas[j][1]
-            pending += deltas[j][6]
-            if deltas[j][1]:
-                what.append(deltas[j][3])
+        st.log = []
+        while j < len(evs) and evs[j][0] <= ts:
+            t_ev, _, kind, pl, ev_tid = evs[j]
             j += 1
-        k = int(resv[i])
+            before = (st.resv, st.cg)
+            _apply_event(st, kind, pl, files, tid_of_tree, hpage, surplus, last_free, last_resv)
+            if (st.resv, st.cg) != before:
+                deltas.append((t_ev, ev_tid, st.resv - before[0], st.cg - before[1]))
+        surplus = int(r.surplus_huge_pages)
+        k = int(resv_k[i])
+        last_free, last_resv = int(r.free_huge_pages), (k - (1 << 64) if k >= _U63 else k)
         k_signed = k - (1 << 64) if k >= _U63 else k
-        if i == 0 and not baseline:
-            md = 0  # no pool sample before: the first kernel sample is the baseline
-        kd = k_signed - prev_k
-        explained = ""
-        if kd < md and pending and md - kd <= pending:
-            # A shared file with no mapping left was evicted: its reservations went.
-            pending -= md - kd
-            explained = f"{md - kd} reservation(s) of unmapped shared hugetlb files released (inode evicted)"
-            md = kd
-        model += md
-        a0, a1, a2, rt = call.get(i, (0, 0, 0, 0)) if int(r.cause) == 1 else (0, 0, 0, 0)
+        if base_g is None:
+            base_g = first - st.resv  # no pool sample before: the first sample is the baseline
+            prev_k = prev_m = first
+        model = base_g + st.resv
+        cg_k = -1
+        if has_cg and int(r.cg_rsvd) != _NOCG:
+            cg_k = int(r.cg_rsvd) // pages_per
+        # R7: an eviction the kernel shows has happened (and only then): take it
+        if st.optional and (cg_k >= 0 and st.cg != cg_k or cg_k < 0 and model != k_signed):
+            keys = list(st.optional)
+            for n in range(1, min(len(keys), 4) + 1):
+                hit = None
+                for combo in combinations(keys, n):
+                    d = [st.eviction(k) for k in combo]
+                    dr, dc = sum(x[0] for x in d), sum(x[1] for x in d)
+                    if (cg_k >= 0 and st.cg + dc == cg_k) or (cg_k < 0 and model + dr == k_signed):
+                        hit = combo
+                        break
+                if hit:
+                    for key in hit:
+                        st.evict(key)
+                    model = base_g + st.resv
+                    break
+        open_ = {sp[2] for sp in windows.get(i, ())}
+        exact = not open_ and not st.optional and not st.unsure
+        a0, a1, a2, rt = call.get(i, (0, 0, 0, 0)) if int(r.cause) in (1, 4) else (0, 0, 0, 0)
         rows.append({
-            "arg0": int(a0), "arg1": int(a1), "arg2": int(a2), "ret": int(rt),
-            "ts": ts, "pid": int(r.tgid), "cause": {1: "syscall", 2: "fault", 3: "exit_mmap"}.get(int(r.cause), "?"),
-            "syscall": by_id.get(int(r.sc), "") if int(r.cause) == 1 else "",
+            "ts": ts, "pid": int(r.tgid), "tid": int(r.tid),
+            "cause": {1: "syscall", 2: "fault", 3: "exit_mmap", 4: "syscall_enter"}.get(int(r.cause), "?"),
+            "syscall": by_id.get(int(r.sc), "") if int(r.cause) in (1, 4) else "",
+            "arg0": int(a0), "arg1": int(a1), "arg2": int(a2), "ret": int(rt) if int(r.cause) == 1 else 0,
             "nr_huge_pages": int(r.nr_huge_pages), "free_huge_pages": int(r.free_huge_pages),
             "resv_huge_pages": k, "surplus_huge_pages": int(r.surplus_huge_pages),
-            "model_resv": model, "kernel_delta": kd, "model_delta": md,
-            "pending": pending, "what": "; ".join(what + ([explained] if explained else [])),
+            "model_resv": model, "kernel_delta": k_signed - prev_k, "model_delta": model - prev_m,
+            "pending": -sum(st.eviction(k)[0] for k in st.optional),
+            "cg_rsvd": cg_k, "model_cg": st.cg if cg_k >= 0 else -1,
+            "evidence": "cgroup" if cg_k >= 0 else "global", "exact": exact,
+            "open": ",".join(str(t) for t in sorted(open_)), "what": "; ".join(dict.fromkeys(st.log)),
         })
-        prev_k = k_signed
+        prev_k, prev_m = k_signed, model
+    _inflight(rows, windows, deltas)
     return pd.DataFrame(rows, columns=cols)
 
 
+def _windows(trace, hs: pd.DataFrame) -> dict[int, list]:
+    """Sample index -> tids (other than the sampling one) with a syscall, a
+    fault or an exit in progress at that sample."""
+    spans: list[tuple[int, int, int]] = []  # (start, end, tid)
+    sc = trace.raw_events("syscall")
+    if len(sc):
+        spans += list(zip(sc["ts_enter"].astype("int64").tolist(), sc["ts"].astype("int64").tolist(),
+                          sc["tid"].astype("int64").tolist()))
+    ts = hs["ts"].astype("int64").to_numpy()
+    tid = hs["tid"].astype("int64").to_numpy()
+    cause = hs["cause"].astype("int64").to_numpy()
+    tgid = hs["tgid"].astype("int64").to_numpy()
+    # a fault: from its sample to the next sample of the same thread
+    last_of_tid: dict[int, int] = {}
+    last_of_tgid: dict[int, int] = {}
+    for i in range(len(ts)):
+        t = int(tid[i])
+        if t in last_of_tid and cause[last_of_tid[t]] == 2:
+            spans.append((int(ts[last_of_tid[t]]), int(ts[i]), t))
+        if cause[i] == 3 and int(tgid[i]) in last_of_tgid:
+            # exit: from the process's last sample to its exit_mmap
+            spans.append((int(ts[last_of_tgid[int(tgid[i])]]), int(ts[i]), t))
+        last_of_tid[t] = i
+        last_of_tgid[int(tgid[i])] = i
+    for t, i in last_of_tid.items():
+        if cause[i] == 2:
+            spans.append((int(ts[i]), 1 << 62, t))
+    out: dict[int, list] = {}
+    if not spans:
+        return out
+    sp = np.array(spans, dtype=np.int64)
+    order = np.argsort(sp[:, 0], kind="stable")
+    sp = sp[order]
+    starts = sp[:, 0]
+    for i in range(len(ts)):
+        k = int(np.searchsorted(starts, ts[i], side="left"))
+        seg = sp[max(0, k - 4096):k]
+        hit = seg[(seg[:, 1] > ts[i]) & (seg[:, 2] != tid[i])]
+        if len(hit):
+            out[i] = [tuple(int(x) for x in h) for h in hit]
+    return out
+
+
+def _inflight(rows: list[dict], windows: dict[int, list], deltas: list[tuple]) -> None:
+    """Per sample, what the kernel may already have done (or not yet done) of
+    the operations other traced threads had in progress: the (resv, cg)
+    adjustments to the model's value that still agree (``inflight``)."""
+    by_tid: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    tmp: dict[int, list] = defaultdict(list)
+    for t, tid, dr, dc in deltas:
+        tmp[tid].append((t, dr, dc))
+    for tid, lst in tmp.items():
+        a = np.array(sorted(lst), dtype=np.int64)
+        by_tid[tid] = (a[:, 0], np.cumsum(a[:, 1]), np.cumsum(a[:, 2]))
+
+    def total(tid: int, lo: int, hi: int) -> tuple[int, int]:
+        """Sum of tid's modeled changes applied in (lo, hi]."""
+        if tid not in by_tid:
+            return 0, 0
+        t, cr, cc = by_tid[tid]
+        a, b = int(np.searchsorted(t, lo, "right")), int(np.searchsorted(t, hi, "right"))
+        if b <= a:
+            return 0, 0
+        base_r = cr[a - 1] if a else 0
+        base_c = cc[a - 1] if a else 0
+        return int(cr[b - 1] - base_r), int(cc[b - 1] - base_c)
+
+    for i, row in enumerate(rows):
+        spans = windows.get(i, [])
+        opts = {(0, 0)}
+        for s0, e0, tid in spans[:64]:
+            done = total(tid, s0 - 1, row["ts"])
+            todo = total(tid, row["ts"], e0 + 1)
+            opts = {(a + x, b + y) for a, b in opts for x, y in ((0, 0), (-done[0], -done[1]), todo)}
+        row["inflight"] = sorted(opts) if len(spans) <= 64 else None
+
+
+def errno_name(n: int) -> str:
+    import errno
+
+    return f"-{errno.errorcode.get(n, str(n))}: {os.strerror(n)}"
+
+
 def hugetlb_anomalies(trace, acc: pd.DataFrame | None = None) -> list[dict]:
-    """Findings about hugetlb accounting (see :func:`mmtrace.api.Trace.anomalies` for columns)."""
+    """Findings about hugetlb accounting (see :func:`mmtrace.api.Trace.anomalies` for columns).
+
+    ``severity``: ``error`` (the kernel's counter below zero, its warning in
+    kmsg, a disagreement at an exact sample), ``note`` (a disagreement that
+    could not be decided, and why)."""
     acc = hugetlb_accounting(trace) if acc is None else acc
+    ev = hugetlb_evidence(trace)
     out: list[dict] = []
-    owed: dict[int, int] = defaultdict(int)  # pid -> reservations the kernel dropped unexplained
+    off_cg = 0  # after a reported cgroup disagreement: compare from the kernel's value on
+    off_g = 0  # likewise for the global counter, which untraced processes move too
     for r in acc.itertuples(index=False):
+        what = r.syscall or r.cause
+        if r.syscall:
+            what = f"{r.syscall}({int(r.arg0):#x}, {int(r.arg1):#x}, {int(r.arg2):#x})"
+            if r.cause == "syscall":
+                what += f" = {int(r.ret)}"
+            else:
+                what = "entry of " + what
         if r.resv_huge_pages >= _U63:
             out.append({
                 "ts": r.ts, "pid": r.pid, "severity": "error", "kind": "kernel_counter_underflow",
                 "explanation": (
                     f"resv_huge_pages read {r.resv_huge_pages} (= {int(r.resv_huge_pages) - (1 << 64)} as signed) "
-                    f"at {r.syscall or r.cause} of pid {r.pid}: the unsigned counter went below zero, so "
+                    f"at {what} of pid {r.pid}: the kernel's unsigned counter went below zero, so "
                     "reservations were released more times than they were made"
+                    + (f" (the model, following mm/hugetlb.c, expected {int(r.model_resv)})" if r.model_resv < 0 else "")
                 ),
             })
-        if r.kernel_delta != r.model_delta:
-            diff = r.kernel_delta - r.model_delta
-            what = r.syscall or r.cause
-            if r.syscall:
-                what = f"{r.syscall}({int(r.arg0):#x}, {int(r.arg1):#x}, {int(r.arg2):#x}) = {int(r.ret)}"
+        detail = f"({r.what or 'no modeled hugetlb change since the previous sample'})"
+        infl = r.inflight if isinstance(r.inflight, (list, tuple)) else None
+        if r.evidence == "cgroup":
+            diff = int(r.cg_rsvd) - (int(r.model_cg) + off_cg)
+            if diff and (r.exact or infl is None or not any(c == diff for _, c in infl)):
+                exact = bool(r.exact)
+                out.append({
+                    "ts": r.ts, "pid": r.pid, "severity": "error" if exact else "note",
+                    "kind": "model_kernel_disagree" if exact else "model_kernel_undecided",
+                    "explanation": (
+                        f"at {what} of pid {r.pid}, the command's hugetlb cgroup holds {int(r.cg_rsvd)} reserved "
+                        f"page(s) (hugetlb.*.rsvd.current) but the model of mm/hugetlb.c has "
+                        f"{int(r.model_cg) + off_cg} {detail}"
+                        + ("; the sample is exact: no other traced thread was in a syscall, fault or exit"
+                           if exact else f"; not decided: thread(s) {r.open} had a syscall, fault or exit in "
+                           "progress at that instant, and no order of their changes gives the kernel's value"
+                           if r.open else "; not decided: a shared file's reservations may be released at any "
+                           "time (inode eviction)" if r.pending else "; not decided: the model lost track earlier")
+                    ),
+                })
+                if exact:
+                    off_cg += diff  # reported once: compare from the kernel's value on
+        kd, md = int(r.kernel_delta), int(r.model_delta)
+        gdiff = r.model_resv + off_g
+        gdiff = (int(r.resv_huge_pages) - (1 << 64) if r.resv_huge_pages >= _U63 else int(r.resv_huge_pages)) - gdiff
+        if gdiff and (r.exact or infl is None or not any(x == gdiff for x, _ in infl)):
+            exact = bool(r.exact) and bool(ev.get("exclusive_pool"))
             hint = ""
-            if diff < 0 and r.ret < 0 and r.syscall in ("mprotect", "pkey_mprotect", "munmap", "mremap", "madvise"):
+            if gdiff < 0 and r.cause == "syscall" and r.ret < 0 and r.syscall in (
+                    "mprotect", "pkey_mprotect", "munmap", "mremap", "madvise"):
                 hint = (
                     f" The call failed ({errno_name(-int(r.ret))}) and changed no VMA: the signature of a failed "
                     "__split_vma whose half-built copy of a hugetlb VMA was closed with its range intact, so "
                     "hugetlb_vm_op_close() released the reservations of that half while the original VMA still "
                     "owned them (the bug fixed with \"mm: start tracking VMAs with maple tree\")."
                 )
+            if exact:
+                why = "; the sample is exact: the pool was the traced processes' alone and no other traced " \
+                      "thread was in a syscall, fault or exit"
+            elif r.open:
+                why = f"; not decided: thread(s) {r.open} had a syscall, fault or exit in progress"
+            else:
+                why = "; not decided: resv_huge_pages is global, and processes not traced may have " \
+                      "reserved or released huge pages meanwhile"
+            if r.evidence != "cgroup" or exact:
+                out.append({
+                    "ts": r.ts, "pid": r.pid, "severity": "error" if exact else "note",
+                    "kind": "model_kernel_disagree" if exact else "model_kernel_undecided",
+                    "explanation": (
+                        f"between the previous sample and {what} of pid {r.pid}, resv_huge_pages changed by "
+                        f"{kd:+d} but the model of the traced mappings explains {kd - gdiff:+d} {detail}"
+                        + why + "." + hint
+                    ),
+                })
+            if not r.open:
+                off_g += gdiff  # nothing traced in flight: take the kernel's value as the new baseline
+    # "Released twice": only on the kernel's own word, its counter below zero
+    # after a release the model did not expect.
+    seen_release = [o for o in out if o["kind"] == "model_kernel_disagree" and "changed by -" in o["explanation"]]
+    for u in [o for o in out if o["kind"] == "kernel_counter_underflow"][:1]:
+        if seen_release:
+            first = seen_release[0]
+            signed = int(acc.loc[acc["ts"] == u["ts"], "resv_huge_pages"].iloc[0]) - (1 << 64)
             out.append({
-                "ts": r.ts, "pid": r.pid, "severity": "error" if diff < 0 else "warning",
-                "kind": "model_kernel_disagree",
+                "ts": u["ts"], "pid": u["pid"], "severity": "error", "kind": "negative_reservation",
                 "explanation": (
-                    f"between the previous sample and {what} of pid {r.pid}, "
-                    f"resv_huge_pages changed by {r.kernel_delta:+d} but the traced mappings explain "
-                    f"{r.model_delta:+d} ({r.what or 'no hugetlb change in the rebuilt trees'}): "
-                    + ("the kernel released reservations that no VMA change accounts for"
-                       if diff < 0 else "the kernel reserved pages that no traced mapping asked for")
-                    + " (only untraced processes using huge pages at that moment could explain it)."
-                    + hint
+                    f"the kernel's reservations are now {signed:+d}, below zero, after it had released "
+                    f"reservations no VMA change accounted for (at ts {first['ts']} of pid {first['pid']}): "
+                    "those reservations were released twice (the kernel's own counter says so)"
                 ),
             })
-            if diff < 0:
-                owed[r.pid] += -diff
-        elif owed.get(r.pid) and r.model_delta < 0 and r.model_resv - owed[r.pid] < 0:
-            # The kernel releases again, at unmap/exit, what it already dropped.
-            out.append({
-                "ts": r.ts, "pid": r.pid, "severity": "error", "kind": "negative_reservation",
-                "explanation": (
-                    f"{r.syscall or r.cause} of pid {r.pid} releases {-r.model_delta} reservation(s) of its "
-                    f"hugetlb mapping, {owed[r.pid]} of which the kernel had already released without any VMA "
-                    f"change: the mapping's reservations are now {r.model_resv - owed[r.pid]:+d}, below zero "
-                    "(released twice)"
-                ),
-            })
-            owed[r.pid] = 0
     kmsg = trace.kmsg() if hasattr(trace, "kmsg") else pd.DataFrame()
     if len(kmsg):
         for r in kmsg[kmsg["msg"].astype(str).str.contains(KMSG_HUGETLB, regex=False)].itertuples(index=False):

@@ -191,6 +191,7 @@ KINDS: dict[str, EventKind] = {
                 ("order", "u4"),
                 ("cause", "u2"),
                 ("sc", "u2"),
+                ("cg_rsvd", _U8),
             ),
         ),
     )

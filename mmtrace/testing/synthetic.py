@@ -62,6 +62,8 @@ def write_failed_split_trace(path: str | Path) -> Path:
         "probe_plan": {"offsets": {"mm_struct.mm_mt": _MM_MT}, "syscalls": _SC, "features": {"hugetlb": True}},
         "start_ns": t0,
         "stop_ns": t0 + 1_000_000,
+        # A built trace of one process alone on its pool: its global counters are exact evidence.
+        "hugetlb_evidence": {"cgroup": None, "exclusive_pool": True, "counters": "hstate (global), synthetic"},
         "lost": {k: 0 for k in KINDS},
         "events": {},
     }

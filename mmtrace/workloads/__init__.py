@@ -22,7 +22,7 @@ from pathlib import Path
 
 __all__ = ["build", "source", "NAMES"]
 
-NAMES = ("demo", "churn", "hugetlb")
+NAMES = ("demo", "churn", "hugetlb", "hugetlb_churn")
 
 CFLAGS = ("-O2", "-Wall", "-pthread")
 
