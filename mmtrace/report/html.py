@@ -144,6 +144,10 @@ def _timeline(rd, x_range, bars_budget: int):
                               f"bars" + (f" (lifetimes of one range less than a pixel apart joined; {a['dropped']:,} "
                                          "short-lived bars left out)" if a["joined"] or a["dropped"] else ""))}
             for p, a in per.items()}
+    if first:  # start on the first process's lifetime, as choosing it does
+        lo, hi = per[pids[0]]["x"]
+        pad = max(1e-6, (hi - lo) * 0.01)
+        x_range.start, x_range.end = lo - pad, hi + pad
     fig = figure(height=560, sizing_mode="stretch_width", x_range=x_range, y_range=Range1d(-0.02, 1.02),
                  tools="xpan,xwheel_zoom,box_zoom,reset,save", active_scroll="xwheel_zoom", active_drag="xpan",
                  x_axis_label="seconds since recording start", name="timeline",
@@ -462,7 +466,7 @@ if (sel.options.some(o => o[0] == pid)) {
   x.start = t - w; x.end = t + w;
   mark.location = t;
   const y0 = src.data['_y0'][i], y1 = src.data['_y1'][i];
-  box.bottom = y0; box.top = (y1 > y0) ? y1 : y0 + 0.004; box.left = t; box.right = t + Math.max(dur, 1e-9);
+  box.bottom = y0; box.top = (y1 > y0) ? y1 : y0 + 0.004;
   const v = Bokeh.index.find_one(fig); if (v && v.el && v.el.scrollIntoView) v.el.scrollIntoView({block: 'center'});
 }
 """
@@ -475,9 +479,9 @@ if (sel.options.some(o => o[0] == pid)) {
     return column(head, row(*[w for _, w in widgets], page), info, table, detail, sizing_mode="stretch_width")
 
 
-_CHANGE_COLS = [("ts", "t (s)", 90, "t"), ("pid", "pid", 60, "str"), ("comm", "comm", 110, "str"),
-                ("kind", "kind", 80, "str"), ("cause", "cause", 80, "str"), ("call", "call", 420, "str"),
-                ("lo", "from", 120, "hex"), ("hi", "to", 120, "hex"), ("vmas", "VMAs before → after", 110, "vmas")]
+_CHANGE_COLS = [("ts", "t (s)", 80, "t"), ("pid", "pid", 50, "str"), ("comm", "comm", 100, "str"),
+                ("kind", "kind", 70, "str"), ("cause", "cause", 70, "str"), ("call", "call", 380, "str"),
+                ("lo", "from", 110, "hex"), ("hi", "to", 110, "hex"), ("vmas", "VMAs before → after", 90, "vmas")]
 _SM_COLS = [("ts", "t (s)", 90, "t"), ("pid", "pid", 60, "str"), ("comm", "comm", 110, "str"),
             ("kind", "kind", 110, "str"), ("cause", "cause", 80, "str"), ("count", "points", 60, "num"),
             ("call", "call", 420, "str"), ("vmas", "VMAs before → after", 110, "vmas")]
