@@ -314,41 +314,46 @@ def _hugetlb(rd, x_range):
 
 
 # -- tables ----------------------------------------------------------------------------------------------
-def _vma_list(vs) -> str:
+def _compact_vmas(vs) -> str:
+    """A before/after list as the page carries it: ``START-END perms|...`` (hex,
+    no 0x), at most :data:`_LIST_SHOWN`, then ``+N more``; the page's
+    JavaScript writes it out with sizes."""
     vs = list(vs) if isinstance(vs, (list, tuple, np.ndarray)) else []
-    shown = "\n".join(views.vma_text(v) for v in vs[:_LIST_SHOWN])
-    more = f"\n… {len(vs) - _LIST_SHOWN:,} more in the CSV" if len(vs) > _LIST_SHOWN else ""
-    return _e(shown + more) if vs else "(none)"
-
-
-def _details(df: pd.DataFrame, rows: np.ndarray, t0: int) -> list[str]:
-    """The HTML a click on each row shows: the call, raw ns, before/after VMAs collapsed no more."""
     out = []
-    cols = set(df.columns)
-    for i in rows.tolist():
-        r = df.iloc[i]
-        parts = []
-        if "call" in cols and r["call"]:
-            parts.append(f"<code>{_e(r['call'])}</code>")
-        if "ts" in cols:
-            te = f", ends at {int(r['ts_end']):,} ns (+{(int(r['ts_end']) - int(r['ts'])) / 1e3:.1f} µs)" \
-                if "ts_end" in cols else ""
-            parts.append(f"at {(int(r['ts']) - t0) / 1e9:.9f} s = CLOCK_MONOTONIC {int(r['ts']):,} ns{te}")
-        if "pid" in cols:
-            parts.append(f"pid {int(r['pid'])}" + (f" tid {int(r['tid'])}" if "tid" in cols else "")
-                         + (f" {_e(r['comm'])}" if "comm" in cols else ""))
-        if "lo" in cols:
-            parts.append(f"range {int(r['lo']):#x}-{int(r['hi']):#x} ({views.size_text(int(r['hi']) - int(r['lo']))})")
-        if "at" in cols and isinstance(r["at"], (list, tuple, np.ndarray)):
-            parts.append(f"{r['kind']} points at " + ", ".join(f"{int(a):#x}" for a in list(r["at"])[:_LIST_SHOWN]))
-        if "explanation" in cols:
-            parts.append(_e(r["explanation"]))
-        html_ = "<br>".join(parts)
-        if "before" in cols:
-            html_ += (f"<br><b>before</b> ({len(r['before'])} VMAs)<pre>{_vma_list(r['before'])}</pre>"
-                      f"<b>after</b> ({len(r['after'])} VMAs)<pre>{_vma_list(r['after'])}</pre>")
-        out.append(html_)
-    return out
+    for v in vs[:_LIST_SHOWN]:
+        if isinstance(v, dict):
+            out.append(f"{int(v['start']):x}-{int(v['end']):x} {v.get('perms', '')}")
+        else:
+            out.append(f"{int(v[0]):x}-{int(v[1]):x} {v[2] if len(v) > 2 else ''}")
+    if len(vs) > _LIST_SHOWN:
+        out.append(f"+{len(vs) - _LIST_SHOWN:,} more in the CSV")
+    return "|".join(out)
+
+
+# A row's details, written by the page from compact columns (raw ns as BigInt:
+# CLOCK_MONOTONIC passes 2**53 ns after 104 days of uptime).
+_DETAIL_JS = """
+const d = src.data;
+const esc = s => String(s).replace(/[&<>"']/g, c => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'}[c]));
+const size = n => { for (const [u, sh] of [['TiB', 40], ['GiB', 30], ['MiB', 20], ['KiB', 10]]) { const v = n / 2 ** sh;
+  if (v >= 1) return (v >= 10 ? v.toFixed(0) : v.toFixed(1)) + ' ' + u; } return n + ' B'; };
+const vmas = s => !s ? '(none)' : s.split('|').map(v => { if (v[0] == '+') return '… ' + v.slice(1);
+  const [r, p] = v.split(' '); const [a, b] = r.split('-');
+  return '0x' + a + '-0x' + b + ' ' + p + ' (' + size(Number(BigInt('0x' + b) - BigInt('0x' + a))) + ')'; }).join('\\n');
+const ns = BigInt(t0) + BigInt(Math.round(d._ns[i]));
+const parts = [];
+if (d.call && d.call[i]) parts.push('<code>' + esc(d.call[i]) + '</code>');
+let at = 'at ' + d._t[i].toFixed(9) + ' s = CLOCK_MONOTONIC ' + ns.toLocaleString('en-US') + ' ns';
+if (d._dns) at += ', ends at ' + (ns + BigInt(Math.round(d._dns[i]))).toLocaleString('en-US') + ' ns (+' + (d._dns[i] / 1e3).toFixed(1) + ' µs)';
+parts.push(at);
+if (d.pid) parts.push('pid ' + d.pid[i] + (d._tid ? ' tid ' + d._tid[i] : '') + (d.comm ? ' ' + esc(d.comm[i]) : ''));
+if (d.lo) parts.push('range ' + d.lo[i] + '-' + d.hi[i] + ' (' + size(Number(BigInt(d.hi[i]) - BigInt(d.lo[i]))) + ')');
+if (d._x && d._x[i]) parts.push(esc(d._x[i]));
+let h = parts.join('<br>');
+if (d._b) { const nb = d._b[i] ? d._b[i].split('|').length : 0;
+  h += '<br><b>before</b><pre>' + esc(vmas(d._b[i])) + '</pre><b>after</b><pre>' + esc(vmas(d._a[i])) + '</pre>'; }
+detail.text = h;
+"""
 
 
 def _table_block(name: str, title: str, df: pd.DataFrame, columns: list, cap: int, rd, filters=("pid", "kind", "cause"),
@@ -384,14 +389,25 @@ def _table_block(name: str, title: str, df: pd.DataFrame, columns: list, cap: in
         else:
             data[col] = sub[col].astype(str).tolist()
             tcols.append(TableColumn(field=col, title=label, width=width))
-    for f in filters:
-        if f in sub.columns:
-            data[f"_f_{f}"] = sub[f].astype(str).tolist()
-    data["_pid"] = sub["pid"].astype(str).tolist() if "pid" in sub.columns else [""] * len(sub)
+    for f in filters:  # filter columns: the shown one when it is the same text
+        if f in sub.columns and f not in data:
+            data[f] = sub[f].astype(str).tolist()
+    data["_pid"] = data["pid"] if "pid" in data else [""] * len(sub)
     data["_t"] = views.seconds(rd, sub["ts"]) if len(sub) else np.zeros(0)
-    data["_dur"] = ((sub["ts_end"] - sub["ts"]).to_numpy(np.float64) / 1e9) if "ts_end" in sub.columns else \
-        np.zeros(len(sub))
-    data["_detail"] = _details(df, rows, t0)
+    data["_ns"] = (sub["ts"].to_numpy(np.int64) - t0).astype(np.float64)
+    if "ts_end" in sub.columns:
+        data["_dns"] = (sub["ts_end"].to_numpy(np.int64) - sub["ts"].to_numpy(np.int64)).astype(np.float64)
+    data["_dur"] = data["_dns"] / 1e9 if "_dns" in data else np.zeros(len(sub))
+    if "tid" in sub.columns:
+        data["_tid"] = sub["tid"].to_numpy(np.float64)
+    if "before" in sub.columns:
+        data["_b"] = [_compact_vmas(v) for v in sub["before"]]
+        data["_a"] = [_compact_vmas(v) for v in sub["after"]]
+    if "explanation" in sub.columns:
+        data["_x"] = sub["explanation"].astype(str).tolist()
+    elif "at" in sub.columns:
+        data["_x"] = [f"{k} points at " + ", ".join(f"{int(a):#x}" for a in list(at)[:_LIST_SHOWN])
+                      for k, at in zip(sub["kind"].astype(str), sub["at"])]
     # Where the change sits in its process's timeline (NaN: not drawn).
     y0, y1 = np.full(len(sub), np.nan), np.full(len(sub), np.nan)
     per = timeline["per"] if timeline else {}
@@ -429,7 +445,7 @@ def _table_block(name: str, title: str, df: pd.DataFrame, columns: list, cap: in
     detail = Div(text="<p class='note'>Click a row for its details" + (" and its place in the timeline" if timeline else "")
                  + ".</p>", name=f"{name}-detail", sizing_mode="stretch_width")
     update = CustomJS(args={"src": src, "flt": flt, "page": page, "info": info, "sels": [w for _, w in widgets],
-                            "cols": [f"_f_{f}" for f, _ in widgets], "size": _PAGE_SIZE, "total": total,
+                            "cols": [f for f, _ in widgets], "size": _PAGE_SIZE, "total": total,
                             "note": shown_note}, code="""
 const n = src.get_length(); const match = [];
 const want = sels.map(s => s.value);
@@ -453,8 +469,8 @@ info.text = "<p class='note'>" + (match.length ? ("rows " + ((p - 1) * size + 1)
     for _, w in widgets:
         w.js_on_change("value", update)
     page.js_on_change("value", update)
-    args = {"src": src, "detail": detail}
-    code = "const i = src.selected.indices[0]; if (i === undefined) return; detail.text = src.data['_detail'][i];"
+    args = {"src": src, "detail": detail, "t0": str(t0)}
+    code = "const i = src.selected.indices[0]; if (i === undefined) return;\n" + _DETAIL_JS
     if timeline:
         args.update(sel=timeline["sel"], mark=timeline["mark"], box=timeline["box"], x=timeline["x"],
                     fig=timeline["fig"])
