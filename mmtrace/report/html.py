@@ -357,10 +357,11 @@ detail.text = h;
 
 
 def _table_block(name: str, title: str, df: pd.DataFrame, columns: list, cap: int, rd, filters=("pid", "kind", "cause"),
-                 timeline=None, file_name: str | None = None):
+                 timeline=None, file_name: str | None = None, derive=None):
     """A paged, filterable DataTable of ``df`` (at most ``cap`` rows, see
     :func:`views.sample_rows`) with a details box; a click on a row marks it
-    in the timeline (``timeline``: the parts from :func:`_timeline`)."""
+    in the timeline (``timeline``: the parts from :func:`_timeline`).
+    ``derive``: adds columns to the rows kept (cheaper than to all)."""
     from bokeh.layouts import column, row
     from bokeh.models import (CDSView, ColumnDataSource, CustomJS, DataTable, Div, IndexFilter, NumberFormatter,
                               Select, Spinner, StringFormatter, TableColumn)
@@ -369,6 +370,8 @@ def _table_block(name: str, title: str, df: pd.DataFrame, columns: list, cap: in
     total = len(df)
     rows = views.sample_rows(df, cap, by=filters) if total else np.zeros(0, dtype=np.int64)
     sub = df.iloc[rows]
+    if derive is not None:
+        sub = derive(sub)
     data: dict = {}
     tcols = []
     for col, label, width, kind in columns:
@@ -429,7 +432,8 @@ def _table_block(name: str, title: str, df: pd.DataFrame, columns: list, cap: in
     for f in filters:
         if f not in df.columns:
             continue
-        counts = df[f].astype(str).value_counts()
+        counts = df[f].value_counts(sort=True)  # on the column as it is: cheaper than on its text
+        counts.index = counts.index.astype(str)
         opts = [("", f"all ({total:,})")] + [(k, f"{k} ({v:,})") for k, v in counts.items()]
         if f == "pid":
             opts = [("", f"all ({total:,})")] + [(k, f"{k} {rd.comm_of(int(k))} ({v:,})") for k, v in counts.items()]
@@ -579,11 +583,22 @@ def write_index(trace, out_dir, *, files: dict, images: dict | None = None, note
                                   timeline=tparts, file_name=_name(files, "changes")))
     sm = [d for d in (rd.safe("splits"), rd.safe("merges")) if d is not None and len(d)]
     if sm:
-        smd = pd.concat(sm, ignore_index=True).sort_values("ts", kind="stable", ignore_index=True)
-        smd = smd.assign(lo=[min((int(v["start"]) for v in b), default=0) for b in smd["before"]],
-                         hi=[max((int(v["end"]) for v in b), default=0) for b in smd["before"]])
-        parts.append(_table_block("splits_merges", f"Splits and merges ({len(smd):,} changes)", smd, _SM_COLS,
-                                  rows["splits_merges"], rd, timeline=tparts,
+        # Sampled on a light frame (time, filters, where each row comes from); only
+        # the rows kept are taken from the splits and merges frames, whose lists are dear.
+        light = pd.concat([d[["ts", "pid", "kind", "cause"]].assign(_src=k, _row=np.arange(len(d)))
+                           for k, d in enumerate(sm)], ignore_index=True)
+        light = light.sort_values("ts", kind="stable", ignore_index=True)
+
+        def full_rows(sub):
+            cols = ["ts_end", "tid", "comm", "count", "call", "before", "after", "at"]
+            got = pd.concat([sm[k].iloc[g["_row"].to_numpy()][cols].set_axis(g.index)
+                             for k, g in sub.groupby("_src")]).loc[sub.index]
+            out = pd.concat([sub, got], axis=1)
+            # the range the VMAs before spanned
+            return out.assign(lo=[min((int(v["start"]) for v in b), default=0) for b in out["before"]],
+                              hi=[max((int(v["end"]) for v in b), default=0) for b in out["before"]])
+        parts.append(_table_block("splits_merges", f"Splits and merges ({len(light):,} changes)", light, _SM_COLS,
+                                  rows["splits_merges"], rd, timeline=tparts, derive=full_rows,
                                   file_name=" and ".join(n for n in (_name(files, "splits"), _name(files, "merges")) if n)))
     a = rd.safe("anomalies")
     if a is not None and len(a):

@@ -29,7 +29,7 @@ import pandas as pd
 
 from ..events.flags import VM_GROWSDOWN, VM_HUGETLB
 
-__all__ = ["PERM_COLOURS", "colour_key", "size_text", "address_regions", "Layout", "region_layout",
+__all__ = ["PERM_COLOURS", "colour_key", "colour_keys", "size_text", "address_regions", "Layout", "region_layout",
            "region_names", "join_lifetimes", "timeline_bars", "count_lines", "split_merge_bins", "sample_rows",
            "origin", "seconds", "vma_text"]
 
@@ -50,6 +50,19 @@ def colour_key(perms: str, flags: int) -> str:
         return "hugetlb"
     p = perms[:3]
     return p if p in PERM_COLOURS else "other"
+
+
+_KEYS = list(PERM_COLOURS)
+# rwx bits of vm_flags (VM_READ 1, VM_WRITE 2, VM_EXEC 4) -> legend entry
+_RWX_KEY = {0: "---", 1: "r--", 3: "rw-", 5: "r-x"}
+
+
+def colour_keys(vm_flags) -> np.ndarray:
+    """:func:`colour_key` of many VMAs at once, from their vm_flags (object array of names)."""
+    f = np.asarray(vm_flags, dtype=np.uint64)
+    rwx = (f & np.uint64(7)).astype(np.int64)
+    lut = np.array([_RWX_KEY.get(i, "other") for i in range(8)], dtype=object)
+    return np.where(f & np.uint64(VM_HUGETLB), "hugetlb", lut[rwx])
 
 
 def size_text(n: int) -> str:
@@ -87,28 +100,33 @@ def vma_text(v) -> str:
 def address_regions(intervals, *, max_regions: int = 10, min_gap: int = 64 << 20) -> list[tuple[int, int]]:
     """Group address ranges into regions separated by the widest empty gaps.
 
-    ``intervals``: (start, end) pairs.  A gap of at least ``min_gap`` bytes
-    separates two regions; only the ``max_regions - 1`` widest such gaps
-    are cut.  Returns sorted, disjoint (start, end) regions covering all
-    intervals.
+    ``intervals``: (start, end) pairs, or a pair of arrays (starts, ends).
+    A gap of at least ``min_gap`` bytes separates two regions; only the
+    ``max_regions - 1`` widest such gaps are cut.  Returns sorted, disjoint
+    (start, end) regions covering all intervals.
     """
-    iv = sorted((int(s), int(e)) for s, e in intervals if int(e) > int(s))
-    if not iv:
+    if isinstance(intervals, tuple) and len(intervals) == 2 and hasattr(intervals[0], "__len__"):
+        st = np.asarray(intervals[0], dtype=np.uint64)
+        en = np.asarray(intervals[1], dtype=np.uint64)
+    else:
+        pairs = [(int(a), int(b)) for a, b in intervals]
+        st = np.array([a for a, _ in pairs], dtype=np.uint64)
+        en = np.array([b for _, b in pairs], dtype=np.uint64)
+    keep = en > st
+    st, en = st[keep], en[keep]
+    if not len(st):
         return []
-    merged = [list(iv[0])]
-    for s, e in iv[1:]:
-        if s <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], e)
-        else:
-            merged.append([s, e])
-    gaps = sorted(((merged[i + 1][0] - merged[i][1], i) for i in range(len(merged) - 1)), reverse=True)
-    cut = sorted(i for g, i in gaps[: max(0, max_regions - 1)] if g >= min_gap)
-    regions, lo = [], merged[0][0]
-    for i in cut:
-        regions.append((lo, merged[i][1]))
-        lo = merged[i + 1][0]
-    regions.append((lo, merged[-1][1]))
-    return regions
+    o = np.lexsort((en, st))
+    st, en = st[o], en[o]
+    reach = np.maximum.accumulate(en)  # the end of everything up to here
+    # a gap before interval i when it starts past all that came before
+    gap_at = np.flatnonzero(st[1:] > reach[:-1]) + 1
+    widths = st[gap_at] - reach[gap_at - 1]
+    order = np.argsort(-widths.astype(np.float64), kind="stable")[: max(0, max_regions - 1)]
+    cut = np.sort(gap_at[order[widths[order] >= min_gap]])
+    lo = np.concatenate([[0], cut])
+    hi = np.concatenate([cut, [len(st)]]) - 1
+    return [(int(st[a]), int(reach[b])) for a, b in zip(lo, hi)]
 
 
 @dataclass
@@ -138,7 +156,8 @@ def region_layout(starts, ends, *, max_regions: int = 10, gap: float = 0.04) -> 
     """Regions of the ranges (see :func:`address_regions`) with a height each: half
     shared equally, half by size, so that a 132 KiB stack next to a 100 GiB
     reservation is still a band you can see; ``gap`` between regions."""
-    regions = address_regions(zip(starts, ends), max_regions=max_regions)
+    regions = address_regions((np.asarray(starts, dtype=np.uint64), np.asarray(ends, dtype=np.uint64)),
+                              max_regions=max_regions)
     if not regions:
         return Layout([], np.zeros(0), np.zeros(0))
     sizes = np.array([float(e - s) for s, e in regions])
@@ -172,27 +191,27 @@ def region_names(rd, pid: int, v: pd.DataFrame, regions) -> list[str]:
                 exe[int(f.sort_values("start")["inode"].iloc[0])] = name
     except Exception:  # noqa: BLE001
         pass
+    st = v["start"].to_numpy(np.uint64)
+    k = np.searchsorted(np.array(rstarts, dtype=np.uint64), st, side="right") - 1
+    flags = v["vm_flags"].to_numpy(np.uint64)
+    ino = v["inode"].to_numpy(np.uint64)
+    codes, uniq = pd.factorize(v["path"].astype(str).to_numpy(dtype=object))  # few files, many VMAs
+    base = np.array([u.rsplit("/", 1)[-1] for u in uniq] + [""], dtype=object)[codes]
+    exe_name = pd.Series(ino).map({np.uint64(i): n for i, n in exe.items()}).to_numpy(dtype=object)
+    icodes, iuniq = pd.factorize(ino)
+    inode_name = np.array([f"file (inode {int(i)})" for i in iuniq], dtype=object)[icodes]
+    name = np.where(flags & VM_GROWSDOWN, "[stack]", np.where(flags & VM_HUGETLB, "hugetlb", np.where(
+        base != "", base, np.where(pd.notna(exe_name), exe_name,
+                                   np.where(ino != 0, inode_name, "anon")))))
+    sizes = (v["end"].to_numpy(np.uint64) - st).astype(np.float64)
+    agg = pd.DataFrame({"k": k, "name": name, "size": sizes}).groupby(["k", "name"], sort=False)["size"].sum()
     info: list[dict] = [{} for _ in regions]
-    for s, e, p, f, ino in zip(v["start"].tolist(), v["end"].tolist(), v["path"].astype(str).tolist(),
-                               v["vm_flags"].tolist(), v["inode"].tolist()):
-        k = bisect_right(rstarts, int(s)) - 1
-        if int(f) & VM_GROWSDOWN:
-            name = "[stack]"
-        elif int(f) & VM_HUGETLB:
-            name = "hugetlb"
-        elif p:
-            name = p.rsplit("/", 1)[-1]
-        elif int(ino) in exe:
-            name = exe[int(ino)]
-        elif ino:
-            name = f"file (inode {int(ino)})"
-        else:
-            name = "anon"
-        info[k][name] = info[k].get(name, 0) + int(e) - int(s)
+    for (kk, n), sz in agg.items():
+        info[int(kk)][n] = sz
     for h in heap:
-        k = bisect_right(rstarts, h - 1) - 1
-        if 0 <= k < len(regions) and regions[k][0] < h <= regions[k][1]:
-            info[k]["[heap]"] = float("inf")
+        kk = bisect_right(rstarts, h - 1) - 1
+        if 0 <= kk < len(regions) and regions[kk][0] < h <= regions[kk][1]:
+            info[kk]["[heap]"] = float("inf")
     out = []
     for d in info:
         top = [n for n, _ in sorted(d.items(), key=lambda kv: -kv[1])[:3]]
@@ -215,7 +234,8 @@ def join_lifetimes(starts, ends, keys, born, died, px: float):
         z = np.zeros(0, dtype=np.int64)
         return z, np.zeros(0), np.zeros(0), z
     df = pd.DataFrame({"s": np.asarray(starts, dtype=np.uint64), "e": np.asarray(ends, dtype=np.uint64),
-                       "key": list(keys), "b": born, "d": died, "i": np.arange(n)})
+                       "key": pd.factorize(np.asarray(keys, dtype=object))[0], "b": born, "d": died,
+                       "i": np.arange(n)})
     df = df.sort_values(["s", "e", "key", "b"], kind="stable")
     s, e, k = df["s"].to_numpy(), df["e"].to_numpy(), df["key"].to_numpy()
     same = (s[1:] == s[:-1]) & (e[1:] == e[:-1]) & (k[1:] == k[:-1])
@@ -228,17 +248,21 @@ def join_lifetimes(starts, ends, keys, born, died, px: float):
             g.size().to_numpy())
 
 
-def _change_index(ch: pd.DataFrame) -> dict[tuple[int, int], int]:
-    """{(pid, ts_end): row} of the changes (the first of several ending together)."""
-    keys = zip(ch["pid"].astype(np.int64).tolist(), ch["ts_end"].astype(np.int64).tolist())
-    out: dict[tuple[int, int], int] = {}
-    for i, k in enumerate(keys):
-        out.setdefault(k, i)
-    return out
+def _change_rows(ch: pd.DataFrame, pid: int, ts: np.ndarray) -> np.ndarray:
+    """Row of ``ch`` of the change of ``pid`` that ended at each ``ts`` (its
+    ``ts_end``; the first of several), -1 where none did."""
+    pos = np.flatnonzero(ch["pid"].to_numpy(np.int64) == pid)
+    if not len(pos):
+        return np.full(len(ts), -1, dtype=np.int64)
+    te = ch["ts_end"].to_numpy(np.int64)[pos]
+    o = np.argsort(te, kind="stable")
+    te, pos = te[o], pos[o]
+    k = np.searchsorted(te, ts).clip(0, len(te) - 1)
+    return np.where(te[k] == ts, pos[k], -1)
 
 
 def _change_text(ch: pd.DataFrame, i, t0: int) -> str:
-    if i is None:
+    if i is None or i < 0:
         return ""
     r = ch.iloc[i]
     what = r["call"] or r["cause"]
@@ -265,7 +289,6 @@ def timeline_bars(rd, *, pids=None, budget: int = 60_000, width_px: int = 4000,
     v = rd.vmas_shown()
     ch = rd.safe("changes")
     ch = ch if ch is not None else pd.DataFrame(columns=["pid", "ts", "ts_end", "kind", "call", "cause"])
-    cidx = _change_index(ch)
     procs = rd.processes().set_index("pid")
     if pids is None:
         pids = [p for p in rd.busiest(len(procs)) if (v["pid"] == p).any()]
@@ -281,7 +304,7 @@ def timeline_bars(rd, *, pids=None, budget: int = 60_000, width_px: int = 4000,
         born = d["born_ts"].to_numpy(np.int64)
         died_raw = d["died_ts"].to_numpy(np.int64)
         died = np.where(died_raw < 0, t_end, died_raw)
-        keys = [colour_key(p, int(f)) for p, f in zip(d["perms"].astype(str).tolist(), d["vm_flags"].tolist())]
+        keys = colour_keys(d["vm_flags"].to_numpy(np.uint64))
         prepared.append((pid, d, born, died, died_raw, keys, max(1, int(died.max()) - int(born.min()))))
     px_scale = 1.0
     while True:
@@ -315,10 +338,11 @@ def timeline_bars(rd, *, pids=None, budget: int = 60_000, width_px: int = 4000,
         braw = born[first]
         draw = died_raw[first]
         last = dd  # the latest end of the group
+        brow = _change_rows(ch, pid, braw)
+        drow = _change_rows(ch, pid, draw)
         for i in range(len(first)):
-            bi = cidx.get((pid, int(braw[i])))
-            di = cidx.get((pid, int(draw[i]))) if draw[i] >= 0 else None
-            born_t = _change_text(ch, bi, t0) if bi is not None else \
+            bi, di = int(brow[i]), (int(drow[i]) if draw[i] >= 0 else -1)
+            born_t = _change_text(ch, bi, t0) if bi >= 0 else \
                 f"present at {(int(braw[i]) - t0) / 1e9:.6f} s (first sight: snapshot, fork or attach)"
             if n[i] > 1:
                 died_t = f"{int(n[i]):,} lifetimes of this range joined (each gap < 1 px); the last ends at " \
@@ -326,7 +350,7 @@ def timeline_bars(rd, *, pids=None, budget: int = 60_000, width_px: int = 4000,
             elif draw[i] < 0:
                 died_t = "alive when recording stopped"
             else:
-                died_t = _change_text(ch, di, t0) if di is not None else f"ends at {(int(draw[i]) - t0) / 1e9:.6f} s"
+                died_t = _change_text(ch, di, t0) if di >= 0 else f"ends at {(int(draw[i]) - t0) / 1e9:.6f} s"
             s_, e_ = int(fs[i]), int(fe[i])
             rows.append((str(pid), (int(b[i]) - t0) / 1e9, (int(max(dd[i], b[i])) - t0) / 1e9, float(y0[i]),
                          float(y1[i]), PERM_COLOURS[kk[i]], kk[i], f"{s_:#x}-{e_:#x} ({size_text(e_ - s_)})",
