@@ -265,8 +265,8 @@ def _change_text(ch: pd.DataFrame, i, t0: int) -> str:
     if i is None or i < 0:
         return ""
     r = ch.iloc[i]
-    what = r["call"] or r["cause"]
-    return f"{r['kind']} by {what} at {(int(r['ts']) - t0) / 1e9:.6f} s"
+    what = r["call"] or (r["cause"] if r["cause"] != r["kind"] else "")
+    return f"{r['kind']}{' by ' + what if what else ''} at {(int(r['ts']) - t0) / 1e9:.6f} s"
 
 
 def timeline_bars(rd, *, pids=None, budget: int = 60_000, width_px: int = 4000,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import pytest
+from selenium.webdriver.common.actions.action_builder import ActionBuilder
 
 import mmtrace
 from mmtrace.cli.main import main as cli
@@ -64,6 +64,26 @@ def test_page_in_chromium(page, tmp_path):
         # the timeline shows the busiest process's VMAs: its bars are in the page
         bars = d.execute_script(_VIEW + "return doc.get_model_by_name('timeline-bars').data.pid.length;")
         assert bars >= len(t.processes())
+        # hovering the biggest bar shows its range, file and the change that created it
+        d.execute_script(_VIEW + "Bokeh.index.find_one(doc.get_model_by_name('timeline')).el.scrollIntoView();")
+        xy = d.execute_script(_VIEW + """
+            const v = Bokeh.index.find_one(doc.get_model_by_name('timeline')); const b = doc.get_model_by_name('timeline-bars').data;
+            const pid = doc.get_model_by_name('timeline-process').value; let k = -1;
+            for (let i = 0; i < b.pid.length; i++) if (b.pid[i] == pid && (k < 0 || (b.x1[i] - b.x0[i]) * (b.y1[i] - b.y0[i]) > (b.x1[k] - b.x0[k]) * (b.y1[k] - b.y0[k]))) k = i;
+            const c = deepAll('canvas', view('timeline'))[0].getBoundingClientRect();
+            const x = v.frame.x_scale.compute((b.x0[k] + b.x1[k]) / 2), y = v.frame.y_scale.compute((b.y0[k] + b.y1[k]) / 2);
+            return [c.left + x, c.top + y, b.range[k]];""")
+        for dx in (0, 1):
+            a = ActionBuilder(d)
+            a.pointer_action.move_to_location(int(xy[0]) + dx, int(xy[1]))
+            a.perform()
+        tip = ""
+        for _ in range(40):
+            tip = d.execute_script(_VIEW + "return deepAll('[class*=tooltip i]', document).map(t => t.innerText).join(' ');")
+            if xy[2] in tip:
+                break
+            d.execute_script("return new Promise(r => setTimeout(r, 50))")
+        assert xy[2] in tip and "created by" in tip and " ns)" in tip, tip
         # the changes table is paged: 25 rows of the 63, then a filter on kind changes them
         assert _rows(d, "changes-table") == 25 == min(25, len(ch))
         n_split = int((ch["kind"] == "split").sum())
@@ -109,5 +129,20 @@ def test_state_banner_says_what_is_wrong(tmp_path):
     text = (out / "index.html").read_text()
     assert "class='bad' id='state'" in text and "SYNTHETIC trace" in text
     assert "kernel_counter_underflow" in text
-    good = (DATA / "demo.trace")
-    assert np.isfinite(len(str(good)))
+
+
+def test_state_banner_shows_damage(tmp_path, capsys):
+    """A part of the trace that cannot be read is said at the top of the page, not only on stderr."""
+    import shutil
+
+    bad = tmp_path / "damaged.trace"
+    shutil.copytree(DEMO, bad)
+    part = sorted((bad / "events" / "syscall").glob("*.parquet"))[0]
+    part.write_bytes(part.read_bytes()[:100])
+    assert cli(["report", str(bad), "-o", str(tmp_path / "out"), "-q"]) in (0, 1)
+    assert "damaged part skipped" in capsys.readouterr().err
+    text = (tmp_path / "out" / "index.html").read_text()
+    assert "class='bad' id='state'" in text and "While reading" in text and part.name in text
+    good = (DEMO.parent / "demo.trace")
+    assert cli(["report", str(good), "-o", str(tmp_path / "good"), "-q"]) == 0
+    assert "class='ok' id='state'" in (tmp_path / "good" / "index.html").read_text()
