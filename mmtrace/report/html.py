@@ -113,16 +113,22 @@ def _header(rd, notes) -> str:
 def _x_range(rd):
     from bokeh.models import Range1d
 
-    lo, hi = 0.0, max(1e-6, ((rd.t1 or rd.t0) - views.origin(rd)) / 1e9)
+    end = rd.t1  # an incomplete trace may have no stop: its last change then
+    ch = rd.safe("changes")
+    if not end and ch is not None and len(ch):
+        end = int(ch["ts_end"].max())
+    lo, hi = 0.0, max(1e-6, ((end or rd.t0) - views.origin(rd)) / 1e9)
     return Range1d(lo - 0.01 * (hi - lo), hi + 0.01 * (hi - lo), name="time")
 
 
 def _timeline(rd, x_range, bars_budget: int):
     """(layout, parts for the callbacks): the per-process address-space timeline."""
     from bokeh.layouts import column
-    from bokeh.models import (BoxAnnotation, CDSView, ColumnDataSource, CustomJS, CustomJSTickFormatter, Div,
-                              FixedTicker, GroupFilter, HoverTool, LinearAxis, Range1d, Select, Span)
+    from bokeh.models import (BoxAnnotation, CDSView, ColumnDataSource, CustomJS, CustomJSHover,
+                              CustomJSTickFormatter, Div, FixedTicker, GroupFilter, HoverTool, LinearAxis, Range1d,
+                              Select, Span)
     from bokeh.plotting import figure
+    from bokeh.transform import factor_cmap
 
     bars, per = views.timeline_bars(rd, budget=bars_budget)
     pids = list(per)
@@ -132,7 +138,20 @@ def _timeline(rd, x_range, bars_budget: int):
                 f"({int(procs.loc[p, 'changes']) if p in procs.index else 0:,} changes)") for p in pids]
     sel = Select(title="process", value=first, options=options or [("", "no process with VMAs")], width=420,
                  name="timeline-process")
-    src = ColumnDataSource(_columns(bars), name="timeline-bars")
+    # Compact: repeated texts (changes, files) once in a store, numbers as binary arrays.
+    t0 = views.origin(rd)
+    n = len(bars)
+    codes, texts = pd.factorize(pd.concat([bars["born"], bars["died"], bars["file"]], ignore_index=True))
+    died_ns = bars["died_ns"].astype(np.int64).to_numpy()
+    data = {"pid": bars["pid"].tolist(), "x0": bars["x0"].to_numpy(), "x1": bars["x1"].to_numpy(),
+            "y0": bars["y0"].to_numpy(), "y1": bars["y1"].to_numpy(), "key": bars["key"].tolist(),
+            "range": bars["range"].tolist(), "perms": bars["perms"].tolist(),
+            "born_i": codes[:n].astype(np.int32), "died_i": codes[n:2 * n].astype(np.int32),
+            "file_i": codes[2 * n:].astype(np.int32),
+            "b_off": (bars["born_ns"].astype(np.int64).to_numpy() - t0).astype(np.float64),
+            "d_off": np.where(died_ns < 0, np.nan, died_ns - t0).astype(np.float64)}
+    store = Div(visible=False, name="timeline-store")
+    src = ColumnDataSource(data, name="timeline-bars")
     pf = GroupFilter(column_name="pid", group=first)
     gaps = pd.DataFrame([(str(p), y0, y1, text) for p, a in per.items() for y0, y1, text in a["gaps"]],
                         columns=["pid", "y0", "y1", "text"])
@@ -155,27 +174,34 @@ def _timeline(rd, x_range, bars_budget: int):
     fig.toolbar.logo = None
     fig.quad(left=-1e6, right=1e6, bottom="y0", top="y1", source=gsrc, view=CDSView(filter=gf),
              fill_color="#eeeeee", line_color=None, name="gaps")
+    colours = factor_cmap("key", list(views.PERM_COLOURS.values()), list(views.PERM_COLOURS))
     r = fig.quad(left="x0", right="x1", bottom="y0", top="y1", source=src, view=CDSView(filter=pf),
-                 fill_color="colour", line_color="colour", fill_alpha=0.8, line_alpha=0.9, line_width=0.6,
+                 fill_color=colours, line_color=colours, fill_alpha=0.8, line_alpha=0.9, line_width=0.6,
                  legend_field="key", name="vmas")
     fig.legend.location = "top_left"
     fig.legend.title = "perms"
     fig.legend.label_text_font_size = "9pt"
+    text = CustomJSHover(args={"store": store}, code="return store.tags[0].texts[value];")
+    ns = CustomJSHover(args={"store": store}, code="return isNaN(value) ? 'still mapped at the end' : "
+                       "(BigInt(store.tags[0].t0) + BigInt(Math.round(value))).toString() + ' ns';")
     fig.add_tools(HoverTool(renderers=[r], tooltips=[
-        ("range", "@range"), ("perms", "@perms"), ("file", "@file"),
-        ("from", "@x0{0.000000} s (@born_ns ns)"), ("until", "@x1{0.000000} s (@died_ns ns)"),
-        ("created by", "@born"), ("ended by", "@died")]))
+        ("range", "@range"), ("perms", "@perms"), ("file", "@file_i{custom}"),
+        ("from", "@x0{0.000000} s (@b_off{custom})"), ("until", "@x1{0.000000} s (@d_off{custom})"),
+        ("created by", "@born_i{custom}"), ("ended by", "@died_i{custom}")],
+        formatters={"@file_i": text, "@born_i": text, "@died_i": text, "@b_off": ns, "@d_off": ns}))
     fig.add_tools(HoverTool(renderers=[fig.renderers[0]], tooltips=[("", "@text")]))
     a0 = axes.get(first, {"ticks": [], "labels": [], "name_y": [], "names": []})
-    code_left = "const a = axes[sel.value]; if (!a) return ''; const i = a.ticks.indexOf(tick); return i < 0 ? '' : a.labels[i];"
-    code_right = ("const a = axes[sel.value]; if (!a) return ''; const i = a.name_y.indexOf(tick); "
+    store.tags = [{"texts": [str(x) for x in texts], "axes": axes, "t0": str(t0)}]  # once in the page, not per callback
+    code_left = ("const a = store.tags[0].axes[sel.value]; if (!a) return ''; const i = a.ticks.indexOf(tick); "
+                 "return i < 0 ? '' : a.labels[i];")
+    code_right = ("const a = store.tags[0].axes[sel.value]; if (!a) return ''; const i = a.name_y.indexOf(tick); "
                   "return i < 0 ? '' : a.names[i];")
     fig.yaxis.ticker = FixedTicker(ticks=a0["ticks"])
-    fig.yaxis.formatter = CustomJSTickFormatter(args={"axes": axes, "sel": sel}, code=code_left)
+    fig.yaxis.formatter = CustomJSTickFormatter(args={"store": store, "sel": sel}, code=code_left)
     fig.yaxis.major_label_text_font_size = "8pt"
     fig.yaxis.axis_label = "address (empty stretches cut out)"
     right = LinearAxis(ticker=FixedTicker(ticks=a0["name_y"]),
-                       formatter=CustomJSTickFormatter(args={"axes": axes, "sel": sel}, code=code_right),
+                       formatter=CustomJSTickFormatter(args={"store": store, "sel": sel}, code=code_right),
                        major_label_text_font_size="8pt")
     fig.add_layout(right, "right")
     fig.ygrid.visible = False
@@ -186,9 +212,9 @@ def _timeline(rd, x_range, bars_budget: int):
     fig.add_layout(mark)
     fig.add_layout(box)
     note = Div(text=f"<p class='note'>{_e(axes[first]['note']) if first else 'no VMA known'}</p>", name="timeline-note")
-    sel.js_on_change("value", CustomJS(args={"pf": pf, "gf": gf, "axes": axes, "left": fig.yaxis[0], "right": right,
+    sel.js_on_change("value", CustomJS(args={"pf": pf, "gf": gf, "store": store, "left": fig.yaxis[0], "right": right,
                                              "fig": fig, "x": x_range, "note": note, "sel": sel}, code="""
-const a = axes[sel.value]; if (!a) return;
+const a = store.tags[0].axes[sel.value]; if (!a) return;
 pf.group = sel.value; gf.group = sel.value;
 left.ticker.ticks = a.ticks; right.ticker.ticks = a.name_y;
 const lab = sel.options.find(o => o[0] == sel.value);
@@ -197,7 +223,7 @@ const pad = Math.max(1e-6, (a.x[1] - a.x[0]) * 0.01);
 x.start = a.x[0] - pad; x.end = a.x[1] + pad;
 note.text = "<p class='note'>" + a.note + "</p>";
 """))
-    return column(sel, fig, note, sizing_mode="stretch_width"), {"sel": sel, "fig": fig, "mark": mark, "box": box,
+    return column(sel, fig, note, store, sizing_mode="stretch_width"), {"sel": sel, "fig": fig, "mark": mark, "box": box,
                                                                  "per": per, "x": x_range}
 
 

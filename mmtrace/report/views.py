@@ -171,14 +171,7 @@ def region_names(rd, pid: int, v: pd.DataFrame, regions) -> list[str]:
     """A name for each region of process ``pid``: the three biggest of its files,
     ``[heap]``, ``[stack]``, ``anon``, ``hugetlb`` (``v``: its :meth:`ReportData.vmas` rows)."""
     rstarts = [s for s, _ in regions]
-    heap = []
-    try:
-        sc = rd.trace.raw_events("syscall")
-        if len(sc):
-            b = sc[(sc["syscall"] == "brk") & (sc["tgid"] == pid)]
-            heap = [int(x) for x in b["ret"].tolist() if int(x) > 0]
-    except Exception:  # noqa: BLE001 - naming is best effort
-        pass
+    heap = _brk_of(rd).get(int(pid), [])
     # The binary an exec loaded: the lowest file mapping that appeared with it.
     exe: dict[int, str] = {}
     try:
@@ -220,6 +213,22 @@ def region_names(rd, pid: int, v: pd.DataFrame, regions) -> list[str]:
     return out
 
 
+def _brk_of(rd) -> dict[int, list[int]]:
+    """{pid: brk() return values > 0}, read once per ReportData."""
+    got = getattr(rd, "_views_brk", None)
+    if got is None:
+        got = {}
+        try:
+            sc = rd.trace.raw_events("syscall")
+            if len(sc):
+                b = sc[(sc["syscall"] == "brk") & (sc["ret"] > 0)]
+                got = {int(p): g.astype(np.int64).tolist() for p, g in b.groupby("tgid", observed=True)["ret"]}
+        except Exception:  # noqa: BLE001 - naming is best effort
+            pass
+        rd._views_brk = got
+    return got
+
+
 # -- VMA lifetimes as bars --------------------------------------------------------------------------------
 def join_lifetimes(starts, ends, keys, born, died, px: float):
     """Group the lifetimes of one (start, end, key) whose gap is at most ``px``.
@@ -248,15 +257,22 @@ def join_lifetimes(starts, ends, keys, born, died, px: float):
             g.size().to_numpy())
 
 
-def _change_rows(ch: pd.DataFrame, pid: int, ts: np.ndarray) -> np.ndarray:
-    """Row of ``ch`` of the change of ``pid`` that ended at each ``ts`` (its
-    ``ts_end``; the first of several), -1 where none did."""
-    pos = np.flatnonzero(ch["pid"].to_numpy(np.int64) == pid)
-    if not len(pos):
+def _changes_by_end(ch: pd.DataFrame) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """{pid: (ts_end sorted, row of each)} of the changes."""
+    te_all = ch["ts_end"].to_numpy(np.int64)
+    out = {}
+    for pid, pos in ch.groupby("pid").indices.items() if len(ch) else ():
+        o = np.argsort(te_all[pos], kind="stable")
+        out[int(pid)] = (te_all[pos][o], pos[o])
+    return out
+
+
+def _change_rows(ch_of: dict, pid: int, ts: np.ndarray) -> np.ndarray:
+    """Row of the change of ``pid`` that ended at each ``ts`` (its ``ts_end``; the
+    first of several), -1 where none did (``ch_of``: :func:`_changes_by_end`)."""
+    if pid not in ch_of:
         return np.full(len(ts), -1, dtype=np.int64)
-    te = ch["ts_end"].to_numpy(np.int64)[pos]
-    o = np.argsort(te, kind="stable")
-    te, pos = te[o], pos[o]
+    te, pos = ch_of[pid]
     k = np.searchsorted(te, ts).clip(0, len(te) - 1)
     return np.where(te[k] == ts, pos[k], -1)
 
@@ -290,15 +306,17 @@ def timeline_bars(rd, *, pids=None, budget: int = 60_000, width_px: int = 4000,
     ch = rd.safe("changes")
     ch = ch if ch is not None else pd.DataFrame(columns=["pid", "ts", "ts_end", "kind", "call", "cause"])
     procs = rd.processes().set_index("pid")
+    rows_of = v.groupby("pid").indices  # {pid: positions}: one pass, however many processes
+    ch_of = _changes_by_end(ch)
     if pids is None:
-        pids = [p for p in rd.busiest(len(procs)) if (v["pid"] == p).any()]
+        pids = [p for p in rd.busiest(len(procs)) if p in rows_of]
     end_all = int(rd.t1) if rd.t1 else (int(v["born_ts"].max()) if len(v) else t0)
     per: dict[int, dict] = {}
     prepared = []
     for pid in pids:
-        d = v[v["pid"] == pid]
-        if len(d) == 0:
+        if pid not in rows_of:
             continue
+        d = v.iloc[rows_of[pid]]
         ex = procs.loc[pid, "exit_ts"] if pid in procs.index else pd.NA
         t_end = max(int(ex), int(d["died_ts"].max())) if ex is not pd.NA else end_all
         born = d["born_ts"].to_numpy(np.int64)
@@ -338,8 +356,8 @@ def timeline_bars(rd, *, pids=None, budget: int = 60_000, width_px: int = 4000,
         braw = born[first]
         draw = died_raw[first]
         last = dd  # the latest end of the group
-        brow = _change_rows(ch, pid, braw)
-        drow = _change_rows(ch, pid, draw)
+        brow = _change_rows(ch_of, pid, braw)
+        drow = _change_rows(ch_of, pid, draw)
         for i in range(len(first)):
             bi, di = int(brow[i]), (int(drow[i]) if draw[i] >= 0 else -1)
             born_t = _change_text(ch, bi, t0) if bi >= 0 else \
