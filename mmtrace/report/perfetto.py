@@ -202,11 +202,34 @@ def write_perfetto(trace, path) -> PerfettoSummary:
             a.name = name
             return a
 
-        for ts, _, kind, i in ev.tolist():
+        def packet(ts: int):
             p = b.create_packet()
             p.trusted_packet_sequence_id = _SEQ
             p.sequence_flags = pb.TracePacket.SEQ_NEEDS_INCREMENTAL_STATE
             p.timestamp = ts
+            return p
+
+        def counter(ts: int, track: int, value: int, name: str) -> None:
+            p = packet(ts)
+            p.track_event.type = TE.TYPE_COUNTER
+            p.track_event.track_uuid = track
+            p.track_event.counter_value = value
+            b.write_packet(p)
+            res.counters[name] = res.counters.get(name, 0) + 1
+
+        hcols = {col: h[col].to_numpy(np.int64) for col in _HUGETLB} if hug else {}
+        for ts, _, kind, i in ev.tolist():
+            if kind == 3:
+                pid = int(vc_pid[i])
+                if pid in known:
+                    counter(ts, uuid("vmas", pid), int(vc_n[i]), "VMAs")
+                    counter(ts, uuid("mapped", pid), int(vc_b[i]), "mapped bytes")
+                continue
+            if kind == 4:
+                for col, (name, n) in _HUGETLB.items():
+                    counter(ts, uuid("hugetlb", n), int(hcols[col][i]), name)
+                continue
+            p = packet(ts)
             e = p.track_event
             if kind == 0:
                 e.type = TE.TYPE_SLICE_BEGIN
@@ -221,7 +244,7 @@ def write_perfetto(trace, path) -> PerfettoSummary:
             elif kind == 1:
                 e.type = TE.TYPE_SLICE_END
                 e.track_uuid = uuid("thread", sc_cols["tid"][i])
-            elif kind == 2:
+            else:
                 e.type = TE.TYPE_INSTANT
                 e.track_uuid = uuid("changes", ch_cols["pid"][i])
                 e.name_iid = iid(str(ch_cols["kind"][i]), p)
@@ -238,33 +261,6 @@ def write_perfetto(trace, path) -> PerfettoSummary:
                     if not len(ch_cols[side][i]):
                         a.string_value = "(none)"
                 res.changes += 1
-            elif kind == 3:
-                pid = int(vc_pid[i])
-                if pid not in known:
-                    continue
-                e.type = TE.TYPE_COUNTER
-                e.track_uuid = uuid("vmas", pid)
-                e.counter_value = int(vc_n[i])
-                b.write_packet(p)
-                p = b.create_packet()
-                p.trusted_packet_sequence_id = _SEQ
-                p.timestamp = ts
-                p.track_event.type = TE.TYPE_COUNTER
-                p.track_event.track_uuid = uuid("mapped", pid)
-                p.track_event.counter_value = int(vc_b[i])
-                res.counters["VMAs"] = res.counters.get("VMAs", 0) + 1
-                res.counters["mapped bytes"] = res.counters.get("mapped bytes", 0) + 1
-            else:
-                for col, (name, n) in _HUGETLB.items():
-                    if col != "kernel_resv":
-                        b.write_packet(p)
-                        p = b.create_packet()
-                        p.trusted_packet_sequence_id = _SEQ
-                        p.timestamp = ts
-                    p.track_event.type = TE.TYPE_COUNTER
-                    p.track_event.track_uuid = uuid("hugetlb", n)
-                    p.track_event.counter_value = int(h[col].iloc[i])
-                    res.counters[name] = res.counters.get(name, 0) + 1
             b.write_packet(p)
     res.bytes = out.stat().st_size
     return res
