@@ -110,6 +110,11 @@ def _header(rd, notes) -> str:
 
 
 # -- figures ---------------------------------------------------------------------------------------------
+# The same room around every figure, so that their shared time axes line up
+# (the timeline's address ticks at the left, region names at the right).
+_BORDERS = {"min_border_left": 130, "min_border_right": 300}
+
+
 def _x_range(rd):
     from bokeh.models import Range1d
 
@@ -167,7 +172,7 @@ def _timeline(rd, x_range, bars_budget: int):
         lo, hi = per[pids[0]]["x"]
         pad = max(1e-6, (hi - lo) * 0.01)
         x_range.start, x_range.end = lo - pad, hi + pad
-    fig = figure(height=560, sizing_mode="stretch_width", x_range=x_range, y_range=Range1d(-0.02, 1.02),
+    fig = figure(height=560, sizing_mode="stretch_width", x_range=x_range, **_BORDERS, y_range=Range1d(-0.02, 1.02),
                  tools="xpan,xwheel_zoom,box_zoom,reset,save", active_scroll="xwheel_zoom", active_drag="xpan",
                  x_axis_label="seconds since recording start", name="timeline",
                  title=f"address space of {options[0][1] if options else '-'}: each VMA from its creation to its end")
@@ -249,7 +254,7 @@ def _vma_count(rd, x_range, top: int = 10):
     pids = rd.busiest(top)
     lines = views.count_lines(rd, pids)
     n = len(rd.processes())
-    fig = figure(height=300, sizing_mode="stretch_width", x_range=x_range, name="vma-count",
+    fig = figure(height=300, sizing_mode="stretch_width", x_range=x_range, name="vma-count", **_BORDERS,
                  tools="xpan,xwheel_zoom,box_zoom,reset,save", active_scroll="xwheel_zoom", active_drag="xpan",
                  x_axis_label="seconds since recording start", y_axis_label="VMAs",
                  title="VMAs per process over time" + (f" (the {len(pids)} busiest of {n})" if n > len(pids) else ""))
@@ -281,7 +286,7 @@ def _splits_merges(rd, x_range):
     b = views.split_merge_bins(rd)
     b["neg_m"] = -b["merges"]
     b["neg_mn"] = -(b["merges"] + b["new_range"])
-    fig = figure(height=260, sizing_mode="stretch_width", x_range=x_range, name="splits-merges",
+    fig = figure(height=260, sizing_mode="stretch_width", x_range=x_range, name="splits-merges", **_BORDERS,
                  tools="xpan,xwheel_zoom,box_zoom,reset,save", active_scroll="xwheel_zoom", active_drag="xpan",
                  x_axis_label="seconds since recording start", y_axis_label="points per bin",
                  title=f"splits (up) and merges (down) per {(b['x1'] - b['x0']).iloc[0] * 1e3:.3g} ms, all processes "
@@ -308,7 +313,7 @@ def _hugetlb(rd, x_range):
     h = rd.safe("hugetlb")
     if h is None or not len(h):
         return None
-    fig = figure(height=300, sizing_mode="stretch_width", x_range=x_range, name="hugetlb",
+    fig = figure(height=300, sizing_mode="stretch_width", x_range=x_range, name="hugetlb", **_BORDERS,
                  tools="xpan,xwheel_zoom,box_zoom,reset,save", active_scroll="xwheel_zoom", active_drag="xpan",
                  x_axis_label="seconds since recording start", y_axis_label="huge pages",
                  title="hugetlb reservations: the kernel's resv_huge_pages against the model's")

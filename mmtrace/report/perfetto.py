@@ -2,14 +2,16 @@
 
 Written with the protos the ``perfetto`` package ships
 (``perfetto.protos.perfetto.trace.perfetto_trace_pb2``) and its
-``StreamingTraceProtoBuilder`` (one packet at a time, so a big trace does not
-sit in memory twice), as TrackEvent packets on one sequence:
+``TraceProtoBuilder``, serialised every :data:`_CHUNK` packets and appended
+to the file (serialised ``Trace`` messages concatenate into one: a big trace
+never sits in memory whole), as TrackEvent packets on one sequence, event and
+argument names interned:
 
 - a process track per traced process (``TrackDescriptor.process``), a
   thread track per thread seen (``TrackDescriptor.thread``);
 - each traced syscall a slice on its thread's track, from its entry to its
   exit (``ts_enter`` .. ``ts``), named by the syscall, with ``call`` (as
-  strace shows it), ``ret`` and the arguments as debug annotations;
+  strace shows it, every argument decoded) and ``ret`` as debug annotations;
 - each change of a VMA tree an instant on the process's ``VMA changes``
   track at its first write (``ts``), named by its kind, with ``cause``,
   ``range``, ``before`` and ``after`` (the VMAs as ``0xSTART-0xEND perms``)
@@ -37,6 +39,7 @@ from .views import vma_text
 __all__ = ["write_perfetto", "PerfettoSummary", "TRACK_UUID", "require_perfetto"]
 
 _SEQ = 1  # the one trusted_packet_sequence_id
+_CHUNK = 20_000  # packets serialised at once
 _MONOTONIC, _REALTIME = 3, 1  # ClockSnapshot.Clock.BuiltinClocks
 
 #: Track uuids: kind << 40 | pid or tid (pids and tids are below 2**22).
@@ -53,11 +56,11 @@ def require_perfetto():
     """The ``perfetto`` package's protos, or ImportError saying what to install."""
     try:
         from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
-        from perfetto.trace_builder.proto_builder import StreamingTraceProtoBuilder
+        from perfetto.trace_builder.proto_builder import TraceProtoBuilder
     except ImportError as e:
         raise ImportError("the 'perfetto' package is needed to write Perfetto traces: pip install 'mmtrace[perfetto]' "
                           f"(./setup.sh installs it) ({e})") from e
-    return pb, StreamingTraceProtoBuilder
+    return pb, TraceProtoBuilder
 
 
 @dataclass
@@ -120,7 +123,7 @@ def write_perfetto(trace, path) -> PerfettoSummary:
         return i
 
     with open(out, "wb") as f:
-        b = Builder(f)
+        b = _Chunks(f, Builder)
         p = b.create_packet()
         p.trusted_packet_sequence_id = _SEQ
         p.sequence_flags = pb.TracePacket.SEQ_INCREMENTAL_STATE_CLEARED
@@ -197,9 +200,16 @@ def write_perfetto(trace, path) -> PerfettoSummary:
                               vc["mapped"].to_numpy(np.uint64)) if len(vc) else ((), (), ())
         known = set(procs["pid"].astype(int).tolist())
 
-        def ann(te, name: str):
-            a = te.debug_annotations.add()
-            a.name = name
+        arg_names: dict[str, int] = {}
+
+        def ann(p, name: str):
+            a = p.track_event.debug_annotations.add()
+            i = arg_names.get(name)
+            if i is None:
+                i = arg_names[name] = len(arg_names) + 1
+                n = p.interned_data.debug_annotation_names.add()
+                n.iid, n.name = i, name
+            a.name_iid = i
             return a
 
         def packet(ts: int):
@@ -236,10 +246,8 @@ def write_perfetto(trace, path) -> PerfettoSummary:
                 e.track_uuid = uuid("thread", sc_cols["tid"][i])
                 e.name_iid = iid(sc_name[i], p)
                 args = [int(sc_cols[f"arg{k}"][i]) for k in range(6)]
-                ann(e, "call").string_value = format_call(sc_name[i], args, int(sc_cols["ret"][i]))
-                ann(e, "ret").int_value = int(sc_cols["ret"][i])
-                for k in range(6):
-                    ann(e, f"arg{k}").pointer_value = args[k]
+                ann(p, "call").string_value = format_call(sc_name[i], args, int(sc_cols["ret"][i]))
+                ann(p, "ret").int_value = int(sc_cols["ret"][i])
                 res.syscalls += 1
             elif kind == 1:
                 e.type = TE.TYPE_SLICE_END
@@ -248,19 +256,42 @@ def write_perfetto(trace, path) -> PerfettoSummary:
                 e.type = TE.TYPE_INSTANT
                 e.track_uuid = uuid("changes", ch_cols["pid"][i])
                 e.name_iid = iid(str(ch_cols["kind"][i]), p)
-                ann(e, "cause").string_value = str(ch_cols["cause"][i])
+                ann(p, "cause").string_value = str(ch_cols["cause"][i])
                 if ch_cols["call"][i]:
-                    ann(e, "call").string_value = str(ch_cols["call"][i])
-                ann(e, "range").string_value = f"{int(ch_cols['lo'][i]):#x}-{int(ch_cols['hi'][i]):#x}"
-                ann(e, "tid").int_value = int(ch_cols["tid"][i])
-                ann(e, "ts_end").int_value = int(ch_cols["ts_end"][i])
+                    ann(p, "call").string_value = str(ch_cols["call"][i])
+                ann(p, "range").string_value = f"{int(ch_cols['lo'][i]):#x}-{int(ch_cols['hi'][i]):#x}"
+                ann(p, "tid").int_value = int(ch_cols["tid"][i])
+                ann(p, "ts_end").int_value = int(ch_cols["ts_end"][i])
                 for side in ("before", "after"):
-                    a = ann(e, side)
+                    a = ann(p, side)
                     for v in ch_cols[side][i]:
                         a.array_values.add().string_value = vma_text(v)
                     if not len(ch_cols[side][i]):
                         a.string_value = "(none)"
                 res.changes += 1
             b.write_packet(p)
+        b.flush()
     res.bytes = out.stat().st_size
     return res
+
+
+class _Chunks:
+    """``TraceProtoBuilder`` packets appended to ``f`` every :data:`_CHUNK` packets
+    (the streaming builder's interface: create, fill, write)."""
+
+    def __init__(self, f, builder) -> None:
+        self.f, self.builder = f, builder
+        self.b, self.n = builder(), 0
+
+    def create_packet(self):
+        self.n += 1
+        return self.b.add_packet()
+
+    def write_packet(self, p) -> None:  # already in the chunk
+        if self.n >= _CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.n:
+            self.f.write(self.b.serialize())
+            self.b, self.n = self.builder(), 0

@@ -10,7 +10,7 @@ from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
 
 import mmtrace
 from mmtrace.cli.main import main as cli
-from mmtrace.report import ReportData
+from mmtrace.report import ReportData, format_call
 from mmtrace.report.perfetto import uuid
 from tests.golden.make_golden import DATA
 
@@ -25,18 +25,20 @@ def read_back(path):
     timestamps in file order)."""
     t = pb.Trace()
     t.ParseFromString(path.read_bytes())
-    tracks, events, names, clock = {}, defaultdict(list), {}, None
+    tracks, events, names, arg_names, clock = {}, defaultdict(list), {}, {}, None
     order = []  # every event's timestamp, in file order
     for p in t.packet:
         for n in p.interned_data.event_names:
             names[n.iid] = n.name
+        for n in p.interned_data.debug_annotation_names:
+            arg_names[n.iid] = n.name
         if p.HasField("clock_snapshot"):
             clock = p.clock_snapshot
         if p.HasField("track_descriptor"):
             tracks[p.track_descriptor.uuid] = p.track_descriptor
         if p.HasField("track_event"):
             e = p.track_event
-            ann = {a.name: a for a in e.debug_annotations}
+            ann = {arg_names.get(a.name_iid, a.name): a for a in e.debug_annotations}
             value = e.counter_value if e.type == TE.TYPE_COUNTER else None
             events[e.track_uuid].append((p.timestamp, e.type, names.get(e.name_iid, e.name), ann, value))
             order.append(p.timestamp)
@@ -87,7 +89,9 @@ def check_round_trip(trace_path, exported) -> None:
         ev = [x for x in events[uuid("thread", tid)] if x[1] == TE.TYPE_SLICE_BEGIN]
         assert [x[0] for x in ev] == sorted(g["ts_enter"].astype(int))
     mm = next(x for x in events[uuid("thread", sc["tid"].iloc[0])] if x[2] == "mmap")
-    assert mm[3]["call"].string_value.startswith("mmap(") and mm[3]["arg1"].pointer_value > 0
+    row = sc[(sc["tid"] == sc["tid"].iloc[0]) & (sc["syscall"] == "mmap")].iloc[0]
+    assert mm[3]["call"].string_value == format_call("mmap", [int(row[f"arg{k}"]) for k in range(6)], int(row["ret"]))
+    assert mm[3]["ret"].int_value == int(row["ret"])
 
     # changes: an instant per change on the process's "VMA changes" track
     ch = rd.changes()
