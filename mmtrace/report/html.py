@@ -381,7 +381,7 @@ if (d.pid) parts.push('pid ' + d.pid[i] + (d._tid ? ' tid ' + d._tid[i] : '') + 
 if (d.lo) parts.push('range ' + d.lo[i] + '-' + d.hi[i] + ' (' + size(Number(BigInt(d.hi[i]) - BigInt(d.lo[i]))) + ')');
 if (d._x && d._x[i]) parts.push(esc(d._x[i]));
 let h = parts.join('<br>');
-if (d._b) { const nb = d._b[i] ? d._b[i].split('|').length : 0;
+if (d._b) {
   h += '<br><b>before</b><pre>' + esc(vmas(d._b[i])) + '</pre><b>after</b><pre>' + esc(vmas(d._a[i])) + '</pre>'; }
 detail.text = h;
 """
