@@ -8,6 +8,7 @@
 #
 # What it installs:
 #   Debian packages  bpfcc-tools python3-bpfcc bpftool python3 python3-venv gcc libc6-dev,
+#                    chromium chromium-driver (the report page's browser test),
 #                    and kernel headers: linux-headers-$(uname -r) when the distribution has
 #                    them, else its generic headers package (BCC only needs *a* header tree:
 #                    mmtrace takes tracepoint fields from tracefs and struct offsets from BTF),
@@ -56,6 +57,8 @@ apt_install() {
 }
 
 apt_install bpfcc-tools python3-bpfcc bpftool python3 python3-venv gcc libc6-dev
+# The report page's browser test: headless Chromium driven by Selenium.
+apt_install chromium chromium-driver
 
 headers_ok() {
   [ -d "/lib/modules/$(uname -r)/build/include" ] && return 0
@@ -124,7 +127,7 @@ want="$(cat pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   log "installing Python packages into $venv"
   "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-  if ! "$venv/bin/python" -m pip install -q -e ".[dev,notebooks]" > "$venv/pip.log" 2>&1; then
+  if ! "$venv/bin/python" -m pip install -q -e ".[dev,notebooks,perfetto,browser]" > "$venv/pip.log" 2>&1; then
     cat "$venv/pip.log" >&2
     die "pip install failed (log above, also in $venv/pip.log)"
   fi

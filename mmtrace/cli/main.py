@@ -40,14 +40,19 @@ syscall of every process then runs a BPF program: dearer for the host).
 
 EPILOG_REPORT = """\
 examples:
-  mmtrace report mmtrace.data                   # -> mmtrace.data-report/index.html, *.csv, *.png
+  mmtrace report mmtrace.data                   # -> mmtrace.data-report/index.html, *.csv
   mmtrace report web.trace -o /tmp/web --format parquet
+  mmtrace report web.trace --format csv,png     # also the static PNG figures
 
-Files: processes, changes, splits, merges, anomalies, hugetlb, vmas (one
-table each: see the README section "Reports and CSV columns"), vma_count.png,
+Files: index.html, one self-contained interactive page (works offline, from
+file://: address-space timeline per process with zoom, pan and hover, VMAs
+and splits/merges over time, paged tables filterable by process, kind and
+cause; times in seconds since the start); the tables processes, changes,
+splits, merges, anomalies, hugetlb, vmas (see the README section "Reports and
+CSV columns"; times are CLOCK_MONOTONIC ns as in the trace: the page shows a
+decimated view, the tables every row); with png: vma_count.png,
 timeline-PID.png, splits_merges.png, hugetlb.png (when the trace has hugetlb
-samples), index.html.  Times are CLOCK_MONOTONIC ns as in the trace.  In
-Python: mmtrace.report.write_report(mmtrace.open(PATH), DIR).
+samples).  In Python: mmtrace.report.write_report(mmtrace.open(PATH), DIR).
 Exit status: 0 ok; 1 some table or plot could not be computed (the rest is
 written, the summary says which); 2 TRACE is not a readable trace.
 """
@@ -71,6 +76,16 @@ def _positive_int(text: str) -> int:
     if v <= 0:
         raise argparse.ArgumentTypeError("must be positive")
     return v
+
+
+def _formats(text: str) -> str:
+    from ..report.build import parse_formats
+
+    try:
+        parse_formats(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e))
+    return text
 
 
 def _duration(text: str) -> float:
@@ -165,12 +180,33 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("-o", "--output", type=Path, metavar="DIR",
                     help="report directory, created if needed; files of the same names are replaced "
                     "(default: TRACE-report beside the trace, e.g. mmtrace.data-report)")
-    rp.add_argument("--format", choices=("csv", "parquet"), default="csv",
-                    help="table format (default: %(default)s). CSV: addresses as 0x-hex strings, lists as "
-                    "'; '-separated text. Parquet: addresses as uint64, lists as lists")
+    rp.add_argument("--format", type=_formats, default="csv", metavar="FMT[,FMT]",
+                    help="what to write beside index.html, comma-separated (default: %(default)s): csv or parquet "
+                    "for the tables (at least one is always written; CSV: addresses as 0x-hex strings, lists as "
+                    "'; '-separated text; Parquet: addresses as uint64, lists as lists), png for the static "
+                    "figures (papers, terminals), e.g. --format parquet,png")
     rp.add_argument("--timelines", type=int, default=4, metavar="N",
-                    help="address-space timelines for the N busiest processes (default: %(default)s)")
+                    help="with --format png: address-space PNGs for the N busiest processes (default: %(default)s)")
     rp.add_argument("-q", "--quiet", action="store_true", help="no terminal summary and no progress bar")
+
+    ex = sub.add_parser(
+        "export",
+        help="convert a trace for other tools: --perfetto writes Perfetto's format (ui.perfetto.dev)",
+        description="Write TRACE in another tool's format. --perfetto: Perfetto's protobuf trace (open it in "
+        "ui.perfetto.dev or trace_processor): a process track per traced process, each syscall a slice on its "
+        "thread's track (with the call as strace shows it), each VMA tree change an instant on the process's "
+        "'VMA changes' track (kind, cause, range, before/after VMAs as arguments), counter tracks of VMAs and "
+        "mapped bytes per process and of hugetlb reservations (kernel and model). Timestamps are the trace's "
+        "CLOCK_MONOTONIC ns.",
+        epilog="examples:\n  mmtrace export --perfetto mmtrace.data -o mmtrace.pftrace\n\n"
+        "Exit status: 0 ok; 2 TRACE is not a readable trace, or no format given; 3 the perfetto package is missing.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ex.add_argument("trace", type=Path, nargs="?", default=Path("mmtrace.data"),
+                    help="trace directory written by 'mmtrace record' (default: %(default)s)")
+    ex.add_argument("--perfetto", action="store_true", help="write Perfetto's protobuf trace format")
+    ex.add_argument("-o", "--output", type=Path, metavar="FILE",
+                    help="output file (default: TRACE.pftrace beside the trace)")
 
     v = sub.add_parser(
         "verify",
@@ -327,6 +363,39 @@ def cmd_report(args) -> int:
     return 1 if res.errors else 0
 
 
+def cmd_export(args) -> int:
+    from ..trace import TraceError
+
+    if not args.perfetto:
+        _err("export: choose a format: --perfetto")
+        return 2
+    out = args.output or args.trace.with_name(args.trace.name.rstrip("/") + ".pftrace")
+    try:
+        from ..api import open as mm_open
+        from ..report.perfetto import require_perfetto, write_perfetto
+
+        require_perfetto()
+        res = write_perfetto(mm_open(args.trace), out)
+    except ImportError as e:
+        _err(str(e))
+        return 3
+    except TraceError as e:
+        _err(str(e))
+        return 2
+    except OSError as e:
+        _err(f"{out}: {e.strerror or e}")
+        return 2
+    except Exception as e:  # a damaged trace fails deep in the replay: one line, not a traceback
+        if os.environ.get("MMTRACE_DEBUG"):
+            raise
+        _err(f"{args.trace}: cannot export, the trace looks damaged ({type(e).__name__}: {e})")
+        return 2
+    _give_to_sudo_user(out)
+    sys.stderr.write(f"wrote {out} ({res.bytes / 1e6:.1f} MB: {res.processes} processes, {res.threads} threads, "
+                     f"{res.syscalls:,} syscalls, {res.changes:,} changes); open it in ui.perfetto.dev\n")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from ..workloads import WorkloadBuildError, build
 
@@ -403,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(args)
         if args.cmd == "demo":
             return cmd_demo(args)
+        if args.cmd == "export":
+            return cmd_export(args)
         if args.cmd == "verify":
             from .verify import main as verify_main
 

@@ -1,4 +1,4 @@
-"""``write_report``: tables, plots and index.html of one trace into a directory."""
+"""``write_report``: tables, the interactive index.html and (``png``) static plots of one trace into a directory."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ from .export import TABLES, export
 from .frames import ReportData, report_data
 from .progress import Progress
 
-__all__ = ["write_report", "ReportResult", "default_output"]
+__all__ = ["write_report", "ReportResult", "default_output", "parse_formats", "OUTPUT_FORMATS"]
+
+#: What ``--format`` takes: table formats (``csv``, ``parquet``; at least one is
+#: always written, csv by default) and ``png`` (the static figures as well).
+OUTPUT_FORMATS = ("csv", "parquet", "png")
 
 STAGES = {"replay: changes": 3, "splits and merges": 2, "hugetlb and anomalies": 1, "replay: VMAs over time": 3,
           "tables": 2, "plots": 3, "index.html": 1}
@@ -19,6 +23,20 @@ def default_output(trace_path) -> Path:
     """``TRACE-report`` beside the trace (``mmtrace.data`` -> ``mmtrace.data-report``)."""
     p = Path(trace_path)
     return p.with_name(p.name.rstrip("/") + "-report")
+
+
+def parse_formats(fmt) -> tuple[list[str], bool]:
+    """``"parquet,png"`` (or a list of names) -> (table formats, write PNGs).
+
+    Tables are always written (the page shows a decimated view; the exact
+    rows are in them): csv unless csv or parquet is named.
+    """
+    names = [f.strip().lower() for f in (fmt.split(",") if isinstance(fmt, str) else fmt) if f.strip()]
+    bad = [f for f in names if f not in OUTPUT_FORMATS]
+    if bad:
+        raise ValueError(f"unknown format {bad[0]!r}: formats are {', '.join(OUTPUT_FORMATS)} (comma-separated)")
+    tables = [f for f in dict.fromkeys(names) if f in ("csv", "parquet")] or ["csv"]
+    return tables, "png" in names
 
 
 @dataclass
@@ -46,37 +64,71 @@ def write_report(trace, out_dir=None, fmt: str = "csv", *, progress: Progress | 
                  timelines: int = 4) -> ReportResult:
     """Write the report of ``trace`` (path, trace or ReportData) into ``out_dir``.
 
-    Files: the tables (:data:`mmtrace.report.export.TABLES`) as ``.csv`` or
-    ``.parquet``; ``vma_count.png``, ``timeline-PID.png`` (the ``timelines``
-    busiest processes), ``splits_merges.png``, ``hugetlb.png`` (when the
-    trace has hugetlb samples); ``index.html``.  A table that cannot be
-    computed is reported in ``errors`` and the rest is still written.
+    ``fmt``: what :func:`parse_formats` takes (``"csv"``, ``"parquet"``,
+    ``"csv,png"``...).  Files: the tables
+    (:data:`mmtrace.report.export.TABLES`) as ``.csv`` and/or ``.parquet``;
+    ``index.html`` (interactive, self-contained); with ``png`` also
+    ``vma_count.png``, ``timeline-PID.png`` (the ``timelines`` busiest
+    processes), ``splits_merges.png``, ``hugetlb.png`` (when the trace has
+    hugetlb samples).  A table that cannot be computed is reported in
+    ``errors`` and the rest is still written.
     """
-    import matplotlib.pyplot as plt
+    import warnings
 
-    from . import plots
     from .html import write_index
 
+    table_fmts, png = parse_formats(fmt)
     progress = progress or Progress(STAGES, enabled=False)
+    if not png:
+        progress.weights.pop("plots", None)
+        progress.total = sum(progress.weights.values()) or 1.0
     rd = report_data(trace)
     rd.progress = progress
     out = Path(out_dir) if out_dir is not None else default_output(rd.trace.path)
     out.mkdir(parents=True, exist_ok=True)
     res = ReportResult(out_dir=out, data=rd)
-    with progress.stage("replay: changes"):
-        rd.safe("changes")
-    with progress.stage("splits and merges"):
-        rd.safe("splits")
-        progress.update(0.6)
-        rd.safe("merges")
-    with progress.stage("hugetlb and anomalies"):
-        rd.safe("hugetlb")
-        rd.safe("anomalies")
-    with progress.stage("replay: VMAs over time"):
-        rd.safe("vma_counts")
-        rd.safe("processes")
-    with progress.stage("tables"):
-        res.files = export(rd, out, fmt, progress=progress)
+    # Warnings met on the way (a damaged part skipped...) go on the page too, and
+    # are raised again for the caller once the report is written.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with progress.stage("replay: changes"):
+            rd.safe("changes")
+        with progress.stage("splits and merges"):
+            rd.safe("splits")
+            progress.update(0.6)
+            rd.safe("merges")
+        with progress.stage("hugetlb and anomalies"):
+            rd.safe("hugetlb")
+            rd.safe("anomalies")
+        with progress.stage("replay: VMAs over time"):
+            rd.safe("vma_counts")
+            rd.safe("processes")
+        with progress.stage("tables"):
+            for f in table_fmts:
+                written = export(rd, out, f, progress=progress)
+                res.files.update(written if f == table_fmts[0] else {f"{k} ({f})": v for k, v in written.items()})
+        if png:
+            _write_pngs(rd, out, res, progress, timelines)
+        with progress.stage("index.html"):
+            notes = list(dict.fromkeys(str(w.message) for w in caught
+                                       if not issubclass(w.category, (DeprecationWarning, FutureWarning))))
+            try:
+                res.index = write_index(rd, out, files=res.files, images=res.images, notes=notes)
+            except Exception as e:  # noqa: BLE001 - the tables are written: say what the page lacks
+                rd.errors["index.html"] = f"{type(e).__name__}: {e}"
+    progress.close()
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    res.errors = dict(rd.errors)
+    return res
+
+
+def _write_pngs(rd, out: Path, res: ReportResult, progress: Progress, timelines: int) -> None:
+    """The static figures (matplotlib) for papers and terminals."""
+    import matplotlib.pyplot as plt
+
+    from . import plots
+
     with progress.stage("plots"):
         jobs = [("VMA count over time", "vma_count.png", plots.vma_count,
                  "VMAs of each process after each change (the busiest processes).")]
@@ -104,11 +156,6 @@ def write_report(trace, out_dir=None, fmt: str = "csv", *, progress: Progress | 
             except Exception as e:  # noqa: BLE001 - one figure must not lose the report
                 rd.errors[f"plot {name}"] = f"{type(e).__name__}: {e}"
             progress.update((i + 1) / len(jobs))
-    with progress.stage("index.html"):
-        res.index = write_index(rd, out, files=res.files, images=res.images)
-    progress.close()
-    res.errors = dict(rd.errors)
-    return res
 
 
 __all__ += ["TABLES"]

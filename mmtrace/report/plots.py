@@ -35,25 +35,16 @@ import pandas as pd  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from ..events.flags import VM_GROWSDOWN, VM_HUGETLB  # noqa: E402
 from .frames import report_data  # noqa: E402
+from .views import PERM_COLOURS, address_regions, join_lifetimes, region_layout, region_names  # noqa: E402
+from .views import colour_key as _colour_key  # noqa: E402
+from .views import size_text as _size  # noqa: E402
 
 __all__ = ["vma_count", "address_timeline", "splits_merges", "hugetlb", "time_axis", "address_regions",
            "XLABEL", "DPI"]
 
 DPI = 110
 XLABEL = "time since recording start ({unit})"
-
-# Colours by permissions (and hugetlb), colour-blind friendly (Okabe-Ito).
-_PERM_COLOURS = [
-    ("hugetlb", "#CC79A7"),
-    ("r-x", "#D55E00"),
-    ("rw-", "#0072B2"),
-    ("r--", "#009E73"),
-    ("---", "#999999"),
-    ("other", "#E69F00"),
-]
-
 
 def time_axis(rd) -> tuple[str, float, int]:
     """(unit, ns per unit, origin ns) for a recording: µs below 2 ms, ms below 2 s, else s."""
@@ -137,74 +128,17 @@ def vma_count(trace, path=None, *, ax=None, top: int = 8):
 
 
 # -- address-space timeline ----------------------------------------------------------------------------
-def address_regions(intervals, *, max_regions: int = 10, min_gap: int = 64 << 20) -> list[tuple[int, int]]:
-    """Group address ranges into regions separated by the widest empty gaps.
-
-    ``intervals``: (start, end) pairs.  A gap of at least ``min_gap`` bytes
-    separates two regions; only the ``max_regions - 1`` widest such gaps
-    are cut.  Returns sorted, disjoint (start, end) regions covering all
-    intervals.
-    """
-    iv = sorted((int(s), int(e)) for s, e in intervals if int(e) > int(s))
-    if not iv:
-        return []
-    merged = [list(iv[0])]
-    for s, e in iv[1:]:
-        if s <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], e)
-        else:
-            merged.append([s, e])
-    gaps = sorted(((merged[i + 1][0] - merged[i][1], i) for i in range(len(merged) - 1)), reverse=True)
-    cut = sorted(i for g, i in gaps[: max(0, max_regions - 1)] if g >= min_gap)
-    regions, lo = [], merged[0][0]
-    for i in cut:
-        regions.append((lo, merged[i][1]))
-        lo = merged[i + 1][0]
-    regions.append((lo, merged[-1][1]))
-    return regions
-
-
-def _size(n: int) -> str:
-    for unit, sh in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << sh:
-            v = n / (1 << sh)
-            return f"{v:.0f} {unit}" if v >= 10 else f"{v:.1f} {unit}"
-    return f"{n} B"
-
-
-def _colour_key(perms: str, flags: int) -> str:
-    if flags & VM_HUGETLB:
-        return "hugetlb"
-    p = perms[:3]
-    return p if p in ("r-x", "rw-", "r--", "---") else "other"
-
-
 def _join_subpixel(starts, ends, born, died, flags, perms, fig):
     """Join the bars of one address range and colour whose gaps are narrower
-    than a pixel: a loop that maps and unmaps the same range 100,000 times
-    draws as the one bar it looks like, not 100,000 polygons (the picture is
-    the same; drawing them took most of a big report's time)."""
-    n = len(born)
-    if n < 2:
+    than a pixel (:func:`mmtrace.report.views.join_lifetimes`): a loop that
+    maps and unmaps the same range 100,000 times draws as the one bar it
+    looks like, not 100,000 polygons (the picture is the same)."""
+    if len(born) < 2:
         return starts, ends, born, died, flags, perms
     keys = [_colour_key(p, int(f)) for p, f in zip(perms, flags)]
-    width_px = fig.get_figwidth() * DPI
     span = float(max(died.max(), born.max()) - born.min()) or 1.0
-    px = span / width_px
-    df = pd.DataFrame({"s": starts, "e": ends, "key": keys, "b": born, "d": died, "i": np.arange(n)})
-    df = df.sort_values(["s", "e", "key", "b"], kind="stable")
-    same = (df["s"].values[1:] == df["s"].values[:-1]) & (df["e"].values[1:] == df["e"].values[:-1]) & (
-        df["key"].values[1:] == df["key"].values[:-1])
-    # One process never maps a range twice at once: bars of one range do not
-    # overlap, so comparing with the previous bar's end is enough.
-    close = df["b"].values[1:] - df["d"].values[:-1] <= px
-    group = np.concatenate([[0], np.cumsum(~(same & close))])
-    g = df.groupby(group, sort=False)
-    first = g["i"].first().to_numpy()
-    b = g["b"].min().to_numpy()
-    d = g["d"].max().to_numpy()
-    idx = first.tolist()
-    return (starts[first], ends[first], b, d, flags[first], [perms[i] for i in idx])
+    first, b, d, _ = join_lifetimes(starts, ends, keys, born, died, span / (fig.get_figwidth() * DPI))
+    return (starts[first], ends[first], b, d, flags[first], [perms[i] for i in first.tolist()])
 
 
 def address_timeline(trace, pid: int | None = None, path=None, *, ax=None, max_regions: int = 10):
@@ -242,14 +176,8 @@ def address_timeline(trace, pid: int | None = None, path=None, *, ax=None, max_r
         return ax
     starts = v["start"].to_numpy(np.uint64).astype(object)
     ends = v["end"].to_numpy(np.uint64).astype(object)
-    regions = address_regions(zip(starts, ends), max_regions=max_regions)
-    # Heights: half shared equally, half by size (so a 132 KiB stack next to a
-    # 100 GiB reservation is still a band you can see); a fixed gap between.
-    sizes = np.array([float(e - s) for s, e in regions])
-    share = 0.5 / len(regions) + 0.5 * sizes / sizes.sum()
-    gap = 0.04
-    heights = share * (1.0 - gap * (len(regions) - 1))
-    bases = np.concatenate([[0.0], np.cumsum(heights + gap)[:-1]])
+    lay = region_layout(starts, ends, max_regions=max_regions)
+    regions, bases, heights = lay.regions, lay.bases, lay.heights
 
     def y_of(addr: int, k: int) -> float:
         s, e = regions[k]
@@ -265,7 +193,7 @@ def address_timeline(trace, pid: int | None = None, path=None, *, ax=None, max_r
     perms = v["perms"].astype(str).tolist()
     starts, ends, born, died, flags, perms = _join_subpixel(starts, ends, born, died, flags, perms, fig)
     polys, colours = [], []
-    cmap = dict(_PERM_COLOURS)
+    cmap = PERM_COLOURS
     seen = set()
     for i, (s, e) in enumerate(zip(starts, ends)):
         k = bisect_right(rstarts, s) - 1
@@ -284,7 +212,7 @@ def address_timeline(trace, pid: int | None = None, path=None, *, ax=None, max_r
     ax.set_xlim(x_lo - pad, x_hi + pad)
     ax.set_ylim(-0.01, float(bases[-1] + heights[-1]) + 0.01)
     # Regions: ticks at both ends, a name at the right, cut-out bands between.
-    names = _region_names(rd, pid, v, regions, rstarts)
+    names = region_names(rd, pid, v, regions)
     ticks, labels = [], []
     for k, (s, e) in enumerate(regions):
         ticks += [bases[k], bases[k] + heights[k]]
@@ -299,62 +227,10 @@ def address_timeline(trace, pid: int | None = None, path=None, *, ax=None, max_r
     ax.set_yticks(ticks)
     ax.set_yticklabels(labels, fontsize=7, family="monospace")
     ax.grid(True, axis="x", alpha=0.3)
-    ax.legend(handles=[Patch(color=cmap[k], label=k) for k, _ in _PERM_COLOURS if k in seen],
+    ax.legend(handles=[Patch(color=cmap[k], label=k) for k, _ in list(PERM_COLOURS.items()) if k in seen],
               title="perms", loc="upper left", fontsize=8, framealpha=0.9)
     _save(fig, path)
     return ax
-
-
-def _region_names(rd, pid: int, v: pd.DataFrame, regions, rstarts) -> list[str]:
-    from bisect import bisect_right
-
-    heap = []
-    try:
-        sc = rd.trace.raw_events("syscall")
-        if len(sc):
-            b = sc[(sc["syscall"] == "brk") & (sc["tgid"] == pid)]
-            heap = [int(x) for x in b["ret"].tolist() if int(x) > 0]
-    except Exception:  # noqa: BLE001 - naming is best effort
-        pass
-    # The binary an exec loaded: the lowest file mapping that appeared with it.
-    exe: dict[int, str] = {}
-    try:
-        ch = rd.changes()
-        ex = ch[(ch["pid"] == pid) & ch["cause"].isin(["execve", "execveat"]) & (ch["ret"] == 0)]
-        names = [n.rsplit("/", 1)[-1] for n in rd.processes().set_index("pid").loc[pid, "exec"]]
-        for name, te in zip(names, ex["ts_end"].tolist()):
-            f = v[(v["born_ts"] == te) & (v["inode"] != 0)]
-            if len(f):
-                exe[int(f.sort_values("start")["inode"].iloc[0])] = name
-    except Exception:  # noqa: BLE001
-        pass
-    info: list[dict] = [{} for _ in regions]
-    for s, e, p, f, ino in zip(v["start"].tolist(), v["end"].tolist(), v["path"].astype(str).tolist(),
-                               v["vm_flags"].tolist(), v["inode"].tolist()):
-        k = bisect_right(rstarts, int(s)) - 1
-        if int(f) & VM_GROWSDOWN:
-            name = "[stack]"
-        elif int(f) & VM_HUGETLB:
-            name = "hugetlb"
-        elif p:
-            name = p.rsplit("/", 1)[-1]
-        elif int(ino) in exe:
-            name = exe[int(ino)]
-        elif ino:
-            name = f"file (inode {int(ino)})"
-        else:
-            name = "anon"
-        info[k][name] = info[k].get(name, 0) + int(e) - int(s)
-    for h in heap:
-        k = bisect_right(rstarts, h - 1) - 1
-        if 0 <= k < len(regions) and regions[k][0] < h <= regions[k][1]:
-            info[k]["[heap]"] = float("inf")
-    out = []
-    for d in info:
-        top = [n for n, _ in sorted(d.items(), key=lambda kv: -kv[1])[:3]]
-        more = len(d) - len(top)
-        out.append(", ".join(top) + (f" +{more} more" if more > 0 else ""))
-    return out
 
 
 # -- splits and merges ---------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def demo():
 def demo_csv(tmp_path_factory):
     """``mmtrace report`` run as a user would: a separate process, CSV."""
     out = tmp_path_factory.mktemp("demo-report")
-    p = subprocess.run([sys.executable, "-m", "mmtrace", "report", str(DEMO), "-o", str(out)],
+    p = subprocess.run([sys.executable, "-m", "mmtrace", "report", str(DEMO), "-o", str(out), "--format", "csv,png"],
                        capture_output=True, text=True, timeout=120)
     return out, p
 
@@ -57,7 +57,7 @@ def demo_parquet(tmp_path_factory):
 @pytest.fixture(scope="module")
 def synth_csv(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth-report")
-    rc = cli(["report", str(SYNTH), "-o", str(out), "-q"])
+    rc = cli(["report", str(SYNTH), "-o", str(out), "-q", "--format", "png"])
     return out, rc
 
 
@@ -161,13 +161,28 @@ def test_pngs_are_real_plots(demo_csv, synth_csv):
             assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, png
 
 
-def test_index_html_is_self_contained(demo_csv):
+def test_index_html_links_the_files(demo_csv, demo_parquet):
     out, _ = demo_csv
     page = (out / "index.html").read_text()
-    assert "http://" not in page and "https://" not in page and "<script" not in page
-    assert page.count("data:image/png;base64,") == len(list(out.glob("*.png")))
-    for link in ("changes.csv", "splits.csv", "anomalies.csv", "hugetlb.csv"):
-        assert f"href='{link}'" in page
+    for link in ("changes.csv", "splits.csv", "anomalies.csv", "hugetlb.csv", "vma_count.png", "splits_merges.png"):
+        assert f"href='{link}'" in page, link
+    assert "href='changes.parquet'" in (demo_parquet[0] / "index.html").read_text()
+    assert not list(demo_parquet[0].glob("*.png"))  # PNGs only with --format png
+
+
+def test_format_takes_tables_and_png(tmp_path):
+    from mmtrace.report.build import parse_formats
+
+    assert parse_formats("csv") == (["csv"], False)
+    assert parse_formats("png") == (["csv"], True)
+    assert parse_formats("parquet,png") == (["parquet"], True)
+    assert parse_formats(["csv", "parquet"]) == (["csv", "parquet"], False)
+    with pytest.raises(ValueError, match="unknown format 'pdf'"):
+        parse_formats("csv,pdf")
+    with pytest.raises(SystemExit):
+        cli(["report", str(DEMO), "-o", str(tmp_path), "--format", "svg"])
+    assert cli(["report", str(DEMO), "-o", str(tmp_path / "both"), "--format", "csv,parquet", "-q"]) == 0
+    assert (tmp_path / "both" / "changes.csv").is_file() and (tmp_path / "both" / "changes.parquet").is_file()
 
 
 def test_figure_functions_return_labelled_axes(demo):
@@ -222,5 +237,6 @@ def test_help_teaches(capsys):
     with pytest.raises(SystemExit):
         cli(["report", "--help"])
     text = capsys.readouterr().out
-    for word in ("TRACE-report", "--format", "parquet", "index.html", "0x-hex", "examples:", "Exit status"):
+    for word in ("TRACE-report", "--format", "parquet", "png", "index.html", "0x-hex", "examples:", "Exit status",
+                 "offline"):
         assert word in text, word

@@ -89,3 +89,40 @@ def test_timeline_joins_bars_less_than_a_pixel_apart():
                     (0x9000, 0xA000, 0.0, 1000.0)]
     assert len(p) == len(f) == 3
     plt.close(fig)
+
+
+def _regions_reference(intervals, max_regions=10, min_gap=64 << 20):
+    """The first, pure-Python address_regions: the vectorised one must agree with it."""
+    iv = sorted((int(s), int(e)) for s, e in intervals if int(e) > int(s))
+    if not iv:
+        return []
+    merged = [list(iv[0])]
+    for s, e in iv[1:]:
+        if s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    gaps = sorted(((merged[i + 1][0] - merged[i][1], i) for i in range(len(merged) - 1)), reverse=True)
+    cut = sorted(i for g, i in gaps[: max(0, max_regions - 1)] if g >= min_gap)
+    regions, lo = [], merged[0][0]
+    for i in cut:
+        regions.append((lo, merged[i][1]))
+        lo = merged[i + 1][0]
+    regions.append((lo, merged[-1][1]))
+    return regions
+
+
+def test_address_regions_agree_with_the_reference():
+    import numpy as np
+
+    rng = np.random.default_rng(15)
+    for trial in range(300):
+        n = int(rng.integers(1, 60))
+        base = rng.choice([0x400000, 0x7F0000000000, 0x7FFF00000000, 0x200000000], size=n)
+        starts = base + rng.integers(0, 1 << int(rng.integers(12, 40)), size=n) // 4096 * 4096
+        ends = starts + rng.integers(0, 64, size=n) * 4096  # some empty
+        iv = list(zip(starts.tolist(), ends.tolist()))
+        for mr in (1, 3, 10):
+            want = _regions_reference(iv, max_regions=mr)
+            assert address_regions(iv, max_regions=mr) == want, (trial, mr)
+            assert address_regions((starts.astype(np.uint64), ends.astype(np.uint64)), max_regions=mr) == want
