@@ -190,11 +190,8 @@ def record(opts: RecordOptions) -> RecordResult:
         meta["start_ns"] = session.start_ns
         meta["start_wall"] = time.time()
         writer.write_metadata(meta)
-        if session.attach:
-            import pandas as pd
-
-            writer.append("procfs/attach", pd.DataFrame(session.attach))
-            writer.append("procfs/maps", pd.concat(session.snapshots, ignore_index=True))
+        for table, at in session.attach_tables().items():
+            writer.append(table, at)
         return _loop(opts, session, writer, meta, stop)
     except BaseException:
         if not started:
@@ -221,7 +218,7 @@ def _loop(opts: RecordOptions, session: Session, writer: TraceWriter, meta: dict
 
     def flush() -> None:
         nonlocal total
-        for kind, df in session.batch().items():
+        for kind, df in session.tables().items():
             writer.append(f"events/{kind}", df)
             counts[kind] = counts.get(kind, 0) + len(df)
             total += len(df)

@@ -10,6 +10,11 @@ header (``u32 len`` whose bit 31 means "reserved, not yet submitted" and bit
 When every record of a ring has the same size (mmtrace keeps one ring per
 event kind), everything between the two positions is one strided array:
 draining is a bounds check and a copy, whatever the event rate.
+
+The data area is mapped once, not twice: the kernel maps every page of a
+ring's mapping up front (remap_vmalloc_range()), and they count in the
+reader's RSS, so the second mapping would cost as much memory as the ring
+itself.  A batch that wraps around the end is copied in two pieces instead.
 """
 
 from __future__ import annotations
@@ -37,18 +42,24 @@ class RingReader:
         self.page = page
         self.rec = np.dtype([("_rb_len", "<u4"), ("_rb_pgoff", "<u4"), ("payload", dtype)])
         self._cons = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
-        self._prod = mmap.mmap(map_fd, page + 2 * data_size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        self._prod = mmap.mmap(map_fd, page + data_size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
         self._cpos = np.frombuffer(self._cons, dtype=np.uint64, count=1)
         self._ppos = np.frombuffer(self._prod, dtype=np.uint64, count=1)
+        self._data = np.frombuffer(self._prod, dtype=np.uint8, offset=page)
 
     def read(self) -> np.ndarray:
         """Copy out every submitted record and release its space to the kernel."""
         c = int(self._cpos[0])
         p = int(self._ppos[0])
-        n = (p - c) // self.rec.itemsize
+        rec = self.rec.itemsize
+        n = (p - c) // rec
         if n <= 0:
             return np.empty(0, dtype=self.rec["payload"])
-        raw = np.frombuffer(self._prod, dtype=self.rec, count=n, offset=self.page + c % self.size)
+        at = c % self.size
+        if at + n * rec <= self.size:
+            raw = self._data[at : at + n * rec].view(self.rec)
+        else:  # wraps around the end of the data area
+            raw = np.concatenate([self._data[at:], self._data[: at + n * rec - self.size]]).view(self.rec)
         lens = raw["_rb_len"]
         busy = (lens & _BUSY) != 0
         if busy.any():
@@ -66,10 +77,10 @@ class RingReader:
         if n and ((lens & _DISCARD) != 0).any():
             out = out[(lens & _DISCARD) == 0]
         # The copy is complete before the kernel may reuse the space.
-        self._cpos[0] = c + n * self.rec.itemsize
+        self._cpos[0] = c + n * rec
         return out
 
     def close(self) -> None:
-        del self._cpos, self._ppos
+        del self._cpos, self._ppos, self._data
         self._cons.close()
         self._prod.close()
