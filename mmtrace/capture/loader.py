@@ -466,6 +466,10 @@ class Collector:
     def pending_count(self) -> int:
         return sum(len(a) for parts in self._pending.values() for a in parts)
 
+    def pending_bytes(self) -> int:
+        """Bytes of records drained and not yet taken: what the recorder bounds."""
+        return sum(a.nbytes for parts in self._pending.values() for a in parts)
+
     def lost(self) -> dict[str, int]:
         """Records dropped because the ring buffer was full, by kind (summed over CPUs)."""
         table = self._maps["lost"]

@@ -31,6 +31,11 @@ from .session import Session, Target
 __all__ = ["RecordOptions", "RecordResult", "record", "RecordError"]
 
 
+# Records drained but not written that make the recorder flush before its
+# interval (about 50k tree writes): bounds the recorder's memory at full speed.
+FLUSH_BYTES = 8 << 20
+
+
 class RecordError(RuntimeError):
     """Recording could not start or went wrong; the message is for the user."""
 
@@ -150,6 +155,11 @@ def record(opts: RecordOptions) -> RecordResult:
         session = Session(target, buffer_mb=opts.buffer_mb, keep_inner=opts.keep_inner)
     except (KernelError, ValueError) as e:
         raise RecordError(str(e)) from e
+    # Arrow's default allocator (mimalloc) keeps freed memory for reuse: ~60 MB
+    # more at full speed.  The system allocator gives big blocks back at once.
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())
     out = Path(opts.output)
     _prepare_output(out)
     owner = _sudo_owner()
@@ -218,7 +228,7 @@ def _loop(opts: RecordOptions, session: Session, writer: TraceWriter, meta: dict
 
     def flush() -> None:
         nonlocal total
-        for kind, df in session.tables().items():
+        for kind, df in session.tables():
             writer.append(f"events/{kind}", df)
             counts[kind] = counts.get(kind, 0) + len(df)
             total += len(df)
@@ -249,7 +259,10 @@ def _loop(opts: RecordOptions, session: Session, writer: TraceWriter, meta: dict
                 reason = f"duration {opts.duration:g}s reached"
             elif session.target.pids and not session.targets_alive():
                 reason = "traced processes exited"
-            if now - last_flush >= opts.flush_interval or reason:
+            # Also flush early at full speed: what waits for the writer (and the
+            # copies decoding makes of it) stays bounded, not a second's worth.
+            if now - last_flush >= opts.flush_interval or reason or \
+                    session.collector.pending_bytes() >= FLUSH_BYTES:
                 flush()
                 last_flush = now
                 lost = session.lost()

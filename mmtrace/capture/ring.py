@@ -11,10 +11,12 @@ When every record of a ring has the same size (mmtrace keeps one ring per
 event kind), everything between the two positions is one strided array:
 draining is a bounds check and a copy, whatever the event rate.
 
-The data area is mapped once, not twice: the kernel maps every page of a
-ring's mapping up front (remap_vmalloc_range()), and they count in the
-reader's RSS, so the second mapping would cost as much memory as the ring
-itself.  A batch that wraps around the end is copied in two pieces instead.
+The data area is mapped only while a batch is copied out, just the pages
+it spans: the kernel maps every page of a ring mapping up front
+(remap_vmalloc_range()), and a permanent mapping of mmtrace's rings (~55 MB
+by default, twice that for the double mapping) would count in the
+recorder's RSS all along.  The kernel's own double mapping makes any window
+contiguous, wrapped or not.
 """
 
 from __future__ import annotations
@@ -42,10 +44,10 @@ class RingReader:
         self.page = page
         self.rec = np.dtype([("_rb_len", "<u4"), ("_rb_pgoff", "<u4"), ("payload", dtype)])
         self._cons = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
-        self._prod = mmap.mmap(map_fd, page + data_size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        self._prod = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        self._fd = map_fd
         self._cpos = np.frombuffer(self._cons, dtype=np.uint64, count=1)
         self._ppos = np.frombuffer(self._prod, dtype=np.uint64, count=1)
-        self._data = np.frombuffer(self._prod, dtype=np.uint8, offset=page)
 
     def read(self) -> np.ndarray:
         """Copy out every submitted record and release its space to the kernel."""
@@ -55,25 +57,29 @@ class RingReader:
         n = (p - c) // rec
         if n <= 0:
             return np.empty(0, dtype=self.rec["payload"])
+        # The data area starts 2 pages in (ringbuf_map_mmap_user(), kernel/bpf/ringbuf.c).
         at = c % self.size
-        if at + n * rec <= self.size:
-            raw = self._data[at : at + n * rec].view(self.rec)
-        else:  # wraps around the end of the data area
-            raw = np.concatenate([self._data[at:], self._data[: at + n * rec - self.size]]).view(self.rec)
-        lens = raw["_rb_len"]
-        busy = (lens & _BUSY) != 0
-        if busy.any():
-            # Reserved but not yet submitted: stop there, take it next time.
-            n = int(np.argmax(busy))
-            raw = raw[:n]
-            lens = lens[:n]
-        bad = (lens & np.uint32(0x3FFFFFFF)) != self.rec["payload"].itemsize
-        if bad.any():
-            raise ValueError(
-                f"ring record of {int(lens[bad][0] & 0x3FFFFFFF)} bytes, expected "
-                f"{self.rec['payload'].itemsize}: collectors/events.h and the schema disagree"
-            )
-        out = raw["payload"].copy()
+        first = at - at % self.page
+        length = -(-(at - first + n * rec) // self.page) * self.page
+        window = mmap.mmap(self._fd, length, mmap.MAP_SHARED, mmap.PROT_READ, offset=2 * self.page + first)
+        try:
+            raw = np.frombuffer(window, dtype=self.rec, count=n, offset=at - first)
+            lens = raw["_rb_len"].copy()
+            busy = (lens & _BUSY) != 0
+            if busy.any():
+                # Reserved but not yet submitted: stop there, take it next time.
+                n = int(np.argmax(busy))
+                lens = lens[:n]
+            bad = (lens & np.uint32(0x3FFFFFFF)) != self.rec["payload"].itemsize
+            if bad.any():
+                raise ValueError(
+                    f"ring record of {int(lens[bad][0] & 0x3FFFFFFF)} bytes, expected "
+                    f"{self.rec['payload'].itemsize}: collectors/events.h and the schema disagree"
+                )
+            out = raw["payload"][:n].copy()
+            del raw
+        finally:
+            window.close()
         if n and ((lens & _DISCARD) != 0).any():
             out = out[(lens & _DISCARD) == 0]
         # The copy is complete before the kernel may reuse the space.
@@ -81,6 +87,6 @@ class RingReader:
         return out
 
     def close(self) -> None:
-        del self._cpos, self._ppos, self._data
+        del self._cpos, self._ppos
         self._cons.close()
         self._prod.close()

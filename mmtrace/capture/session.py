@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -272,10 +273,12 @@ class Session:
         raw, fns = self._take()
         return {k: to_frame(k, v, fn_names=fns, syscalls=self.plan.syscalls) for k, v in raw.items()}
 
-    def tables(self) -> dict[str, pa.Table]:
-        """:meth:`batch` as Arrow tables, the form the recorder writes (no pandas)."""
+    def tables(self) -> Iterator[tuple[str, pa.Table]]:
+        """:meth:`batch` as (kind, Arrow table), the form the recorder writes (no
+        pandas); one kind at a time, each kind's records freed once decoded."""
         raw, fns = self._take()
-        return {k: to_arrow(k, v, fn_names=fns, syscalls=self.plan.syscalls) for k, v in raw.items()}
+        for k in list(raw):
+            yield k, to_arrow(k, raw.pop(k), fn_names=fns, syscalls=self.plan.syscalls)
 
     def sample_host(self) -> None:
         """Take a sample of the hugetlb pool counters (cheap; call often)."""
