@@ -30,7 +30,7 @@ import numpy as np
 from .. import __version__
 from ..events.schema import KINDS
 from . import bpfsys
-from .compile import MANIFEST_FORMAT
+from .compile import MANIFEST_FORMAT  # noqa: F401 (cache entries carry it)
 from .kernel import COLLECTOR_FILES, KernelError, ProbePlan, Tracefs, collectors_dir
 from .ring import RingReader
 

@@ -195,6 +195,8 @@ def record(opts: RecordOptions) -> RecordResult:
             raise RecordError(f"loading the BPF collectors failed: {e} (run 'mmtrace doctor')") from e
         session.start()
         started = True
+        # Whether BCC compiled this time, or the module came from the cache.
+        meta["bpf_module"] = "compiled" if session.collector.compiled else "cached"
         if session.collector.empty_programs:
             meta["empty_programs"] = True  # a benchmark of the hooks: no events by design
         meta["start_ns"] = session.start_ns
