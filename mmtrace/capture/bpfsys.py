@@ -201,52 +201,41 @@ def tracepoint_attach(prog_fd: int, tracefs: str, category: str, name: str) -> i
     return fd
 
 
-def _elem(fd: int, key, value, flags: int = 0) -> _ElemAttr:
-    return _ElemAttr(map_fd=fd, key=ctypes.addressof(key) if key is not None else 0,
-                     value=ctypes.addressof(value) if value is not None else 0, flags=flags)
+def _elem_op(cmd: int, fd: int, key: bytes | None, value, what: str, flags: int = 0) -> bool:
+    """One map element command on ``key`` (None: no key) and buffer ``value``;
+    False when the kernel says ENOENT (no such key, or no next key)."""
+    k = ctypes.create_string_buffer(key, len(key)) if key is not None else None
+    a = _ElemAttr(map_fd=fd, key=ctypes.addressof(k) if k is not None else 0,
+                  value=ctypes.addressof(value) if value is not None else 0, flags=flags)
+    try:
+        _bpf(cmd, a, what)
+    except BpfError as e:
+        if e.errno == errno.ENOENT:
+            return False
+        raise
+    return True
 
 
 def map_lookup(fd: int, key: bytes, value_size: int) -> bytes | None:
     """The value at ``key`` (for per-CPU maps, value_size is per CPU x possible CPUs), or None."""
-    k = ctypes.create_string_buffer(key, len(key))
     v = ctypes.create_string_buffer(value_size)
-    try:
-        _bpf(_MAP_LOOKUP_ELEM, _elem(fd, k, v), "BPF map lookup")
-    except BpfError as e:
-        if e.errno == errno.ENOENT:
-            return None
-        raise
-    return v.raw
+    return v.raw if _elem_op(_MAP_LOOKUP_ELEM, fd, key, v, "BPF map lookup") else None
 
 
 def map_update(fd: int, key: bytes, value: bytes, flags: int = 0) -> None:
     """BPF_MAP_UPDATE_ELEM (flags 0: BPF_ANY)."""
-    k = ctypes.create_string_buffer(key, len(key))
-    v = ctypes.create_string_buffer(value, len(value))
-    _bpf(_MAP_UPDATE_ELEM, _elem(fd, k, v, flags), "BPF map update")
+    _elem_op(_MAP_UPDATE_ELEM, fd, key, ctypes.create_string_buffer(value, len(value)), "BPF map update", flags)
 
 
 def map_delete(fd: int, key: bytes) -> None:
     """BPF_MAP_DELETE_ELEM (a missing key is not an error)."""
-    k = ctypes.create_string_buffer(key, len(key))
-    try:
-        _bpf(_MAP_DELETE_ELEM, _elem(fd, k, None), "BPF map delete")
-    except BpfError as e:
-        if e.errno != errno.ENOENT:
-            raise
+    _elem_op(_MAP_DELETE_ELEM, fd, key, None, "BPF map delete")
 
 
 def map_next_key(fd: int, key: bytes | None, key_size: int) -> bytes | None:
     """The key after ``key`` (the first with None), or None at the end."""
-    k = ctypes.create_string_buffer(key, len(key)) if key is not None else None
     n = ctypes.create_string_buffer(key_size)
-    try:
-        _bpf(_MAP_GET_NEXT_KEY, _elem(fd, k, n), "BPF map iteration")
-    except BpfError as e:
-        if e.errno == errno.ENOENT:
-            return None
-        raise
-    return n.raw
+    return n.raw if _elem_op(_MAP_GET_NEXT_KEY, fd, key, n, "BPF map iteration") else None
 
 
 def map_info(fd: int) -> dict:
