@@ -255,8 +255,8 @@ def main(argv=None) -> int:
         for rnd in range(1, args.rounds + 1):
             for w in workloads:
                 for t in active:
-                    if t == "mmtrace-cold" and w != "startup":
-                        continue
+                    if (t == "mmtrace-cold" and w != "startup") or (t == "mmtrace-bystander" and w in FOOTPRINT):
+                        continue  # cold: a compile per run, for start-up only; bystander: no recorder in the tree
                     rec = one_run(t, cmds[w], tmp, ctx, args, w)
                     rec.update(workload=w, round=rnd, iterations=iters[w])
                     runs.append(rec)
