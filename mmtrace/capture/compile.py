@@ -30,6 +30,7 @@ import base64
 import ctypes
 import json
 import os
+import signal
 import struct
 import sys
 
@@ -123,6 +124,9 @@ def manifest(source: str, cflags: list[str]) -> dict:
 
 
 def main() -> int:
+    # Ctrl-C reaches the whole process group: the recorder decides (it stops
+    # cleanly once loaded), so the compile is not cut short with a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     req = json.load(sys.stdin)
     if req.get("headers"):
         os.environ["BCC_KERNEL_SOURCE"] = req["headers"]
