@@ -239,7 +239,7 @@ def main(argv=None) -> int:
              "startup": 1, "idle": 1}
     cmds = {w: [str(bins[w]), "-n", str(iters[w])] for w in workloads if w not in FOOTPRINT}
     cmds["startup"] = ["/bin/true"]
-    cmds["idle"] = ["sleep", f"{args.idle_s:g}"]
+    cmds["idle"] = ["/usr/bin/sleep", f"{args.idle_s:g}"]  # a path: bpftrace -c refuses a name found twice (usrmerge)
     tps = C.tracepoints()
     ctx = {
         "mmtrace": mm_cli,
