@@ -380,6 +380,27 @@ def analysis_rows(rec: dict, results: dict, code=lambda text: text) -> list[list
     return rows
 
 
+FOOTPRINT_HEADERS = ["tool", "start-up s (-c true)", "peak RSS MB idle", "peak RSS MB mmloop", "mmloop vs untraced",
+                     "mmloop lost"]
+
+
+def footprint_rows(summary: list[dict]) -> list[list[str]]:
+    """One row per tool of overhead.py's summary: start-up wall time (the
+    startup workload), peak RSS idle and on the mmap loop, the loop's ratio
+    and lost events, beside each other."""
+    by = {(s["workload"], s["tool"]): s for s in summary if not s["skipped"]}
+    rows = []
+    for tool in dict.fromkeys(s["tool"] for s in summary):
+        if tool == "untraced" or not any(t == tool for _, t in by):
+            continue
+        st, idle, loop = by.get(("startup", tool), {}), by.get(("idle", tool), {}), by.get(("mmloop", tool), {})
+        rows.append([tool, fmt(st.get("median_wall_s"), ".2f"), fmt(idle.get("median_tool_rss_mb"), ",.0f"),
+                     fmt(loop.get("median_tool_rss_mb"), ",.0f"),
+                     fmt(loop.get("ratio"), ".2f") + ("x" if loop.get("ratio") else ""),
+                     lost_text(loop) if loop else "-"])
+    return rows
+
+
 def lost_text(s: dict) -> str:
     """Lost events of one overhead summary row, with their share of all events ("-" if unknown)."""
     if s["lost_total"] is None:

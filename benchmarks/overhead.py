@@ -7,6 +7,9 @@ Two workloads (benchmarks/workloads/, compiled with cc -O2 into a temp dir):
   forkexec  fork + execve("/bin/true") + waitpid, N times (µs/iteration)
   getppid   getppid(), N times: a syscall mmtrace does not follow, i.e. what
             every other syscall pays once syscalls are hooked (µs/call)
+  startup   /bin/true: the tool's start-up and stop, i.e. `mmtrace record -c
+            true` wall time (and perf's, bpftrace's); its "peak RSS" too
+  idle      sleep --idle-s seconds: the tool's peak RSS while nothing happens
 
 each run, interleaved round after round (untraced, mmtrace, bpftrace, perf,
 untraced, mmtrace, ...), under:
@@ -29,6 +32,8 @@ untraced, mmtrace, ...), under:
   mmtrace-empty-programs  (opt-in too) mmtrace record with
             MMTRACE_EMPTY_PROGRAMS=1: every hook attached, every program
             returning at once: the floor any recorder of these events pays
+  mmtrace-cold  (opt-in too; startup workload only) mmtrace record with an
+            empty module cache (MMTRACE_CACHE_DIR of its own): BCC compiles
   mmtrace-raw-syscalls  (opt-in too) mmtrace record with
             MMTRACE_SYSCALL_HOOK=raw: syscalls through raw_syscalls:sys_enter/
             sys_exit (every syscall of the host runs a program, which keeps
@@ -68,8 +73,11 @@ import _common as C  # noqa: E402
 
 TOOLS = ["untraced", "mmtrace", "bpftrace", "perf"]
 # Opt-in with --tools (see the docstring).
-EXTRA_TOOLS = ["mmtrace-all-stores", "mmtrace-raw-syscalls", "mmtrace-bystander", "mmtrace-empty-programs"]
-WORKLOADS = ["mmloop", "forkexec", "getppid"]
+EXTRA_TOOLS = ["mmtrace-all-stores", "mmtrace-raw-syscalls", "mmtrace-bystander", "mmtrace-empty-programs",
+               "mmtrace-cold"]
+WORKLOADS = ["mmloop", "forkexec", "getppid", "startup", "idle"]
+# Workloads that time nothing themselves: only the tool's wall time and RSS count.
+FOOTPRINT = ("startup", "idle")
 # bpftrace 0.17 prints "Lost N events" to its *output* stream: with -o FILE that is the
 # file, not stderr (seen here with BPFTRACE_PERF_RB_PAGES=1); both are read.
 _BT_LOST = re.compile(r"^Lost (\d+) events", re.M)
@@ -88,6 +96,7 @@ def parse_args(argv=None):
     p.add_argument("--mmloop-iters", type=int, default=100_000, help="mmloop iterations per run (default: %(default)s)")
     p.add_argument("--forkexec-iters", type=int, default=1000, help="forkexec iterations per run (default: %(default)s)")
     p.add_argument("--getppid-iters", type=int, default=2_000_000, help="getppid calls per run (default: %(default)s)")
+    p.add_argument("--idle-s", type=float, default=3.0, help="seconds of the idle workload (default: %(default)s)")
     p.add_argument("--mmtrace", help="mmtrace CLI (default: next to this Python, or .venv/bin/mmtrace)")
     p.add_argument("--perf-lost", choices=["stats", "dump"], default="stats",
                    help="how to count perf's lost samples: 'perf report --stats' (fast) or sum of "
@@ -138,18 +147,20 @@ def _start_bystander(mmtrace_cli: str, out: Path, timeout: float) -> subprocess.
     return p
 
 
-def one_run(tool: str, cmd: list[str], tmp: Path, ctx: dict, args) -> dict:
+def one_run(tool: str, cmd: list[str], tmp: Path, ctx: dict, args, workload: str = "") -> dict:
     rec: dict = {"tool": tool, "events": None, "lost": None, "error": None}
     env = None
     if tool == "untraced":
         argv = cmd
-    elif tool in ("mmtrace", "mmtrace-all-stores", "mmtrace-raw-syscalls", "mmtrace-empty-programs"):
+    elif tool in ("mmtrace", "mmtrace-all-stores", "mmtrace-raw-syscalls", "mmtrace-empty-programs", "mmtrace-cold"):
         out = tmp / "mmtrace.data"
         extra = ["--all-stores"] if tool == "mmtrace-all-stores" else []
         if tool == "mmtrace-raw-syscalls":
             env = dict(os.environ, MMTRACE_SYSCALL_HOOK="raw")
         elif tool == "mmtrace-empty-programs":
             env = dict(os.environ, MMTRACE_EMPTY_PROGRAMS="1")
+        elif tool == "mmtrace-cold":  # a cache of its own, emptied after each run
+            env = dict(os.environ, MMTRACE_CACHE_DIR=str(tmp / "module-cache"))
         argv = [ctx["mmtrace"], "record", "-q", "-o", str(out)] + extra + ["--"] + cmd
     elif tool == "bpftrace":
         out = tmp / "bpftrace.out"
@@ -183,7 +194,7 @@ def one_run(tool: str, cmd: list[str], tmp: Path, ctx: dict, args) -> dict:
                us_per_iter=res["us_per_iter"] if res else None, argv=C.cmdline(argv))
     if r.timed_out:
         rec["error"] = f"timed out after {args.timeout:g}s"
-    elif r.returncode != 0 or res is None:
+    elif r.returncode != 0 or (res is None and workload not in FOOTPRINT):
         rec["error"] = f"exit {r.returncode}: {(r.stderr.strip().splitlines() or ['no output'])[-1][:300]}"
     try:
         if tool.startswith("mmtrace") and (tmp / "mmtrace.data").exists():
@@ -223,9 +234,12 @@ def main(argv=None) -> int:
     work = C.make_tmpdir(args.tmpdir, "mmtrace-bench-")
     tmp = work / "out"
     tmp.mkdir()
-    bins = C.compile_workloads(work, workloads)
-    iters = {"mmloop": args.mmloop_iters, "forkexec": args.forkexec_iters, "getppid": args.getppid_iters}
-    cmds = {w: [str(bins[w]), "-n", str(iters[w])] for w in workloads}
+    bins = C.compile_workloads(work, [w for w in workloads if w not in FOOTPRINT])
+    iters = {"mmloop": args.mmloop_iters, "forkexec": args.forkexec_iters, "getppid": args.getppid_iters,
+             "startup": 1, "idle": 1}
+    cmds = {w: [str(bins[w]), "-n", str(iters[w])] for w in workloads if w not in FOOTPRINT}
+    cmds["startup"] = ["/bin/true"]
+    cmds["idle"] = ["/usr/bin/sleep", f"{args.idle_s:g}"]  # a path: bpftrace -c refuses a name found twice (usrmerge)
     tps = C.tracepoints()
     ctx = {
         "mmtrace": mm_cli,
@@ -241,7 +255,9 @@ def main(argv=None) -> int:
         for rnd in range(1, args.rounds + 1):
             for w in workloads:
                 for t in active:
-                    rec = one_run(t, cmds[w], tmp, ctx, args)
+                    if (t == "mmtrace-cold" and w != "startup") or (t == "mmtrace-bystander" and w in FOOTPRINT):
+                        continue  # cold: a compile per run, for start-up only; bystander: no recorder in the tree
+                    rec = one_run(t, cmds[w], tmp, ctx, args, w)
                     rec.update(workload=w, round=rnd, iterations=iters[w])
                     runs.append(rec)
                     line = (f"round {rnd}/{args.rounds} {w:8} {t:8} {C.fmt(rec['us_per_iter'], '10.2f')} us/iter  "
@@ -266,6 +282,8 @@ def main(argv=None) -> int:
         base = C.median([r["us_per_iter"] for r in base_runs])
         for t in tools:
             rs = [r for r in runs if r["workload"] == w and r["tool"] == t]
+            if not rs and not status[t]:
+                continue  # not run for this workload (mmtrace-cold)
             good = [r for r in rs if not r["error"]]
             ok, clean_only = usable(rs)  # the runs the median and min-max are taken over
             med = C.median([r["us_per_iter"] for r in ok])
@@ -319,6 +337,10 @@ def main(argv=None) -> int:
           f"clean: no other tracer and other processes below {args.noise_limit:g} cores busy (other load: "
           "median cores busy with anything else during the runs); medians and min-max over clean runs "
           "when there are at least 3, else over all runs (marked *).")
+    if any(w in FOOTPRINT for w in workloads):
+        print("\nFootprint (medians; start-up: the tool's wall time around /bin/true; peak RSS: the tool's "
+              "process tree, idle = while `sleep`)")
+        print(C.table(C.FOOTPRINT_HEADERS, C.footprint_rows(summary), "lrrrrr"))
     noisy = [r for r in runs if r["noisy"]]
     traced = [r for r in runs if r.get("interference")]
     if noisy:

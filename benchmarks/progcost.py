@@ -41,11 +41,11 @@ def prog_stats() -> dict[int, tuple[str, int, int]]:
 def program_names(collector) -> dict[int, str]:
     """{prog id: BCC's full function name} (the kernel keeps 15 characters of a name)."""
     out = {}
-    for name, fn in collector.bpf.funcs.items():
-        with open(f"/proc/self/fdinfo/{fn.fd}") as f:
+    for name, fd in collector.programs.items():
+        with open(f"/proc/self/fdinfo/{fd}") as f:
             for line in f:
                 if line.startswith("prog_id:"):
-                    out[int(line.split()[1])] = name.decode()
+                    out[int(line.split()[1])] = name
     return out
 
 
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
             names = program_names(collector)
         finally:
             STATS.write_text(was)
-            collector.close()
+            collector.close(wait=True)
     programs = []
     for pid_, (name, t, n) in sorted(after.items()):
         if pid_ not in names:

@@ -39,8 +39,21 @@ def overhead_md(d) -> list[str]:
         "the table shows the median over rounds.",
         "",
     ]
+    foot = C.footprint_rows(d["summary"])
+    if any(r[1] != "-" for r in foot):
+        out += [
+            "**Footprint.** Start-up: median wall time of the tool around `/bin/true` (`mmtrace record -c true`, "
+            "`perf record -e ... -- true`, `bpftrace -c true`), compile/attach/detach included; "
+            "`mmtrace-cold` is mmtrace with an empty module cache (BCC compiles). Peak RSS: the tool's process "
+            "tree (wait4), idle (`sleep " + f"{a.get('idle_s', 3):g}" + "`) and on the mmap loop at full speed.",
+            "",
+            C.table(C.FOOTPRINT_HEADERS, foot, "lrrrrr"),
+            "",
+        ]
     rows = []
     for s in d["summary"]:
+        if s["workload"] in ("startup", "idle"):
+            continue  # in the footprint table
         if s["skipped"]:
             rows.append([s["workload"], s["tool"], "skipped", "", "", "", "", "", "", "", s["skipped"]])
             continue

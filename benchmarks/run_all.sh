@@ -49,7 +49,8 @@ RAW=$(dirname "$OUTPUT")/results	# raw JSON of every script, kept: report.py re-
 mkdir -p "$RAW"
 rm -f "$RAW"/overhead.json "$RAW"/progcost.json "$RAW"/loss.json "$RAW"/analysis.json
 
-OV_ARGS=(--rounds "$ROUNDS" --tools untraced,mmtrace,mmtrace-empty-programs,mmtrace-bystander,bpftrace,perf)
+OV_ARGS=(--rounds "$ROUNDS" --tools untraced,mmtrace,mmtrace-empty-programs,mmtrace-bystander,mmtrace-cold,bpftrace,perf
+	--workloads mmloop,forkexec,getppid,startup,idle)
 LOSS_ARGS=()
 AN_ARGS=()
 if [ $QUICK = 1 ]; then

@@ -68,17 +68,18 @@ static __always_inline int mmt_huge_seen(void)
 	return seen && *seen;
 }
 
+/* System-wide (MMT_TRACE_ALL), the bitmap holds the tgids NOT traced: the
+ * recorder's own.  It is set by user space after load, so the compiled
+ * module does not depend on the recorder's pid and can be cached
+ * (capture/loader.py). */
 static __always_inline int mmt_is_traced(u32 tgid)
 {
 	u32 word = tgid / 64;
-	u64 *bits;
+	u64 *bits = traced_bits.lookup(&word);
 
-	if (tgid == MMT_SELF_TGID)
-		return 0;
 #ifdef MMT_TRACE_ALL
-	return 1;
+	return !bits || !((*bits >> (tgid % 64)) & 1);
 #else
-	bits = traced_bits.lookup(&word);
 	if (bits)
 		return (*bits >> (tgid % 64)) & 1;
 	return traced.lookup(&tgid) != NULL;	/* pid_max was raised after load */

@@ -38,7 +38,8 @@
  *      sample also reads the task's cgroup counter; MMT_HUGETLB_CGRP_ID,
  *      MMT_SIZEOF_page_counter and MMT_HS_ORDER_<hstate index> come with it.
  *  MMT_VM_HUGETLB               the VM_HUGETLB bit (mmtrace/events/flags.py).
- *  MMT_TRACE_ALL                system-wide: no tgid filter (but MMT_SELF_TGID).
+ *  MMT_TRACE_ALL                system-wide: no tgid filter but the recorder's
+ *      own (the traced_bits bitmap then lists the tgids left out).
  *  MMT_EMPTY_PROGRAMS           every program returns at once: what the hooks
  *      alone cost (MMTRACE_EMPTY_PROGRAMS=1, benchmarks/overhead.py's
  *      mmtrace-empty-programs); nothing is recorded.
@@ -54,9 +55,6 @@
 #endif
 #ifndef MMT_TRACED_WORDS
 #define MMT_TRACED_WORDS 65536	/* bits for tgids below pid_max (4194304 on 64-bit) */
-#endif
-#ifndef MMT_SELF_TGID
-#define MMT_SELF_TGID 0
 #endif
 
 #ifdef MMT_EMPTY_PROGRAMS

@@ -13,6 +13,14 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import Trace, open, stream  # noqa: E402,A004
-
 __all__ = ["open", "stream", "Trace", "__version__"]
+
+
+def __getattr__(name: str):
+    # Imported on first use: the recorder (mmtrace.capture) never needs the
+    # analysis side, nor the ~0.4 s and ~50 MB that pandas costs to import.
+    if name in ("open", "stream", "Trace"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'mmtrace' has no attribute {name!r}")

@@ -14,8 +14,6 @@ import glob
 import os
 import time
 
-import pandas as pd
-
 __all__ = ["KmsgReader", "sample_hugepages"]
 
 _HUGE_FIELDS = ("nr_hugepages", "free_hugepages", "resv_hugepages", "surplus_hugepages")
@@ -24,7 +22,8 @@ _HUGE_FIELDS = ("nr_hugepages", "free_hugepages", "resv_hugepages", "surplus_hug
 class KmsgReader:
     """New /dev/kmsg records since it was opened (without blocking).
 
-    ``read()`` returns a DataFrame: ``ts`` (CLOCK_MONOTONIC ns when read),
+    ``read()`` returns rows (dicts, the columns of the ``procfs/kmsg``
+    table): ``ts`` (CLOCK_MONOTONIC ns when read),
     ``kmsg_us`` (the record's own timestamp, µs since boot on the kernel's
     local clock), ``seq``, ``level`` (0 emerg .. 7 debug), ``facility``, ``msg``.
     """
@@ -36,7 +35,7 @@ class KmsgReader:
         except OSError:
             self.fd = None
 
-    def read(self) -> pd.DataFrame:
+    def read(self) -> list[dict]:
         rows = []
         while self.fd is not None:
             try:
@@ -63,7 +62,7 @@ class KmsgReader:
                     "msg": msg.split("\n", 1)[0],
                 }
             )
-        return pd.DataFrame(rows, columns=["ts", "kmsg_us", "seq", "level", "facility", "msg"])
+        return rows
 
     def close(self) -> None:
         if self.fd is not None:

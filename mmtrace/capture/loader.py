@@ -1,30 +1,46 @@
 """Compile the collectors with BCC, attach them, and drain their ring buffers.
 
-With session.py, the only code that imports bcc.  There is no Python code
-per event: each kind has its own ring of fixed-size records, drained on a
-timer as numpy arrays (ring.py); decoding to DataFrames is vectorised too
-(mmtrace.events.decode).
+BCC compiles in a short-lived child (capture/compile.py), so the long-lived
+recorder never holds LLVM; what BCC built (bytecode, maps, BTF) is kept in a
+cache keyed by everything the build depends on, so the next recording of
+the same plan on the same kernel compiles nothing.  The recorder loads and
+attaches it through bpf(2) itself (capture/bpfsys.py).  There is no Python
+code per event: each kind has its own ring of fixed-size records, drained
+on a timer as numpy arrays (ring.py); decoding to DataFrames is vectorised
+too (mmtrace.events.decode).
 """
 
 from __future__ import annotations
 
-import ctypes
+import base64
+import hashlib
+import importlib.util
+import json
 import os
+import platform
+import stat
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
+from .. import __version__
 from ..events.schema import KINDS
-from .kernel import COLLECTOR_FILES, KernelError, ProbePlan, collectors_dir
+from . import bpfsys
+from .compile import MANIFEST_FORMAT  # noqa: F401 (cache entries carry it)
+from .kernel import COLLECTOR_FILES, KernelError, ProbePlan, Tracefs, collectors_dir
 from .ring import RingReader
 
-__all__ = ["Collector", "BccMissing", "program_source", "ring_sizes", "DEFAULT_BUFFER_MB"]
+__all__ = ["Collector", "BccMissing", "program_source", "ring_sizes", "DEFAULT_BUFFER_MB", "cache_dir",
+           "load_manifest", "Loaded"]
 
 # Ring for tree writes, in MiB; at ~1 M events/s (160 bytes each) it holds
 # 200 ms, ten times the drain period.
 DEFAULT_BUFFER_MB = 32
+_CACHE_ENV = "MMTRACE_CACHE_DIR"
 
 
 def ring_sizes(buffer_mb: int) -> dict[str, int]:
@@ -55,16 +71,11 @@ class BccMissing(KernelError):
     """The bcc Python module (Debian: python3-bpfcc) is not importable."""
 
 
-def _import_bcc():
-    try:
-        import bcc  # noqa: F401
-    except ImportError as e:
-        raise BccMissing(
-            "the BCC Python module is missing: install the distribution package "
-            "'python3-bpfcc' (never 'pip install bcc', an unrelated project), "
-            "then run ./setup.sh again"
-        ) from e
-    return bcc
+_BCC_MISSING = (
+    "the BCC Python module is missing: install the distribution package "
+    "'python3-bpfcc' (never 'pip install bcc', an unrelated project), "
+    "then run ./setup.sh again"
+)
 
 
 def program_source() -> str:
@@ -77,11 +88,246 @@ def program_source() -> str:
     return "".join(parts)
 
 
+# ---------------------------------------------------------------- the cache
+def cache_dir() -> Path:
+    """Where compiled modules are kept: $MMTRACE_CACHE_DIR, else ~/.cache/mmtrace/bpf (as kheaders)."""
+    env = os.environ.get(_CACHE_ENV)
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mmtrace" / "bpf"
+
+
+def _private(p: Path) -> bool:
+    # The cache holds programs that root loads into the kernel: trust only
+    # what nobody else could have written.
+    try:
+        st = p.stat()
+    except OSError:
+        return False
+    return st.st_uid == os.geteuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _bcc_version() -> str:
+    spec = importlib.util.find_spec("bcc")  # finds, does not import (nor load libbcc)
+    if spec is None or not spec.submodule_search_locations:
+        return "none"
+    try:
+        return (Path(list(spec.submodule_search_locations)[0]) / "version.py").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def _kernel_identity() -> str:
+    try:  # the kernel's build id note (ELF notes of vmlinux)
+        notes = Path("/sys/kernel/notes").read_bytes().hex()
+    except OSError:
+        notes = ""
+    return f"{platform.release()}|{platform.version()}|{notes}"
+
+
+def cache_key(source: str, cflags: list[str], plan: ProbePlan) -> str:
+    """What a compiled module depends on: mmtrace, BCC, the kernel (build id),
+    the headers BCC parses, the tracepoint formats (BCC builds each
+    TRACEPOINT_PROBE's args struct from tracefs), the source and flags."""
+    h = hashlib.sha256()
+    stamp = ""
+    if plan.headers:
+        try:
+            stamp = (Path(plan.headers) / ".mmtrace-complete").read_text()
+        except OSError:
+            stamp = plan.headers
+    for part in (__version__, str(MANIFEST_FORMAT), _bcc_version(), _kernel_identity(), str(plan.headers), stamp,
+                 json.dumps(plan.tracepoints, sort_keys=True), source, "\0".join(cflags)):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _cache_read(key: str) -> dict | None:
+    d = cache_dir()
+    f = d / f"{key}.json"
+    if not (_private(d) and _private(f)):
+        return None
+    try:
+        m = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None
+    return m if m.get("format") == MANIFEST_FORMAT and m.get("key") == key else None
+
+
+def _cache_write(key: str, manifest: dict) -> None:
+    d = cache_dir()
+    try:
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not _private(d):
+            return
+        tmp = d / f".{key}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({**manifest, "key": key}, f)
+        os.replace(tmp, d / f"{key}.json")
+    except OSError:
+        pass  # no cache: the next recording compiles again
+
+
+def _compile(source: str, cflags: list[str], headers: str | None) -> dict:
+    """Run BCC in a child process (capture/compile.py): the module it built."""
+    pkg_parent = str(Path(__file__).resolve().parent.parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = pkg_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    req = json.dumps({"source": source, "cflags": cflags, "headers": headers})
+    r = subprocess.run([sys.executable, "-m", "mmtrace.capture.compile"], input=req, stdout=subprocess.PIPE,
+                       text=True, env=env)
+    try:
+        out = json.loads(r.stdout)
+    except ValueError:
+        raise RuntimeError(f"the BCC compiler process failed (exit {r.returncode}, no result)") from None
+    if "error" in out:
+        if out.get("bcc_missing"):
+            raise BccMissing(_BCC_MISSING)
+        raise RuntimeError(out["error"])
+    return out
+
+
+# ---------------------------------------------------------------- loading
+class Loaded:
+    """A module replayed into the kernel: ``maps`` {name: (fd, manifest entry)},
+    ``progs`` {name: fd}, ``links`` (perf-event and raw-tracepoint fds that keep
+    the programs attached)."""
+
+    def __init__(self) -> None:
+        self.maps: dict[str, tuple[int, dict]] = {}
+        self.progs: dict[str, int] = {}
+        self.links: list[tuple[str, int]] = []  # (kind, fd)
+        self.btf_fd: int | None = None
+
+    def fds(self) -> list[int]:
+        return ([fd for _, fd in self.links] + list(self.progs.values()) + [fd for fd, _ in self.maps.values()]
+                + ([self.btf_fd] if self.btf_fd is not None else []))
+
+    def close(self, background: bool = False) -> None:
+        """Detach and free everything.
+
+        Closing a tracepoint's perf event waits for an RCU grace period under
+        the global event_mutex (perf_trace_destroy() -> perf_trace_event_unreg()
+        -> tracepoint_synchronize_unregister(), kernel/trace/trace_event_perf.c):
+        ~30 ms each, one after the other, ~1 s for mmtrace's 30.  With
+        ``background``, a detached grandchild holds the last copies of the fds
+        and closes them, so the caller does not wait; the programs stay
+        attached (running their filter) until it is done."""
+        fds = self.fds()
+        self.links, self.progs, self.maps, self.btf_fd = [], {}, {}, None
+        done_w = None
+        if background and fds:
+            done_r, done_w = os.pipe()
+            try:
+                pid = os.fork()
+            except OSError:
+                pid = -1
+            if pid == 0:  # child: fork the closer, exit at once (nothing to reap later)
+                try:
+                    if os.fork() == 0:
+                        os.setsid()
+                        # Nor hold the caller's stdout/stderr (a pipe's reader would wait).
+                        null = os.open(os.devnull, os.O_RDWR)
+                        for std in (0, 1, 2):
+                            os.dup2(null, std)
+                        # Close last: wait until the caller has closed its copies.
+                        os.close(done_w)
+                        os.read(done_r, 1)
+                        for fd in fds:
+                            os.close(fd)
+                finally:
+                    os._exit(0)
+            os.close(done_r)
+            if pid > 0:
+                os.waitpid(pid, 0)
+        for fd in fds:
+            os.close(fd)
+        if done_w is not None:
+            os.close(done_w)
+
+
+def load_manifest(m: dict, tracefs: str, *, before_attach=None) -> Loaded:
+    """Create the maps of ``m`` (capture/compile.py), load its programs with
+    their map references patched to the new fds, and attach them.
+    ``before_attach(loaded)`` runs once the maps exist and nothing is attached
+    (to fill the traced set first)."""
+    out = Loaded()
+    try:
+        btf_fd = 0
+        if m.get("btf"):
+            out.btf_fd = btf_fd = bpfsys.btf_load(base64.b64decode(m["btf"]))
+        fds = []
+        for mp in m["maps"]:
+            has_btf = btf_fd and mp["btf_value_type_id"]
+            fd = bpfsys.map_create(mp["type"], mp["key_size"], mp["value_size"], mp["max_entries"], mp["flags"],
+                                   mp["name"], btf_fd if has_btf else 0, mp["btf_key_type_id"] if has_btf else 0,
+                                   mp["btf_value_type_id"] if has_btf else 0)
+            out.maps[mp["name"]] = (fd, mp)
+            fds.append(fd)
+        for p in m["progs"]:
+            code = bytearray(base64.b64decode(p["insns"]))
+            for insn, map_index in p["relocs"]:
+                code[8 * insn + 4 : 8 * insn + 8] = fds[map_index].to_bytes(4, "little", signed=True)
+            ptype = bpfsys.PROG_TYPE_RAW_TRACEPOINT if p["kind"] == "raw_tracepoint" else bpfsys.PROG_TYPE_TRACEPOINT
+            out.progs[p["name"]] = bpfsys.prog_load(ptype, bytes(code), p["name"], m["license"], m["kern_version"])
+        if before_attach is not None:
+            before_attach(out)
+        for p in m["progs"]:
+            fd = out.progs[p["name"]]
+            if p["kind"] == "raw_tracepoint":
+                out.links.append(("raw_tracepoint", bpfsys.raw_tracepoint_open(p["target"], fd)))
+            else:
+                cat, name = p["target"].split(":")
+                out.links.append(("tracepoint", bpfsys.tracepoint_attach(fd, tracefs, cat, name)))
+    except BaseException:
+        out.close()
+        raise
+    return out
+
+
+class _Map:
+    """Typed access to one map of a Loaded module (keys and values as bytes)."""
+
+    def __init__(self, fd: int, info: dict, ncpus: int) -> None:
+        self.fd = fd
+        self.key_size = info["key_size"]
+        self.max_entries = info["max_entries"]
+        self.percpu = info["type"] in (5, 6, 10)  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
+        vs = info["value_size"]
+        self.value_size = ((vs + 7) & ~7) * ncpus if self.percpu else vs
+        self.elem_size = (vs + 7) & ~7
+
+    def get(self, key: bytes) -> bytes | None:
+        return bpfsys.map_lookup(self.fd, key, self.value_size)
+
+    def set(self, key: bytes, value: bytes) -> None:
+        bpfsys.map_update(self.fd, key, value)
+
+    def keys(self) -> list[bytes]:
+        out, k = [], None
+        while True:
+            k = bpfsys.map_next_key(self.fd, k, self.key_size)
+            if k is None:
+                return out
+            out.append(k)
+
+    def percpu_u64_sum(self, key: bytes) -> int:
+        v = self.get(key)
+        return int(np.frombuffer(v, dtype="<u8")[:: self.elem_size // 8].sum()) if v else 0
+
+
+def _u32(x: int) -> bytes:
+    return int(x).to_bytes(4, "little")
+
+
 class Collector:
     """The loaded BPF program.
 
     ``poll()`` waits, then moves records out of the rings (freeing their
     space); ``take()`` hands them over as numpy record arrays by kind.
+    ``compiled`` says whether this load compiled (False: from the cache).
     """
 
     def __init__(
@@ -94,15 +340,14 @@ class Collector:
         self_tgid: int | None = None,
         keep_inner: bool = False,
     ) -> None:
-        bcc = _import_bcc()
         if buffer_mb < 1 or buffer_mb & (buffer_mb - 1):
             raise ValueError("--buffer-mb must be a power of two (ring buffers need it)")
         self.plan = plan
         self.ring_bytes = ring_sizes(buffer_mb)
+        self.system_wide = system_wide
         page = os.sysconf("SC_PAGE_SIZE")
         cflags = plan.cflags() + [
             f"-I{collectors_dir()}",
-            f"-DMMT_SELF_TGID={self_tgid if self_tgid is not None else os.getpid()}",
             # Kernel headers of another release warn about things we never use.
             "-Wno-unused-value",
             "-Wno-pointer-sign",
@@ -127,18 +372,41 @@ class Collector:
             print("mmtrace: warning: MMTRACE_EMPTY_PROGRAMS=1: every BPF program returns at once; "
                   "nothing is recorded (this measures the hooks alone)", file=sys.stderr)
         self.cflags = cflags
-        if plan.headers:
-            os.environ["BCC_KERNEL_SOURCE"] = plan.headers
-        self.bpf = bcc.BPF(text=program_source().encode(), cflags=cflags)
-        # The traced set must be in place before anything can fork.
-        self._traced = self.bpf[b"traced"]
-        self._traced_bits = self.bpf[b"traced_bits"]
-        for pid in pids or ():
-            self.add_pid(pid)
-        self._rings = {
-            k: RingReader(self.bpf[f"rb_{k}".encode()].map_fd, n, KINDS[k].dtype)
-            for k, n in self.ring_bytes.items()
-        }
+        source = program_source()
+        key = cache_key(source, cflags, plan)
+        manifest = _cache_read(key)
+        self.compiled = manifest is None
+        if manifest is None:
+            manifest = _compile(source, cflags, plan.headers)
+            _cache_write(key, manifest)
+        ncpus = bpfsys.possible_cpus()
+        # The recorder itself (system-wide: its tgid is the one bit of the
+        # bitmap, which then means "not traced").
+        self_tgid = os.getpid() if self_tgid is None else self_tgid
+
+        def fill_traced(loaded: Loaded) -> None:
+            # The traced set must be in place before anything can fork.
+            self._maps = {name: _Map(fd, info, ncpus) for name, (fd, info) in loaded.maps.items()}
+            self._traced = self._maps["traced"]
+            self._traced_bits = self._maps["traced_bits"]
+            if system_wide:
+                self._set_bits([self_tgid])
+            for pid in pids or ():
+                self.add_pid(pid)
+
+        try:
+            self._loaded = load_manifest(manifest, str(Tracefs().root), before_attach=fill_traced)
+        except bpfsys.BpfError as e:
+            raise RuntimeError(str(e)) from e
+        self.programs = dict(self._loaded.progs)  # function name -> prog fd
+        try:
+            self._rings = {
+                k: RingReader(self._loaded.maps[f"rb_{k}"][0], n, KINDS[k].dtype)
+                for k, n in self.ring_bytes.items()
+            }
+        except BaseException:
+            self._loaded.close()
+            raise
         self._pending: dict[str, list[np.ndarray]] = {k: [] for k in self._rings}
         # Drain on our own thread, every few ms, so that writing Parquet on
         # the caller's thread never leaves the rings to fill up.
@@ -149,12 +417,14 @@ class Collector:
 
     def add_pid(self, tgid: int) -> None:
         """Add a process (and, through fork, its future children) to the traced set."""
-        self._traced[ctypes.c_uint32(tgid)] = ctypes.c_uint8(1)
+        if self.system_wide:
+            return  # everything is traced; the bitmap lists what is not
+        self._traced.set(_u32(tgid), b"\x01")
         # Every tgid of the hash, this one included: our read-modify-write of
         # a bitmap word can undo a bit the kernel set at that instant for a
         # traced process's new child; the kernel adds children to the hash
         # first, so the hash puts any such bit back.
-        self._set_bits([int(k.value) for k in self._traced.keys()])
+        self._set_bits([int.from_bytes(k, "little") for k in self._traced.keys()])
 
     def _set_bits(self, tgids: list[int]) -> None:
         size = self._traced_bits.max_entries
@@ -162,10 +432,10 @@ class Collector:
             word, bit = divmod(tgid, 64)
             if word >= size:
                 continue  # the kernel side falls back to the hash
-            key = ctypes.c_int(word)
-            old = int(self._traced_bits[key].value)
+            key = _u32(word)
+            old = int.from_bytes(self._traced_bits.get(key) or bytes(8), "little")
             if not old >> bit & 1:
-                self._traced_bits[key] = ctypes.c_uint64(old | 1 << bit)
+                self._traced_bits.set(key, (old | 1 << bit).to_bytes(8, "little"))
 
     def poll(self, timeout_ms: int = 100) -> None:
         """Wait ``timeout_ms`` (records are submitted without wakeups; a thread
@@ -196,33 +466,47 @@ class Collector:
     def pending_count(self) -> int:
         return sum(len(a) for parts in self._pending.values() for a in parts)
 
+    def pending_bytes(self) -> int:
+        """Bytes of records drained and not yet taken: what the recorder bounds."""
+        return sum(a.nbytes for parts in self._pending.values() for a in parts)
+
     def lost(self) -> dict[str, int]:
         """Records dropped because the ring buffer was full, by kind (summed over CPUs)."""
-        table = self.bpf[b"lost"]
-        out = {}
-        for kind in KINDS.values():
-            vals = table[ctypes.c_int(kind.id)]
-            out[kind.name] = int(sum(vals))
-        return out
+        table = self._maps["lost"]
+        return {kind.name: table.percpu_u64_sum(_u32(kind.id)) for kind in KINDS.values()}
 
     def folded(self) -> int:
         """Inner mas_wr_* stores folded into the identical outer store (not lost: redundant)."""
-        return int(sum(self.bpf[b"stats"][ctypes.c_int(0)]))
+        return self._maps["stats"].percpu_u64_sum(_u32(0))
 
     def other_trees(self) -> int:
         """Writes left out because their maple tree is not a traced mm's (not lost: out of scope)."""
-        return int(sum(self.bpf[b"stats"][ctypes.c_int(1)]))
+        return self._maps["stats"].percpu_u64_sum(_u32(1))
 
     def fn_names(self) -> dict[int, str]:
         """Kernel address of each ma_write/ma_op fn string seen -> the string."""
-        return {
-            int(k.value): bytes(v.s).split(b"\0", 1)[0].decode(errors="replace")
-            for k, v in self.bpf[b"fn_names"].items()
-        }
+        table = self._maps["fn_names"]
+        out = {}
+        for k in table.keys():
+            v = table.get(k)
+            if v is not None:  # struct mmt_fn_name: char s[48] first
+                out[int.from_bytes(k, "little")] = v[:48].split(b"\0", 1)[0].decode(errors="replace")
+        return out
 
-    def close(self) -> None:
+    def close(self, wait: bool = False) -> None:
+        """Stop draining and detach.  Detaching ends in the background unless
+        ``wait`` (see :meth:`Loaded.close`); the traced set is emptied first."""
         self._stop.set()
         self._thread.join()
         for ring in self._rings.values():
             ring.close()
-        self.bpf.cleanup()
+        if not wait:
+            # The lingering programs then leave at their first test (but
+            # system-wide, where every tgid but ours is traced).
+            try:
+                for k in self._traced.keys():
+                    bpfsys.map_delete(self._traced.fd, k)
+                    self._traced_bits.set(_u32(int.from_bytes(k, "little") // 64), bytes(8))
+            except OSError:
+                pass
+        self._loaded.close(background=not wait)

@@ -31,6 +31,11 @@ from .session import Session, Target
 __all__ = ["RecordOptions", "RecordResult", "record", "RecordError"]
 
 
+# Records drained but not written that make the recorder flush before its
+# interval (about 50k tree writes): bounds the recorder's memory at full speed.
+FLUSH_BYTES = 8 << 20
+
+
 class RecordError(RuntimeError):
     """Recording could not start or went wrong; the message is for the user."""
 
@@ -150,6 +155,11 @@ def record(opts: RecordOptions) -> RecordResult:
         session = Session(target, buffer_mb=opts.buffer_mb, keep_inner=opts.keep_inner)
     except (KernelError, ValueError) as e:
         raise RecordError(str(e)) from e
+    # Arrow's default allocator (mimalloc) keeps freed memory for reuse: ~60 MB
+    # more at full speed.  The system allocator gives big blocks back at once.
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())
     out = Path(opts.output)
     _prepare_output(out)
     owner = _sudo_owner()
@@ -185,17 +195,16 @@ def record(opts: RecordOptions) -> RecordResult:
             raise RecordError(f"loading the BPF collectors failed: {e} (run 'mmtrace doctor')") from e
         session.start()
         started = True
+        # Whether BCC compiled this time, or the module came from the cache.
+        meta["bpf_module"] = "compiled" if session.collector.compiled else "cached"
         if session.collector.empty_programs:
             meta["empty_programs"] = True  # a benchmark of the hooks: no events by design
         meta["start_ns"] = session.start_ns
         meta["hugetlb_evidence"] = session.hugetlb_evidence
         meta["start_wall"] = time.time()
         writer.write_metadata(meta)
-        if session.attach:
-            import pandas as pd
-
-            writer.append("procfs/attach", pd.DataFrame(session.attach))
-            writer.append("procfs/maps", pd.concat(session.snapshots, ignore_index=True))
+        for table, at in session.attach_tables().items():
+            writer.append(table, at)
         return _loop(opts, session, writer, meta, stop)
     except BaseException:
         if not started:
@@ -222,7 +231,7 @@ def _loop(opts: RecordOptions, session: Session, writer: TraceWriter, meta: dict
 
     def flush() -> None:
         nonlocal total
-        for kind, df in session.batch().items():
+        for kind, df in session.tables():
             writer.append(f"events/{kind}", df)
             counts[kind] = counts.get(kind, 0) + len(df)
             total += len(df)
@@ -253,7 +262,10 @@ def _loop(opts: RecordOptions, session: Session, writer: TraceWriter, meta: dict
                 reason = f"duration {opts.duration:g}s reached"
             elif session.target.pids and not session.targets_alive():
                 reason = "traced processes exited"
-            if now - last_flush >= opts.flush_interval or reason:
+            # Also flush early at full speed: what waits for the writer (and the
+            # copies decoding makes of it) stays bounded, not a second's worth.
+            if now - last_flush >= opts.flush_interval or reason or \
+                    session.collector.pending_bytes() >= FLUSH_BYTES:
                 flush()
                 last_flush = now
                 lost = session.lost()

@@ -10,6 +10,13 @@ header (``u32 len`` whose bit 31 means "reserved, not yet submitted" and bit
 When every record of a ring has the same size (mmtrace keeps one ring per
 event kind), everything between the two positions is one strided array:
 draining is a bounds check and a copy, whatever the event rate.
+
+The data area is mapped only while a batch is copied out, just the pages
+it spans: the kernel maps every page of a ring mapping up front
+(remap_vmalloc_range()), and a permanent mapping of mmtrace's rings (~55 MB
+by default, twice that for the double mapping) would count in the
+recorder's RSS all along.  The kernel's own double mapping makes any window
+contiguous, wrapped or not.
 """
 
 from __future__ import annotations
@@ -37,7 +44,8 @@ class RingReader:
         self.page = page
         self.rec = np.dtype([("_rb_len", "<u4"), ("_rb_pgoff", "<u4"), ("payload", dtype)])
         self._cons = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
-        self._prod = mmap.mmap(map_fd, page + 2 * data_size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        self._prod = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        self._fd = map_fd
         self._cpos = np.frombuffer(self._cons, dtype=np.uint64, count=1)
         self._ppos = np.frombuffer(self._prod, dtype=np.uint64, count=1)
 
@@ -45,28 +53,37 @@ class RingReader:
         """Copy out every submitted record and release its space to the kernel."""
         c = int(self._cpos[0])
         p = int(self._ppos[0])
-        n = (p - c) // self.rec.itemsize
+        rec = self.rec.itemsize
+        n = (p - c) // rec
         if n <= 0:
             return np.empty(0, dtype=self.rec["payload"])
-        raw = np.frombuffer(self._prod, dtype=self.rec, count=n, offset=self.page + c % self.size)
-        lens = raw["_rb_len"]
-        busy = (lens & _BUSY) != 0
-        if busy.any():
-            # Reserved but not yet submitted: stop there, take it next time.
-            n = int(np.argmax(busy))
-            raw = raw[:n]
-            lens = lens[:n]
-        bad = (lens & np.uint32(0x3FFFFFFF)) != self.rec["payload"].itemsize
-        if bad.any():
-            raise ValueError(
-                f"ring record of {int(lens[bad][0] & 0x3FFFFFFF)} bytes, expected "
-                f"{self.rec['payload'].itemsize}: collectors/events.h and the schema disagree"
-            )
-        out = raw["payload"].copy()
+        # The data area starts 2 pages in (ringbuf_map_mmap_user(), kernel/bpf/ringbuf.c).
+        at = c % self.size
+        first = at - at % self.page
+        length = -(-(at - first + n * rec) // self.page) * self.page
+        window = mmap.mmap(self._fd, length, mmap.MAP_SHARED, mmap.PROT_READ, offset=2 * self.page + first)
+        try:
+            raw = np.frombuffer(window, dtype=self.rec, count=n, offset=at - first)
+            lens = raw["_rb_len"].copy()
+            busy = (lens & _BUSY) != 0
+            if busy.any():
+                # Reserved but not yet submitted: stop there, take it next time.
+                n = int(np.argmax(busy))
+                lens = lens[:n]
+            bad = (lens & np.uint32(0x3FFFFFFF)) != self.rec["payload"].itemsize
+            if bad.any():
+                raise ValueError(
+                    f"ring record of {int(lens[bad][0] & 0x3FFFFFFF)} bytes, expected "
+                    f"{self.rec['payload'].itemsize}: collectors/events.h and the schema disagree"
+                )
+            out = raw["payload"][:n].copy()
+            del raw
+        finally:
+            window.close()
         if n and ((lens & _DISCARD) != 0).any():
             out = out[(lens & _DISCARD) == 0]
         # The copy is complete before the kernel may reuse the space.
-        self._cpos[0] = c + n * self.rec.itemsize
+        self._cpos[0] = c + n * rec
         return out
 
     def close(self) -> None:

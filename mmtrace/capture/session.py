@@ -10,18 +10,26 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+import numpy as np
 
-from ..events.decode import to_frame
-from ..events.procmaps import parse_maps
+from ..events.decode import columns_to_arrow, rows_to_arrow, to_arrow, to_frame
+from ..events.procmaps import MAPS_COLUMNS, maps_columns
 from .host import KmsgReader, sample_hugepages
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+# Recording builds Arrow tables (Session.tables) and never imports pandas;
+# the DataFrame forms (batch, snapshot_maps) are for mmtrace.stream().
+_KMSG_COLUMNS = ["ts", "kmsg_us", "seq", "level", "facility", "msg"]
 from .kernel import KernelError, ProbePlan, make_plan
 from .loader import DEFAULT_BUFFER_MB, Collector
 
-__all__ = ["Session", "Target", "TargetError", "snapshot_maps", "process_info"]
+__all__ = ["Session", "Target", "TargetError", "snapshot_maps", "snapshot_columns", "process_info"]
 
 
 class TargetError(ValueError):
@@ -82,12 +90,8 @@ def process_info(pid: int) -> dict | None:
         return None
 
 
-def snapshot_maps(pid: int, when: str) -> pd.DataFrame | None:
-    """/proc/PID/maps with CLOCK_MONOTONIC stamps taken just before and after the read.
-
-    Columns: ``pid``, ``when``, ``ts_before``, ``ts_after`` and the columns of
-    :func:`mmtrace.events.procmaps.parse_maps`.  None when the process is gone.
-    """
+def snapshot_columns(pid: int, when: str) -> dict[str, np.ndarray] | None:
+    """:func:`snapshot_maps` as numpy columns (no pandas), or None."""
     t0 = time.monotonic_ns()  # CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns()
     try:
         with open(f"/proc/{pid}/maps", "rb") as f:
@@ -97,12 +101,32 @@ def snapshot_maps(pid: int, when: str) -> pd.DataFrame | None:
     except PermissionError:
         return None
     t1 = time.monotonic_ns()
-    df = parse_maps(text.decode(errors="replace"))
-    df.insert(0, "ts_after", t1)
-    df.insert(0, "ts_before", t0)
-    df.insert(0, "when", when)
-    df.insert(0, "pid", pid)
-    return df
+    maps = maps_columns(text.decode(errors="replace"))
+    n = len(maps["start"])
+    cols = {
+        "pid": np.full(n, pid, dtype=np.int64),
+        "when": np.full(n, when, dtype=object),
+        "ts_before": np.full(n, t0, dtype=np.int64),
+        "ts_after": np.full(n, t1, dtype=np.int64),
+    }
+    cols.update((c, maps[c]) for c in MAPS_COLUMNS)
+    return cols
+
+
+def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def snapshot_maps(pid: int, when: str) -> pd.DataFrame | None:
+    """/proc/PID/maps with CLOCK_MONOTONIC stamps taken just before and after the read.
+
+    Columns: ``pid``, ``when``, ``ts_before``, ``ts_after`` and the columns of
+    :func:`mmtrace.events.procmaps.parse_maps`.  None when the process is gone.
+    """
+    import pandas as pd
+
+    cols = snapshot_columns(pid, when)
+    return None if cols is None else pd.DataFrame(cols)
 
 
 class Session:
@@ -133,7 +157,7 @@ class Session:
         self.child_status: int | None = None
         self._release_fd: int | None = None
         self.attach: list[dict] = []
-        self.snapshots: list[pd.DataFrame] = []
+        self.snapshots: list[dict[str, np.ndarray]] = []  # snapshot_columns() at attach
         self.seen: set[int] = set()  # tgids seen by fork/exec events
         self.start_ns = 0
         self.kmsg: KmsgReader | None = None
@@ -182,11 +206,11 @@ class Session:
                     self._attach(int(name))
 
     def _attach(self, pid: int) -> None:
-        snap = snapshot_maps(pid, "attach")
+        snap = snapshot_columns(pid, "attach")
         info = process_info(pid)
-        if info is None or snap is None or len(snap) == 0:
+        if info is None or snap is None or len(snap["start"]) == 0:
             return  # gone already, or a kernel thread
-        info["ts"] = int(snap["ts_before"].iloc[0])
+        info["ts"] = int(snap["ts_before"][0])
         info["tree"] = 0  # learnt from the first event that names current->mm
         self.attach.append(info)
         self.snapshots.append(snap)
@@ -253,45 +277,60 @@ class Session:
     def poll(self, timeout_ms: int = 100) -> None:
         self.collector.poll(timeout_ms)
 
-    def batch(self) -> dict[str, pd.DataFrame]:
-        """Events gathered since the last call, decoded, by kind."""
+    def _take(self) -> tuple[dict[str, np.ndarray], dict[int, str] | None]:
         c = self.collector
         c.drain()
         raw = c.take()
-        if not raw:
-            return {}
-        fns = c.fn_names() if "tree_write" in raw else None
-        out = {k: to_frame(k, v, fn_names=fns, syscalls=self.plan.syscalls) for k, v in raw.items()}
-        proc = out.get("proc")
+        proc = raw.get("proc")
         if proc is not None:
-            self.seen.update(int(x) for x in proc.loc[proc["what"] == "fork", "child_tgid"])
-            gone = proc.loc[(proc["what"] == "exit") & ((proc["flags"] & 0x4) != 0), "tgid"]
+            self.seen.update(int(x) for x in proc["child_tgid"][proc["what"] == 1])  # fork
+            gone = proc["tgid"][(proc["what"] == 3) & ((proc["flags"] & 0x4) != 0)]  # exit, group dead
             self.seen.difference_update(int(x) for x in gone)
-        return out
+        return raw, (c.fn_names() if "tree_write" in raw else None)
+
+    def batch(self) -> dict[str, pd.DataFrame]:
+        """Events gathered since the last call, decoded, by kind."""
+        raw, fns = self._take()
+        return {k: to_frame(k, v, fn_names=fns, syscalls=self.plan.syscalls) for k, v in raw.items()}
+
+    def tables(self) -> Iterator[tuple[str, pa.Table]]:
+        """:meth:`batch` as (kind, Arrow table), the form the recorder writes (no
+        pandas); one kind at a time, each kind's records freed once decoded."""
+        raw, fns = self._take()
+        for k in list(raw):
+            yield k, to_arrow(k, raw.pop(k), fn_names=fns, syscalls=self.plan.syscalls)
 
     def sample_host(self) -> None:
         """Take a sample of the hugetlb pool counters (cheap; call often)."""
         self._huge_rows.extend(sample_hugepages())
 
-    def host_tables(self) -> dict[str, pd.DataFrame]:
+    def host_tables(self) -> dict[str, pa.Table]:
         """Kernel log lines and hugetlb pool samples since the last call, by table name."""
         out = {}
         if self.kmsg is not None:
             k = self.kmsg.read()
-            if len(k):
-                out["procfs/kmsg"] = k
+            if k:
+                out["procfs/kmsg"] = rows_to_arrow(k, _KMSG_COLUMNS)
         if self._huge_rows:
-            out["procfs/hugepages"] = pd.DataFrame(self._huge_rows)
+            out["procfs/hugepages"] = rows_to_arrow(self._huge_rows)
             self._huge_rows = []
         return out
 
-    def stop_snapshots(self) -> pd.DataFrame | None:
+    def attach_tables(self) -> dict[str, pa.Table]:
+        """What was known at attach: ``procfs/attach`` (one row per process:
+        pid, ppid, comm, exe, ts, tree) and ``procfs/maps`` (their snapshots)."""
+        if not self.attach:
+            return {}
+        return {"procfs/attach": rows_to_arrow(self.attach),
+                "procfs/maps": columns_to_arrow(_concat(self.snapshots))}
+
+    def stop_snapshots(self) -> pa.Table | None:
         """Snapshot every traced process still alive, for checking a model at the end."""
         pids = set(self.target.pids) | self.seen
         if self.child is not None and self.child_status is None:
             pids.add(self.child)
-        snaps = [s for s in (snapshot_maps(p, "stop") for p in sorted(pids)) if s is not None]
-        return pd.concat(snaps, ignore_index=True) if snaps else None
+        snaps = [s for s in (snapshot_columns(p, "stop") for p in sorted(pids)) if s is not None]
+        return columns_to_arrow(_concat(snaps)) if snaps else None
 
     def lost(self) -> dict[str, int]:
         return self.collector.lost() if self.collector else {}

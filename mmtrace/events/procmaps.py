@@ -22,13 +22,20 @@ import re
 import warnings
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
+# pandas is imported where a frame is built: the recorder parses /proc/PID/maps
+# with maps_columns() and never imports it.
 
 __all__ = [
     "MAPS_COLUMNS",
     "CHECKPOINT_COLUMNS",
     "parse_maps",
+    "maps_columns",
     "read_maps",
     "parse_checkpoints",
     "read_checkpoints",
@@ -91,6 +98,11 @@ def _parse_columns(text: str, where: str) -> dict[str, np.ndarray]:
     }
 
 
+def maps_columns(text: str) -> dict[str, np.ndarray]:
+    """:func:`parse_maps` as a dict of numpy columns (no pandas)."""
+    return _parse_columns(text.strip("\n"), "maps")
+
+
 def parse_maps(text: str) -> pd.DataFrame:
     """Parse the text of a /proc/PID/maps file, one row per VMA, in file order.
 
@@ -107,7 +119,9 @@ def parse_maps(text: str) -> pd.DataFrame:
     Leading and trailing blank lines are ignored; any other line that is not
     a maps line raises ``ValueError``.
     """
-    return pd.DataFrame(_parse_columns(text.strip("\n"), "maps"), columns=list(MAPS_COLUMNS))
+    import pandas as pd
+
+    return pd.DataFrame(maps_columns(text), columns=list(MAPS_COLUMNS))
 
 
 def read_maps(pid: int | str) -> pd.DataFrame:
@@ -125,6 +139,8 @@ def read_maps(pid: int | str) -> pd.DataFrame:
 
 
 def _empty_checkpoints() -> pd.DataFrame:
+    import pandas as pd
+
     cols = {c: np.zeros(0, dtype=np.uint64) for c in CHECKPOINT_COLUMNS}
     for c in ("op", "perms", "dev", "path"):
         cols[c] = _str_col([])
@@ -177,6 +193,8 @@ def parse_checkpoints(text: str, source: str = "<checkpoints>") -> pd.DataFrame:
         "t_after": np.repeat(_dec_u64(t_after), counts),
     }
     out.update(cols)
+    import pandas as pd
+
     return pd.DataFrame(out, columns=list(CHECKPOINT_COLUMNS))
 
 
@@ -208,4 +226,8 @@ def read_checkpoints(path: str | os.PathLike) -> pd.DataFrame:
     frames = [f for f in frames if len(f)]
     if not frames:
         return _empty_checkpoints()
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if len(frames) <= 1:
+        return frames[0]
+    import pandas as pd
+
+    return pd.concat(frames, ignore_index=True)

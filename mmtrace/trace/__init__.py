@@ -1,8 +1,5 @@
 """The trace on disk: a versioned, self-describing directory (see writer.py)."""
 
-from .reader import IncompleteTraceWarning, TraceError, TraceFile
-from .writer import FORMAT, FORMAT_VERSION, DiskFull, TraceWriter
-
 __all__ = [
     "TraceFile",
     "TraceError",
@@ -12,3 +9,16 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
 ]
+
+_FROM = {"TraceFile": "reader", "TraceError": "reader", "IncompleteTraceWarning": "reader",
+         "TraceWriter": "writer", "DiskFull": "writer", "FORMAT": "writer", "FORMAT_VERSION": "writer"}
+
+
+def __getattr__(name: str):
+    # Imported on first use: the recorder needs the writer only, and the
+    # reader pulls in pandas.
+    if name in _FROM:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_FROM[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,9 +23,13 @@ import json
 import os
 from pathlib import Path
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["TraceWriter", "FORMAT", "FORMAT_VERSION", "DiskFull"]
 
@@ -84,15 +88,17 @@ class TraceWriter:
         self._chown(dest)
         self.bytes_written += dest.stat().st_size
 
-    def append(self, table: str, df: pd.DataFrame) -> None:
-        """Write ``df`` as the next part of ``table`` (e.g. ``events/tree_write``)."""
+    def append(self, table: str, df: pd.DataFrame | pa.Table) -> None:
+        """Write ``df`` (a DataFrame, or an Arrow table such as
+        :func:`mmtrace.events.decode.to_arrow` makes: the recorder never
+        imports pandas) as the next part of ``table`` (e.g. ``events/tree_write``)."""
         if df is None or len(df) == 0:
             return
         d = self.path / table
         self._mkdir(d)
         n = self._parts.get(table, 0) + 1
         self._parts[table] = n
-        at = pa.Table.from_pandas(df, preserve_index=False)
+        at = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
         self._atomic(d / f"part-{n:06d}.parquet", lambda p: pq.write_table(at, p, compression="snappy"))
         self.rows[table] = self.rows.get(table, 0) + len(df)
 
