@@ -23,13 +23,18 @@ class Trace(TraceFile):
         Columns: ``start``, ``end`` (uint64, end exclusive), ``perms``
         (e.g. ``r-xp``), ``vm_flags``, ``pgoff`` (bytes), ``dev``, ``inode``,
         ``path`` (from snapshots, where known), ``file`` ("dev:inode path"),
-        ``vma`` (the kernel pointer; 0 when known only from a snapshot).
+        ``vma`` (the kernel pointer; 0 when known only from a snapshot),
+        ``possibly_stale`` (True at or after a gap of a damaged trace).
         The replay is checkpointed: many instants cost one pass.
         See :func:`mmtrace.model.vmas`.
         """
         from .model import vmas
 
-        return vmas(self, pid, at)
+        df = vmas(self, pid, at)
+        cut = self.model_reliable_until()
+        # After a gap of a damaged trace the tree may miss changes (see gaps()).
+        df["possibly_stale"] = cut is not None and int(at) >= cut
+        return df
 
     def _all_changes(self) -> pd.DataFrame:
         ch = getattr(self, "_changes_cache", None)
@@ -97,8 +102,10 @@ class Trace(TraceFile):
     def anomalies(self) -> pd.DataFrame:
         """One row per finding: ``ts``, ``pid``, ``comm``, ``severity`` (error,
         warning), ``kind`` (model_kernel_disagree, kernel_counter_underflow,
-        negative_reservation, kernel_warning, unmapped_area_disagree) and
-        ``explanation`` (a sentence)."""
+        negative_reservation, kernel_warning, unmapped_area_disagree,
+        trace_damaged) and ``explanation`` (a sentence).  After a gap of a
+        damaged trace (see ``gaps()``) model findings are left out and one
+        ``trace_damaged`` row says so."""
         from .detect import hugetlb_anomalies
 
         rows = hugetlb_anomalies(self, self.hugetlb())
@@ -114,6 +121,7 @@ class Trace(TraceFile):
                 ),
             })
         df = pd.DataFrame(rows, columns=["ts", "pid", "severity", "kind", "explanation"])
+        df = self.drop_stale_findings(df)  # no model finding across a gap of the trace
         df.insert(2, "comm", _comm_at(self, df))
         return df.sort_values("ts", kind="stable", ignore_index=True)
 
@@ -124,7 +132,9 @@ class Trace(TraceFile):
         if u is None:
             from .detect import unmapped_area_check
 
-            u = self._ua_cache = unmapped_area_check(self)
+            u = unmapped_area_check(self)
+            u["possibly_stale"] = self.after_gaps(u).to_numpy(bool)  # the tree may miss changes there
+            self._ua_cache = u
         return u
 
     def processes(self, counts: bool = True) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .schema import KINDS
 
-__all__ = ["to_frame", "make_records", "PROC_WHAT", "decode_dev"]
+__all__ = ["to_frame", "make_records", "empty_frame", "PROC_WHAT", "decode_dev"]
 
 PROC_WHAT = {1: "fork", 2: "exec", 3: "exit"}
 
@@ -92,3 +92,9 @@ def to_frame(
         cols["filename"] = _strings(records["filename"])
         cols["what"] = np.array([PROC_WHAT.get(int(w), str(w)) for w in records["what"]], dtype=object)
     return pd.DataFrame(cols)
+
+
+def empty_frame(kind: str) -> pd.DataFrame:
+    """No events of ``kind``, with the columns and dtypes :func:`to_frame` gives:
+    a short or killed trace still has every column user code asks for."""
+    return to_frame(kind, np.zeros(0, dtype=KINDS[kind].dtype))

@@ -1,5 +1,6 @@
 """The trace on disk: a versioned, self-describing directory (see writer.py)."""
 
+from .damage import Damage, DamagedTraceWarning
 from .reader import IncompleteTraceWarning, TraceError, TraceFile
 from .writer import FORMAT, FORMAT_VERSION, DiskFull, TraceWriter
 
@@ -7,6 +8,8 @@ __all__ = [
     "TraceFile",
     "TraceError",
     "IncompleteTraceWarning",
+    "DamagedTraceWarning",
+    "Damage",
     "TraceWriter",
     "DiskFull",
     "FORMAT",
