@@ -21,7 +21,7 @@ from .host import KmsgReader, sample_hugepages
 from .kernel import KernelError, ProbePlan, make_plan
 from .loader import DEFAULT_BUFFER_MB, Collector
 
-__all__ = ["Session", "Target", "TargetError", "snapshot_maps", "process_info"]
+__all__ = ["Session", "Target", "TargetError", "snapshot_maps", "process_info", "die_with_parent"]
 
 
 class TargetError(ValueError):
@@ -55,6 +55,25 @@ class Target:
                     raise TargetError(f"command not found or not executable: {exe}")
             elif shutil.which(exe) is None:
                 raise TargetError(f"command not found: {exe}")
+
+
+def die_with_parent(parent: int) -> None:
+    """In a forked child: be SIGKILLed when the recorder dies (kill -9, crash),
+    so the command never runs on untraced.
+
+    PR_SET_PDEATHSIG (prctl(2)) survives execve, except of a set-user-ID or
+    set-group-ID program, and reaches this child only, not its descendants;
+    it fires when the thread that forked exits.  If the recorder is already
+    gone (the fork raced its death) the child exits at once.
+    """
+    import ctypes
+
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent:
+        os._exit(127)
 
 
 def _is_kernel_thread(pid: int) -> bool:
@@ -195,12 +214,14 @@ class Session:
         passes through untouched.
         """
         r, w = os.pipe()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # child
             try:
                 os.close(w)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                die_with_parent(parent)
                 if os.read(r, 1) != b"g":
                     os._exit(127)
                 os.close(r)

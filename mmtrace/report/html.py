@@ -56,6 +56,10 @@ def write_index(trace, out_dir, *, files: dict, images: dict, top: int = 20) -> 
     parts.append(f"<h1>mmtrace report: <code>{e(str(t.path))}</code></h1>")
     if m.get("synthetic"):
         parts.append(f'<p class="synthetic"><b>SYNTHETIC trace.</b> {e(str(m["synthetic"]))}</p>')
+    from .summary import damage_lines
+
+    if damage_lines(t):  # damage and incompleteness first: they qualify everything below
+        parts.append("<pre class='synthetic err'>" + e("\n".join(damage_lines(t, limit=50))) + "</pre>")
     dur = (rd.t1 - rd.t0) / 1e9 if rd.t1 and rd.t0 else 0.0
     meta = [("kernel", m.get("kernel_release")), ("host", m.get("host")), ("command", " ".join(m.get("command_line") or [])),
             ("recorded", f"{dur:.3f} s ({'complete' if t.complete else 'INCOMPLETE'}; stop: {m.get('stop_reason')})"),

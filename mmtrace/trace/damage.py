@@ -123,6 +123,10 @@ _FIELDS = {
 CRITICAL = frozenset({"start_ns", "page_size", "probe_plan", "mmap_min_addr", "stack_guard_gap_pages"})
 
 
+_RESTORE = "restore metadata.json from the recording host (the events alone cannot be interpreted)"
+_JSON_TYPES = {type(None): "null", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
+
+
 def check_metadata(path: Path, fmt: str, version: int) -> tuple[dict, list[Damage]]:
     """Read ``path/metadata.json``: (metadata, damage found in it).
 
@@ -136,7 +140,7 @@ def check_metadata(path: Path, fmt: str, version: int) -> tuple[dict, list[Damag
     if not meta_path.exists():
         raise TraceError(f"{path}: not an mmtrace trace (no metadata.json)")
     if not meta_path.is_file():
-        raise TraceError(f"{meta_path}: not a file: the trace is damaged (restore metadata.json from the recording)")
+        raise TraceError(f"{meta_path}: not a file: {_RESTORE}")
     try:
         meta = json.loads(meta_path.read_bytes())
     except PermissionError as e:
@@ -144,14 +148,16 @@ def check_metadata(path: Path, fmt: str, version: int) -> tuple[dict, list[Damag
     except OSError as e:
         raise TraceError(f"{meta_path}: cannot read ({e.strerror or e})") from e
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise TraceError(f"{meta_path}: corrupted metadata ({str(e)[:120]})") from e
+        raise TraceError(f"{meta_path}: corrupted metadata ({str(e)[:120]}): {_RESTORE}") from e
     if not isinstance(meta, dict):
-        raise TraceError(f"{meta_path}: corrupted metadata (a JSON {type(meta).__name__}, not an object)")
+        raise TraceError(f"{meta_path}: corrupted metadata (a JSON {_JSON_TYPES.get(type(meta), 'value')}, "
+                         f"not an object): {_RESTORE}")
     if meta.get("format") != fmt:
         raise TraceError(f"{meta_path}: not an mmtrace trace (format is {str(meta.get('format'))[:40]!r})")
     v = meta.get("format_version", 0)
     if not _is_int(v) or v < 0:
-        raise TraceError(f"{meta_path}: corrupted metadata (format_version is {str(v)[:40]!r}, not a whole number)")
+        raise TraceError(f"{meta_path}: corrupted metadata (format_version is {json.dumps(v)[:40]}, not a whole "
+                         f"number): {_RESTORE}")
     if v > version:
         raise TraceError(f"{path}: trace format {v} is newer than this mmtrace ({version}): upgrade mmtrace")
     damage = []
