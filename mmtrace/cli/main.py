@@ -544,12 +544,15 @@ def _main(argv: list[str]) -> int:
     parser = build_parser()
     # argparse.REMAINDER after options: split at "--" ourselves so that
     # 'record -o x -- cmd -a' keeps '-a' for the command.
-    if "--" in argv and argv and argv[0] == "record":
-        i = argv.index("--")
-        args = parser.parse_args(argv[:i])
-        args.argv = argv[i:]
-    else:
-        args = parser.parse_args(argv)
+    try:
+        if "--" in argv and argv and argv[0] == "record":
+            i = argv.index("--")
+            args = parser.parse_args(argv[:i])
+            args.argv = argv[i:]
+        else:
+            args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or the one-line usage error already printed
+        return e.code if isinstance(e.code, int) else 2
     if args.cmd is None:
         parser.print_help()
         return 2
