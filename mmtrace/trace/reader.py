@@ -591,7 +591,8 @@ class TraceFile:
         """The instant after which the rebuilt VMA trees may be stale (the first gap in
         an event kind the model replays, like lost events), or None when nothing is
         missing; the recording's start when metadata the model needs is damaged."""
-        if critical(self.damage):
+        # Without the attach snapshots the initial trees are unknown: nothing is founded.
+        if critical(self.damage) or any(d.table in ("procfs/maps", "procfs/attach") for d in self.damage):
             return self._span()[0]
         starts = [d.ts_from for d in self.damage if d.kind in MODEL_KINDS and d.ts_from is not None]
         return min(starts) if starts else None
@@ -614,7 +615,7 @@ class TraceFile:
         if cut is None:
             return findings
         stale = self.after_gaps(findings) & findings["kind"].isin(MODEL_FINDINGS)
-        first = next(d for d in self.damage if (d.kind in MODEL_KINDS and d.ts_from == cut) or d.what == "metadata")
+        first = next((d for d in self.damage if d.kind in MODEL_KINDS and d.ts_from == cut), self.damage[0])
         note = {
             "ts": cut, "pid": -1, "severity": "warning", "kind": "trace_damaged",
             "explanation": (f"{first}. The rebuilt VMA trees may be stale from here on (as after lost events), "
