@@ -37,12 +37,15 @@ class Target:
 
     @property
     def system_wide(self) -> bool:
-        return not self.command and not self.pids
+        return self.command is None and not self.pids
 
     def check(self) -> None:
         """Fail early, before anything is created, with a one-line reason."""
         if self.command and self.pids:
             raise TargetError("give either -c COMMAND or -p PID, not both")
+        if self.command is not None and (not self.command or not str(self.command[0]).strip()):
+            # An empty command (an unset $CMD) must not turn into a whole-system recording.
+            raise TargetError("the command to trace is empty: give one, or none (command=None) for the whole system")
         for pid in self.pids:
             if pid <= 0 or not os.path.exists(f"/proc/{pid}"):
                 raise TargetError(f"no process with pid {pid}")

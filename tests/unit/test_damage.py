@@ -112,14 +112,18 @@ def test_truncated_part_is_a_gap_between_its_neighbours(tmp_path):
 
 def test_corrupted_page_is_caught_by_its_checksum(tmp_path):
     d = _three_parts(tmp_path / "t")
+    import pyarrow.parquet as pq
+
     p = d / "events/tree_write/part-000003.parquet"
+    md = pq.ParquetFile(p).metadata
+    col = md.row_group(0).column(md.schema.names.index("vm_start"))
     b = bytearray(p.read_bytes())
-    b[40] ^= 0xFF  # inside the first data page, after the magic and page header
+    b[col.data_page_offset + col.total_compressed_size - 1] ^= 0x01  # the last byte of the page's values
     p.write_bytes(bytes(b))
+    assert len(pq.read_table(p)) == 2  # without its checksum this part would read "fine", with a wrong value
     t = _open(d)
-    assert [x.path for x in t.damage] == [str(p)]
+    assert [x.path for x in t.damage] == [str(p)] and "CRC" in t.damage[0].detail
     assert t.gaps()[["ts_from", "ts_to"]].values.tolist() == [[40, 100]]  # to the end of the recording
-    assert p not in [x for x in t.path.glob("x")]
 
 
 def test_deleted_part_and_deleted_events(tmp_path):
@@ -229,3 +233,24 @@ def test_debug_flag_shows_the_traceback(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         cli(["--debug", "summary", str(DEMO)])
     monkeypatch.delenv("MMTRACE_DEBUG", raising=False)
+
+
+def test_empty_command_is_never_the_whole_system():
+    from mmtrace.capture.session import Target, TargetError
+
+    for cmd in ([], [""], ["  "]):
+        with pytest.raises(TargetError, match="command to trace is empty"):
+            Target(command=cmd).check()
+        assert not Target(command=cmd).system_wide
+    assert Target().system_wide
+
+
+def test_vmas_after_a_gap_are_possibly_stale(tmp_path):
+    d = _three_parts(tmp_path / "t")
+    assert not _open(d).vmas(1, at=55)["possibly_stale"].any()
+    (d / "events/tree_write/part-000002.parquet").write_bytes(b"junk")
+    t = _open(d)
+    assert "possibly_stale" in t.vmas(1, at=15).columns
+    v = t.vmas(1, at=55)
+    assert (v["possibly_stale"] == True).all()  # noqa: E712
+    assert t.unmapped_area_check()["possibly_stale"].dtype == bool
