@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Damage", "TraceError", "DamagedTraceWarning", "check_metadata", "MODEL_KINDS", "RECORDER_KEYS"]
+__all__ = ["Damage", "TraceError", "DamagedTraceWarning", "check_metadata", "critical", "MODEL_KINDS", "RECORDER_KEYS"]
 
 
 class TraceError(Exception):
@@ -29,10 +29,11 @@ class DamagedTraceWarning(UserWarning):
 # unknown after it (like lost events), so model findings stop there.
 MODEL_KINDS = ("tree_write", "syscall", "proc", "exit_mmap", "vma_store", "unmapped_area", "hugetlb", "fault")
 
-# Keys every trace written by ``mmtrace record`` has (those the analyses
-# read): missing from such a trace (one with "mmtrace_version"), the file was
-# edited or damaged, and the analyses cannot be trusted.
+# Fields the model and findings depend on: damage there withholds every model
+# finding.  Every trace ``mmtrace record`` writes (one with "mmtrace_version")
+# has them: missing there, the file was edited or damaged.
 RECORDER_KEYS = ("start_ns", "page_size", "probe_plan", "mmap_min_addr", "stack_guard_gap_pages")
+CRITICAL = frozenset(RECORDER_KEYS)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Damage:
     ``table``: e.g. ``events/tree_write`` ("" for metadata).  ``ts_from``,
     ``ts_to``: CLOCK_MONOTONIC ns between which events may be missing (from
     the neighbouring parts' ts statistics), None when no time is concerned.
+    ``field``: the metadata.json key of ``metadata`` damage.
     """
 
     what: str
@@ -55,6 +57,7 @@ class Damage:
     detail: str
     ts_from: int | None = None
     ts_to: int | None = None
+    field: str = ""  # the metadata.json key, for ``metadata`` damage
 
     @property
     def kind(self) -> str:
@@ -119,8 +122,6 @@ _FIELDS = {
                              "mmtrace_version", "inner_stores", "other_trees")},
 }
 
-# Fields the model and findings depend on: damage there suppresses every model finding.
-CRITICAL = frozenset({"start_ns", "page_size", "probe_plan", "mmap_min_addr", "stack_guard_gap_pages"})
 
 
 _RESTORE = "restore metadata.json from the recording host (the events alone cannot be interpreted)"
@@ -165,16 +166,16 @@ def check_metadata(path: Path, fmt: str, version: int) -> tuple[dict, list[Damag
         if key in meta and not ok(meta[key]):
             bad = json.dumps(meta.pop(key), default=str)
             damage.append(Damage("metadata", "", str(meta_path),
-                                 f"'{key}' is {bad[:40]}, not a valid value: ignored"))
+                                 f"'{key}' is {bad[:40]}, not a valid value: ignored", field=key))
     if isinstance(meta.get("mmtrace_version"), str) and "synthetic" not in meta:
         for key in RECORDER_KEYS:
-            if key not in meta and not any(d.detail.startswith(f"'{key}'") for d in damage):
+            if key not in meta and not any(d.field == key for d in damage):
                 damage.append(Damage("metadata", "", str(meta_path),
-                                     f"'{key}' is missing (every recording writes it): the file was edited"))
+                                     f"'{key}' is missing (every recording writes it): the file was edited",
+                                     field=key))
     return meta, damage
 
 
 def critical(damage: list[Damage]) -> bool:
     """True when metadata fields the model needs are damaged."""
-    return any(d.what == "metadata" and d.detail.split("'")[1:2] and d.detail.split("'")[1] in CRITICAL
-               for d in damage)
+    return any(d.what == "metadata" and d.field in CRITICAL for d in damage)

@@ -83,7 +83,7 @@ def test_wrong_typed_fields_are_dropped_and_reported(tmp_path):
     (d / "metadata.json").write_text(json.dumps(m))
     t = _open(d)
     assert t.damaged and {"lost", "events", "stop_ns", "page_size"}.isdisjoint(t.metadata)
-    assert sorted(x.detail.split("'")[1] for x in t.damage) == ["events", "lost", "page_size", "stop_ns"]
+    assert sorted(x.field for x in t.damage) == ["events", "lost", "page_size", "stop_ns"]
     # page_size feeds the model: every model finding is withheld
     assert t.model_reliable_until() is not None
 
