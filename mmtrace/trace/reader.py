@@ -554,10 +554,22 @@ class TraceFile:
             out.append(Damage("unreadable_part", name, str(p), f"unreadable part skipped ({why})", lo, hi))
         numbers = sorted({_part_number(p) for p in parts} - {-1})
         if numbers:
-            for n in sorted(set(range(1, numbers[-1] + 1)) - set(numbers)):
-                lo, hi = span(n)
-                out.append(Damage("missing_part", name, str(self.path / name / f"part-{n:06d}.parquet"),
-                                  "part missing (deleted?)", lo, hi))
+            have = set(numbers)
+            holes = [n for n in range(1, min(numbers[-1], len(numbers) + 1000) + 1) if n not in have]
+            if numbers[-1] > len(numbers) + 1000:  # a renamed or foreign file: do not count to it
+                holes = holes[:1000]
+            runs: list[list[int]] = []  # consecutive missing numbers: one Damage each
+            for n in holes:
+                if runs and runs[-1][1] == n - 1:
+                    runs[-1][1] = n
+                else:
+                    runs.append([n, n])
+            for a, b in runs:
+                lo, hi = span(a)[0], span(b)[1]
+                what = f"part-{a:06d}.parquet" + (f" .. part-{b:06d}.parquet" if b > a else "")
+                out.append(Damage("missing_part", name, str(self.path / name / what),
+                                  f"{b - a + 1} part(s) missing (deleted?)" if b > a else "part missing (deleted?)",
+                                  min(lo, hi), max(lo, hi)))
         if counted and not out and name.startswith("events/"):
             if rows == 0:
                 out.append(Damage("missing_table", name, str(self.path / name),
