@@ -127,3 +127,42 @@ def test_doctor_unprivileged(tmp_path, root_only):
                        capture_output=True, text=True, timeout=120, env=dict(os.environ, HOME=str(tmp_path)))
     assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr == "", r.stderr
     assert "FAIL  root" in r.stdout and "sudo mmtrace doctor" in r.stdout
+
+
+KEEP = ("import mmap, time\n"
+        "t = time.monotonic(); keep = []\n"
+        "while time.monotonic() - t < 1.5:\n"
+        "    keep.append(mmap.mmap(-1, 1 << 16)); keep[-1][0:1] = b'x'\n"
+        "    time.sleep(0.0005)\n")
+
+
+def test_truncated_part_invents_no_findings(tmp_path, root_only):
+    """The issue's case: half a tree_write part missing made ~2,000 unmapped_area_disagree
+    findings out of the missing writes; now they stop at the gap and the report says why."""
+    from mmtrace.capture.recorder import RecordOptions, record
+
+    out = tmp_path / "t"
+    record(RecordOptions(output=out, command=[sys.executable, "-c", KEEP], flush_interval=0.2, progress=False))
+    intact = mmtrace.open(out)
+    ua = intact.unmapped_area_check()
+    assert len(ua) > 100 and ua["agrees"].all() and len(intact.anomalies()) == 0
+    parts = sorted(out.glob("events/tree_write/part-*.parquet"))
+    assert len(parts) >= 4, parts
+    p = parts[len(parts) // 2]
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    with pytest.warns(mmtrace.trace.DamagedTraceWarning):
+        t = mmtrace.open(out)
+        a = t.anomalies()
+    assert a["kind"].tolist() == ["trace_damaged"], a
+    g = t.gaps()
+    assert g["kind"].tolist() == ["tree_write"] and str(p) == g["path"][0]
+    ua = t.unmapped_area_check()
+    before = ua["ts"] < g["ts_from"][0]
+    assert before.any() and ua.loc[before, "agrees"].all() and not ua.loc[before, "possibly_stale"].any()
+    assert ua.loc[~before, "possibly_stale"].all()
+    r = subprocess.run([*MMTRACE, "report", "-q", str(out), "-o", str(tmp_path / "rep")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "is damaged" in _one_line(r)
+    rows = (tmp_path / "rep" / "anomalies.csv").read_text().splitlines()
+    assert len(rows) == 2 and ",trace_damaged," in rows[1]
+    assert "DAMAGED" in (tmp_path / "rep" / "index.html").read_text()
