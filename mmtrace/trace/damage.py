@@ -32,8 +32,9 @@ MODEL_KINDS = ("tree_write", "syscall", "proc", "exit_mmap", "vma_store", "unmap
 # Fields the model and findings depend on: damage there withholds every model
 # finding.  Every trace ``mmtrace record`` writes (one with "mmtrace_version")
 # has them: missing there, the file was edited or damaged.
-RECORDER_KEYS = ("start_ns", "page_size", "probe_plan", "mmap_min_addr", "stack_guard_gap_pages")
-CRITICAL = frozenset(RECORDER_KEYS)
+CRITICAL = frozenset({"start_ns", "page_size", "probe_plan", "mmap_min_addr", "stack_guard_gap_pages"})
+# ... and what tells a damaged trace from an empty one: its event counts.
+RECORDER_KEYS = (*sorted(CRITICAL), "complete", "events", "lost")
 
 
 @dataclass(frozen=True)

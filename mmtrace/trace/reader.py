@@ -6,6 +6,7 @@ tables are Parquet.
 
 from __future__ import annotations
 
+import json
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
@@ -59,6 +60,17 @@ def _open_part(p: Path, expect: dict[str, bool] | None) -> pq.ParquetFile:
     (written by mmtrace's writer) are verified on every read."""
     # ParquetFile, not read_table: no dataset layer (nor its import) per part.
     f = pq.ParquetFile(p, page_checksum_verification=True)
+    # The footer has no checksum: its pandas metadata (column dtypes) must
+    # still decode and name this schema's columns, or to_pandas fails later.
+    kv = f.metadata.metadata or {}
+    if b"pandas" in kv:
+        pmeta = json.loads(kv[b"pandas"].decode("utf-8"))
+        names = set(f.schema_arrow.names)
+        if not isinstance(pmeta, dict) or not all(
+                isinstance(c, dict) and (c.get("field_name") in names or c.get("field_name") is None
+                                         or str(c.get("field_name", "")).startswith("__index_level_"))
+                for c in pmeta.get("columns", [])):
+            raise ValueError("the footer's pandas metadata does not match its columns")
     if expect:
         sch = f.schema_arrow
         for name, integer in expect.items():
@@ -104,6 +116,8 @@ def _read_parts(parts: list[Path], expect: dict[str, bool] | None = None) -> tup
         return pa.concat_tables(tables, promote_options="default").to_pandas(split_blocks=True), bad
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return pd.concat([t.to_pandas() for t in tables], ignore_index=True), bad
+    except Exception:  # noqa: BLE001 - footer metadata damaged in a way the checks above missed
+        return pd.concat([t.replace_schema_metadata(None).to_pandas() for t in tables], ignore_index=True), bad
 
 
 def _reason(e: Exception) -> str:
