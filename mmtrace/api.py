@@ -55,13 +55,18 @@ class Trace(TraceFile):
         Columns: ``start``, ``end`` (uint64, end exclusive), ``perms``
         (e.g. ``r-xp``), ``vm_flags``, ``pgoff`` (bytes), ``dev``, ``inode``,
         ``path`` (from snapshots, where known), ``file`` ("dev:inode path"),
-        ``vma`` (the kernel pointer; 0 when known only from a snapshot).
+        ``vma`` (the kernel pointer; 0 when known only from a snapshot),
+        ``possibly_stale`` (True at or after a gap of a damaged trace).
         The replay is checkpointed: many instants cost one pass.
         See :func:`mmtrace.model.vmas`.
         """
         from .model import vmas
 
-        return vmas(self, pid, at)
+        df = vmas(self, pid, at)
+        cut = self.model_reliable_until()
+        # After a gap of a damaged trace the tree may miss changes (see gaps()).
+        df["possibly_stale"] = cut is not None and int(at) >= cut
+        return df
 
     def _all_changes(self) -> pd.DataFrame:
         from .model import changes
@@ -120,8 +125,10 @@ class Trace(TraceFile):
     def anomalies(self) -> pd.DataFrame:
         """One row per finding: ``ts``, ``pid``, ``comm``, ``severity`` (error,
         warning), ``kind`` (model_kernel_disagree, kernel_counter_underflow,
-        negative_reservation, kernel_warning, unmapped_area_disagree) and
-        ``explanation`` (a sentence)."""
+        negative_reservation, kernel_warning, unmapped_area_disagree,
+        trace_damaged) and ``explanation`` (a sentence).  After a gap of a
+        damaged trace (see ``gaps()``) model findings are left out and one
+        ``trace_damaged`` row says so."""
         from .detect import hugetlb_anomalies
 
         rows = hugetlb_anomalies(self, self.hugetlb())
@@ -137,6 +144,7 @@ class Trace(TraceFile):
                 ),
             })
         df = pd.DataFrame(rows, columns=["ts", "pid", "severity", "kind", "explanation"])
+        df = self.drop_stale_findings(df)  # no model finding across a gap of the trace
         df.insert(2, "comm", self.comm_at(df["pid"], df["ts"]))
         return df.sort_values("ts", kind="stable", ignore_index=True)
 
@@ -145,7 +153,12 @@ class Trace(TraceFile):
         tree.  See :func:`mmtrace.detect.unmapped_area_check` for columns."""
         from .detect import unmapped_area_check
 
-        return self.cached("unmapped_area", lambda: unmapped_area_check(self))
+        def check() -> pd.DataFrame:
+            u = unmapped_area_check(self)
+            u["possibly_stale"] = self.after_gaps(u).to_numpy(bool)  # the tree may miss changes there
+            return u
+
+        return self.cached("unmapped_area", check)
 
     def processes(self, counts: bool = True) -> pd.DataFrame:
         """As :meth:`TraceFile.processes`, plus ``modelled`` (bool) and

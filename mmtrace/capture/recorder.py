@@ -28,7 +28,7 @@ from .kernel import KernelError
 from .loader import DEFAULT_BUFFER_MB
 from .session import Session, Target
 
-__all__ = ["RecordOptions", "RecordResult", "record", "RecordError"]
+__all__ = ["RecordOptions", "RecordResult", "record", "RecordError", "check_options"]
 
 
 # Records drained but not written that make the recorder flush before its
@@ -37,7 +37,65 @@ FLUSH_BYTES = 8 << 20
 
 
 class RecordError(RuntimeError):
-    """Recording could not start or went wrong; the message is for the user."""
+    """Recording could not start or went wrong; the message is for the user.
+
+    ``code`` is the exit status ``mmtrace record`` gives it: 2 a bad option
+    or target, 3 recording cannot work on this host, 4 the trace cannot be
+    written.
+    """
+
+    def __init__(self, msg: str, code: int = 3) -> None:
+        super().__init__(msg)
+        self.code = code
+
+
+# ringbuf_map_alloc() (kernel/bpf/ringbuf.c) takes a power-of-two, page
+# aligned max_entries, a __u32: 2^31 bytes is the largest ring there is.
+_RING_MAX_BYTES = 1 << 31
+
+
+def _mem_available() -> int | None:
+    """MemAvailable of /proc/meminfo in bytes, or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_options(opts: "RecordOptions") -> None:
+    """Refuse options that cannot work, before anything is compiled or created
+    (RecordError with code 2, the message naming the fix)."""
+    import math
+
+    from .loader import ring_sizes
+
+    mb = opts.buffer_mb
+    if isinstance(mb, bool) or not isinstance(mb, int) or mb < 1:
+        raise RecordError(f"--buffer-mb {mb}: not a positive whole number of MiB (default {DEFAULT_BUFFER_MB})", 2)
+    if mb & (mb - 1):
+        lo = 1 << (mb.bit_length() - 1)
+        raise RecordError(f"--buffer-mb {mb}: BPF ring buffers are a power of two in size: use {lo} or {lo * 2}", 2)
+    if mb << 20 > _RING_MAX_BYTES:
+        raise RecordError(f"--buffer-mb {mb}: the kernel's largest BPF ring buffer is {_RING_MAX_BYTES >> 20} MiB: "
+                          f"use {_RING_MAX_BYTES >> 20} or less", 2)
+    total = sum(ring_sizes(mb).values())
+    avail = _mem_available()
+    if avail is not None and total > avail // 2:
+        fit = 1
+        while sum(ring_sizes(fit * 2).values()) <= avail // 2 and fit * 2 <= mb:
+            fit *= 2
+        raise RecordError(f"--buffer-mb {mb}: the ring buffers would take {total / (1 << 30):.1f} GiB, more than "
+                          f"half the memory available ({avail / (1 << 30):.1f} GiB): use {fit} or less", 2)
+    for name, v in (("--duration", opts.duration), ("flush interval", opts.flush_interval)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0):
+            raise RecordError(f"{name} {v}: must be a finite number of seconds above 0", 2)
+    if opts.command is not None and (not opts.command or not str(opts.command[0]).strip()):
+        raise RecordError("the command to record is empty (an unset $CMD?): give one, or no command "
+                          "and no -p to record the whole system", 2)
 
 
 @dataclass
@@ -104,7 +162,7 @@ def _prepare_output(path: Path) -> None:
         if path.is_dir() and not any(path.iterdir()):
             path.rmdir()
             return
-        raise RecordError(f"{path} exists and is not an mmtrace trace: choose another -o")
+        raise RecordError(f"{path} exists and is not an mmtrace trace: choose another -o", 2)
     old = path.with_name(path.name + ".old")
     if old.exists():
         shutil.rmtree(old)
@@ -150,20 +208,26 @@ class _Progress:
 
 def record(opts: RecordOptions) -> RecordResult:
     """Record ``opts`` target into ``opts.output``; see the module docstring."""
+    check_options(opts)
     target = Target(command=opts.command, pids=list(opts.pids))
     try:
         session = Session(target, buffer_mb=opts.buffer_mb, keep_inner=opts.keep_inner)
-    except (KernelError, ValueError) as e:
-        raise RecordError(str(e)) from e
+    except KernelError as e:
+        raise RecordError(str(e), 3) from e
+    except ValueError as e:  # TargetError: no such pid, command not found
+        raise RecordError(str(e), 2) from e
     # Arrow's default allocator (mimalloc) keeps freed memory for reuse: ~60 MB
     # more at full speed.  The system allocator gives big blocks back at once.
     import pyarrow as pa
 
     pa.set_memory_pool(pa.system_memory_pool())
     out = Path(opts.output)
-    _prepare_output(out)
     owner = _sudo_owner()
-    writer = TraceWriter(out, owner=owner)
+    try:
+        _prepare_output(out)
+        writer = TraceWriter(out, owner=owner)
+    except OSError as e:
+        raise RecordError(f"cannot create the trace {out}: {e.strerror or e}: choose a writable -o", 4) from e
     meta = {
         "complete": False,
         "stop_reason": None,
@@ -307,7 +371,8 @@ def _loop(opts: RecordOptions, session: Session, writer: TraceWriter, meta: dict
             pass
         raise RecordError(
             f"{writer.path}: disk full; recording stopped. Everything flushed before is kept "
-            f"({sum(counts.values()):,} events), marked incomplete"
+            f"({sum(counts.values()):,} events), marked incomplete",
+            4,
         ) from e
     progress.done()
     return RecordResult(

@@ -29,7 +29,7 @@ _KMSG_COLUMNS = ["ts", "kmsg_us", "seq", "level", "facility", "msg"]
 from .kernel import KernelError, ProbePlan, make_plan
 from .loader import DEFAULT_BUFFER_MB, Collector
 
-__all__ = ["Session", "Target", "TargetError", "snapshot_maps", "snapshot_columns", "process_info"]
+__all__ = ["Session", "Target", "TargetError", "snapshot_maps", "snapshot_columns", "process_info", "die_with_parent"]
 
 
 class TargetError(ValueError):
@@ -45,12 +45,15 @@ class Target:
 
     @property
     def system_wide(self) -> bool:
-        return not self.command and not self.pids
+        return self.command is None and not self.pids
 
     def check(self) -> None:
         """Fail early, before anything is created, with a one-line reason."""
         if self.command and self.pids:
             raise TargetError("give either -c COMMAND or -p PID, not both")
+        if self.command is not None and (not self.command or not str(self.command[0]).strip()):
+            # An empty command (an unset $CMD) must not turn into a whole-system recording.
+            raise TargetError("the command to trace is empty: give one, or none (command=None) for the whole system")
         for pid in self.pids:
             if pid <= 0 or not os.path.exists(f"/proc/{pid}"):
                 raise TargetError(f"no process with pid {pid}")
@@ -63,6 +66,25 @@ class Target:
                     raise TargetError(f"command not found or not executable: {exe}")
             elif shutil.which(exe) is None:
                 raise TargetError(f"command not found: {exe}")
+
+
+def die_with_parent(parent: int) -> None:
+    """In a forked child: be SIGKILLed when the recorder dies (kill -9, crash),
+    so the command never runs on untraced.
+
+    PR_SET_PDEATHSIG (prctl(2)) survives execve, except of a set-user-ID or
+    set-group-ID program, and reaches this child only, not its descendants;
+    it fires when the thread that forked exits.  If the recorder is already
+    gone (the fork raced its death) the child exits at once.
+    """
+    import ctypes
+
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent:
+        os._exit(127)
 
 
 def _is_kernel_thread(pid: int) -> bool:
@@ -237,6 +259,7 @@ class Session:
         passes through untouched.
         """
         r, w = os.pipe()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # child
             try:
@@ -245,6 +268,7 @@ class Session:
                     self.cgroup.join()
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                die_with_parent(parent)
                 if os.read(r, 1) != b"g":
                     os._exit(127)
                 os.close(r)

@@ -56,10 +56,22 @@ def run_checks() -> list[Check]:
                 Check("kernel headers", False, "none found",
                       f"apt-get install linux-headers-{platform.release()} || apt-get install linux-headers-amd64")
             )
+    except PermissionError as e:
+        checks.append(Check("kernel headers", False, f"{e.filename} is not readable as euid {os.geteuid()}",
+                            "run 'sudo mmtrace doctor'"))
     except Exception as e:  # noqa: BLE001 - doctor reports, never crashes
         checks.append(Check("kernel headers", False, str(e), "apt-get install linux-headers-amd64"))
     tf = Tracefs()
-    mounted = tf.mounted
+    try:
+        mounted = tf.mounted
+    except OSError:
+        mounted = False
+    if not root and not _readable(tf.root / "events"):
+        # tracefs is root-only (mode 0700): an unprivileged doctor cannot
+        # list the tracepoints, and must say so rather than die on it.
+        checks.append(Check("tracefs", False, f"{tf.root}/events is not readable as euid {os.geteuid()}",
+                            "run 'sudo mmtrace doctor' to check the tracepoints (recording needs root anyway)"))
+        return checks + _huge_pages_check()
     if not mounted and root:
         try:
             tf.mount()
@@ -93,13 +105,24 @@ def run_checks() -> list[Check]:
                   else "unavailable (needs raw_syscalls and a known syscall table: x86_64)",
                   "", required=False)
         )
+    return checks + _huge_pages_check()
+
+
+def _readable(d) -> bool:
+    try:
+        os.listdir(d)
+        return True
+    except OSError:
+        return False
+
+
+def _huge_pages_check() -> list[Check]:
     try:
         nr = int(open("/proc/sys/vm/nr_hugepages").read())
-        checks.append(Check("huge pages", nr > 0, f"nr_hugepages={nr}",
-                            "echo 8 > /proc/sys/vm/nr_hugepages (only for hugetlb workloads)", required=False))
-    except OSError as e:
-        checks.append(Check("huge pages", False, str(e), "kernel without hugetlbfs", required=False))
-    return checks
+        return [Check("huge pages", nr > 0, f"nr_hugepages={nr}",
+                      "echo 8 > /proc/sys/vm/nr_hugepages (only for hugetlb workloads)", required=False)]
+    except (OSError, ValueError) as e:
+        return [Check("huge pages", False, str(e), "kernel without hugetlbfs", required=False)]
 
 
 def render(checks: list[Check]) -> str:

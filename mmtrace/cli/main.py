@@ -1,9 +1,13 @@
 """The ``mmtrace`` command: parse, call the library, map errors to exit codes.
 
-Exit codes: 0 ok; 1 a check failed (doctor, verify); 2 usage or input error
-(bad trace, no such pid, command not found); 3 recording cannot work here
-(not root, no BCC, missing tracepoint); for ``record -c`` the command's own
-exit status otherwise.
+Exit codes (EXIT_CODES): 0 ok; 1 a check failed (doctor, verify), or the
+trace is damaged or a report part failed (summary, report: what could be
+read is shown, the damage first); 2 usage or input error (bad option, not a
+readable trace, no such pid, command not found); 3 recording cannot work
+here (not root, no BCC, missing tracepoint); 4 the output cannot be written
+(read-only, permission denied, disk full); 70 an internal error (a bug:
+``--debug`` shows the traceback); for ``record -c`` the command's own exit
+status otherwise.  Every error is one line on stderr, ``mmtrace: ...``.
 """
 
 from __future__ import annotations
@@ -14,13 +18,28 @@ import shlex
 import sys
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["main", "EXIT_CODES"]
+
+EXIT_CODES = """\
+exit status: 0 ok; 1 a check failed (doctor, verify), or the trace is damaged
+or part of a report failed (what could be read is shown, damage first); 2 a
+usage or input error (bad option, not a readable trace, no such pid, command
+not found); 3 recording cannot work on this host (not root, no BCC, missing
+tracepoint); 4 the output cannot be written (read-only, permission denied,
+disk full); 70 an internal error (a bug: --debug shows the traceback);
+record -c: the command's exit status otherwise."""
+
+# Words a shell would act on: given to -c, which runs no shell, they would
+# reach the command as arguments.
+_SHELL_OPERATORS = frozenset({"|", "||", "&", "&&", ";", ";;", ">", ">>", "<", "<<", "<<<", "2>", "2>>", "&>",
+                              "2>&1", "|&", "(", ")", "$(", "`"})
 
 from ..capture.loader import DEFAULT_BUFFER_MB  # noqa: E402 (no pandas: record starts faster)
 
 EPILOG_RECORD = """\
 examples:
   sudo mmtrace record -c 'python3 -c "import mmap; mmap.mmap(-1, 1 << 20)"'
+  sudo mmtrace record -- sh -c 'echo hi | cat'     # -c runs no shell: ask for one
   sudo mmtrace record -p 1234 --duration 10 -o web.trace
   sudo mmtrace record --duration 5            # whole system (warns)
   mmtrace summary mmtrace.data
@@ -29,6 +48,13 @@ The trace is a directory (default ./mmtrace.data; an existing one is kept as
 mmtrace.data.old): metadata.json plus one Parquet table per event kind,
 flushed every second.  Ctrl-C or SIGTERM stops cleanly and keeps everything.
 Open it in Python with mmtrace.open(PATH).
+
+The command (-c or after --) is split like a shell would split words
+(shlex) but run without a shell: pipes, redirections, ';' and '&&' are
+refused; record 'sh -c "..."' for them.  It is started with a parent-death
+signal (PR_SET_PDEATHSIG = SIGKILL): if the recorder dies (kill -9, crash)
+the command is killed too, never left running untraced; its own children
+are not (a clean stop, Ctrl-C or SIGTERM, passes the signal on to it).
 
 While it records, every syscall on the host takes the kernel's tracing path
 (about +45 ns each here, as with perf or bpftrace on syscall tracepoints).
@@ -53,8 +79,10 @@ CSV columns"; times are CLOCK_MONOTONIC ns as in the trace: the page shows a
 decimated view, the tables every row); with png: vma_count.png,
 timeline-PID.png, splits_merges.png, hugetlb.png (when the trace has hugetlb
 samples).  In Python: mmtrace.report.write_report(mmtrace.open(PATH), DIR).
-Exit status: 0 ok; 1 some table or plot could not be computed (the rest is
-written, the summary says which); 2 TRACE is not a readable trace.
+Exit status: 0 ok; 1 the trace is damaged (the report starts with what
+could not be read; model findings after a gap are left out) or some table
+or plot could not be computed (the rest is written, the summary says
+which); 2 TRACE is not a readable trace; 4 DIR cannot be written.
 """
 
 
@@ -89,23 +117,45 @@ def _formats(text: str) -> str:
 
 
 def _duration(text: str) -> float:
+    import math
+
     try:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
-    if v <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number of seconds above 0, e.g. 5 or 0.5")
     return v
 
 
+def _buffer_mb(text: str) -> int:
+    v = _positive_int(text)
+    from ..capture.recorder import RecordError, RecordOptions, check_options
+
+    try:
+        check_options(RecordOptions(buffer_mb=v))
+    except RecordError as e:
+        raise argparse.ArgumentTypeError(str(e).split(": ", 1)[-1])
+    return v
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with errors in one line (its default prints the usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="mmtrace",
         description=(
             "Record what the Linux kernel does to process address spaces (maple tree writes, "
             "mmap tracepoints, the syscalls around them) with BCC, and explain it."
         ),
-        epilog="Run 'mmtrace COMMAND --help' for each command. Start with 'sudo mmtrace doctor'.",
+        epilog="Run 'mmtrace COMMAND --help' for each command. Start with 'sudo mmtrace doctor'. "
+        "--debug (anywhere before --) shows the traceback behind an error.\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"mmtrace {_version()}")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
@@ -131,7 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--command",
         metavar="'CMD ARGS'",
         help="start CMD after the probes are attached; trace it and all its descendants; "
-        "stop when it exits and exit with its status. Also: mmtrace record [opts] -- CMD ARGS",
+        "stop when it exits and exit with its status. Split into words like a shell would, but run "
+        "without one (no pipes or redirections: -c \"sh -c '...'\"); killed if the recorder dies. "
+        "Also: mmtrace record [opts] -- CMD ARGS",
     )
     tgt.add_argument(
         "-p", "--pid", type=_pids, metavar="PID[,PID..]", help="trace running processes and their future children"
@@ -140,10 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", type=Path, default=Path("mmtrace.data"), help="trace directory (default: %(default)s)")
     r.add_argument(
         "--buffer-mb",
-        type=_positive_int,
+        type=_buffer_mb,
         default=DEFAULT_BUFFER_MB,
         metavar="N",
-        help="ring buffer size in MiB, a power of two (default: %(default)s); raise it if events are lost",
+        help="ring buffer size in MiB, a power of two up to 2048 whose rings (about 1.7 N MiB in all) fit in "
+        "half the available memory (default: %(default)s); raise it if events are lost",
     )
     r.add_argument(
         "--all-stores",
@@ -256,23 +309,47 @@ def cmd_doctor(args) -> int:
     return 0 if all(c.ok or not c.required for c in checks) else 1
 
 
+def _split_command(text: str) -> list[str] | str:
+    """-c's text as argv, or the message refusing it."""
+    if not text.strip():
+        return ("-c got an empty command (an unset $CMD?): give the command to record, or leave out -c "
+                "(and -p) to record the whole system")
+    try:
+        argv = shlex.split(text)
+    except ValueError as e:
+        return (f"-c {text!r}: cannot split it into words ({e}): check its quotes, or give the command "
+                "after -- instead")
+    ops = [w for w in argv if w in _SHELL_OPERATORS]
+    if ops:
+        return (f"-c {text!r}: -c runs no shell, so {ops[0]!r} would reach {argv[0]} as an argument: "
+                f"record a shell instead, -c \"sh -c {shlex.quote(text)}\"")
+    return argv
+
+
 def cmd_record(args, argv: list[str]) -> int:
     from ..capture.recorder import RecordError, RecordOptions, record, summary_line
 
     command = None
     rest = list(args.argv or [])
-    if rest and rest[0] == "--":
+    dashdash = bool(rest and rest[0] == "--")
+    if dashdash:
         rest = rest[1:]
-    if args.command and rest:
+    if args.command is not None and (rest or dashdash):
         _err("give the command either with -c or after --, not both")
         return 2
-    if args.command:
-        command = shlex.split(args.command)
-        if not command:
-            _err("-c needs a command")
+    if args.command is not None:
+        command = _split_command(args.command)
+        if isinstance(command, str):
+            _err(command)
             return 2
     elif rest:
+        if not rest[0].strip():
+            _err("the command after -- is empty (an unset $CMD?): give the command to record")
+            return 2
         command = rest
+    elif dashdash:
+        _err("nothing after --: give the command to record, or leave out -- to record the whole system")
+        return 2
     if args.dump_bpf:
         from ..capture.kernel import KernelError, make_plan
         from ..capture.loader import program_source
@@ -285,8 +362,6 @@ def cmd_record(args, argv: list[str]) -> int:
         print("/* cflags: " + " ".join(plan.cflags()) + " */")
         print(program_source())
         return 0
-    if not command and not args.pid:
-        _err("warning: no -c or -p given: tracing the WHOLE SYSTEM (Ctrl-C to stop)")
     opts = RecordOptions(
         output=args.output,
         command=command,
@@ -298,13 +373,15 @@ def cmd_record(args, argv: list[str]) -> int:
         argv=["mmtrace", *argv],
     )
     try:
+        from ..capture.recorder import check_options
+
+        check_options(opts)
+        if not command and not args.pid:
+            _err("warning: no -c or -p given: tracing the WHOLE SYSTEM (Ctrl-C to stop)")
         res = record(opts)
     except RecordError as e:
         _err(str(e))
-        msg = str(e)
-        if "root" in msg or "BCC" in msg or "tracepoint" in msg or "BTF" in msg or "BPF" in msg:
-            return 3
-        return 2
+        return e.code
     sys.stderr.write(summary_line(res) + "\n")
     if res.lost and sum(res.lost.values()):
         _err(f"warning: {sum(res.lost.values()):,} events were lost: raise --buffer-mb")
@@ -313,16 +390,47 @@ def cmd_record(args, argv: list[str]) -> int:
     return 0
 
 
+def _shown_warnings(caught) -> list[str]:
+    """Warnings worth a line: not the damage and incompleteness the output shows first."""
+    from ..trace import DamagedTraceWarning, IncompleteTraceWarning
+
+    skip = (DamagedTraceWarning, IncompleteTraceWarning)
+    out = []
+    for w in caught:
+        if issubclass(w.category, skip) or "damaged part skipped" in str(w.message):
+            continue
+        if str(w.message) not in out:
+            out.append(str(w.message))
+    return out
+
+
 def cmd_summary(args) -> int:
+    import warnings
+
     from ..report.summary import summarize
-    from ..trace import TraceError
+    from ..trace import TraceError, TraceFile
 
     try:
-        print(summarize(args.trace))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            t = TraceFile(args.trace)
+            text = summarize(t)
     except TraceError as e:
         _err(str(e))
         return 2
-    return 0
+    print(text)
+    for w in _shown_warnings(caught):
+        _err(f"warning: {w}")
+    return 1 if t.damaged else 0
+
+
+def _make_dir(out: Path) -> list[Path]:
+    """Create ``out`` (and parents); the directories created, top first; OSError if it cannot be written."""
+    new = [q for q in [out, *out.parents] if not q.exists()][::-1]
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise PermissionError(13, "Permission denied", str(out))
+    return new
 
 
 def cmd_report(args) -> int:
@@ -333,6 +441,8 @@ def cmd_report(args) -> int:
     if args.timelines < 0:
         _err("--timelines must be 0 or more")
         return 2
+    trace = None
+    out = None
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -343,24 +453,43 @@ def cmd_report(args) -> int:
 
             trace = mm_open(args.trace)
             out = args.output or default_output(args.trace)
+            try:
+                created = _make_dir(out)
+            except OSError as e:
+                _err(f"cannot write the report to {out}: {e.strerror or e}: choose another -o")
+                return 4
             res = write_report(trace, out, args.format, progress=Progress(STAGES, enabled=None if not args.quiet else False),
                                timelines=args.timelines)
             text = None if args.quiet else res.text()
     except TraceError as e:
         _err(str(e))
         return 2
-    except Exception as e:  # a damaged trace fails deep in the replay: one line, not a traceback
-        if os.environ.get("MMTRACE_DEBUG"):
+    except OSError as e:
+        if _debug():
             raise
-        _err(f"{args.trace}: cannot build a report, the trace looks damaged ({type(e).__name__}: {e})")
-        return 2
-    for w in caught:
-        _err(f"warning: {w.message}")
+        _err(f"cannot write the report to {out}: {e.strerror or e} ({e.filename or ''}): free space or choose another -o")
+        return 4
+    except Exception as e:  # a damaged trace can fail deep in the replay: one line, not a traceback
+        if _debug():
+            raise
+        if trace is not None and trace.damaged:
+            _err(f"{args.trace}: the trace is damaged ({trace.damage[0]}) and the report failed on it "
+                 f"({type(e).__name__}: {e})")
+            return 1
+        raise
+    # Under sudo the report is the user's: the directories made for it and
+    # the files written (an existing DIR itself is left as it was).
+    written = [*res.files.values(), *(p for p, _ in res.images.values()), *([res.index] if res.index else [])]
+    _give_to_sudo_user(*created, *written, recursive=False)
+    for w in _shown_warnings(caught):
+        _err(f"warning: {w}")
     if text:
         print(text)
     for name, msg in res.errors.items():
         _err(f"warning: {name}: not computed ({msg})")
-    return 1 if res.errors else 0
+    if trace.damaged:
+        _err(f"warning: {args.trace} is damaged: {len(trace.damage)} problem(s), the first: {trace.damage[0]}")
+    return 1 if res.errors or trace.damaged else 0
 
 
 def cmd_export(args) -> int:
@@ -420,16 +549,17 @@ def cmd_demo(args) -> int:
     if rc != 0:
         return rc
     rc = main(["report", str(args.output)])
-    _give_to_sudo_user(cps, Path(f"{args.output}-report"))
+    _give_to_sudo_user(cps)
     return rc
 
 
-def _give_to_sudo_user(*paths: Path) -> None:
+def _give_to_sudo_user(*paths: Path, recursive: bool = True) -> None:
     uid, gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
     if os.geteuid() != 0 or not (uid and gid and uid.isdigit() and gid.isdigit()):
         return
     for top in paths:
-        for p in [top, *top.rglob("*")] if top.exists() else []:
+        top = Path(top)
+        for p in ([top, *top.rglob("*")] if recursive else [top]) if top.exists() else []:
             try:
                 os.chown(p, int(uid), int(gid))
             except OSError:
@@ -447,17 +577,51 @@ def _ensure_hugepages(n: int) -> None:
         _err(f"note: could not reserve huge pages ({e}); hugetlb steps will be skipped")
 
 
+def _debug() -> bool:
+    return bool(os.environ.get("MMTRACE_DEBUG"))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    head = argv[: argv.index("--")] if "--" in argv else argv
+    if "--debug" in head:  # anywhere before --: full tracebacks (also MMTRACE_DEBUG=1)
+        argv.remove("--debug")
+        os.environ["MMTRACE_DEBUG"] = "1"
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # noqa: BLE001 - one line, not a traceback (--debug shows it)
+        if _debug():
+            raise
+        from ..trace import TraceError
+
+        if isinstance(e, TraceError):
+            _err(str(e))
+            return 2
+        if isinstance(e, OSError):
+            _err(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
+            return 4
+        _err(f"internal error: {type(e).__name__}: {e} (run again with --debug for the traceback, and report it)")
+        return 70
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
     # argparse.REMAINDER after options: split at "--" ourselves so that
     # 'record -o x -- cmd -a' keeps '-a' for the command.
-    if "--" in argv and argv and argv[0] == "record":
-        i = argv.index("--")
-        args = parser.parse_args(argv[:i])
-        args.argv = argv[i:]
-    else:
-        args = parser.parse_args(argv)
+    try:
+        if "--" in argv and argv and argv[0] == "record":
+            i = argv.index("--")
+            args = parser.parse_args(argv[:i])
+            args.argv = argv[i:]
+        else:
+            args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or the one-line usage error already printed
+        return e.code if isinstance(e.code, int) else 2
     if args.cmd is None:
         parser.print_help()
         return 2
@@ -481,8 +645,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
-    except BrokenPipeError:
-        return 0
     parser.error(f"unknown command {args.cmd}")
     return 2
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["to_frame", "to_arrow", "columns_to_arrow", "rows_to_arrow", "make_records", "PROC_WHAT", "decode_dev"]
+__all__ = ["to_frame", "to_arrow", "columns_to_arrow", "rows_to_arrow", "make_records", "empty_frame", "PROC_WHAT", "decode_dev"]
 
 PROC_WHAT = {1: "fork", 2: "exec", 3: "exit"}
 
@@ -185,3 +185,9 @@ def rows_to_arrow(rows: list[dict], columns: list[str] | None = None) -> pa.Tabl
         v = [r[k] for r in rows]
         cols[k] = np.array(v, dtype=object if any(isinstance(x, str) for x in v) else np.int64)
     return columns_to_arrow(cols)
+
+
+def empty_frame(kind: str) -> pd.DataFrame:
+    """No events of ``kind``, with the columns and dtypes :func:`to_frame` gives:
+    a short or killed trace still has every column user code asks for."""
+    return to_frame(kind, np.zeros(0, dtype=KINDS[kind].dtype))

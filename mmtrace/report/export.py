@@ -3,7 +3,8 @@
 In CSV, addresses (``start``, ``end``, ``lo``, ``hi``, ``at``, ``vma``,
 ``tree``, ``trees`` and the syscall arguments and return values that are
 addresses: see :data:`mmtrace.report.frames.ADDRESS_ARGS`) are ``0x`` hex
-strings, which ``int(x, 0)`` reads back; lists become ``"; "``-separated
+strings, which ``int(x, 0)`` reads back (every value of an address column,
+0 included, is hex; the syscall columns of kernel paths are empty); lists become ``"; "``-separated
 text; timestamps stay integer nanoseconds (CLOCK_MONOTONIC, as in the trace).
 In Parquet every number stays an integer (addresses uint64) and lists stay
 lists (of integers, or of structs for VMAs).
@@ -100,12 +101,15 @@ def csv_frame(df: pd.DataFrame) -> pd.DataFrame:
         elif col.dtype == object and len(col) and isinstance(col.iloc[0], (list, tuple)):
             out[c] = ["; ".join(str(v) for v in x) if isinstance(x, (list, tuple)) else x for x in col]
     if "syscall" in out.columns:
-        sc = out["syscall"].astype(str).tolist()
+        # Kernel paths (no syscall) have no arguments: empty cells, not a
+        # decimal "0" among the hex addresses of the same column.
+        sc = ["" if s != s or s is None or str(s) in ("", "nan", "<NA>") else str(s) for s in out["syscall"].tolist()]
         for c in _arg_columns(out):
             i = int(c[3:])
-            out[c] = [_hex(v) if i in ADDRESS_ARGS.get(s, ()) else str(int(v)) for s, v in zip(sc, df[c].tolist())]
+            out[c] = ["" if not s else _hex(v) if i in ADDRESS_ARGS.get(s, ()) else str(int(v))
+                      for s, v in zip(sc, df[c].tolist())]
         if "ret" in out.columns:
-            out["ret"] = [_hex(v) if s in RETURNS_ADDRESS and int(v) >= 0 else str(int(v))
+            out["ret"] = ["" if not s else _hex(v) if s in RETURNS_ADDRESS and int(v) >= 0 else str(int(v))
                           for s, v in zip(sc, df["ret"].tolist())]
     return out
 

@@ -163,7 +163,7 @@ class ReportData:
         self._c: dict[str, object] = {}
         m = trace.metadata
         self.t0 = int(m.get("start_ns") or 0)
-        self.t1 = int(m.get("stop_ns") or 0)
+        self.t1 = int(getattr(trace, "end_ns", 0) or m.get("stop_ns") or 0)  # a killed trace: its last event
 
     def safe(self, name: str):
         """Table ``name`` (a method name), or None after recording the error in ``errors``."""

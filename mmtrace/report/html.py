@@ -63,19 +63,19 @@ def _state(rd, notes) -> tuple[bool, list[str]]:
     """(all fine, lines): completeness, lost events, damage, analyses skipped."""
     t = rd.trace
     m = t.metadata
+    from .summary import damage_lines, lost_text
+
     bad = []
-    if not t.complete:
-        bad.append(f"<b>INCOMPLETE trace</b>: the recorder did not finish writing it (stop: {_e(m.get('stop_reason'))}); "
-                   "the end of the recording may be missing.")
+    dl = damage_lines(t, limit=50)  # damage and incompleteness first: they qualify everything below
+    if dl:
+        bad.append("<b>Damaged or incomplete trace</b><pre>" + _e("\n".join(dl)) + "</pre>")
     lost = {k: int(v) for k, v in (t.lost or {}).items() if int(v)}
-    if lost:
+    if not t.lost_known:
+        bad.append(f"<b>Lost events: {_e(lost_text(t))}</b>")
+    elif lost:
         bad.append(f"<b>{sum(lost.values()):,} events lost</b> (ring buffer full: "
                    + ", ".join(f"{_e(k)} {v:,}" for k, v in lost.items())
                    + "): rebuilt trees may be wrong after the first loss.")
-    damage = getattr(t, "damage", None)  # exposed by newer readers: parts skipped, gaps
-    if damage:
-        items = damage.items() if isinstance(damage, dict) else enumerate(damage)
-        bad.append("<b>Damaged trace</b>: " + "; ".join(f"{_e(k)}: {_e(v)}" for k, v in items))
     for n in notes or ():
         bad.append(f"<b>While reading</b>: {_e(n)}")
     for k, v in rd.errors.items():

@@ -96,7 +96,9 @@ def report_text(trace, *, files: dict | None = None, out_dir=None, width: int | 
     m = t.metadata
     width = width or min(shutil.get_terminal_size((110, 24)).columns, 160)
     dur = (rd.t1 - rd.t0) / 1e9 if rd.t1 and rd.t0 else 0.0
-    out = [
+    from .summary import damage_lines, lost_text
+
+    out = damage_lines(t) + [
         f"trace      {t.path}  ({'complete' if t.complete else 'INCOMPLETE: ' + str(m.get('stop_reason'))})",
         f"kernel     {m.get('kernel_release')} on {m.get('host', '?')}   recorded {dur:.3f} s   stop: {m.get('stop_reason')}",
         f"command    {' '.join(m.get('command_line') or [])}",
@@ -150,7 +152,10 @@ def report_text(trace, *, files: dict | None = None, out_dir=None, width: int | 
                 out.append(f"  ... {len(a) - anomalies_shown} more in anomalies.csv")
         lt = lost_table(rd)
         n_lost = int(lt["lost"].sum()) if len(lt) else 0
-        out.append(f"\nlost events: {n_lost:,}" + ("" if n_lost else " (the kernel handed over every event)"))
+        if not t.lost_known:
+            out.append(f"\nlost events: {lost_text(t)}")
+        else:
+            out.append(f"\nlost events: {n_lost:,}" + ("" if n_lost else " (the kernel handed over every event)"))
         if len(lt):
             out.append(_indent(lt.T.to_string()))
     if files:

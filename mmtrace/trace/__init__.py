@@ -4,6 +4,8 @@ __all__ = [
     "TraceFile",
     "TraceError",
     "IncompleteTraceWarning",
+    "DamagedTraceWarning",
+    "Damage",
     "TraceWriter",
     "DiskFull",
     "FORMAT",
@@ -11,6 +13,7 @@ __all__ = [
 ]
 
 _FROM = {"TraceFile": "reader", "TraceError": "reader", "IncompleteTraceWarning": "reader",
+         "Damage": "damage", "DamagedTraceWarning": "damage",
          "TraceWriter": "writer", "DiskFull": "writer", "FORMAT": "writer", "FORMAT_VERSION": "writer"}
 
 

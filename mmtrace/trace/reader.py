@@ -17,10 +17,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..events.decode import empty_frame
 from ..events.schema import KINDS
+from .damage import MODEL_KINDS, Damage, DamagedTraceWarning, TraceError, check_metadata, critical
 from .writer import FORMAT, FORMAT_VERSION
 
-__all__ = ["TraceFile", "TraceError", "IncompleteTraceWarning"]
+__all__ = ["TraceFile", "TraceError", "IncompleteTraceWarning", "DamagedTraceWarning", "Damage"]
+
+# anomalies() kinds that come from the rebuilt trees (not read from the kernel).
+MODEL_FINDINGS = ("model_kernel_disagree", "negative_reservation", "unmapped_area_disagree")
 
 # Columns shown as pandas categoricals: few distinct values, many rows.
 _CATEGORICAL = {"fn", "syscall", "what", "comm", "perms", "when"}
@@ -49,39 +54,79 @@ def _row_width(schema: pa.Schema) -> int:
     return sum(f.type.byte_width for f in schema if _fixed_width(f.type))
 
 
-def _read_parts(parts: list[Path]) -> pd.DataFrame:
-    """The parts of one table as one DataFrame, rows in part order; damaged parts are skipped."""
+def _open_part(p: Path, expect: dict[str, bool] | None) -> pq.ParquetFile:
+    """One part, its footer read and its schema checked against ``expect``
+    ({column: must be an integer}); raises on a damaged part.  Page checksums
+    (written by mmtrace's writer) are verified on every read."""
+    # ParquetFile, not read_table: no dataset layer (nor its import) per part.
+    f = pq.ParquetFile(p, page_checksum_verification=True)
+    # The footer has no checksum: its pandas metadata (column dtypes) must
+    # still decode and name this schema's columns, or to_pandas fails later.
+    kv = f.metadata.metadata or {}
+    if b"pandas" in kv:
+        pmeta = json.loads(kv[b"pandas"].decode("utf-8"))
+        names = set(f.schema_arrow.names)
+        if not isinstance(pmeta, dict) or not all(
+                isinstance(c, dict) and (c.get("field_name") in names or c.get("field_name") is None
+                                         or str(c.get("field_name", "")).startswith("__index_level_"))
+                for c in pmeta.get("columns", [])):
+            raise ValueError("the footer's pandas metadata does not match its columns")
+    if expect:
+        sch = f.schema_arrow
+        for name, integer in expect.items():
+            i = sch.get_field_index(name)
+            if i < 0:
+                raise ValueError(f"column {name!r} is missing")
+            if integer and not pa.types.is_integer(sch.field(i).type):
+                raise ValueError(f"column {name!r} is {sch.field(i).type}, not an integer")
+    return f
+
+
+def _read_parts(parts: list[Path], expect: dict[str, bool] | None = None) -> tuple[pd.DataFrame, list[tuple[Path, str]]]:
+    """The parts of one table as one DataFrame, rows in part order, and the
+    damaged parts skipped, as (path, reason)."""
     files: list[tuple[Path, pq.ParquetFile]] = []
+    bad: list[tuple[Path, str]] = []
     for p in parts:
         try:
-            # ParquetFile, not read_table: no dataset layer (nor its import) per part.
-            files.append((p, pq.ParquetFile(p)))
+            files.append((p, _open_part(p, expect)))
         except Exception as e:  # pyarrow raises several types for damaged files
-            warnings.warn(f"{p}: damaged part skipped ({e})", stacklevel=3)
+            bad.append((p, _reason(e)))
     if (
         len(files) > 1
         and all(f.schema_arrow.equals(files[0][1].schema_arrow) for _, f in files[1:])
         and sum(f.metadata.num_rows for _, f in files) * _row_width(files[0][1].schema_arrow) >= _COPY_MIN_BYTES
     ):
-        return _read_same_schema(files)
+        return _read_same_schema(files, bad), bad
     tables = []
     for p, f in files:
         try:
             with f:
-                tables.append(f.read())
+                t = f.read()
+            if t.num_rows != f.metadata.num_rows:
+                raise ValueError(f"{t.num_rows} rows read, the footer says {f.metadata.num_rows}")
+            tables.append(t)
         except Exception as e:
-            warnings.warn(f"{p}: damaged part skipped ({e})", stacklevel=3)
+            bad.append((p, _reason(e)))
     if not tables:
-        return pd.DataFrame()
+        return pd.DataFrame(), bad
     try:
         # One Arrow table, then one conversion: zero-copy for the numeric
         # columns of a one-part table, ~50x faster than concatenating frames.
-        return pa.concat_tables(tables, promote_options="default").to_pandas(split_blocks=True)
+        return pa.concat_tables(tables, promote_options="default").to_pandas(split_blocks=True), bad
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+        return pd.concat([t.to_pandas() for t in tables], ignore_index=True), bad
+    except Exception:  # noqa: BLE001 - footer metadata damaged in a way the checks above missed
+        return pd.concat([t.replace_schema_metadata(None).to_pandas() for t in tables], ignore_index=True), bad
 
 
-def _read_same_schema(files: list[tuple[Path, pq.ParquetFile]]) -> pd.DataFrame:
+def _reason(e: Exception) -> str:
+    """A damaged part's error, in one short line."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _read_same_schema(files: list[tuple[Path, pq.ParquetFile]], bad: list[tuple[Path, str]]) -> pd.DataFrame:
     """_read_parts for several parts of one schema: the frame that concat_tables
     + to_pandas would give, with about half the memory traffic.
 
@@ -136,7 +181,7 @@ def _read_same_schema(files: list[tuple[Path, pq.ParquetFile]]) -> pd.DataFrame:
             except Exception as e:  # pyarrow raises several types for damaged files
                 for i, k in kept.items():
                     del rest[i][k:]  # the next part overwrites this one's rows
-                warnings.warn(f"{p}: damaged part skipped ({e})", stacklevel=4)
+                bad.append((p, _reason(e)))
                 continue
             off += rows
             read += 1
@@ -304,36 +349,48 @@ class _CommLookup:
         return out
 
 
-class TraceError(Exception):
-    """The path is not a readable mmtrace trace; the message says why."""
-
-
 class IncompleteTraceWarning(UserWarning):
     """The recording did not stop cleanly; data up to the last flush is there."""
 
 
+def _part_number(p: Path) -> int:
+    try:
+        return int(p.name[len("part-") : -len(".parquet")])
+    except ValueError:
+        return -1
+
+
+def _ts_stats(f: pq.ParquetFile) -> tuple[int, int] | None:
+    """(min, max) of the ``ts`` column from a part's footer statistics, or None."""
+    md = f.metadata
+    i = f.schema_arrow.get_field_index("ts")
+    if i < 0 or md.num_row_groups == 0 or md.num_columns != len(f.schema_arrow):
+        return None
+    lo = hi = None
+    for g in range(md.num_row_groups):
+        st = md.row_group(g).column(i).statistics
+        if st is None or not st.has_min_max:
+            return None
+        lo = st.min if lo is None else min(lo, st.min)
+        hi = st.max if hi is None else max(hi, st.max)
+    return int(lo), int(hi)
+
+
 class TraceFile:
-    """Raw access to one trace directory: metadata and tables as DataFrames."""
+    """Raw access to one trace directory: metadata and tables as DataFrames.
+
+    Raises :class:`TraceError` (only) when ``path`` is not a readable trace.
+    What could not be read of a readable one is in :attr:`damage` and
+    :meth:`gaps`.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        meta_path = self.path / "metadata.json"
-        if not self.path.is_dir():
-            raise TraceError(f"{self.path}: no such trace directory")
-        if not meta_path.exists():
-            raise TraceError(f"{self.path}: not an mmtrace trace (no metadata.json)")
         try:
-            meta = json.loads(meta_path.read_text())
-        except (ValueError, UnicodeDecodeError) as e:
-            raise TraceError(f"{meta_path}: corrupted metadata ({e})") from e
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise TraceError(f"{meta_path}: not an mmtrace trace (format is {meta.get('format')!r})")
-        if meta.get("format_version", 0) > FORMAT_VERSION:
-            raise TraceError(
-                f"{self.path}: trace format {meta['format_version']} is newer than this mmtrace "
-                f"({FORMAT_VERSION}): upgrade mmtrace"
-            )
-        self.metadata: dict = meta
+            self.metadata, self._meta_damage = check_metadata(self.path, FORMAT, FORMAT_VERSION)
+        except OSError as e:  # is_dir()/exists() on a path we may not search
+            raise TraceError(f"{self.path}: cannot read ({e.strerror or e})") from e
+        meta = self.metadata
         if not meta.get("complete"):
             warnings.warn(
                 f"{self.path}: the recording did not stop cleanly "
@@ -342,19 +399,41 @@ class TraceFile:
                 stacklevel=2,
             )
         self._cache: dict[str, pd.DataFrame] = {}
+        # table -> [(part, reason)] of the parts that could not be read
+        self._bad: dict[str, list[tuple[Path, str]]] = {}
+        self._unlisted: dict[str, list[tuple[Path, str]]] = {}
+        # table -> (rows read, {part number: (min ts, max ts) | None}) of its readable parts
+        self._scanned: dict[str, tuple[int, dict[int, tuple[int, int] | None]]] = {}
 
     # -- tables ---------------------------------------------------------
+    def _parts(self, name: str) -> list[Path]:
+        d = self.path / name
+        try:
+            return sorted(d.glob("part-*.parquet"), key=_part_number) if d.is_dir() else []
+        except OSError as e:
+            self._unlisted[name] = [(d, f"cannot list the parts ({e.strerror or e})")]
+            return []
+
     def table(self, name: str) -> pd.DataFrame:
         """All parts of table ``name`` (e.g. ``events/syscall``) concatenated, in write order.
 
-        A damaged part is reported (warning naming the file) and skipped; the
-        others are still returned.
+        A damaged part is skipped (warning naming the file; it is in
+        :attr:`damage`); the others are still returned.  An event kind with
+        no rows has its typed columns (see :func:`mmtrace.events.decode.empty_frame`).
         """
         if name in self._cache:
             return self._cache[name]
-        d = self.path / name
-        parts = sorted(d.glob("part-*.parquet")) if d.is_dir() else []
-        df = _read_parts(parts)
+        kind = name[len("events/"):] if name.startswith("events/") else None
+        expect = None
+        if kind in KINDS:
+            empty = empty_frame(kind)
+            expect = {c: pd.api.types.is_integer_dtype(t) for c, t in empty.dtypes.items()}
+        df, bad = _read_parts(self._parts(name), expect)
+        self._bad[name] = self._unlisted.get(name, []) + bad
+        for p, why in bad:
+            warnings.warn(f"{p}: damaged part skipped ({why})", DamagedTraceWarning, stacklevel=3)
+        if kind in KINDS and len(df) == 0:
+            df = empty
         for c in _CATEGORICAL & set(df.columns):
             if not isinstance(df[c].dtype, pd.CategoricalDtype):  # dictionary columns arrive as such
                 df[c] = df[c].astype("category")
@@ -365,7 +444,10 @@ class TraceFile:
     def kinds(self) -> list[str]:
         """Event kinds present in this trace."""
         d = self.path / "events"
-        return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+        try:
+            return sorted(p.name for p in d.iterdir() if p.is_dir() and p.name in KINDS) if d.is_dir() else []
+        except OSError:
+            return []
 
     def raw_events(self, kind: str) -> pd.DataFrame:
         """Events of ``kind`` as stored (no comm column), sorted by ts."""
@@ -383,7 +465,8 @@ class TraceFile:
         Columns are the fields of the kind's struct in ``collectors/events.h``
         (see mmtrace.events.decode.to_frame), plus ``comm``: the command name
         of ``tgid`` at ``ts`` (from attach snapshots, fork and exec events).
-        ``ts`` is CLOCK_MONOTONIC in ns; addresses are uint64.
+        ``ts`` is CLOCK_MONOTONIC in ns; addresses are uint64.  A kind with
+        no events has the same columns, empty.
         """
         df = self.raw_events(kind)
         if len(df) == 0:
@@ -396,6 +479,234 @@ class TraceFile:
         out = df.copy(deep=False)
         out["comm"] = pd.Categorical.from_codes(code, dtype=names.dtype)
         return out
+
+    # -- damage -----------------------------------------------------------
+    def unreadable_parts(self, kind: str) -> list[Path]:
+        """Parts of ``events/KIND`` that could not be read (each part checked once)."""
+        name = f"events/{kind}"
+        self._scan(name)
+        return [p for p, _ in self._bad.get(name, [])]
+
+    def _scan(self, name: str) -> tuple[int, dict[int, tuple[int, int] | None]]:
+        """(rows, {part number: ts range}) of table ``name``'s readable parts; fills
+        ``_bad``.  Reads each part once, keeping nothing, unless the table is
+        loaded already: the windowed model must not have to load whole tables."""
+        if name in self._scanned:
+            return self._scanned[name]
+        kind = name[len("events/"):] if name.startswith("events/") else None
+        expect = ({c: pd.api.types.is_integer_dtype(t) for c, t in empty_frame(kind).dtypes.items()}
+                  if kind in KINDS else None)
+        parts = self._parts(name)
+        rows, stats = 0, {}
+        if name in self._cache:
+            bad = {p for p, _ in self._bad.get(name, [])}
+            good = [p for p in parts if p not in bad]
+            rows = len(self._cache[name])
+        else:
+            good, bad_list = [], list(self._unlisted.get(name, []))
+            for p in parts:
+                try:
+                    with _open_part(p, expect) as f:
+                        for g in range(f.metadata.num_row_groups):
+                            t = f.read_row_group(g)
+                            if t.num_rows != f.metadata.row_group(g).num_rows:
+                                raise ValueError(f"{t.num_rows} rows read, the footer says "
+                                                 f"{f.metadata.row_group(g).num_rows}")
+                        rows += f.metadata.num_rows
+                    good.append(p)
+                except Exception as e:  # noqa: BLE001 - pyarrow raises several types for damaged files
+                    bad_list.append((p, _reason(e)))
+                    warnings.warn(f"{p}: damaged part skipped ({_reason(e)})", DamagedTraceWarning, stacklevel=3)
+            self._bad[name] = bad_list
+        for p in good:
+            try:
+                with pq.ParquetFile(p) as f:
+                    stats[_part_number(p)] = _ts_stats(f)
+            except Exception:  # noqa: BLE001 - read fine a moment ago; no range then
+                stats[_part_number(p)] = None
+        self._scanned[name] = (rows, stats)
+        return rows, stats
+
+    @cached_property
+    def damage(self) -> list[Damage]:
+        """Everything of the trace that could not be read, one :class:`Damage` each
+        (empty for an intact trace).  Reads every table once (they are kept)."""
+        out = list(self._meta_damage)
+        counted = self.metadata.get("events") or {}
+        kinds = sorted(set(self.kinds) | {k for k in counted if k in KINDS})
+        t_lo, t_hi = self._span()
+        for kind in kinds:
+            out += self._table_damage(f"events/{kind}", counted.get(kind), t_lo, t_hi)
+        for name in ("procfs/attach", "procfs/maps", "procfs/kmsg", "procfs/hugepages"):
+            out += self._table_damage(name, None, t_lo, t_hi)
+        try:
+            tmps = sorted(self.path.rglob(".part-*.tmp"))
+        except OSError:
+            tmps = []
+        for p in tmps:
+            out.append(Damage("leftover_tmp", str(p.parent.relative_to(self.path)), str(p),
+                              "a part the recorder never finished writing (killed while flushing?): ignored"))
+        return out
+
+    def _table_damage(self, name: str, counted, t_lo: int, t_hi: int) -> list[Damage]:
+        rows, stats = self._scan(name)
+        parts = self._parts(name)
+        bad = dict(self._bad.get(name, []))
+        good = sorted(stats)
+
+        def span(n: int) -> tuple[int, int]:
+            # Events of part n lie between the last ts of the readable part
+            # before it and the first ts of the readable part after it.
+            before = [stats[g][1] for g in good if g < n and stats[g]]
+            after = [stats[g][0] for g in good if g > n and stats[g]]
+            return (before[-1] if before else t_lo), (after[0] if after else t_hi)
+
+        out = []
+        for p, why in bad.items():
+            n = _part_number(p)
+            lo, hi = span(n) if n >= 0 else (t_lo, t_hi)
+            out.append(Damage("unreadable_part", name, str(p), f"unreadable part skipped ({why})", lo, hi))
+        numbers = sorted({_part_number(p) for p in parts} - {-1})
+        if numbers:
+            have = set(numbers)
+            holes = [n for n in range(1, min(numbers[-1], len(numbers) + 1000) + 1) if n not in have]
+            if numbers[-1] > len(numbers) + 1000:  # a renamed or foreign file: do not count to it
+                holes = holes[:1000]
+            runs: list[list[int]] = []  # consecutive missing numbers: one Damage each
+            for n in holes:
+                if runs and runs[-1][1] == n - 1:
+                    runs[-1][1] = n
+                else:
+                    runs.append([n, n])
+            for a, b in runs:
+                lo, hi = span(a)[0], span(b)[1]
+                what = f"part-{a:06d}.parquet" + (f" .. part-{b:06d}.parquet" if b > a else "")
+                out.append(Damage("missing_part", name, str(self.path / name / what),
+                                  f"{b - a + 1} part(s) missing (deleted?)" if b > a else "part missing (deleted?)",
+                                  min(lo, hi), max(lo, hi)))
+        if counted and not out and name.startswith("events/"):
+            if rows == 0:
+                out.append(Damage("missing_table", name, str(self.path / name),
+                                  f"no events, metadata.json counted {counted:,} (deleted?)", t_lo, t_hi))
+            elif rows < counted and self.complete:
+                last = max((stats[g][1] for g in good if stats[g]), default=t_lo)
+                out.append(Damage("missing_rows", name, str(self.path / name),
+                                  f"{rows:,} events read, metadata.json counted {counted:,} "
+                                  "(a last part deleted?)", last, t_hi))
+        return out
+
+    @property
+    def damaged(self) -> bool:
+        """True when part of the trace could not be read (see :attr:`damage`)."""
+        return bool(self.damage)
+
+    def gaps(self) -> pd.DataFrame:
+        """Where events may be missing: one row per damaged stretch of an event kind.
+
+        Columns: ``kind``, ``ts_from``, ``ts_to`` (CLOCK_MONOTONIC ns: the last
+        readable event before and the first after, from the neighbouring
+        parts' ts statistics; the recording's start / last event at the
+        ends), ``what`` and ``path`` (see :class:`Damage`).
+        """
+        rows = [(d.kind, d.ts_from, d.ts_to, d.what, d.path) for d in self.damage
+                if d.kind and d.ts_from is not None]
+        df = pd.DataFrame(rows, columns=["kind", "ts_from", "ts_to", "what", "path"])
+        return df.astype({"ts_from": "int64", "ts_to": "int64"}).sort_values(["ts_from", "kind"], ignore_index=True)
+
+    def model_reliable_until(self) -> int | None:
+        """The instant after which the rebuilt VMA trees may be stale (the first gap in
+        an event kind the model replays, like lost events), or None when nothing is
+        missing; the recording's start when metadata the model needs is damaged."""
+        # Without the attach snapshots the initial trees are unknown: nothing is founded.
+        if critical(self.damage) or any(d.table in ("procfs/maps", "procfs/attach") for d in self.damage):
+            return self._span()[0]
+        starts = [d.ts_from for d in self.damage if d.kind in MODEL_KINDS and d.ts_from is not None]
+        return min(starts) if starts else None
+
+    def after_gaps(self, df: pd.DataFrame, ts: str = "ts") -> pd.Series:
+        """True for the rows of ``df`` at or after :meth:`model_reliable_until`
+        (what the model says there may be stale)."""
+        cut = self.model_reliable_until()
+        if cut is None or len(df) == 0:
+            return pd.Series(False, index=df.index)
+        return pd.Series(df[ts].to_numpy().astype(np.int64) >= cut, index=df.index)
+
+    def drop_stale_findings(self, findings: pd.DataFrame) -> pd.DataFrame:
+        """``findings`` (rows of ``anomalies()``: ts, pid, severity, kind,
+        explanation) without the model findings at or after
+        :meth:`model_reliable_until`, which a gap makes unfounded; one
+        ``trace_damaged`` row says where and how many were left out.
+        Findings read from the kernel itself (its counters, its log) stay."""
+        cut = self.model_reliable_until()
+        if cut is None:
+            return findings
+        stale = self.after_gaps(findings) & findings["kind"].isin(MODEL_FINDINGS)
+        first = next((d for d in self.damage if d.kind in MODEL_KINDS and d.ts_from == cut), self.damage[0])
+        note = {
+            "ts": cut, "pid": -1, "severity": "warning", "kind": "trace_damaged",
+            "explanation": (f"{first}. The rebuilt VMA trees may be stale from here on (as after lost events), "
+                            f"so model findings after this instant are not reported ({int(stale.sum())} left out)."),
+        }
+        kept = findings[~stale]
+        return pd.concat([pd.DataFrame([note], columns=findings.columns), kept] if len(kept) else
+                         [pd.DataFrame([note], columns=findings.columns)], ignore_index=True)
+
+    def _span(self) -> tuple[int, int]:
+        """(first, last) instant of the recording: start_ns (or the first event) and
+        the last event (or stop_ns); see :attr:`end_ns`."""
+        lo, hi = self._events_span
+        start = self.metadata.get("start_ns")
+        return (int(start) if start else lo), self.end_ns
+
+    @cached_property
+    def _events_span(self) -> tuple[int, int]:
+        """(first, last) ts of the events read (0, 0 without events), from the parts' statistics."""
+        lo, hi = [], []
+        for kind in self.kinds:
+            name = f"events/{kind}"
+            stats = self._scan(name)[1]
+            if all(stats.values()):
+                lo += [r[0] for r in stats.values()]
+                hi += [r[1] for r in stats.values()]
+            else:  # a part without statistics: from the rows
+                ts = self.table(name)["ts"].to_numpy() if len(self.table(name)) else []
+                if len(ts):
+                    lo.append(int(ts.min()))
+                    hi.append(int(ts.max()))
+        return (min(lo) if lo else 0), (max(hi) if hi else 0)
+
+    # -- summaries --------------------------------------------------------
+    @property
+    def end_ns(self) -> int:
+        """When the recording ended: stop_ns for a clean stop; for an incomplete
+        trace the last event read (stop_ns there is only the last flush)."""
+        m = self.metadata
+        last = self._events_span[1]
+        if self.complete and m.get("stop_ns"):
+            return int(m["stop_ns"])
+        return max(last, int(m.get("start_ns") or 0)) if last else int(m.get("stop_ns") or m.get("start_ns") or 0)
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds from start to :attr:`end_ns` (never negative)."""
+        start = int(self.metadata.get("start_ns") or self._events_span[0] or 0)
+        return max(0, self.end_ns - start) / 1e9
+
+    @property
+    def lost_known(self) -> bool:
+        """False when the lost counts cannot be trusted: the recording did not stop
+        cleanly (counts after its last flush were never written) or they are missing."""
+        return self.complete and isinstance(self.metadata.get("lost"), dict)
+
+    @property
+    def lost(self) -> dict[str, int]:
+        """Events the kernel could not hand over (ring buffer full), by source
+        (as far as counted: see :attr:`lost_known`)."""
+        return {k: int(v) for k, v in (self.metadata.get("lost") or {}).items()}
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.metadata.get("complete"))
 
     @cached_property
     def _comm_timeline(self) -> pd.DataFrame:
@@ -443,16 +754,6 @@ class TraceFile:
         if not ts or not sum(map(len, ts)):
             return None
         return _CommLookup(np.concatenate(ts), np.concatenate(tgid), np.concatenate(comm))
-
-    # -- summaries --------------------------------------------------------
-    @property
-    def lost(self) -> dict[str, int]:
-        """Events the kernel could not hand over (ring buffer full), by source."""
-        return {k: int(v) for k, v in (self.metadata.get("lost") or {}).items()}
-
-    @property
-    def complete(self) -> bool:
-        return bool(self.metadata.get("complete"))
 
     def snapshots(self) -> pd.DataFrame:
         """/proc/PID/maps snapshots taken by the recorder.

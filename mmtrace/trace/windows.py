@@ -73,7 +73,11 @@ class KindReader:
         if d is not None and d.is_dir():
             import pyarrow.parquet as pq
 
+            # Parts the trace found damaged (checksums, schema) are gaps, not events.
+            skip = set(trace.unreadable_parts(kind)) if hasattr(trace, "unreadable_parts") else set()
             for p in sorted(d.glob("part-*.parquet")):
+                if p in skip:
+                    continue
                 try:
                     md = pq.ParquetFile(p).metadata
                     lo, hi = ts_range(md)

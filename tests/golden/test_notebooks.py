@@ -55,3 +55,21 @@ def test_notebook_runs(name, monkeypatch):
     assert sum(1 for c in code if c.outputs) >= len(code) - 2
     images = [o for c in code for o in c.outputs if "image/png" in o.get("data", {})]
     assert images, "no figure was drawn"
+
+
+def test_notebook_shows_damage_first(tmp_path, monkeypatch):
+    """On a damaged trace the notebook's first output after opening it says what is missing."""
+    import shutil
+
+    from tests.golden.make_golden import DATA
+
+    d = tmp_path / "t"
+    shutil.copytree(DATA / "demo.trace", d)
+    (d / "events/tree_write/part-000001.parquet").write_bytes(b"PAR1")
+    monkeypatch.setenv("MMTRACE_TRACE", str(d))
+    nb = nbformat.read(NOTEBOOKS / "01-quickstart.ipynb", as_version=4)
+    first = next(i for i, c in enumerate(nb.cells) if "damage_lines" in c.source)
+    nb.cells = nb.cells[: first + 1]
+    NotebookClient(nb, kernel_name=_kernel(), timeout=120, resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    text = "".join(o.get("text", "") for o in nb.cells[first].outputs)
+    assert text.startswith("DAMAGED") and "part-000001.parquet" in text and "tree_write events between" in text
