@@ -521,3 +521,40 @@ def mmap_min_addr() -> dict[str, int]:
     lsm = kernel_config("LSM_MMAP_MIN_ADDR") if kernel_config("SECURITY") == "y" else None
     out["mmap_min_addr"] = max(dac, int(lsm)) if lsm and lsm.isdigit() else dac
     return out
+
+
+# Tracepoints that outlive their callers: the kernel text symbols that fire
+# each one.  mmap:vma_store and mmap:vma_mas_szero are fired only from
+# vma_mas_store() / vma_mas_remove() (and the inline vma_mas_szero()) of 6.1's
+# mm/mmap.c; "mmap: convert __vma_adjust() to use vma iterator" and its series
+# (v6.3) removed those, yet the events stayed in include/trace/events/mmap.h
+# (Debian's 6.12 still lists both in tracefs) and never fire.
+TRACEPOINT_CALLERS = {
+    "mmap:vma_store": ("vma_mas_store",),
+    "mmap:vma_mas_szero": ("vma_mas_remove", "vma_mas_store"),
+}
+
+
+def kallsyms_has(names: tuple[str, ...], path: str = "/proc/kallsyms") -> dict[str, bool]:
+    """Which of ``names`` are kernel text symbols here (/proc/kallsyms lists
+    text symbols even where data symbols are hidden)."""
+    want = set(names)
+    found: set[str] = set()
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[2] in want:
+                    found.add(parts[2])
+    except OSError:
+        pass
+    return {n: n in found for n in names}
+
+
+def tracepoints_without_callers(present: list[str]) -> list[str]:
+    """Of the ``present`` tracepoints, those nothing in this kernel fires."""
+    names = tuple({s for tp in present for s in TRACEPOINT_CALLERS.get(tp, ())})
+    if not names:
+        return []
+    have = kallsyms_has(names)
+    return [tp for tp in present if tp in TRACEPOINT_CALLERS and not any(have[s] for s in TRACEPOINT_CALLERS[tp])]
