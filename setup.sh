@@ -138,6 +138,16 @@ run_vm_suite() {
   done
   return $rc
 }
+# The host suite, then the guests'; the first failure's status is the result.
+run_tests() {
+  if [ $# -gt 0 ] || [ -z "$vm_kernels" ]; then
+    exec "$venv/bin/python" -m pytest -q "$@"
+  fi
+  local rc=0
+  "$venv/bin/python" -m pytest -q || rc=$?
+  run_vm_suite || rc=$(( rc ? rc : $? ))
+  exit $rc
+}
 # ---- end tests/vm ------------------------------------------------------------
 
 case "$action" in
@@ -152,12 +162,6 @@ case "$action" in
     exec "$venv/bin/mmtrace" demo "$@"
     ;;
   test)
-    if [ $# -gt 0 ] || [ -z "$vm_kernels" ]; then
-      exec "$venv/bin/python" -m pytest -q "$@"
-    fi
-    rc=0
-    "$venv/bin/python" -m pytest -q || rc=$?
-    run_vm_suite || rc=$(( rc ? rc : $? ))
-    exit $rc
+    run_tests "$@"
     ;;
 esac
