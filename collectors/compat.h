@@ -17,6 +17,13 @@
  *  MMT_HAVE_vma_store, MMT_HAVE_vma_mas_szero
  *      only v6.1..v6.2 fire them: their callers went away with "mmap: convert
  *      __vma_adjust() to use vma iterator"; the events were later removed.
+ *      Attached wherever tracefs has them; 6.12 (Debian 6.12.95) still has
+ *      both but no vma_mas_store()/vma_mas_remove() to fire them
+ *      (capture/kernel.py TRACEPOINT_CALLERS, `mmtrace doctor` says so).  On
+ *      6.1 each is followed by the mas_store_prealloc() ma_write of the same
+ *      tree, range and entry (mm/mmap.c vma_mas_store(), vma_mas_remove(),
+ *      vma_mas_szero()): the model replays that write and needs neither
+ *      (tests/live/test_kernels.py proves it on 6.1 under tests/vm/run).
  *  MMT_HAVE_exit_group_dead     sched_process_exit has a group_dead field.
  *  MMT_SC_<name>, MMT_SC_NARGS_<name>
  *      syscalls whose sys_enter/sys_exit tracepoints exist, mmtrace's id for

@@ -533,3 +533,83 @@ def _syscall_hook(tracefs: Tracefs, btf, syscalls: dict[str, int]) -> tuple[str,
     else:
         return "raw", {name: table[name] for name in syscalls if name in table}
     raise KernelError(f"{_HOOK_ENV}=raw: not on this kernel: {why} (unset it to use the per-syscall tracepoints)")
+
+
+def kernel_config(name: str) -> str | None:
+    """The value of CONFIG_<name> of the running kernel, or None when unknown.
+
+    Read from /proc/config.gz (CONFIG_IKCONFIG_PROC) or /boot/config-<release>;
+    neither exists on every host (Debian kernels have only the /boot file)."""
+    import gzip
+
+    key = f"CONFIG_{name}="
+    for path, opener in ((Path("/proc/config.gz"), gzip.open),
+                         (Path(f"/boot/config-{platform.release()}"), open)):
+        try:
+            with opener(path, "rt") as f:
+                for line in f:
+                    if line.startswith(key):
+                        return line[len(key):].strip().strip('"')
+            return None  # the config is there and does not set it
+        except OSError:
+            continue
+    return None
+
+
+def mmap_min_addr() -> dict[str, int]:
+    """The lowest address vm_unmapped_area() hands out, and where it comes from.
+
+    ``mmap_min_addr``: max(vm.mmap_min_addr, CONFIG_LSM_MMAP_MIN_ADDR) when the
+    kernel has CONFIG_SECURITY (update_mmap_min_addr() in security/min_addr.c),
+    else the sysctl; ``dac_mmap_min_addr``: the sysctl itself.  The sysctl
+    alone is not enough: this project's 6.18 host has vm.mmap_min_addr = 4096
+    and CONFIG_LSM_MMAP_MIN_ADDR = 65536, and maps nothing below 65536.
+    Since v6.4 ("mm: move 'mmap_min_addr' logic from callers into
+    vm_unmapped_area()") the search itself starts there; 6.1's does not
+    (mmtrace/detect/unmapped_area.py tells them apart)."""
+    out: dict[str, int] = {}
+    try:
+        dac = int(Path("/proc/sys/vm/mmap_min_addr").read_text())
+    except (OSError, ValueError):
+        return out
+    out["dac_mmap_min_addr"] = dac
+    lsm = kernel_config("LSM_MMAP_MIN_ADDR") if kernel_config("SECURITY") == "y" else None
+    out["mmap_min_addr"] = max(dac, int(lsm)) if lsm and lsm.isdigit() else dac
+    return out
+
+
+# Tracepoints that outlive their callers: the kernel text symbols that fire
+# each one.  mmap:vma_store and mmap:vma_mas_szero are fired only from
+# vma_mas_store() / vma_mas_remove() (and the inline vma_mas_szero()) of 6.1's
+# mm/mmap.c; "mmap: convert __vma_adjust() to use vma iterator" and its series
+# (v6.3) removed those, yet the events stayed in include/trace/events/mmap.h
+# (Debian's 6.12 still lists both in tracefs) and never fire.
+TRACEPOINT_CALLERS = {
+    "mmap:vma_store": ("vma_mas_store",),
+    "mmap:vma_mas_szero": ("vma_mas_remove", "vma_mas_store"),
+}
+
+
+def kallsyms_has(names: tuple[str, ...], path: str = "/proc/kallsyms") -> dict[str, bool]:
+    """Which of ``names`` are kernel text symbols here (/proc/kallsyms lists
+    text symbols even where data symbols are hidden)."""
+    want = set(names)
+    found: set[str] = set()
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[2] in want:
+                    found.add(parts[2])
+    except OSError:
+        pass
+    return {n: n in found for n in names}
+
+
+def tracepoints_without_callers(present: list[str]) -> list[str]:
+    """Of the ``present`` tracepoints, those nothing in this kernel fires."""
+    names = tuple({s for tp in present for s in TRACEPOINT_CALLERS.get(tp, ())})
+    if not names:
+        return []
+    have = kallsyms_has(names)
+    return [tp for tp in present if tp in TRACEPOINT_CALLERS and not any(have[s] for s in TRACEPOINT_CALLERS[tp])]

@@ -138,11 +138,9 @@ def _boot_id() -> str:
 
 def _vm_settings() -> dict:
     """Kernel settings the analyses need to repeat the kernel's own searches."""
-    out = {}
-    try:
-        out["mmap_min_addr"] = int(Path("/proc/sys/vm/mmap_min_addr").read_text())
-    except (OSError, ValueError):
-        pass
+    from .kernel import mmap_min_addr
+
+    out = mmap_min_addr()
     gap = 256  # stack_guard_gap, in pages (mm/mmap.c), unless set on the command line
     try:
         for arg in Path("/proc/cmdline").read_text().split():

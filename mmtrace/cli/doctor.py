@@ -21,6 +21,7 @@ class Check:
 def run_checks() -> list[Check]:
     """Run every check; never raises."""
     from ..capture.kernel import OPTIONAL_TRACEPOINTS, REQUIRED_TRACEPOINTS, SYSCALL_NR, SYSCALLS, Tracefs, find_headers
+    from ..capture.kernel import tracepoints_without_callers
 
     checks: list[Check] = []
     root = os.geteuid() == 0
@@ -87,10 +88,12 @@ def run_checks() -> list[Check]:
             ok = tf.exists(tp)
             checks.append(Check(f"tracepoint {tp}", ok, "present" if ok else "MISSING",
                                 "needs Linux 6.1+ (maple tree) with CONFIG_TRACEPOINTS"))
+        dead = tracepoints_without_callers([tp for tp in OPTIONAL_TRACEPOINTS if tf.exists(tp)])
         for tp in OPTIONAL_TRACEPOINTS:
-            ok = tf.exists(tp)
-            checks.append(Check(f"tracepoint {tp}", ok, "present" if ok else "absent (optional; not recorded)",
-                                "", required=False))
+            ok = tf.exists(tp) and tp not in dead
+            detail = ("present" if ok else "present, but nothing in this kernel fires it (optional)" if tp in dead
+                      else "absent (optional; not recorded)")
+            checks.append(Check(f"tracepoint {tp}", ok, detail, "", required=False))
         missing = [s for s in SYSCALLS if not tf.exists(f"syscalls:sys_enter_{s}")]
         checks.append(
             Check("syscall tracepoints", len(missing) < len(SYSCALLS),

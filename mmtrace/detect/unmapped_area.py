@@ -39,16 +39,22 @@ def first_fit(
     *,
     mmap_min_addr: int = 65536,
     guard: int = 256 << 12,
+    clamp_low: bool = True,
 ) -> int | None:
     """The address the kernel's search would return, or None (-ENOMEM).
 
     ``vmas``: sorted (start, end, vm_flags).  Mirrors unmapped_area_topdown()
-    and unmapped_area() in mm/vma.c, retry loops included.
+    and unmapped_area() in mm/vma.c, retry loops included.  ``clamp_low``:
+    the search starts at mmap_min_addr at the lowest, as since v6.4 ("mm: move
+    'mmap_min_addr' logic from callers into vm_unmapped_area()"); False is
+    the rule of 6.1's mm/mmap.c, which searches from the caller's low_limit
+    (PAGE_SIZE for x86's top-down search).
     """
     need = length + align_mask
     if need < length:
         return None
-    low = max(low, mmap_min_addr)
+    if clamp_low:
+        low = max(low, mmap_min_addr)
     # gaps: [end of previous, start of next) with the neighbours' indexes
     gaps = []
     prev_end = 0
@@ -136,6 +142,7 @@ def unmapped_area_check(trace) -> pd.DataFrame:
     ev = ev.sort_values("ts", kind="stable")
     engine = model.engine()
     rows = []
+    answers = []  # (kernel's address or None, answer of the v6.4+ rule, of 6.1's)
     for r in ev.itertuples(index=False):
         engine.run(max(model._pos(int(r.ts) - 1), engine.pos))
         tree = engine.trees.get(int(r.mm) + mm_mt) if int(r.mm) else None
@@ -147,20 +154,33 @@ def unmapped_area_check(trace) -> pd.DataFrame:
         length = int(r.length)
         topdown = bool(int(r.flags) & VM_UNMAPPED_AREA_TOPDOWN)
         v3 = [(s, e, f) for s, e, f, _ in vmas]
-        exp = first_fit(v3, length, int(r.low_limit), int(r.high_limit), int(r.align_mask), int(r.align_offset),
-                        topdown, mmap_min_addr=mmap_min, guard=guard)
+        # Both rules of the low limit (first_fit's clamp_low): which one
+        # this kernel follows is decided below, from the whole trace.
+        exp, exp_61 = (first_fit(v3, length, int(r.low_limit), int(r.high_limit), int(r.align_mask),
+                                 int(r.align_offset), topdown, mmap_min_addr=mmap_min, guard=guard, clamp_low=c)
+                       for c in (True, False))
         if err:
             free = in_limits = True
-            agrees = exp is None
         else:
             free = not any(s < addr + length and addr < e for s, e, _ in v3)
             in_limits = (int(r.low_limit) <= addr and addr + length <= int(r.high_limit)
                          and ((addr - int(r.align_offset)) & int(r.align_mask)) == 0)
-            agrees = free and in_limits and exp == addr
+        answers.append((None if err else addr, exp, exp_61))
         rows.append({
             "ts": int(r.ts), "pid": int(r.tgid), "tid": int(r.tid), "addr": 0 if err else addr, "err": err,
             "length": length, "low_limit": int(r.low_limit), "high_limit": int(r.high_limit),
             "align_mask": int(r.align_mask), "align_offset": int(r.align_offset), "topdown": topdown,
-            "free": free, "in_limits": in_limits, "expected": exp or 0, "agrees": agrees, "vmas": len(vmas),
+            "free": free, "in_limits": in_limits, "vmas": len(vmas),
         })
+    # Feature check, from the trace itself: since v6.4 ("mm: move
+    # 'mmap_min_addr' logic from callers into vm_unmapped_area()") the search
+    # never starts below mmap_min_addr; 6.1's unmapped_area{,_topdown}() in
+    # mm/mmap.c start at the caller's low_limit.  The rules give different
+    # answers only in a nearly full address space; one answer that only 6.1's
+    # rule gives says the kernel follows it, and then all of the trace must.
+    old_rule = any(got == e61 and got != e for got, e, e61 in answers)
+    for row, (got, e, e61) in zip(rows, answers):
+        exp = e61 if old_rule else e
+        row["expected"] = exp or 0
+        row["agrees"] = (exp is None) if got is None else (row["free"] and row["in_limits"] and exp == got)
     return pd.DataFrame(rows, columns=cols)
