@@ -96,7 +96,7 @@ class Fleet:
         index = {f.key: i for i, f in enumerate(futs)}
         rows: list[dict | None] = [None] * len(futs)
         done = 0
-        stage = progress.stage("traces", 1.0) if progress is not None else None
+        stage = progress.stage("traces") if progress is not None else None
         if stage is not None:
             stage.__enter__()
         try:
