@@ -59,59 +59,94 @@ class FleetReport:
         return "\n".join(lines)
 
 
-def _write_part(df: pd.DataFrame, dataset: str, index: int) -> str | None:
-    """Write one trace's frame of a table under ``dataset``; None when it has no rows."""
-    import pyarrow.parquet as pq
+def _to_arrow(df: pd.DataFrame):
+    """One trace's frame of a table as Arrow (``host`` left to the directory name),
+    with the fields whose values tell their type: (table, {field: has values})."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
     from ..report.export import arrow_table
 
-    if not len(df):
+    t = arrow_table(df.drop(columns=["host"]))
+    known = {}
+    for f, col in zip(t.schema, t.columns):
+        if pa.types.is_list(f.type):  # empty lists everywhere say nothing of their items' type
+            known[f.name] = bool(len(col)) and (pc.sum(pc.list_value_length(col)).as_py() or 0) > 0
+        else:
+            known[f.name] = col.null_count < len(col)
+    return t, known
+
+
+def _schema_of(part) -> tuple:
+    t, known = part
+    return t.schema, known, t.num_rows
+
+
+def _write_arrow(part, schema, dataset: str, index: int, host: str) -> str | None:
+    """Write one trace's Arrow table, cast to the table's schema, under ``dataset``; None when empty."""
+    import pyarrow.parquet as pq
+
+    t = part[0]
+    if not t.num_rows:
         return None
-    host = str(df["host"].iloc[0])
     d = Path(dataset) / f"host={quote(host, safe='')}"
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"part-{index:06d}.parquet"
-    pq.write_table(arrow_table(df.drop(columns=["host"])), path)
+    pq.write_table(t.cast(schema), path)
     return str(path)
 
 
-def _write_tables(fleet, out: Path, rep: FleetReport, progress=None) -> None:
-    """One dataset per table; the parts of one table must share their Arrow schema."""
+def _table_schema(infos: list[tuple]):
+    """The Arrow schema every part of a table is written with: per field, the
+    type of the parts whose values show it (an empty list column converts as
+    list<int64> whatever its items); ValueError when those differ."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from ..report.export import arrow_table
+    first = infos[0][0]
+    fields = []
+    for i, f in enumerate(first):
+        seen = [s.field(i).type for s, known, n in infos if n and known.get(f.name)]
+        types = list(dict.fromkeys(seen)) or [f.type]
+        if len(types) > 1:
+            try:
+                t = pa.unify_schemas([pa.schema([pa.field(f.name, x)]) for x in types],
+                                     promote_options="permissive").field(0).type
+            except (pa.ArrowInvalid, pa.ArrowTypeError, NotImplementedError) as e:
+                raise ValueError(f"column {f.name} has types {', '.join(map(str, types))} in different traces "
+                                 f"({e})") from None
+        else:
+            t = types[0]
+        fields.append(pa.field(f.name, t))
+    return pa.schema(fields)
+
+
+def _write_tables(fleet, out: Path, rep: FleetReport, progress=None) -> None:
+    """One dataset per table, every part with the same Arrow schema."""
+    import pyarrow.parquet as pq
 
     root = out / "parquet"
     shutil.rmtree(root, ignore_errors=True)  # a dataset is what this run wrote, nothing older
     names = list(fleet.tables)
+    s = fleet.summary()
     # Files are numbered by the trace's place in the fleet (failed ones included).
-    analysed = [i for i, st in enumerate(fleet.summary()["status"]) if st != "failed"]
-    for i, name in enumerate(names):
+    analysed = [(i, h) for i, (st, h) in enumerate(zip(s["status"], s["host"])) if st != "failed"]
+    client = fleet.client
+    for k, name in enumerate(names):
         try:
-            ddf = fleet.table(name)
-            parts = ddf.to_delayed()
-            futs = fleet.client.compute([_delayed(_write_part)(p, str(root / name), j)
-                                         for j, p in zip(analysed, parts)])
-            written = [w for w in fleet.client.gather(futs) if w]
-            if not written:
+            parts = client.compute([_delayed(_to_arrow)(p) for p in fleet.table(name).to_delayed()])
+            infos = client.gather(client.map(_schema_of, parts, pure=False))
+            schema = _table_schema(infos)
+            futs = [client.submit(_write_arrow, p, schema, str(root / name), i, h, pure=False)
+                    for p, (i, h) in zip(parts, analysed)]
+            if not [w for w in client.gather(futs) if w]:
                 # No rows in any trace: an empty file keeps the table's columns.
                 (root / name).mkdir(parents=True, exist_ok=True)
-                pq.write_table(arrow_table(ddf._meta.drop(columns=["host"])), root / name / "part-empty.parquet")
-            else:
-                # Parts of one table from traces whose frames differ in type
-                # (a list that is empty everywhere in one trace) must still
-                # read as one dataset: check now, say which.
-                schemas = [pq.read_schema(w) for w in written]
-                try:
-                    pa.unify_schemas(schemas, promote_options="permissive")
-                except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-                    rep.errors[f"parquet/{name}"] = f"parts differ in type ({e})"
+                pq.write_table(schema.empty_table(), root / name / "part-empty.parquet")
             rep.files[f"parquet/{name}"] = root / name
         except Exception as e:  # noqa: BLE001 - one table must not lose the others
             rep.errors[f"parquet/{name}"] = f"{type(e).__name__}: {e}"
         if progress is not None:
-            progress.update((i + 1) / len(names))
+            progress.update((k + 1) / len(names))
 
 
 def _delayed(fn):

@@ -251,7 +251,7 @@ def test_cli_report_on_an_existing_cluster(fl, fleet_dir, tmp_path):
             assert {"trace", "host", "boot_id", "kernel"} <= set(t.column_names)
     p = ds.dataset(out / "parquet" / "processes", partitioning="hive").to_table().to_pandas()
     want = fl.processes().compute()
-    assert sorted(p["host"].astype(str).unique()) == sorted(HOSTS)  # the synthetic trace has no process
+    assert sorted(p["host"].astype(str).unique()) == sorted([*HOSTS, ""])  # "": the synthetic trace (no host)
     assert p.groupby("trace").size().sort_index().equals(want.groupby("trace").size().sort_index())
     html = (out / "index.html").read_text()
     assert html.count("data:image/png;base64,") == 3 and str(fleet_dir["broken"]) in html
