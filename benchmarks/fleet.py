@@ -13,6 +13,7 @@ start-up), then
 - ``analyse``: ``mmtrace.fleet.open(DIR, client=...).analyse()``: every
   trace's replay and detectors (the report tables), one task per trace,
   results kept on the workers;
+  (one task s: the median time of one trace's task, as the workers measured it);
 - ``events``: ``len(fleet.events("tree_write"))`` plus the same of
   ``syscall``: the raw-event path (footers, then every part read), no replay.
 
@@ -77,6 +78,7 @@ def one_run(fleet_dir: Path, n: int) -> dict:
             t0 = time.perf_counter()
             s = fl.analyse().summary()
             analyse = time.perf_counter() - t0
+            task = float(s["analysis_s"].median())
             assert (s["status"] == "ok").all(), s[s["status"] != "ok"].to_string()
             t0 = time.perf_counter()
             rows = sum(len(fl.events(k)) for k in ("tree_write", "syscall"))
@@ -85,7 +87,8 @@ def one_run(fleet_dir: Path, n: int) -> dict:
         cluster = client.cluster
         client.close()
         cluster.close()
-    return {"workers": n, "startup_s": startup, "analyse_s": analyse, "events_s": events, "event_rows": rows}
+    return {"workers": n, "startup_s": startup, "analyse_s": analyse, "events_s": events, "event_rows": rows,
+            "task_s": task}
 
 
 def main() -> int:
@@ -108,7 +111,7 @@ def main() -> int:
         per_copy = make_fleet(src, tmp / "fleet", a.copies)
         total = per_copy * a.copies
         print(f"fleet: {a.copies} copies of {src} ({per_copy:,} events each, {total:,} in all); "
-              f"{os.cpu_count()} CPUs; rounds {a.rounds}, interleaved")
+              f"{os.cpu_count()} CPUs; rounds {a.rounds}, interleaved; load average {os.getloadavg()[0]:.1f}")
         runs = []
         for r in range(a.rounds):
             for n in workers:
@@ -123,20 +126,21 @@ def main() -> int:
         an = statistics.median(x["analyse_s"] for x in mine)
         ev = statistics.median(x["events_s"] for x in mine)
         rows.append({"workers": n, "startup_s": statistics.median(x["startup_s"] for x in mine),
-                     "analyse_s": an, "traces_per_s": a.copies / an, "events_per_s": total / an,
+                     "analyse_s": an, "task_s": statistics.median(x["task_s"] for x in mine), "traces_per_s": a.copies / an, "events_per_s": total / an,
                      "raw_events_s": ev, "raw_rows_per_s": mine[0]["event_rows"] / ev})
-    print()
-    print("| workers | cluster start-up s | analyse s | traces/s | events/s (analysed) | "
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (other work on the machine slows both)")
+    print("| workers | cluster start-up s | analyse s | one task s (median) | traces/s | events/s (analysed) | "
           "events() s | rows/s (events(), tree_write+syscall) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for x in rows:
-        print(f"| {x['workers']} | {x['startup_s']:.2f} | {x['analyse_s']:.2f} | {x['traces_per_s']:.2f} | "
+        print(f"| {x['workers']} | {x['startup_s']:.2f} | {x['analyse_s']:.2f} | {x['task_s']:.2f} | "
+              f"{x['traces_per_s']:.2f} | "
               f"{x['events_per_s']:,.0f} | {x['raw_events_s']:.2f} | {x['raw_rows_per_s']:,.0f} |")
     if len(rows) > 1:
         print(f"\nspeed-up {rows[-1]['workers']} vs {rows[0]['workers']} workers (analyse): "
               f"{rows[0]['analyse_s'] / rows[-1]['analyse_s']:.2f}x")
     if a.json:
-        Path(a.json).write_text(json.dumps({"copies": a.copies, "events_per_copy": per_copy, "source": str(src),
+        Path(a.json).write_text(json.dumps({"loadavg_end": os.getloadavg()[0], "copies": a.copies, "events_per_copy": per_copy, "source": str(src),
                                             "runs": runs, "medians": rows}, indent=2))
     return 0
 

@@ -17,7 +17,9 @@ DIR: a trace, a directory holding traces (searched recursively), or a glob
 pattern.  Each trace is one Dask task (open, replay, detectors).  Without
 --scheduler a LocalCluster with one single-threaded worker process per core
 runs here; with it, the cluster's workers need mmtrace installed and read
-access to the traces at the same paths.  The dashboard address is printed.
+access to the traces at the same paths (start them with 'dask worker ADDR
+--nthreads 1': the analyses hold the GIL, and a trace's warnings, e.g. a
+damaged part, are told apart per process).  The dashboard address is printed.
 Files: parquet/TABLE/host=HOST/part-N.parquet (one dataset per table:
 processes, changes, splits, merges, anomalies, hugetlb, vmas, vma_counts,
 with columns trace, host, boot_id, kernel added), summary.csv (one row per

@@ -45,6 +45,8 @@ def connect(scheduler: str | None = None, n_workers: int | None = None):
     n = n_workers or len(os.sched_getaffinity(0)) or 1
     cluster = distributed.LocalCluster(
         n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-        silence_logs=logging.ERROR,
+        # Our tasks never raise for a bad trace (they return the reason), so
+        # the workers' own logs are noise on the user's terminal (e.g. heartbeats at shutdown).
+        silence_logs=logging.CRITICAL,
     )
     return distributed.Client(cluster)

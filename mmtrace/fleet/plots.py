@@ -19,6 +19,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 __all__ = ["vma_counts_by_host", "splits_merges_by_comm", "anomalies_by_kernel"]
 
 
+def _label(v, width: int = 28) -> str:
+    """A tick label: "(none)" for an empty value, long ones cut with an ellipsis."""
+    v = str(v) if v == v and v is not None else ""
+    if not v:
+        return "(none)"
+    return v if len(v) <= width else v[: width - 1] + "…"
+
+
+def _ticks(ax, x, labels) -> None:
+    slant = len(labels) > 6 or any(len(s) > 14 for s in labels)
+    ax.set_xticks(x, labels, rotation=30 if slant else 0, ha="right" if slant else "center")
+
+
 def _save(ax, path: str | Path | None):
     ax.figure.tight_layout()
     if path is not None:
@@ -36,11 +49,12 @@ def vma_counts_by_host(per_host: pd.DataFrame, path=None):
     x = np.arange(len(df))
     ax.bar(x - 0.2, df["max"], 0.4, label="largest process", color="#0072B2")
     ax.bar(x + 0.2, df["median"], 0.4, label="median process", color="#56B4E9")
-    for xi, n in zip(x, df["processes"]):
-        ax.annotate(f"{int(n)}", (xi, 0), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=7)
-    ax.set_xticks(x, [str(h) for h in df.index], rotation=45 if len(df) > 6 else 0, ha="right" if len(df) > 6 else "center")
+    for xi, n, top in zip(x, df["processes"], df["max"]):
+        ax.annotate(f"{int(n)}", (xi, top), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=7)
+    _ticks(ax, x, [_label(h) for h in df.index])
     ax.set_ylabel("peak VMAs of a process")
     ax.set_title("VMAs per process, by host (numbers: processes)")
+    ax.margins(y=0.1)
     ax.legend(fontsize=8)
     return _save(ax, path)
 
@@ -56,7 +70,7 @@ def splits_merges_by_comm(per_comm: pd.DataFrame, path=None, top: int = 25):
     y = np.arange(len(df))
     ax.barh(y + 0.2, df["splits"], 0.4, label="split points", color="#D55E00")
     ax.barh(y - 0.2, df["merges"], 0.4, label="merge points", color="#009E73")
-    ax.set_yticks(y, [f"{c} ({int(h)} host{'s' if h != 1 else ''})" for c, h in zip(df.index, df["hosts"])], fontsize=8)
+    ax.set_yticks(y, [f"{_label(c)} ({int(h)} host{'s' if h != 1 else ''})" for c, h in zip(df.index, df["hosts"])], fontsize=8)
     ax.set_xlabel("points, all traces")
     ax.set_title("Splits and merges per process name")
     ax.legend(fontsize=8)
@@ -83,7 +97,7 @@ def anomalies_by_kernel(per_kernel: pd.DataFrame, traces: pd.Series, path=None):
     for xi, k, b in zip(x, n, bottom):
         ax.annotate(f"{int(k)} trace{'s' if k != 1 else ''}", (xi, b), xytext=(0, 2), textcoords="offset points",
                     ha="center", fontsize=7)
-    ax.set_xticks(x, kernels, rotation=30 if len(kernels) > 4 else 0, ha="right" if len(kernels) > 4 else "center")
+    _ticks(ax, x, [_label(k) for k in kernels])
     ax.set_ylabel("anomalies per trace")
     ax.set_title("Anomalies per kernel release")
     if len(df.columns):
