@@ -129,7 +129,7 @@ want="$(cat pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   log "installing Python packages into $venv"
   "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-  if ! "$venv/bin/python" -m pip install -q -e ".[dev,notebooks,perfetto,browser]" > "$venv/pip.log" 2>&1; then
+  if ! "$venv/bin/python" -m pip install -q -e ".[dev,notebooks,perfetto,browser,fleet]" > "$venv/pip.log" 2>&1; then
     cat "$venv/pip.log" >&2
     die "pip install failed (log above, also in $venv/pip.log)"
   fi

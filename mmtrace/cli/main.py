@@ -272,6 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("checkpoints", type=Path)
     v.add_argument("--show", type=int, default=3, metavar="N", help="show the first N mismatches (default: %(default)s)")
 
+    from .fleet import add_parser as add_fleet
+
+    add_fleet(sub)
+
     dm = sub.add_parser(
         "demo",
         help="build the bundled demo workload, record it, verify the model against its checkpoints, write the report (root)",
@@ -638,6 +642,10 @@ def _main(argv: list[str]) -> int:
             return cmd_demo(args)
         if args.cmd == "export":
             return cmd_export(args)
+        if args.cmd == "fleet":
+            from .fleet import run as fleet_run
+
+            return fleet_run(args)
         if args.cmd == "verify":
             from .verify import main as verify_main
 
