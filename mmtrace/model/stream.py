@@ -416,6 +416,14 @@ class Source:
         e_a = int(np.searchsorted(self.em_ts, lo, side="right")) if lo > -np.inf else 0
         e_b = int(np.searchsorted(self.em_ts, hi, side="right")) if hi < np.inf else len(self.em_ts)
         s_ts = sc["ts"][corr]
+        if nw and (sc_kind == K_SC_CLEAR).any():
+            s_ts = _clear_instants(w, sc, corr, sc_kind, s_ts)
+            # the exit-time guard (Engine._guard) spares pieces other threads
+            # wrote after "guard": for a clear placed at its call's last write,
+            # that instant (what others wrote before it preceded the clear)
+            guard = sc["ts_enter"].copy()
+            guard[corr] = np.where(s_ts != sc["ts"][corr], s_ts, guard[corr])
+            sc["guard"] = guard
         ns, npr, ne = len(corr), p_b - p_a, e_b - e_a
         # -- merge: on a ts tie writes, then syscall exits, then proc, then
         # exit_mmap; every part is ts-sorted, so a stable sort merges runs --
@@ -516,6 +524,42 @@ def _noop_exits(w: dict, sc: dict, corr: np.ndarray, kind: np.ndarray, lo: np.nd
     if not noop.any():
         return None
     return ~noop
+
+
+def _clear_instants(w: dict, sc: dict, corr: np.ndarray, kind: np.ndarray, s_ts: np.ndarray) -> np.ndarray:
+    """When each silent clear (K_SC_CLEAR) of the exits ``corr`` is applied: right after
+    the syscall's own last tree write in this window, else at its exit (``s_ts``).
+
+    Why: another thread sees the hole from the tree clear on, not from the
+    exit.  ``do_vmi_align_munmap`` (mm/vma.c) stores the splits
+    (``vms_gather_munmap_vmas`` -> ``__split_vma``), then clears the range
+    (``vma_iter_clear_gfp``: exact fit, no event), then
+    ``vms_complete_munmap_vmas`` downgrades mmap_lock and zaps the pages
+    (``unmap_region``), which on a large faulted range takes hundreds of
+    microseconds before the syscall returns; mremap's and brk's unmaps go
+    the same way.  No other thread writes the tree in between (mmap_lock is
+    held from the clear to the return).  A call that stored nothing (a whole
+    VMA removed by one exact-fit clear) leaves no trace of its clear instant
+    on this kernel's events: it stays at the exit (the moment would be
+    ``mmap_lock:mmap_lock_acquire_returned`` with ``write=false`` fired by
+    ``mmap_write_downgrade``, which the collectors do not record).
+    """
+    out = s_ts.copy()
+    rows = np.flatnonzero(kind == K_SC_CLEAR)
+    s_tid = sc["tid"][corr][rows]
+    w_ts, w_tid = w["ts"], w["tid"]
+    for t in np.unique(s_tid).tolist():
+        m = rows[s_tid == t]
+        wi = np.flatnonzero(w_tid == t)
+        if len(wi) == 0:
+            continue
+        wt = w_ts[wi]  # ts-sorted
+        k = np.searchsorted(wt, s_ts[m], side="right") - 1
+        ok = k >= 0
+        kk = np.where(ok, k, 0)
+        ok &= wt[kk] >= sc["ts_enter"][corr][m]
+        out[m[ok]] = wt[kk[ok]]
+    return out
 
 
 # rules.C_* -> record kinds
