@@ -55,6 +55,16 @@ apt_install() {
 }
 
 apt_install bpfcc-tools python3-bpfcc bpftool python3 python3-venv gcc libc6-dev
+# Live tests of real programs (tests/live/test_real_programs.py): the kernel's mm
+# selftests are built from Debian's kernel source, a -m32 program needs multilib.
+# The newest packaged source (linux-source-6.12 on Debian 12) is nearer this
+# kernel than the generic linux-source (6.1); either works.
+apt_install gcc-multilib
+if ! ls /usr/src/linux-source-*.tar.xz >/dev/null 2>&1; then
+  [ $apt_updated -eq 1 ] || { apt-get "${apt_opts[@]}" update -qq >/dev/null; apt_updated=1; }
+  src_pkg=$(apt-cache search --names-only '^linux-source-[0-9.]+$' 2>/dev/null | awk '{print $1}' | sort -V | tail -1)
+  apt_install "${src_pkg:-linux-source}"
+fi
 
 headers_ok() {
   [ -d "/lib/modules/$(uname -r)/build/include" ] && return 0

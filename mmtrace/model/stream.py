@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from ..events.schema import TW_CURRENT_MM, TW_VAL_IS_VMA
 from ..trace.kernelinfo import KernelInfo
@@ -376,8 +377,11 @@ class Source:
             hi = tw.next_bound(chunk)
             sc = scr.take(hi)
             # with causes: the calls still open at hi enclose some of this window's writes
-            pending = scr.open_at(hi) if self.with_causes and hi != np.inf else None
-            w = self._window(lo, hi, tw.take(hi), sc, pending)
+            pending = scr.open_at(hi) if hi != np.inf else None
+            if self.with_causes:
+                w = self._window(lo, hi, tw.take(hi), sc, pending)
+            else:  # the calls open at hi: for a clear made before their exit (_clear_instants)
+                w = self._window(lo, hi, tw.take(hi), sc, open_calls=pending)
             n_tw += w.n_tree_write
             yield w
             if hi == np.inf:
@@ -387,9 +391,29 @@ class Source:
 
     def window_between(self, lo: float, hi: float) -> Window:
         """The records with lo < ts <= hi (random access; for checkpointed queries)."""
-        return self._window(lo, hi, self.tw.between(lo, hi), self.scr.between(lo, hi))
+        open_calls = None if self.with_causes or hi == np.inf else self._open_at(hi)
+        return self._window(lo, hi, self.tw.between(lo, hi), self.scr.between(lo, hi), open_calls=open_calls)
 
-    def _window(self, lo: float, hi: float, tw: dict | None, sc: dict | None, pending: dict | None = None) -> Window:
+    def _open_at(self, at: float) -> dict[str, np.ndarray] | None:
+        """The syscalls open at ``at`` (``ts_enter <= at < ts``; random access)."""
+        r = self.scr
+        got = []
+        for k, (src, _, pmax) in enumerate(r.parts):
+            key = id(src) if isinstance(src, pd.DataFrame) else src
+            if pmax <= at or r.enter_min.get(key, -np.inf) > at:
+                continue
+            cols = r.load_cached(k)
+            if cols is None:
+                continue
+            m = (cols["ts"] > at) & (cols["ts_enter"] <= at)
+            if m.any():
+                got.append({c: v[m] for c, v in cols.items()})
+        if not got:
+            return None
+        return got[0] if len(got) == 1 else {c: np.concatenate([g[c] for g in got]) for c in got[0]}
+
+    def _window(self, lo: float, hi: float, tw: dict | None, sc: dict | None, pending: dict | None = None,
+                open_calls: dict | None = None) -> Window:
         mt_off = np.uint64(self.mt_off)
         if sc is None:
             sc = {"code": np.zeros(0, np.int32), "seq": np.zeros(0, np.int64),
@@ -415,6 +439,23 @@ class Source:
         p_b = int(np.searchsorted(self.proc_ts, hi, side="right")) if hi < np.inf else len(self.proc_ts)
         e_a = int(np.searchsorted(self.em_ts, lo, side="right")) if lo > -np.inf else 0
         e_b = int(np.searchsorted(self.em_ts, hi, side="right")) if hi < np.inf else len(self.em_ts)
+        if nw and open_calls is not None:
+            # calls still open at hi whose silent clear came in this window
+            # (after their last own write here): their rows go after the exits
+            o = dict(open_calls)
+            o["tree"] = np.where(o["mm"] != 0, o["mm"] + mt_off, np.uint64(0))
+            ocorr = np.arange(len(o["ts"]))
+            okind, olo, ohi = _corrections(o, ocorr)
+            if (okind == K_SC_CLEAR).any():
+                inst = _clear_instants(w, o, ocorr, okind, o["ts"])
+                keep = np.flatnonzero((okind == K_SC_CLEAR) & (inst != o["ts"]) & (inst <= hi))
+                if len(keep):
+                    base = len(sc["ts"])
+                    sc = {c: np.concatenate((v, o[c][keep])) for c, v in sc.items() if c in o}
+                    corr = np.concatenate((corr, base + np.arange(len(keep))))
+                    sc_kind = np.concatenate((sc_kind, okind[keep]))
+                    sc_lo = np.concatenate((sc_lo, olo[keep]))
+                    sc_hi = np.concatenate((sc_hi, ohi[keep]))
         s_ts = sc["ts"][corr]
         if nw and (sc_kind == K_SC_CLEAR).any():
             s_ts = _clear_instants(w, sc, corr, sc_kind, s_ts)
@@ -527,7 +568,7 @@ def _noop_exits(w: dict, sc: dict, corr: np.ndarray, kind: np.ndarray, lo: np.nd
 
 
 def _clear_instants(w: dict, sc: dict, corr: np.ndarray, kind: np.ndarray, s_ts: np.ndarray) -> np.ndarray:
-    """When each silent clear (K_SC_CLEAR) of the exits ``corr`` is applied: right after
+    """When each silent clear (K_SC_CLEAR) of the exits ``corr`` is applied: 1 ns after
     the syscall's own last tree write in this window, else at its exit (``s_ts``).
 
     Why: another thread sees the hole from the tree clear on, not from the
@@ -558,7 +599,8 @@ def _clear_instants(w: dict, sc: dict, corr: np.ndarray, kind: np.ndarray, s_ts:
         ok = k >= 0
         kk = np.where(ok, k, 0)
         ok &= wt[kk] >= sc["ts_enter"][corr][m]
-        out[m[ok]] = wt[kk[ok]]
+        # 1 ns after that write: the clear follows the splits' stores
+        out[m[ok]] = np.minimum(wt[kk[ok]] + 1, s_ts[m[ok]])
     return out
 
 

@@ -79,6 +79,10 @@ def write_index(trace, out_dir, *, files: dict, images: dict, top: int = 20) -> 
                  + ("; the command started by <code>record -c</code> is counted from its exec (before it, the "
                     "process was mmtrace's own launcher)" if rd.launcher_until() else "") + ".</p>")
     parts.append(_table(process_table(rd, limit=top * 5)))
+    procs = rd.safe("processes")
+    if procs is not None and "modelled" in procs:
+        for r in procs[~procs["modelled"].astype(bool)].itertuples(index=False):
+            parts.append(f"<p class='warn'><b>NOT MODELLED</b>: pid {r.pid} {e(str(r.comm))}: {e(r.not_modelled_reason)}</p>")
     parts.append("<h2 id='plots'>Plots</h2>")
     for title, (path, caption) in images.items():
         parts.append(f"<h3>{e(title)}</h3><p class='note'>{e(caption)} (<a href='{e(path.name)}'>{e(path.name)}</a>)</p>")
