@@ -7,11 +7,16 @@ Each measurement runs in its own Python subprocess (peak RSS = VmHWM of that
 process), ``--repeat`` times; medians of the times, the largest peak RSS:
 
   changes     mmtrace.open(T).changes()                        events/s
+  stream      mmtrace.model.iter_changes(T), rows counted and dropped: the bounded-memory pass
   processes   mmtrace.open(T).processes() (split/merge counts)  events/s
-  csv         changes table -> CSV with pyarrow.csv             rows/s (time of the write only)
+  csv         changes table -> CSV with pyarrow.csv             rows/s (formatting + write, not changes())
+              (mmtrace.model.tables.write_changes_csv; older code: cells str()-formatted in Python)
   report      python -m mmtrace report T -o TMP (end to end)   events/s
 
-events = every event of the trace (``metadata.json`` counts).  ``--code DIR``
+events = every event of the trace (``metadata.json`` counts).  Both wall time
+and the subprocess's own CPU time are shown: on a loaded machine the latter
+(``per CPU s``) moves less (the report's CPU time excludes nothing it spawns:
+it spawns nothing).  ``--code DIR``
 runs the measurements with DIR first on sys.path (e.g. an export of an older
 commit), so old and new code can be measured side by side, interleaved
 (A B A B): figures taken on a shared machine are noisy, compare ratios.
@@ -31,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-MEASURES = ("changes", "processes", "csv", "report")
+MEASURES = ("changes", "stream", "processes", "csv", "report")
 
 
 def _hwm_mb() -> float:
@@ -52,35 +57,45 @@ def measure(which: str, path: Path) -> dict:
 
     out: dict = {"measure": which, "events": _events(path)}
     if which == "changes":
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         df = mmtrace.open(path).changes()
-        out.update(seconds=time.perf_counter() - t0, rows=len(df))
+        out.update(seconds=time.perf_counter() - t0, cpu=time.process_time() - c0, rows=len(df))
+    elif which == "stream":
+        from mmtrace.model import iter_changes
+
+        t0, c0 = time.perf_counter(), time.process_time()
+        n = sum(len(df) for df in iter_changes(mmtrace.open(path)))
+        out.update(seconds=time.perf_counter() - t0, cpu=time.process_time() - c0, rows=n)
     elif which == "processes":
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         df = mmtrace.open(path).processes()
-        out.update(seconds=time.perf_counter() - t0, rows=len(df), splits=int(df["splits"].sum()),
+        out.update(seconds=time.perf_counter() - t0, cpu=time.process_time() - c0, rows=len(df), splits=int(df["splits"].sum()),
                    merges=int(df["merges"].sum()))
     elif which == "csv":
-        import pyarrow as pa
-        import pyarrow.csv as pcsv
-
         ch = mmtrace.open(path).changes()
-        t0 = time.perf_counter()
-        flat = ch.copy()
-        for c in flat.columns:
-            if flat[c].dtype == object and c not in ("cause", "kind", "syscall"):
-                flat[c] = flat[c].map(str)
         with tempfile.TemporaryDirectory() as d:
-            pcsv.write_csv(pa.Table.from_pandas(flat, preserve_index=False), f"{d}/changes.csv")
-            size = os.path.getsize(f"{d}/changes.csv")
-        out.update(seconds=time.perf_counter() - t0, rows=len(ch), mb=size / 2**20)
+            t0, c0 = time.perf_counter(), time.process_time()
+            try:
+                from mmtrace.model.tables import write_changes_csv
+            except ImportError:  # older code: format the cells in Python, write with pyarrow
+                import pyarrow as pa
+                import pyarrow.csv as pcsv
+
+                def write_changes_csv(df, p):
+                    flat = df.copy()
+                    for c in flat.columns:
+                        if flat[c].dtype == object and c not in ("cause", "kind", "syscall"):
+                            flat[c] = flat[c].map(str)
+                    pcsv.write_csv(pa.Table.from_pandas(flat, preserve_index=False), p)
+            write_changes_csv(ch, f"{d}/changes.csv")
+            out.update(seconds=time.perf_counter() - t0, cpu=time.process_time() - c0, rows=len(ch), mb=os.path.getsize(f"{d}/changes.csv") / 2**20)
     elif which == "report":
         from mmtrace.cli.main import main
 
         with tempfile.TemporaryDirectory() as d:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             rc = main(["report", "-q", str(path), "-o", d])
-            out.update(seconds=time.perf_counter() - t0, rc=rc)
+            out.update(seconds=time.perf_counter() - t0, cpu=time.process_time() - c0, rc=rc)
     out["peak_rss_mb"] = _hwm_mb()
     print("RESULT " + json.dumps(out), flush=True)
     return out
@@ -130,8 +145,9 @@ def main(argv=None) -> int:
                     row["error"] = runs[c][0].get("error")
                 else:
                     s = statistics.median(r["seconds"] for r in ok)
+                    cpu = statistics.median(r.get("cpu") or float("nan") for r in ok)
                     n = ok[0]["rows"] if which == "csv" else ok[0]["events"]
-                    row.update(seconds=s, per_s=n / s if s else None, unit="rows/s" if which == "csv" else "events/s",
+                    row.update(seconds=s, cpu=cpu, per_cpu_s=n / cpu if cpu else None, per_s=n / s if s else None, unit="rows/s" if which == "csv" else "events/s",
                                events=ok[0]["events"], rows=ok[0].get("rows"),
                                peak_rss_mb=max(r["peak_rss_mb"] for r in ok),
                                extra={k: v for k, v in ok[0].items() if k in ("splits", "merges", "rc")})
@@ -140,7 +156,7 @@ def main(argv=None) -> int:
                     print(f"{path.name:>12} {row['code']:>24} {which:>10}: {row['error']}", flush=True)
                 else:
                     print(f"{path.name:>12} {row['code']:>24} {which:>10}: {row['seconds']:8.2f} s "
-                          f"{row['per_s']:>12,.0f} {row['unit']:<8} peak RSS {row['peak_rss_mb']:7,.0f} MB "
+                          f"{row['per_s']:>12,.0f} {row['unit']:<8} (CPU {row['cpu']:7.2f} s: {row['per_cpu_s']:>11,.0f}) peak RSS {row['peak_rss_mb']:7,.0f} MB "
                           f"({row['events']:,} events{', ' + str(row['extra']) if row['extra'] else ''})", flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1))

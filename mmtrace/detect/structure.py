@@ -83,28 +83,27 @@ def write_sequences(trace, ch: pd.DataFrame) -> list[str]:
         return [""] * len(ch)
     tw = tw.sort_values("ts", kind="stable")
     ts = tw["ts"].to_numpy(np.int64)
-    tree = tw["tree"].to_numpy(np.uint64)
-    tid = tw["tid"].to_numpy(np.int64)
-    fn = tw["fn"].astype(str).to_numpy()
-    idx = tw["index"].to_numpy(np.uint64)
-    last = tw["last"].to_numpy(np.uint64)
-    val = tw["val"].to_numpy(np.uint64)
+    # each change's [ts, ts_end] as index ranges into the sorted writes, all at once
+    lo_ix = np.searchsorted(ts, ch["ts"].to_numpy(np.int64), side="left").tolist()
+    hi_ix = np.searchsorted(ts, ch["ts_end"].to_numpy(np.int64), side="right").tolist()
+    tree = tw["tree"].to_numpy(np.uint64).tolist()
+    tid = tw["tid"].to_numpy(np.int64).tolist()
+    fn = tw["fn"].astype(str).tolist()
+    idx = tw["index"].to_numpy(np.uint64).tolist()
+    last = tw["last"].to_numpy(np.uint64).tolist()
+    val = tw["val"].to_numpy(np.uint64).tolist()
     out = []
-    for r in ch.itertuples(index=False):
-        lo = np.searchsorted(ts, np.int64(r.ts), side="left")
-        hi = np.searchsorted(ts, np.int64(r.ts_end), side="right")
-        sel = np.arange(lo, hi)
-        sel = sel[tree[sel] == np.uint64(r.tree)]
-        if r.syscall:
-            sel = sel[tid[sel] == r.tid]
-        out.append(
-            "; ".join(
-                f"{fn[i]} [{int(idx[i]):#x}, {int(last[i]):#x}] = {int(val[i]):#x}" if val[i]
-                else f"{fn[i]} [{int(idx[i]):#x}, {int(last[i]):#x}] = NULL"
-                for i in sel[:32]
-            )
-            + (f"; ... {len(sel) - 32} more" if len(sel) > 32 else "")
+    for a, b, r_tree, r_tid, r_sc in zip(lo_ix, hi_ix, ch["tree"].to_numpy(np.uint64).tolist(),
+                                         ch["tid"].to_numpy(np.int64).tolist(), ch["syscall"].tolist()):
+        if r_sc:
+            sel = [i for i in range(a, b) if tree[i] == r_tree and tid[i] == r_tid]
+        else:
+            sel = [i for i in range(a, b) if tree[i] == r_tree]
+        text = "; ".join(
+            f"{fn[i]} [{idx[i]:#x}, {last[i]:#x}] = {val[i]:#x}" if val[i] else f"{fn[i]} [{idx[i]:#x}, {last[i]:#x}] = NULL"
+            for i in sel[:32]
         )
+        out.append(text + (f"; ... {len(sel) - 32} more" if len(sel) > 32 else ""))
     return out
 
 

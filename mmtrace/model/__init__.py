@@ -11,11 +11,14 @@ from .model import Model, model_of, vmas
 from .replay import VMA_COLUMNS, Engine, tree_frame
 from .stream import Source, Window
 from .names import comm_at
+from .tables import changes_arrow, write_changes_csv
 from .vmatree import Vma, VmaTree, join_pieces, perms_of
 
 __all__ = [
     "vmas",
     "comm_at",
+    "changes_arrow",
+    "write_changes_csv",
     "changes",
     "classify",
     "Model",

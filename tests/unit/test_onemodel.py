@@ -93,3 +93,19 @@ def test_analyses_say_what_they_need():
     demo = mmtrace.open(DATA / "demo.trace")
     assert skipped(demo) == {}
     assert len(ANALYSES["changes"].fn(demo, {})) == len(demo.changes())
+
+
+def test_changes_csv_with_pyarrow(tmp_path):
+    import pandas as pd
+
+    from mmtrace.model.tables import hex_text, write_changes_csv
+
+    assert hex_text([0, 1, 0x7F994C9E9000, 2**64 - 1]).to_pylist() == ["0x0", "0x1", "0x7f994c9e9000",
+                                                                       "0xffffffffffffffff"]
+    ch = mmtrace.open(DATA / "demo.trace").changes()
+    write_changes_csv(ch, tmp_path / "c.csv")
+    back = pd.read_csv(tmp_path / "c.csv", keep_default_na=False)
+    assert len(back) == len(ch) and list(back.columns) == list(ch.columns)
+    r = ch.iloc[1]
+    want = "; ".join(f"{s:#x}-{e:#x} {p}" for s, e, p in r["after"])
+    assert back["after"].iloc[1] == want and int(back["lo"].iloc[1], 16) == int(r["lo"])
