@@ -61,6 +61,9 @@ apt_install() {
 apt_install bpfcc-tools python3-bpfcc bpftool python3 python3-venv gcc libc6-dev
 # The report page's browser test: headless Chromium driven by Selenium.
 apt_install chromium chromium-driver
+# Live tests of real programs (tests/live/test_real_programs.py): a -m32 program needs multilib
+# (the kernel's mm selftests come from linux-source, installed below).
+apt_install gcc-multilib
 
 headers_ok() {
   [ -d "/lib/modules/$(uname -r)/build/include" ] && return 0

@@ -326,7 +326,7 @@ class Engine:
         if obs is not None:
             obs.syscall_exit_begin(t, row)
         if kind == K_SC_CLEAR:
-            self._clear(t, lo, hi, sc["ts_enter"][row], sc["tid"][row])
+            self._clear(t, lo, hi, sc.get("guard", sc["ts_enter"])[row], sc["tid"][row])
         elif kind == K_SC_PROT:
             ret = sc["ret"][row]
             self._protect(t, lo, hi, sc["arg2"][row], sc["ts"][row], sc["tid"][row], sc["ts_enter"][row],
@@ -467,6 +467,7 @@ class Engine:
         sct = self.sc.get("tree", ())
         prots = self.sc.get("arg2", ())
         sc_te = self.sc.get("ts_enter", ())
+        sc_gt = self.sc.get("guard", sc_te)  # clears: see stream._clear_instants
         sc_tid = self.sc.get("tid", ())
         sc_ret = self.sc.get("ret", ())
         sc_ts = self.sc.get("ts", ())
@@ -571,7 +572,7 @@ class Engine:
                     # thread wrote one after the syscall began (Engine._clear)
                     j = bl(s_, hi, i)
                     v_ = t.vals
-                    te = sc_te[a]
+                    te = sc_gt[a]
                     tid = sc_tid[a]
                     for x in range(i, j):
                         vx = v_[x]

@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from ..events.schema import TW_CURRENT_MM, TW_VAL_IS_VMA
 from ..trace.kernelinfo import KernelInfo
@@ -376,8 +377,11 @@ class Source:
             hi = tw.next_bound(chunk)
             sc = scr.take(hi)
             # with causes: the calls still open at hi enclose some of this window's writes
-            pending = scr.open_at(hi) if self.with_causes and hi != np.inf else None
-            w = self._window(lo, hi, tw.take(hi), sc, pending)
+            pending = scr.open_at(hi) if hi != np.inf else None
+            if self.with_causes:
+                w = self._window(lo, hi, tw.take(hi), sc, pending)
+            else:  # the calls open at hi: for a clear made before their exit (_clear_instants)
+                w = self._window(lo, hi, tw.take(hi), sc, open_calls=pending)
             n_tw += w.n_tree_write
             yield w
             if hi == np.inf:
@@ -387,9 +391,29 @@ class Source:
 
     def window_between(self, lo: float, hi: float) -> Window:
         """The records with lo < ts <= hi (random access; for checkpointed queries)."""
-        return self._window(lo, hi, self.tw.between(lo, hi), self.scr.between(lo, hi))
+        open_calls = None if self.with_causes or hi == np.inf else self._open_at(hi)
+        return self._window(lo, hi, self.tw.between(lo, hi), self.scr.between(lo, hi), open_calls=open_calls)
 
-    def _window(self, lo: float, hi: float, tw: dict | None, sc: dict | None, pending: dict | None = None) -> Window:
+    def _open_at(self, at: float) -> dict[str, np.ndarray] | None:
+        """The syscalls open at ``at`` (``ts_enter <= at < ts``; random access)."""
+        r = self.scr
+        got = []
+        for k, (src, _, pmax) in enumerate(r.parts):
+            key = id(src) if isinstance(src, pd.DataFrame) else src
+            if pmax <= at or r.enter_min.get(key, -np.inf) > at:
+                continue
+            cols = r.load_cached(k)
+            if cols is None:
+                continue
+            m = (cols["ts"] > at) & (cols["ts_enter"] <= at)
+            if m.any():
+                got.append({c: v[m] for c, v in cols.items()})
+        if not got:
+            return None
+        return got[0] if len(got) == 1 else {c: np.concatenate([g[c] for g in got]) for c in got[0]}
+
+    def _window(self, lo: float, hi: float, tw: dict | None, sc: dict | None, pending: dict | None = None,
+                open_calls: dict | None = None) -> Window:
         mt_off = np.uint64(self.mt_off)
         if sc is None:
             sc = {"code": np.zeros(0, np.int32), "seq": np.zeros(0, np.int64),
@@ -415,7 +439,32 @@ class Source:
         p_b = int(np.searchsorted(self.proc_ts, hi, side="right")) if hi < np.inf else len(self.proc_ts)
         e_a = int(np.searchsorted(self.em_ts, lo, side="right")) if lo > -np.inf else 0
         e_b = int(np.searchsorted(self.em_ts, hi, side="right")) if hi < np.inf else len(self.em_ts)
+        if nw and open_calls is not None:
+            # calls still open at hi whose silent clear came in this window
+            # (after their last own write here): their rows go after the exits
+            o = dict(open_calls)
+            o["tree"] = np.where(o["mm"] != 0, o["mm"] + mt_off, np.uint64(0))
+            ocorr = np.arange(len(o["ts"]))
+            okind, olo, ohi = _corrections(o, ocorr)
+            if (okind == K_SC_CLEAR).any():
+                inst = _clear_instants(w, o, ocorr, okind, o["ts"])
+                keep = np.flatnonzero((okind == K_SC_CLEAR) & (inst != o["ts"]) & (inst <= hi))
+                if len(keep):
+                    base = len(sc["ts"])
+                    sc = {c: np.concatenate((v, o[c][keep])) for c, v in sc.items() if c in o}
+                    corr = np.concatenate((corr, base + np.arange(len(keep))))
+                    sc_kind = np.concatenate((sc_kind, okind[keep]))
+                    sc_lo = np.concatenate((sc_lo, olo[keep]))
+                    sc_hi = np.concatenate((sc_hi, ohi[keep]))
         s_ts = sc["ts"][corr]
+        if nw and (sc_kind == K_SC_CLEAR).any():
+            s_ts = _clear_instants(w, sc, corr, sc_kind, s_ts)
+            # the exit-time guard (Engine._guard) spares pieces other threads
+            # wrote after "guard": for a clear placed at its call's last write,
+            # that instant (what others wrote before it preceded the clear)
+            guard = sc["ts_enter"].copy()
+            guard[corr] = np.where(s_ts != sc["ts"][corr], s_ts, guard[corr])
+            sc["guard"] = guard
         ns, npr, ne = len(corr), p_b - p_a, e_b - e_a
         # -- merge: on a ts tie writes, then syscall exits, then proc, then
         # exit_mmap; every part is ts-sorted, so a stable sort merges runs --
@@ -516,6 +565,43 @@ def _noop_exits(w: dict, sc: dict, corr: np.ndarray, kind: np.ndarray, lo: np.nd
     if not noop.any():
         return None
     return ~noop
+
+
+def _clear_instants(w: dict, sc: dict, corr: np.ndarray, kind: np.ndarray, s_ts: np.ndarray) -> np.ndarray:
+    """When each silent clear (K_SC_CLEAR) of the exits ``corr`` is applied: 1 ns after
+    the syscall's own last tree write in this window, else at its exit (``s_ts``).
+
+    Why: another thread sees the hole from the tree clear on, not from the
+    exit.  ``do_vmi_align_munmap`` (mm/vma.c) stores the splits
+    (``vms_gather_munmap_vmas`` -> ``__split_vma``), then clears the range
+    (``vma_iter_clear_gfp``: exact fit, no event), then
+    ``vms_complete_munmap_vmas`` downgrades mmap_lock and zaps the pages
+    (``unmap_region``), which on a large faulted range takes hundreds of
+    microseconds before the syscall returns; mremap's and brk's unmaps go
+    the same way.  No other thread writes the tree in between (mmap_lock is
+    held from the clear to the return).  A call that stored nothing (a whole
+    VMA removed by one exact-fit clear) leaves no trace of its clear instant
+    on this kernel's events: it stays at the exit (the moment would be
+    ``mmap_lock:mmap_lock_acquire_returned`` with ``write=false`` fired by
+    ``mmap_write_downgrade``, which the collectors do not record).
+    """
+    out = s_ts.copy()
+    rows = np.flatnonzero(kind == K_SC_CLEAR)
+    s_tid = sc["tid"][corr][rows]
+    w_ts, w_tid = w["ts"], w["tid"]
+    for t in np.unique(s_tid).tolist():
+        m = rows[s_tid == t]
+        wi = np.flatnonzero(w_tid == t)
+        if len(wi) == 0:
+            continue
+        wt = w_ts[wi]  # ts-sorted
+        k = np.searchsorted(wt, s_ts[m], side="right") - 1
+        ok = k >= 0
+        kk = np.where(ok, k, 0)
+        ok &= wt[kk] >= sc["ts_enter"][corr][m]
+        # 1 ns after that write: the clear follows the splits' stores
+        out[m[ok]] = np.minimum(wt[kk[ok]] + 1, s_ts[m[ok]])
+    return out
 
 
 # rules.C_* -> record kinds

@@ -76,6 +76,10 @@ def _state(rd, notes) -> tuple[bool, list[str]]:
         bad.append(f"<b>{sum(lost.values()):,} events lost</b> (ring buffer full: "
                    + ", ".join(f"{_e(k)} {v:,}" for k, v in lost.items())
                    + "): rebuilt trees may be wrong after the first loss.")
+    procs = rd.safe("processes")
+    if procs is not None and "modelled" in procs:
+        for r in procs[~procs["modelled"].astype(bool)].itertuples(index=False):
+            bad.append(f"<b>NOT MODELLED</b>: pid {r.pid} {_e(r.comm)}: {_e(r.not_modelled_reason)}")
     for n in notes or ():
         bad.append(f"<b>While reading</b>: {_e(n)}")
     for k, v in rd.errors.items():

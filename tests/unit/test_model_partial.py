@@ -143,3 +143,38 @@ def test_64bit_process_is_modelled():
 
     m = modelled(_exec_trace(0x7FFC00000000), [PID, PID + 1]).set_index("pid")
     assert m["modelled"].all() and (m["not_modelled_reason"] == "").all()
+
+
+# -- threads: a munmap's silent clear is seen from its last store on (stream._clear_instants) ------
+def _thread_sc(name, ts, args, ret, tid, enter):
+    return dict(sc(name, ts, args, ret), tid=tid, ts_enter=enter)
+
+
+def test_munmap_hole_is_visible_before_the_munmap_returns():
+    tw = [store(10, A, A + 16 * P, 0xA1)]
+    s = [sc("mmap", 11, [0, 16 * P, 3, 0x22], A)]
+    # munmap pages 4-11 from 20 to 400: the splits are stored at 30, the clear is silent,
+    # then the pages are zapped until the exit
+    tw += [store(30, A, A + 4 * P, 0xC1), store(31, A + 12 * P, A + 16 * P, 0xC2)]
+    s += [sc("munmap", 400, [A + 4 * P, 8 * P], 0)]
+    s[-1]["ts_enter"] = 20
+    tr = Trace(tw, s)
+    assert lines(vmas(tr, PID, 25)) == [(A, A + 16 * P, "rw-p")]
+    hole = [(A, A + 4 * P, "rw-p"), (A + 12 * P, A + 16 * P, "rw-p")]
+    assert lines(vmas(tr, PID, 100)) == hole  # another thread sees the hole now
+    assert lines(vmas(tr, PID, 500)) == hole
+
+
+def test_munmap_clears_what_another_thread_stored_before_it_took_the_lock():
+    # thread 101 stores [A+16P, A+20P) (merged into the same VMA range the munmap removes)
+    # while thread 100's munmap waits for mmap_lock; the munmap's own store comes after it
+    tw = [store(10, A, A + 16 * P, 0xA1)]
+    s = [sc("mmap", 11, [0, 16 * P, 3, 0x22], A)]
+    tw += [store(25, A + 8 * P, A + 20 * P, 0xB1, tid=101), store(30, A, A + 8 * P, 0xC1)]
+    s += [_thread_sc("munmap", 400, [A + 8 * P, 12 * P], 0, PID, 20)]
+    tr = Trace(tw, s)
+    assert lines(vmas(tr, PID, 100)) == [(A, A + 8 * P, "rw-p")]
+    # a store another thread makes after the munmap's last store survives its exit
+    tw += [store(200, A + 8 * P, A + 10 * P, 0xD1, tid=101)]
+    tr = Trace(tw, s)
+    assert lines(vmas(tr, PID, 500)) == [(A, A + 8 * P, "rw-p"), (A + 8 * P, A + 10 * P, "rw-p")]

@@ -9,7 +9,7 @@ import pytest
 import mmtrace
 from mmtrace.detect.analyses import ANALYSES, skipped
 from mmtrace.events.flags import MREMAP_DONTUNMAP, VM_READ, VM_WRITE, VmFlag
-from mmtrace.model.rules import C_CLEAR, C_NONE, C_PROT, CORRECTING, corrections
+from mmtrace.model.rules import C_CLEAR, C_NONE, C_PROT, C_PROT_WALK, CORRECTING, corrections
 from mmtrace.model.vmatree import Vma, VmaTree, join_pieces
 from mmtrace.trace.kernelinfo import KernelInfo, MissingKernelFact
 from tests.golden.model_frames import DATA
@@ -33,7 +33,7 @@ def test_corrections_follow_the_kernel_rules():
         {"syscall": "munmap", "arg0": a, "arg1": P, "ret": -22},  # failed: nothing
         {"syscall": "mprotect", "arg0": a, "arg1": 2 * P, "arg2": 1, "ret": 0},
         {"syscall": "mprotect", "arg0": a, "arg1": 2 * P, "arg2": 1, "ret": -12},  # ENOMEM: up to the hole
-        {"syscall": "mprotect", "arg0": a, "arg1": 2 * P, "arg2": 1, "ret": -13},  # EACCES: nothing
+        {"syscall": "mprotect", "arg0": a, "arg1": 2 * P, "arg2": 1, "ret": -13},  # EACCES: the walk up to the refused VMA (engine)
         {"syscall": "mremap", "arg0": a, "arg1": 4 * P, "arg2": P, "ret": a},  # shrink in place
         {"syscall": "mremap", "arg0": a, "arg1": P, "arg2": 4 * P, "ret": a},  # grow in place
         {"syscall": "mremap", "arg0": a, "arg1": P, "arg2": 4 * P, "arg3": 1, "ret": a + 16 * P},  # moved
@@ -43,7 +43,7 @@ def test_corrections_follow_the_kernel_rules():
         {"syscall": "mmap", "arg0": 0, "arg1": P, "ret": a},  # not a correcting syscall
     ]
     kind, lo, hi = corrections(_sc(rows), np.arange(len(rows)))
-    assert kind.tolist() == [C_CLEAR, C_NONE, C_PROT, C_PROT, C_NONE, C_CLEAR, C_NONE, C_CLEAR, C_NONE, C_CLEAR,
+    assert kind.tolist() == [C_CLEAR, C_NONE, C_PROT, C_PROT, C_PROT_WALK, C_CLEAR, C_NONE, C_CLEAR, C_NONE, C_CLEAR,
                              C_NONE, C_NONE]
     assert (lo[0], hi[0]) == (a, a + 4 * P)
     assert (lo[5], hi[5]) == (a + P, a + 4 * P)
