@@ -96,9 +96,10 @@ class Trace(TraceFile):
 
     def anomalies(self) -> pd.DataFrame:
         """One row per finding: ``ts``, ``pid``, ``comm``, ``severity`` (error,
-        warning), ``kind`` (model_kernel_disagree, kernel_counter_underflow,
-        negative_reservation, kernel_warning, unmapped_area_disagree) and
-        ``explanation`` (a sentence)."""
+        warning, note: could not be decided, the explanation says why),
+        ``kind`` (model_kernel_disagree, model_kernel_undecided,
+        kernel_counter_underflow, negative_reservation, kernel_warning,
+        unmapped_area_disagree) and ``explanation`` (a sentence)."""
         from .detect import hugetlb_anomalies
 
         rows = hugetlb_anomalies(self, self.hugetlb())
