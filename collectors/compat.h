@@ -43,7 +43,8 @@
  *  MMT_HAVE_HUGETLB_CGROUP      BTF has hugetlb_cgroup.rsvd_hugepage ("hugetlb_cgroup:
  *      add reservation accounting for private mappings", v5.7): each hugetlb
  *      sample also reads the task's cgroup counter; MMT_HUGETLB_CGRP_ID,
- *      MMT_SIZEOF_page_counter and MMT_HS_ORDER_<hstate index> come with it.
+ *      MMT_SIZEOF_page_counter and MMT_HS_N / MMT_HS_ORDERS (each hstate_index()'s order)
+ *      come with it.
  *  MMT_VM_HUGETLB               the VM_HUGETLB bit (mmtrace/events/flags.py).
  *  MMT_TRACE_ALL                system-wide: no tgid filter but the recorder's
  *      own (the traced_bits bitmap then lists the tgids left out).

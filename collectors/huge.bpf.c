@@ -18,27 +18,16 @@
 #ifdef MMT_HAVE_HUGETLB_CGROUP
 /* hstate_index(): the position of the hstate in hstates[], which BPF cannot
  * see; capture/kernel.py passes the order of each position
- * (MMT_HS_ORDER_<idx>, from the creation order of /sys/kernel/mm/hugepages/). */
+ * (MMT_HS_ORDERS, from the creation order of /sys/kernel/mm/hugepages/). */
 static __always_inline u64 mmt_cg_rsvd(u32 order)
 {
+	const u32 orders[MMT_HS_N] = MMT_HS_ORDERS;
 	u64 idx = ~0ULL, cgs, css;
 
-#ifdef MMT_HS_ORDER_0
-	if (order == MMT_HS_ORDER_0)
-		idx = 0;
-#endif
-#ifdef MMT_HS_ORDER_1
-	if (order == MMT_HS_ORDER_1)
-		idx = 1;
-#endif
-#ifdef MMT_HS_ORDER_2
-	if (order == MMT_HS_ORDER_2)
-		idx = 2;
-#endif
-#ifdef MMT_HS_ORDER_3
-	if (order == MMT_HS_ORDER_3)
-		idx = 3;
-#endif
+#pragma unroll
+	for (int i = 0; i < MMT_HS_N; i++)
+		if (orders[i] == order)
+			idx = i;
 	if (idx == ~0ULL)
 		return ~0ULL;
 	cgs = mmt_read_u64((u64)bpf_get_current_task(), MMT_OFF_task_struct__cgroups);

@@ -124,11 +124,12 @@ class Trace(TraceFile):
 
     def anomalies(self) -> pd.DataFrame:
         """One row per finding: ``ts``, ``pid``, ``comm``, ``severity`` (error,
-        warning), ``kind`` (model_kernel_disagree, kernel_counter_underflow,
-        negative_reservation, kernel_warning, unmapped_area_disagree,
-        trace_damaged) and ``explanation`` (a sentence).  After a gap of a
-        damaged trace (see ``gaps()``) model findings are left out and one
-        ``trace_damaged`` row says so."""
+        warning, note: could not be decided, the explanation says why),
+        ``kind`` (model_kernel_disagree, model_kernel_undecided,
+        kernel_counter_underflow, negative_reservation, kernel_warning,
+        unmapped_area_disagree, trace_damaged) and ``explanation`` (a
+        sentence).  After a gap of a damaged trace (see ``gaps()``) model
+        findings are left out and one ``trace_damaged`` row says so."""
         from .detect import hugetlb_anomalies
 
         rows = hugetlb_anomalies(self, self.hugetlb())

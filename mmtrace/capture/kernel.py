@@ -335,7 +335,8 @@ class ProbePlan:
         if cg:
             flags += ["-DMMT_HAVE_HUGETLB_CGROUP", f"-DMMT_HUGETLB_CGRP_ID={cg['cgrp_id']}",
                       f"-DMMT_SIZEOF_page_counter={cg['sizeof_page_counter']}"]
-            flags += [f"-DMMT_HS_ORDER_{i}={o}" for i, o in enumerate(cg["hstate_orders"])]
+            orders = cg["hstate_orders"]
+            flags += [f"-DMMT_HS_N={len(orders)}", "-DMMT_HS_ORDERS={" + ",".join(map(str, orders)) + "}"]
         if self.features.get("raw_unmapped_area"):
             flags.append("-DMMT_RAW_vm_unmapped_area")
         flags.append(f"-DMMT_VM_HUGETLB={VM_HUGETLB:#x}")

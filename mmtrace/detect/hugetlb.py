@@ -786,6 +786,12 @@ def errno_name(n: int) -> str:
     return f"-{errno.errorcode.get(n, str(n))}: {os.strerror(n)}"
 
 
+def _disagreement(r, exact: bool, explanation: str) -> dict:
+    """A model/kernel disagreement: an error at an exact sample, else a note."""
+    return {"ts": r.ts, "pid": r.pid, "severity": "error" if exact else "note",
+            "kind": "model_kernel_disagree" if exact else "model_kernel_undecided", "explanation": explanation}
+
+
 def hugetlb_anomalies(trace, acc: pd.DataFrame | None = None) -> list[dict]:
     """Findings about hugetlb accounting (see :func:`mmtrace.api.Trace.anomalies` for columns).
 
@@ -821,10 +827,7 @@ def hugetlb_anomalies(trace, acc: pd.DataFrame | None = None) -> list[dict]:
             diff = int(r.cg_rsvd) - (int(r.model_cg) + off_cg)
             if diff and (r.exact or infl is None or not any(c == diff for _, c in infl)):
                 exact = bool(r.exact)
-                out.append({
-                    "ts": r.ts, "pid": r.pid, "severity": "error" if exact else "note",
-                    "kind": "model_kernel_disagree" if exact else "model_kernel_undecided",
-                    "explanation": (
+                out.append(_disagreement(r, exact, (
                         f"at {what} of pid {r.pid}, the command's hugetlb cgroup holds {int(r.cg_rsvd)} reserved "
                         f"page(s) (hugetlb.*.rsvd.current) but the model of mm/hugetlb.c has "
                         f"{int(r.model_cg) + off_cg} {detail}"
@@ -833,8 +836,7 @@ def hugetlb_anomalies(trace, acc: pd.DataFrame | None = None) -> list[dict]:
                            "progress at that instant, and no order of their changes gives the kernel's value"
                            if r.open else "; not decided: a shared file's reservations may be released at any "
                            "time (inode eviction)" if r.pending else "; not decided: the model lost track earlier")
-                    ),
-                })
+                )))
                 if exact:
                     off_cg += diff  # reported once: compare from the kernel's value on
         kd, md = int(r.kernel_delta), int(r.model_delta)
@@ -860,15 +862,11 @@ def hugetlb_anomalies(trace, acc: pd.DataFrame | None = None) -> list[dict]:
                 why = "; not decided: resv_huge_pages is global, and processes not traced may have " \
                       "reserved or released huge pages meanwhile"
             if r.evidence != "cgroup" or exact:
-                out.append({
-                    "ts": r.ts, "pid": r.pid, "severity": "error" if exact else "note",
-                    "kind": "model_kernel_disagree" if exact else "model_kernel_undecided",
-                    "explanation": (
-                        f"between the previous sample and {what} of pid {r.pid}, resv_huge_pages changed by "
-                        f"{kd:+d} but the model of the traced mappings explains {kd - gdiff:+d} {detail}"
-                        + why + "." + hint
-                    ),
-                })
+                out.append(_disagreement(r, exact, (
+                    f"between the previous sample and {what} of pid {r.pid}, resv_huge_pages changed by "
+                    f"{kd:+d} but the model of the traced mappings explains {kd - gdiff:+d} {detail}"
+                    + why + "." + hint
+                )))
             if not r.open:
                 off_g += gdiff  # nothing traced in flight: take the kernel's value as the new baseline
     # "Released twice": only on the kernel's own word, its counter below zero

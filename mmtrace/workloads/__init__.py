@@ -6,6 +6,9 @@
 ``churn`` a seeded random op generator for testing a VMA-tree model
           (``churn --seed S --ops N [--checkpoints DIR] [--forks K]
           [--hugetlb auto|on|off] [--threads] [-v]``).
+``hugetlb`` hugetlb reservation scenarios (private, fork, NORESERVE, shared, memfd).
+``hugetlb_churn`` seeded hugetlb churn of a parent and forked children at once
+          (``hugetlb_churn --seed S [--ops N] [--pages P] [--procs K] [--shared]``).
 
 With ``--checkpoints DIR`` both append ``/proc/self/maps`` snapshots to
 ``DIR/<pid>.txt``; :func:`mmtrace.events.procmaps.read_checkpoints` reads them.

@@ -40,6 +40,16 @@ class FakeBtf:
         self.asked.append((struct, member))
         return _OFFSETS.get((struct, member), 8 * (len(self.asked) % 16))
 
+    # the hugetlb cgroup counter's layout (capture/kernel.py BTF_MEMBERS_HUGETLB_CGROUP)
+    def member_size(self, struct: str, member: str) -> int:
+        return 2 * 192
+
+    def sizeof(self, name: str) -> int:
+        return 192
+
+    def enum_value(self, name: str) -> int:
+        return 10
+
 
 def _tracepoint(root, tp: str, fields: list[str]) -> None:
     cat, name = tp.split(":")
@@ -136,3 +146,22 @@ def test_syscall_numbers_are_x86_64_abi():
     assert set(table) == set(K.SYSCALLS)
     assert (table["mmap"], table["mprotect"], table["munmap"], table["mremap"], table["execve"]) == (9, 10, 11, 25, 59)
     assert len(set(table.values())) == len(table)
+
+
+def test_hstate_orders_follow_sysfs_creation_order(tmp_path):
+    # hugetlb_sysfs_init() makes one directory per hstate in hstates[] order;
+    # kernfs (and tmpfs here) number new inodes increasingly
+    for name in ("hugepages-1048576kB", "hugepages-2048kB"):
+        (tmp_path / name).mkdir()
+    assert K.hstate_orders(str(tmp_path)) == [18, 9]
+    assert K.hstate_orders(str(tmp_path / "absent")) == []
+
+
+def test_hugetlb_cgroup_counter_flags():
+    plan = K.ProbePlan(kernel_release="x", tracepoints={}, missing=[], syscalls={}, syscall_nargs={},
+                       offsets={}, features={"hugetlb": True, "hugetlb_cgroup": {
+                           "cgrp_id": 10, "sizeof_page_counter": 192, "hstate_orders": [18, 9]}})
+    flags = plan.cflags()
+    for f in ("-DMMT_HAVE_HUGETLB_CGROUP", "-DMMT_HUGETLB_CGRP_ID=10", "-DMMT_SIZEOF_page_counter=192",
+              "-DMMT_HS_N=2", "-DMMT_HS_ORDERS={18,9}"):
+        assert f in flags
