@@ -27,6 +27,7 @@ needs ./setup.sh (chromium, chromium-driver, the browser extra).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -99,18 +100,21 @@ def main(argv=None) -> int:
                          (lambda r, p: plots.address_timeline(r, None, p), "timeline.png")):
             plt.close(fn(rd, out / name).figure)
         png_s = time.monotonic() - t0
-        loads = []
+        loads, loadavg = [], []
         for _ in range(args.repeat):
+            loadavg.append(os.getloadavg()[0])
             with chromium() as d:  # a fresh browser each time: nothing cached
                 loads.append(load(d, page, timeout=300))
                 errors = [e["message"] for e in d.get_log("browser") if e["level"] == "SEVERE"]
         res = {"trace": str(path), "events": events, "changes": len(rd.changes()), "vma_lifetimes": len(rd.vmas()),
                "tables_s": tables_s, "page_build_s": statistics.median(builds), "page_build_runs": builds,
                "png_build_s": png_s, "page_mb": size_mb, "load_s": statistics.median(loads), "load_runs": loads,
-               "browser_errors": errors}
+               "browser_errors": errors, "loadavg_1min": loadavg}
         print()
         print(f"Report page of {path}: {events:,} events, {res['changes']:,} changes, "
-              f"{res['vma_lifetimes']:,} VMA lifetimes (shared machine: medians of {args.repeat} runs)")
+              f"{res['vma_lifetimes']:,} VMA lifetimes (shared machine: medians of {args.repeat} runs; "
+              f"1-minute load average before the loads: {', '.join(f'{x:.1f}' for x in loadavg)} on "
+              f"{os.cpu_count()} CPUs)")
         print(C.table(["measure", "value", "target"], [
             ["page size", f"{size_mb:.1f} MB", f"< {TARGET_MB:g} MB"],
             ["page load in Chromium (to drawn)", f"{res['load_s']:.2f} s (runs {', '.join(f'{x:.2f}' for x in loads)})",

@@ -34,7 +34,7 @@ from .text import lost_table
 __all__ = ["write_index", "PAGE_ROWS"]
 
 #: Rows of each table in the page (the files keep them all).
-PAGE_ROWS = {"changes": 12_000, "splits_merges": 6_000, "anomalies": 5_000, "hugetlb": 5_000}
+PAGE_ROWS = {"changes": 8_000, "splits_merges": 4_000, "anomalies": 5_000, "hugetlb": 5_000}
 _PAGE_SIZE = 25
 _LIST_SHOWN = 40  # VMAs of a before/after list shown in a row's details
 
