@@ -18,7 +18,9 @@ Then, in this process:
   page load   a fresh headless Chromium per run (Debian chromium + chromedriver,
               Selenium) opening index.html from file://, until Bokeh has built
               every view and the timeline's canvas is drawn: performance.now()
-              at that moment (navigation start = 0), --repeat runs, median
+              at that moment (navigation start = 0), --repeat runs, median;
+              and the CPU time the browser's processes used meanwhile (/proc),
+              which a busy shared machine inflates far less than wall time
 
 Prints the figures (and --json FILE).  Needs root only to record; the browser
 needs ./setup.sh (chromium, chromium-driver, the browser extra).
@@ -27,6 +29,7 @@ needs ./setup.sh (chromium, chromium-driver, the browser extra).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -74,7 +77,7 @@ def main(argv=None) -> int:
 
         import mmtrace
         from mmtrace.report import ReportData, plots
-        from mmtrace.report.browser import chromium, load
+        from mmtrace.report.browser import chromium, cpu_seconds, load
         from mmtrace.report.html import write_index
 
         path = args.trace or record(args, work)
@@ -99,22 +102,30 @@ def main(argv=None) -> int:
                          (lambda r, p: plots.address_timeline(r, None, p), "timeline.png")):
             plt.close(fn(rd, out / name).figure)
         png_s = time.monotonic() - t0
-        loads = []
+        loads, loadavg, cpus = [], [], []
         for _ in range(args.repeat):
+            loadavg.append(os.getloadavg()[0])
             with chromium() as d:  # a fresh browser each time: nothing cached
+                c0 = cpu_seconds(d)
                 loads.append(load(d, page, timeout=300))
+                cpus.append(cpu_seconds(d) - c0)
                 errors = [e["message"] for e in d.get_log("browser") if e["level"] == "SEVERE"]
         res = {"trace": str(path), "events": events, "changes": len(rd.changes()), "vma_lifetimes": len(rd.vmas()),
                "tables_s": tables_s, "page_build_s": statistics.median(builds), "page_build_runs": builds,
                "png_build_s": png_s, "page_mb": size_mb, "load_s": statistics.median(loads), "load_runs": loads,
-               "browser_errors": errors}
+               "browser_errors": errors, "loadavg_1min": loadavg,
+               "load_cpu_s": statistics.median(cpus), "load_cpu_runs": cpus}
         print()
         print(f"Report page of {path}: {events:,} events, {res['changes']:,} changes, "
-              f"{res['vma_lifetimes']:,} VMA lifetimes (shared machine: medians of {args.repeat} runs)")
+              f"{res['vma_lifetimes']:,} VMA lifetimes (shared machine: medians of {args.repeat} runs; "
+              f"1-minute load average before the loads: {', '.join(f'{x:.1f}' for x in loadavg)} on "
+              f"{os.cpu_count()} CPUs)")
         print(C.table(["measure", "value", "target"], [
             ["page size", f"{size_mb:.1f} MB", f"< {TARGET_MB:g} MB"],
             ["page load in Chromium (to drawn)", f"{res['load_s']:.2f} s (runs {', '.join(f'{x:.2f}' for x in loads)})",
              f"< {TARGET_LOAD_S:g} s"],
+            ["browser CPU time of that load (all its processes)",
+             f"{res['load_cpu_s']:.2f} s (runs {', '.join(f'{x:.2f}' for x in cpus)})", ""],
             ["page build (write_index)", f"{res['page_build_s']:.1f} s", ""],
             ["tables (ReportData, replay)", f"{tables_s:.1f} s", "issue 10"],
             ["3 PNG figures (--format png)", f"{png_s:.1f} s", ""],

@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["chromium", "load", "RENDERED_JS", "shadow_query_js"]
+__all__ = ["chromium", "load", "cpu_seconds", "RENDERED_JS", "shadow_query_js"]
 
 # Bokeh 3 draws inside shadow roots: search them all.
 shadow_query_js = """
@@ -62,6 +62,32 @@ def chromium(width: int = 1400, height: int = 1000):
         yield d
     finally:
         d.quit()
+
+
+def cpu_seconds(driver) -> float:
+    """CPU time (user + system, s) used so far by the browser's processes (the
+    chromedriver's descendants, from /proc): unlike wall time, about the same
+    on a busy machine as on an idle one."""
+    import os
+
+    root = driver.service.process.pid
+    kids: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            f = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(d)] = f
+        kids.setdefault(int(f[1]), []).append(int(d))
+    total, todo = 0, list(kids.get(root, []))
+    while todo:
+        p = todo.pop()
+        total += int(stats[p][11]) + int(stats[p][12])  # utime, stime (fields 14, 15 of stat)
+        todo += kids.get(p, [])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def load(driver, page: Path, timeout: float = 120.0) -> float:

@@ -34,7 +34,7 @@ from .text import lost_table
 __all__ = ["write_index", "PAGE_ROWS"]
 
 #: Rows of each table in the page (the files keep them all).
-PAGE_ROWS = {"changes": 12_000, "splits_merges": 6_000, "anomalies": 5_000, "hugetlb": 5_000}
+PAGE_ROWS = {"changes": 8_000, "splits_merges": 4_000, "anomalies": 5_000, "hugetlb": 5_000}
 _PAGE_SIZE = 25
 _LIST_SHOWN = 40  # VMAs of a before/after list shown in a row's details
 
@@ -233,7 +233,7 @@ x.start = a.x[0] - pad; x.end = a.x[1] + pad;
 note.text = "<p class='note'>" + a.note + "</p>";
 """))
     return column(sel, fig, note, store, sizing_mode="stretch_width"), {"sel": sel, "fig": fig, "mark": mark, "box": box,
-                                                                 "per": per, "x": x_range}
+                                                                 "per": per, "x": x_range, "store": store}
 
 
 def _step_xy(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -512,12 +512,14 @@ info.text = "<p class='note'>" + (match.length ? ("rows " + ((p - 1) * size + 1)
     code = "const i = src.selected.indices[0]; if (i === undefined) return;\n" + _DETAIL_JS
     if timeline:
         args.update(sel=timeline["sel"], mark=timeline["mark"], box=timeline["box"], x=timeline["x"],
-                    fig=timeline["fig"])
+                    fig=timeline["fig"], store=timeline["store"])
         code += """
 const pid = src.data['_pid'][i], t = src.data['_t'][i], dur = src.data['_dur'][i];
 if (sel.options.some(o => o[0] == pid)) {
   if (sel.value != pid) sel.value = pid;
-  const w = Math.max((x.end - x.start) / 50, dur * 50, 2e-5);
+  // a window a few hundred changes wide in a busy process, the change itself in a quiet one
+  const a = store.tags[0].axes[pid];
+  const w = Math.max((a.x[1] - a.x[0]) / 2000, dur * 50, 2e-5);
   x.start = t - w; x.end = t + w;
   mark.location = t;
   const y0 = src.data['_y0'][i], y1 = src.data['_y1'][i];

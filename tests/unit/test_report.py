@@ -126,3 +126,40 @@ def test_address_regions_agree_with_the_reference():
             want = _regions_reference(iv, max_regions=mr)
             assert address_regions(iv, max_regions=mr) == want, (trial, mr)
             assert address_regions((starts.astype(np.uint64), ends.astype(np.uint64)), max_regions=mr) == want
+
+
+def test_sample_rows_keeps_every_group_over_its_whole_span():
+    import numpy as np
+    import pandas as pd
+
+    from mmtrace.report.views import sample_rows
+
+    n = 10_000
+    df = pd.DataFrame({"pid": [1] * n + [2] * 10, "kind": ["map"] * (n // 2) + ["split"] * (n // 2) + ["unmap"] * 10,
+                       "cause": "mmap", "ts": np.arange(n + 10)})
+    rows = sample_rows(df, 500)
+    assert len(rows) <= 500 and np.all(np.diff(rows) > 0)
+    kept = df.iloc[rows]
+    assert (kept["kind"] == "unmap").sum() == 10  # a small group keeps all its rows
+    for kind in ("map", "split"):
+        g = df[df["kind"] == kind]
+        k = kept[kept["kind"] == kind]
+        assert len(k) > 200 and k["ts"].iloc[0] == g["ts"].iloc[0] and k["ts"].iloc[-1] == g["ts"].iloc[-1]
+    assert list(sample_rows(df.head(50), 500)) == list(range(50))
+
+
+def test_join_lifetimes_joins_only_what_a_pixel_hides():
+    import numpy as np
+
+    from mmtrace.report.views import join_lifetimes
+
+    # one range mapped 1000 times, 10 ns apart; another range once; a third colour on the first range
+    s = np.array([0x1000] * 1000 + [0x9000, 0x1000], dtype=np.uint64)
+    e = np.array([0x2000] * 1000 + [0xA000, 0x2000], dtype=np.uint64)
+    keys = ["rw-"] * 1000 + ["rw-", "r--"]
+    born = np.concatenate([np.arange(1000) * 100, [0, 50]])
+    died = np.concatenate([np.arange(1000) * 100 + 90, [5, 60]])
+    first, b, d, n = join_lifetimes(s, e, keys, born, died, px=10)
+    assert sorted(n.tolist()) == [1, 1, 1000] and b.min() == 0 and d.max() == 99_990
+    first, b, d, n = join_lifetimes(s, e, keys, born, died, px=5)  # gaps of 10 ns now show
+    assert len(first) == 1002
