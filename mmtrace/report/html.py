@@ -75,7 +75,8 @@ def write_index(trace, out_dir, *, files: dict, images: dict, top: int = 20) -> 
     lt = lost_table(rd)
     n_lost = int(lt["lost"].sum()) if len(lt) else 0
     parts.append(f"<h2 id='lost'>Events kept and lost</h2><p>{n_lost:,} events lost"
-                 + (" (the kernel handed over every event)." if not n_lost else
+                 + (" counted before the recording was cut short: the rest is unknown." if not t.lost_known else
+                    " (the kernel handed over every event)." if not n_lost else
                     ": the ring buffer overflowed; rebuilt trees may be wrong after the first loss.") + "</p>")
     parts.append(_table(lt.T, index=True))
     parts.append("<h2 id='processes'>Processes</h2><p class='note'>VMAs counted as /proc/PID/maps would list them; "
