@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         "record",
         help="record a command, running processes, or the whole system (root)",
         description="Record maple tree, mmap, syscall and process events into a trace directory.",
-        epilog=EPILOG_RECORD,
+        epilog=EPILOG_RECORD + "\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     tgt = r.add_mutually_exclusive_group()
@@ -212,7 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "summary",
         help="summarise a trace: processes, events by kind, syscalls, lost events",
-        description="Print a short summary of a trace recorded by 'mmtrace record'.",
+        description="Print a short summary of a trace recorded by 'mmtrace record': first what of it could "
+        "not be read (damaged or missing parts, with the time ranges where events may be missing) or that it "
+        "did not stop cleanly. Exit status: 0 ok; 1 the trace is damaged; 2 not a readable trace.",
     )
     s.add_argument("trace", type=Path, nargs="?", default=Path("mmtrace.data"))
 

@@ -487,6 +487,22 @@ class TraceFile:
         self._scan(name)
         return [p for p, _ in self._bad.get(name, [])]
 
+    def known_unreadable_parts(self, kind: str) -> list[Path]:
+        """The parts of ``events/KIND`` known unreadable, checking only what is cheap
+        (each footer and schema), not the data: for the windowed model, which
+        verifies the page checksums of the rest as it reads them."""
+        name = f"events/{kind}"
+        if name in self._scanned or name in self._cache:
+            return [p for p, _ in self._bad.get(name, [])]
+        expect = {c: pd.api.types.is_integer_dtype(t) for c, t in empty_frame(kind).dtypes.items()}
+        bad = []
+        for p in self._parts(name):
+            try:
+                _open_part(p, expect).close()
+            except Exception:  # noqa: BLE001 - pyarrow raises several types for damaged files
+                bad.append(p)
+        return bad
+
     def _scan(self, name: str) -> tuple[int, dict[int, tuple[int, int] | None]]:
         """(rows, {part number: ts range}) of table ``name``'s readable parts; fills
         ``_bad``.  Reads each part once, keeping nothing, unless the table is

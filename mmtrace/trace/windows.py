@@ -74,7 +74,7 @@ class KindReader:
             import pyarrow.parquet as pq
 
             # Parts the trace found damaged (checksums, schema) are gaps, not events.
-            skip = set(trace.unreadable_parts(kind)) if hasattr(trace, "unreadable_parts") else set()
+            skip = set(trace.known_unreadable_parts(kind)) if hasattr(trace, "known_unreadable_parts") else set()
             for p in sorted(d.glob("part-*.parquet")):
                 if p in skip:
                     continue
@@ -117,7 +117,7 @@ class KindReader:
             import pyarrow.parquet as pq
 
             try:
-                tbl = pq.read_table(src, columns=self.columns)
+                tbl = pq.read_table(src, columns=self.columns, page_checksum_verification=True)
             except Exception as e:
                 warnings.warn(f"{src}: damaged part skipped ({e})", stacklevel=3)
                 return None

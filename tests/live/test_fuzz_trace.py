@@ -13,6 +13,7 @@ finding); nothing hangs.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import sys
@@ -43,7 +44,7 @@ WORKLOAD = ("import mmap, time\n"
 @pytest.fixture(scope="session")
 def recorded(tmp_path_factory) -> Path:
     """A real recording with several parts per kind, made once."""
-    assert __import__("os").geteuid() == 0, "live tests need root (CI runs them as root): run them with sudo"
+    assert os.geteuid() == 0, "live tests need root (CI runs them as root): run them with sudo"
     from mmtrace.capture.recorder import RecordOptions, record
 
     out = tmp_path_factory.mktemp("fuzz") / "real.trace"
@@ -174,7 +175,7 @@ def _check(src: Path, base: set[tuple], tmp: Path, mutations: list[tuple]) -> No
 
 
 # Deterministic in CI (the same 40 examples each run); MMTRACE_FUZZ_EXAMPLES=N explores N random ones.
-_N = int(__import__("os").environ.get("MMTRACE_FUZZ_EXAMPLES", "0"))
+_N = int(os.environ.get("MMTRACE_FUZZ_EXAMPLES", "0"))
 _SETTINGS = settings(max_examples=_N or 40, deadline=None, derandomize=not _N,
                      suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 

@@ -31,8 +31,9 @@ def test_csv_frame_hex_by_syscall_and_lists():
         "before": [[(0x1000, 0x2000, "rw-p")], [], []], "exec": [["/bin/a", "/bin/b"], [], []],
     })
     c = csv_frame(df)
-    assert list(c["arg0"]) == ["0x0", "0x7f00", "0"] and list(c["arg1"]) == ["4096", "4096", "0"]
-    assert list(c["ret"]) == ["0x7f00", "-22", "0"]
+    # a kernel path (no syscall) has no arguments: empty, not a decimal 0 among hex addresses
+    assert list(c["arg0"]) == ["0x0", "0x7f00", ""] and list(c["arg1"]) == ["4096", "4096", ""]
+    assert list(c["ret"]) == ["0x7f00", "-22", ""]
     assert list(c["lo"]) == ["0x7f00", "0x7f00", "0x8000000000000000"]
     assert list(c["at"]) == ["0x1000; 0x2000", "", "0x3"]
     assert c.loc[0, "before"] == "0x1000-0x2000 rw-p" and c.loc[0, "exec"] == "/bin/a; /bin/b"
