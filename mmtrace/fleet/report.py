@@ -12,7 +12,8 @@ Layout of ``OUT``:
 
 Parquet types are those of ``mmtrace report --format parquet``
 (:func:`mmtrace.report.arrow_table`): addresses uint64, lists as lists.
-Each table is written by the workers that hold it.
+The workers that hold a table make its Parquet files; the client writes
+them, so workers need no access to ``OUT``.
 """
 
 from __future__ import annotations
@@ -82,18 +83,19 @@ def _schema_of(part) -> tuple:
     return t.schema, known, t.num_rows
 
 
-def _write_arrow(part, schema, dataset: str, index: int, host: str) -> str | None:
-    """Write one trace's Arrow table, cast to the table's schema, under ``dataset``; None when empty."""
+def _parquet_bytes(part, schema) -> bytes | None:
+    """One trace's Arrow table, cast to the table's schema, as a Parquet file's
+    bytes (None when empty).  Made on the worker, written by the client: the
+    workers need no access to the output directory."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     t = part[0]
     if not t.num_rows:
         return None
-    d = Path(dataset) / f"host={quote(host, safe='')}"
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / f"part-{index:06d}.parquet"
-    pq.write_table(t.cast(schema), path)
-    return str(path)
+    sink = pa.BufferOutputStream()
+    pq.write_table(t.cast(schema), sink)
+    return sink.getvalue().to_pybytes()
 
 
 def _table_schema(infos: list[tuple]):
@@ -123,6 +125,7 @@ def _table_schema(infos: list[tuple]):
 def _write_tables(fleet, out: Path, rep: FleetReport, progress=None) -> None:
     """One dataset per table, every part with the same Arrow schema."""
     import pyarrow.parquet as pq
+    from distributed import as_completed
 
     root = out / "parquet"
     shutil.rmtree(root, ignore_errors=True)  # a dataset is what this run wrote, nothing older
@@ -136,9 +139,18 @@ def _write_tables(fleet, out: Path, rep: FleetReport, progress=None) -> None:
             parts = client.compute([_delayed(_to_arrow)(p) for p in fleet.table(name).to_delayed()])
             infos = client.gather(client.map(_schema_of, parts, pure=False))
             schema = _table_schema(infos)
-            futs = [client.submit(_write_arrow, p, schema, str(root / name), i, h, pure=False)
-                    for p, (i, h) in zip(parts, analysed)]
-            if not [w for w in client.gather(futs) if w]:
+            futs = [client.submit(_parquet_bytes, p, schema, pure=False) for p in parts]
+            place = {f.key: ih for f, ih in zip(futs, analysed)}
+            written = 0
+            for f, data in as_completed(futs, with_results=True):
+                if data is None:
+                    continue
+                i, h = place[f.key]
+                d = root / name / f"host={quote(h, safe='')}"
+                d.mkdir(parents=True, exist_ok=True)
+                (d / f"part-{i:06d}.parquet").write_bytes(data)
+                written += 1
+            if not written:
                 # No rows in any trace: an empty file keeps the table's columns.
                 (root / name).mkdir(parents=True, exist_ok=True)
                 pq.write_table(schema.empty_table(), root / name / "part-empty.parquet")
