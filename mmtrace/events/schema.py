@@ -14,6 +14,7 @@ import numpy as np
 
 __all__ = [
     "EventKind",
+    "LATER_FIELDS",
     "KINDS",
     "KIND_BY_ID",
     "HEADER",
@@ -196,5 +197,15 @@ KINDS: dict[str, EventKind] = {
         ),
     )
 }
+
+# Fields added to a kind after traces of the same format version were
+# written, with the value that means "not recorded": a trace from before has
+# no such column, which is not damage.  The readers leave them out of the
+# schema check and fill them with that value.
+LATER_FIELDS: dict[str, dict[str, int]] = {
+    # the traced command's hugetlb cgroup counter (~0: no cgroup sample), see collectors/huge.bpf.c
+    "hugetlb": {"cg_rsvd": (1 << 64) - 1},
+}
+
 
 KIND_BY_ID: dict[int, EventKind] = {k.id: k for k in KINDS.values()}

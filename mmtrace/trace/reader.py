@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..events.decode import empty_frame
-from ..events.schema import KINDS
+from ..events.schema import KINDS, LATER_FIELDS
 from .damage import MODEL_KINDS, Damage, DamagedTraceWarning, TraceError, check_metadata, critical
 from .writer import FORMAT, FORMAT_VERSION
 
@@ -80,6 +80,13 @@ def _open_part(p: Path, expect: dict[str, bool] | None) -> pq.ParquetFile:
             if integer and not pa.types.is_integer(sch.field(i).type):
                 raise ValueError(f"column {name!r} is {sch.field(i).type}, not an integer")
     return f
+
+
+def _expected_columns(kind: str) -> dict[str, bool]:
+    """{column: must be an integer} every part of ``events/KIND`` must have: the
+    schema's columns but those added later (LATER_FIELDS), which older traces lack."""
+    later = LATER_FIELDS.get(kind, {})
+    return {c: pd.api.types.is_integer_dtype(t) for c, t in empty_frame(kind).dtypes.items() if c not in later}
 
 
 def _read_parts(parts: list[Path], expect: dict[str, bool] | None = None) -> tuple[pd.DataFrame, list[tuple[Path, str]]]:
@@ -424,16 +431,17 @@ class TraceFile:
         if name in self._cache:
             return self._cache[name]
         kind = name[len("events/"):] if name.startswith("events/") else None
-        expect = None
-        if kind in KINDS:
-            empty = empty_frame(kind)
-            expect = {c: pd.api.types.is_integer_dtype(t) for c, t in empty.dtypes.items()}
+        expect = _expected_columns(kind) if kind in KINDS else None
         df, bad = _read_parts(self._parts(name), expect)
         self._bad[name] = self._unlisted.get(name, []) + bad
         for p, why in bad:
             warnings.warn(f"{p}: damaged part skipped ({why})", DamagedTraceWarning, stacklevel=3)
         if kind in KINDS and len(df) == 0:
-            df = empty
+            df = empty_frame(kind)
+        elif kind in KINDS:
+            for c, missing in LATER_FIELDS.get(kind, {}).items():
+                if c not in df.columns:  # a trace from before the field was added
+                    df[c] = np.full(len(df), missing, dtype=empty_frame(kind)[c].dtype)
         for c in _CATEGORICAL & set(df.columns):
             if not isinstance(df[c].dtype, pd.CategoricalDtype):  # dictionary columns arrive as such
                 df[c] = df[c].astype("category")
@@ -494,7 +502,7 @@ class TraceFile:
         name = f"events/{kind}"
         if name in self._scanned or name in self._cache:
             return [p for p, _ in self._bad.get(name, [])]
-        expect = {c: pd.api.types.is_integer_dtype(t) for c, t in empty_frame(kind).dtypes.items()}
+        expect = _expected_columns(kind)
         bad = []
         for p in self._parts(name):
             try:
@@ -510,8 +518,7 @@ class TraceFile:
         if name in self._scanned:
             return self._scanned[name]
         kind = name[len("events/"):] if name.startswith("events/") else None
-        expect = ({c: pd.api.types.is_integer_dtype(t) for c, t in empty_frame(kind).dtypes.items()}
-                  if kind in KINDS else None)
+        expect = _expected_columns(kind) if kind in KINDS else None
         parts = self._parts(name)
         rows, stats = 0, {}
         if name in self._cache:

@@ -26,7 +26,10 @@ def _three_parts(path, complete=True):
             {"ts": lo, "tgid": 1, "tid": 1, "fn": 1}, {"ts": lo + 10, "tgid": 1, "tid": 1, "fn": 1}]))
     w.append("events/syscall", frame("syscall", [{"ts": 15, "tgid": 1, "tid": 1, "sc": 1}]))
     w.write_metadata({"complete": complete, "start_ns": 5, "stop_ns": 100 if complete else 12,
-                      "events": {"tree_write": 6, "syscall": 1}, "lost": {"tree_write": 0}})
+                      "events": {"tree_write": 6, "syscall": 1}, "lost": {"tree_write": 0},
+                      # the kernel facts the model reads (trace.kernel raises when they are missing)
+                      "page_size": 4096, "mmap_min_addr": 65536,
+                      "probe_plan": {"offsets": {"mm_struct.mm_mt": 64}}})
     return path
 
 
