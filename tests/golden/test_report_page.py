@@ -140,9 +140,9 @@ def test_state_banner_shows_damage(tmp_path, capsys):
     part = sorted((bad / "events" / "syscall").glob("*.parquet"))[0]
     part.write_bytes(part.read_bytes()[:100])
     assert cli(["report", str(bad), "-o", str(tmp_path / "out"), "-q"]) in (0, 1)
-    assert "damaged part skipped" in capsys.readouterr().err
+    assert "is damaged" in capsys.readouterr().err
     text = (tmp_path / "out" / "index.html").read_text()
-    assert "class='bad' id='state'" in text and "While reading" in text and part.name in text
+    assert "class='bad' id='state'" in text and "Damaged or incomplete trace" in text and part.name in text
     good = (DEMO.parent / "demo.trace")
     assert cli(["report", str(good), "-o", str(tmp_path / "good"), "-q"]) == 0
     assert "class='ok' id='state'" in (tmp_path / "good" / "index.html").read_text()
