@@ -2,7 +2,7 @@
 
 ``DataFrame.to_csv`` formats every cell in Python; here every column is made
 with numpy/pyarrow kernels: addresses become ``0x`` hex text (16 nibbles from
-a lookup table, leading zeros trimmed by ``utf8_ltrim``), each list of VMAs
+a lookup table, leading zeros masked out), each list of VMAs
 one ``"; "``-joined text cell (``binary_join`` over an Arrow list array).
 The only Python loop left is numpy reading the VMA tuples out of the lists.
 """
@@ -27,17 +27,30 @@ _ADDR = ("tree", "lo", "hi", "arg0")
 
 
 def hex_text(a) -> pa.Array:
-    """``0x`` hex text of unsigned 64-bit integers (``0x0`` for 0), vectorised."""
+    """``0x`` hex text of unsigned 64-bit integers (``0x0`` for 0), vectorised: an
+    18-byte row ``0x`` + 16 nibbles per value, the leading zero nibbles masked
+    out, the kept bytes and their row lengths made into an Arrow string array."""
     a = np.ascontiguousarray(np.asarray(a, dtype=np.uint64).astype(">u8"))
-    b = a.view(np.uint8).reshape(-1, 8)
-    nib = np.empty((len(a), 18), dtype=np.uint8)
+    n = len(a)
+    b = a.view(np.uint8).reshape(n, 8)
+    nib = np.empty((n, 18), dtype=np.uint8)
     nib[:, 0], nib[:, 1] = ord("0"), ord("x")
-    nib[:, 2::2] = _NIB[b >> 4]
-    nib[:, 3::2] = _NIB[b & 15]
-    raw = pa.array(nib.view("S18").ravel(), type=pa.binary(18)).cast(pa.binary()).cast(pa.string())
-    digits = pc.utf8_ltrim(pc.utf8_slice_codeunits(raw, 2), characters="0")
-    digits = pc.if_else(pc.equal(pc.utf8_length(digits), 0), "0", digits)
-    return pc.binary_join_element_wise("0x", digits, "")
+    hi_, lo_ = b >> 4, b & 15
+    nib[:, 2::2] = _NIB[hi_]
+    nib[:, 3::2] = _NIB[lo_]
+    digits = np.empty((n, 16), dtype=np.uint8)
+    digits[:, 0::2], digits[:, 1::2] = hi_, lo_
+    # keep "0x", then from the first non-zero nibble on (the last nibble always)
+    nz = digits != 0
+    nz[:, 15] = True
+    keep = np.empty((n, 18), dtype=bool)
+    keep[:, :2] = True
+    keep[:, 2:] = np.logical_or.accumulate(nz, axis=1)
+    lens = keep.sum(axis=1, dtype=np.int32)
+    offs = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(lens, out=offs[1:])
+    data = nib[keep]
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offs), pa.py_buffer(data.tobytes()))
 
 
 def _vma_text(col, with_ptr: bool) -> pa.Array:
