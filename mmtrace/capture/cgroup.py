@@ -76,15 +76,15 @@ def _own_cgroup() -> str:
 
 
 def create(name: str | None = None) -> tuple[HugetlbCgroup | None, str]:
-    """Make a child cgroup with the hugetlb controller enabled, beside ours.
+    """Make a cgroup for the command under the cgroup v2 root, with the
+    hugetlb controller enabled there.
 
-    Returns ``(cgroup, "")`` or ``(None, reason)``.  The new cgroup is made
-    under the recorder's own cgroup's parent domain...: concretely under the
-    cgroup v2 root's subtree the recorder lives in, after ``+hugetlb`` is
-    written to that parent's ``cgroup.subtree_control`` (which enables the
-    controller for children only: processes of the parent are not charged
-    differently).  A cgroup with processes of its own cannot enable
-    controllers for children ("no internal processes"), except the root.
+    Returns ``(cgroup, "")`` or ``(None, reason)``.  ``+hugetlb`` is written
+    to the root's ``cgroup.subtree_control`` (it enables the controller for
+    child cgroups only, and stays enabled: processes left in the root are
+    charged as before).  Under the root because a cgroup that has processes
+    of its own (as the recorder's has) cannot enable controllers for
+    children ("no internal processes"); only the root may.
     """
     root = find_cgroup2()
     if root is None:

@@ -373,8 +373,8 @@ class Session:
                 pass
 
     def close(self) -> None:
-        if self.cgroup is not None and (self.child is None or self.child_status is not None):
-            self.cgroup.remove()
+        if self.cgroup is not None:
+            self.cgroup.remove()  # EBUSY (ignored) while a descendant of the command lives on
         if self.kmsg is not None:
             self.kmsg.close()
             self.kmsg = None
