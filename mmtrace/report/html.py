@@ -116,7 +116,16 @@ def _header(rd, notes) -> str:
 # -- figures ---------------------------------------------------------------------------------------------
 # The same room around every figure, so that their shared time axes line up
 # (the timeline's address ticks at the left, region names at the right).
-_BORDERS = {"min_border_left": 130, "min_border_right": 300}
+_BORDERS = {"min_border_left": 130, "min_border_right": 330}
+_NAME_CHARS = 44  # region names at the timeline's right, so that they fit in that room
+
+
+def _shorten(name: str) -> str:
+    """``anon, libc.so.6, ld-linux… (2.2 MiB)``: the size kept, the names cut."""
+    if len(name) <= _NAME_CHARS:
+        return name
+    head, _, size = name.rpartition(" (")
+    return head[: _NAME_CHARS - len(size) - 3] + "… (" + size
 
 
 def _x_range(rd):
@@ -167,7 +176,7 @@ def _timeline(rd, x_range, bars_budget: int):
     gsrc = ColumnDataSource(_columns(gaps))
     gf = GroupFilter(column_name="pid", group=first)
     axes = {str(p): {"ticks": a["ticks"], "labels": a["labels"], "name_y": [y for y, _ in a["names"]],
-                     "names": [n for _, n in a["names"]], "x": list(a["x"]),
+                     "names": [_shorten(n) for _, n in a["names"]], "x": list(a["x"]),
                      "note": (f"{a['lifetimes']:,} VMA lifetimes drawn as {a['lifetimes'] - a['joined'] - a['dropped']:,} "
                               f"bars" + (f" (lifetimes of one range less than a pixel apart joined; {a['dropped']:,} "
                                          "short-lived bars left out)" if a["joined"] or a["dropped"] else ""))}
