@@ -391,7 +391,7 @@ def footprint_rows(summary: list[dict]) -> list[list[str]]:
     by = {(s["workload"], s["tool"]): s for s in summary if not s["skipped"]}
     rows = []
     for tool in dict.fromkeys(s["tool"] for s in summary):
-        if tool == "untraced" or not any(t == tool for _, t in by):
+        if tool in ("untraced", "mmtrace-bystander") or not any(t == tool for _, t in by):  # bystander: no recorder in its tree
             continue
         st, idle, loop = by.get(("startup", tool), {}), by.get(("idle", tool), {}), by.get(("mmloop", tool), {})
         rows.append([tool, fmt(st.get("median_wall_s"), ".2f"), fmt(idle.get("median_tool_rss_mb"), ",.0f"),

@@ -286,7 +286,8 @@ def main(argv=None) -> int:
                 continue  # not run for this workload (mmtrace-cold)
             good = [r for r in rs if not r["error"]]
             ok, clean_only = usable(rs)  # the runs the median and min-max are taken over
-            med = C.median([r["us_per_iter"] for r in ok])
+            us = [r["us_per_iter"] for r in ok if r["us_per_iter"] is not None]  # none for startup, idle
+            med = C.median(us)
             losts = [r["lost"] for r in rs if r["lost"] is not None]
             evs = [r["events"] for r in rs if r["events"] is not None]
             summary.append({
@@ -294,8 +295,8 @@ def main(argv=None) -> int:
                 "skipped": status[t],
                 "iterations": iters[w],
                 "median_us": med,
-                "min_us": min((r["us_per_iter"] for r in ok), default=None),
-                "max_us": max((r["us_per_iter"] for r in ok), default=None),
+                "min_us": min(us, default=None),
+                "max_us": max(us, default=None),
                 "ratio": (med / base) if (med and base) else None,
                 "median_events": C.median(evs),
                 "lost_total": sum(losts) if losts else None,

@@ -68,8 +68,10 @@ def test_to_arrow_matches_from_pandas(tmp_path, kind):
 
 
 def test_snapshot_and_row_tables_match_from_pandas(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    proc = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(30)"],
+                            stdout=subprocess.PIPE, text=True)
     try:
+        assert proc.stdout.readline() == "ready\n"  # exec'ed and running: a full maps file
         cols = snapshot_columns(proc.pid, "attach")
         old_snap = snapshot_maps(proc.pid, "attach")
     finally:
