@@ -281,14 +281,15 @@ def test_sigterm_keeps_everything(tmp_path):
 
 def test_kill9_keeps_flushed_parts(tmp_path):
     out = tmp_path / "t"
-    p = subprocess.Popen([*MMTRACE, "record", "-q", "-o", str(out), "--", "sh", "-c", "true; sleep 30"],
+    # "exec": the recorder's own child is the sleep, which its parent-death
+    # signal kills with it (no broad pkill, which would hit other runs' sleeps).
+    p = subprocess.Popen([*MMTRACE, "record", "-q", "-o", str(out), "--", "sh", "-c", "true; exec sleep 37"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while not list(out.glob("events/proc/part-*.parquet")) and time.time() < deadline:
         time.sleep(0.1)
     p.kill()
     p.wait()
-    subprocess.run(["pkill", "-f", "sleep 30"], check=False)
     with pytest.warns(mmtrace.trace.IncompleteTraceWarning):
         t = mmtrace.open(out)
     assert not t.complete
