@@ -18,6 +18,7 @@ them, so workers need no access to ``OUT``.
 
 from __future__ import annotations
 
+import base64
 import html
 import shutil
 from dataclasses import dataclass, field
@@ -250,8 +251,24 @@ def write_fleet_report(fleet, out_dir, progress=None) -> FleetReport:
     return rep
 
 
+def _table(df: pd.DataFrame, *, rows: int | None = None) -> str:
+    """A static HTML table of the first ``rows`` rows (the page is a plain one: no scripts)."""
+    if df is None or len(df) == 0:
+        return '<p class="note">none</p>'
+    shown = df if rows is None else df.head(rows)
+    more = len(df) - len(shown)
+    body = shown.to_html(index=False, escape=True, border=0, na_rep="")
+    return f'<div class="wrap">{body}</div>' + (f'<p class="note">… {more:,} more rows in the file</p>' if more > 0 else "")
+
+
+def _img(path: Path) -> str:
+    """The PNG at ``path`` embedded in the page (self-contained: no file beside it needed)."""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
+
+
 def _write_index(out: Path, fleet, rep: FleetReport, images: dict) -> None:
-    from ..report.html import _CSS, _img, _table
+    from ..report.html import _CSS
 
     e = html.escape
     s = rep.summary
