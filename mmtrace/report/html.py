@@ -86,10 +86,13 @@ def _state(rd, notes) -> tuple[bool, list[str]]:
         bad.append(f"<b>Analysis skipped</b>: {_e(k)} could not be computed ({_e(v)}); its table is empty.")
     if m.get("synthetic"):
         bad.append(f"<b>SYNTHETIC trace.</b> {_e(m['synthetic'])}")
+    # Analyses this trace cannot feed (no such events or tracepoint): said, not shown as empty.
+    skipped = [f"<b>Analysis not run</b>: {_e(k)}: {_e(v)}." for k, v in rd.skipped().items()]
     if bad:
-        return False, bad
+        return False, bad + skipped
     kept = sum(int(v) for v in (m.get("events") or {}).values())
-    return True, [f"Complete trace, no event lost ({kept:,} events kept), every analysis computed."]
+    return True, [f"Complete trace, no event lost ({kept:,} events kept), "
+                  + ("every analysis computed." if not skipped else "every analysis it can feed computed.")] + skipped
 
 
 def _header(rd, notes) -> str:

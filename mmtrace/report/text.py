@@ -105,6 +105,8 @@ def report_text(trace, *, files: dict | None = None, out_dir=None, width: int | 
     ]
     if m.get("synthetic"):
         out.append(f"NOTE       {m['synthetic']}")
+    for name, why in rd.skipped().items():  # an empty table is not "nothing happened"
+        out.append(f"SKIPPED    {name}: {why}")
     with pd.option_context("display.width", width, "display.max_columns", 30, "display.max_colwidth", 40):
         procs = rd.safe("processes")
         n = 0 if procs is None else len(procs)

@@ -244,3 +244,20 @@ def test_help_teaches(capsys):
     for word in ("TRACE-report", "--format", "parquet", "png", "index.html", "0x-hex", "examples:", "Exit status",
                  "offline"):
         assert word in text, word
+
+
+def test_skipped_analyses_are_said():
+    """An analysis the trace cannot feed is named with its reason, in the text and at the page's top."""
+    from mmtrace.report.frames import report_data
+    from mmtrace.report.html import _state
+    from mmtrace.report.text import report_text
+
+    synth = mmtrace.open(DATA / "synthetic-failed-split-vma.trace")  # has no vm_unmapped_area events
+    assert synth.skipped() == {"unmapped_area": "the trace has no 'unmapped_area' events"}
+    assert "SKIPPED    unmapped_area: the trace has no 'unmapped_area' events" in report_text(synth)
+    ok, lines = _state(report_data(synth), ())
+    assert any("Analysis not run" in x and "unmapped_area" in x for x in lines)
+    demo = mmtrace.open(DATA / "demo.trace")  # a recording that feeds every analysis
+    assert demo.skipped() == {} and "SKIPPED" not in report_text(demo)
+    ok, lines = _state(report_data(demo), ())
+    assert ok and lines == [lines[0]] and "every analysis computed" in lines[0]
