@@ -26,3 +26,14 @@ def root_only():
     this fails (never skips) when not root: a skipped live test would hide a
     broken CI setup."""
     assert os.geteuid() == 0, "live tests need root (CI runs them as root): run them with sudo"
+
+
+def raise_hugepages(n: int) -> None:
+    """At least ``n`` huge pages in the pool: vm.nr_hugepages raised if lower, never
+    lowered (other users of the machine share the pool)."""
+    from pathlib import Path
+
+    p = Path("/proc/sys/vm/nr_hugepages")
+    if int(p.read_text()) < n:
+        p.write_text(f"{n}\n")
+    assert int(p.read_text()) >= n, f"the kernel kept vm.nr_hugepages below {n}"

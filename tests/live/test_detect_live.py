@@ -17,6 +17,7 @@ import pytest
 import mmtrace
 from mmtrace.events.procmaps import read_checkpoints
 from mmtrace.workloads import build
+from tests.conftest import raise_hugepages
 
 pytestmark = pytest.mark.live
 
@@ -29,9 +30,7 @@ def _record(out: Path, argv: list[str]) -> mmtrace.Trace:
 @pytest.fixture(scope="module")
 def hugepages():
     """At least 16 huge pages (raised if lower; never lowered: other users share the pool)."""
-    p = Path("/proc/sys/vm/nr_hugepages")
-    if int(p.read_text()) < 16:
-        p.write_text("16\n")
+    raise_hugepages(16)
 
 
 def test_hugetlb_scenarios_raise_no_anomaly(root_only, hugepages, tmp_path):

@@ -17,6 +17,7 @@ import pytest
 
 import mmtrace
 from mmtrace.workloads import build
+from tests.conftest import raise_hugepages
 
 pytestmark = pytest.mark.live
 _HERE = Path(__file__).resolve().parent
@@ -31,10 +32,7 @@ def _record(out: Path, argv: list[str], env: dict | None = None) -> mmtrace.Trac
 @pytest.fixture(scope="module")
 def pool():
     """At least 24 huge pages in the pool (raised if lower, never lowered: others share it)."""
-    p = Path("/proc/sys/vm/nr_hugepages")
-    if int(p.read_text()) < 24:
-        p.write_text("24\n")
-    assert int(p.read_text()) >= 24
+    raise_hugepages(24)
 
 
 def _exact_report(t: mmtrace.Trace) -> tuple[int, int]:

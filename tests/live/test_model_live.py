@@ -18,18 +18,13 @@ from mmtrace.cli.verify import verify
 from mmtrace.model import changes, vmas
 from mmtrace.trace import TraceFile
 from mmtrace.workloads import build
+from tests.conftest import raise_hugepages
 
 SEEDS = (1, 2, 3, 4, 5)
 
 
 def _record(out: Path, argv: list[str]) -> None:
     subprocess.run([sys.executable, "-m", "mmtrace", "record", "-q", "-o", str(out), "--", *argv], check=True)
-
-
-def _hugepages(n: int = 8) -> None:
-    p = Path("/proc/sys/vm/nr_hugepages")
-    if int(p.read_text()) < n:
-        p.write_text(f"{n}\n")
 
 
 def _check(trace: Path, cps: Path) -> None:
@@ -41,7 +36,7 @@ def _check(trace: Path, cps: Path) -> None:
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_churn_checkpoints_match(root_only, tmp_path, seed):
-    _hugepages()
+    raise_hugepages(8)
     cps = tmp_path / "cps"
     cps.mkdir()
     trace = tmp_path / "t.trace"
@@ -51,7 +46,7 @@ def test_churn_checkpoints_match(root_only, tmp_path, seed):
 
 
 def test_demo_scenarios(root_only, tmp_path):
-    _hugepages()
+    raise_hugepages(8)
     cps = tmp_path / "cps"
     cps.mkdir()
     trace = tmp_path / "t.trace"

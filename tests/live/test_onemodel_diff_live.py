@@ -14,6 +14,7 @@ import pytest
 import mmtrace
 from mmtrace.workloads import build
 from tests.differential import assert_same
+from tests.conftest import raise_hugepages
 
 
 def _record(out: Path, argv: list[str]) -> mmtrace.Trace:
@@ -21,22 +22,16 @@ def _record(out: Path, argv: list[str]) -> mmtrace.Trace:
     return mmtrace.open(out)
 
 
-def _hugepages(n: int = 8) -> None:
-    p = Path("/proc/sys/vm/nr_hugepages")
-    if int(p.read_text()) < n:
-        p.write_text(f"{n}\n")
-
-
 @pytest.mark.parametrize("seed", (1, 2, 3))
 def test_churn_windows_agree(root_only, tmp_path, seed):
-    _hugepages()
+    raise_hugepages(8)
     t = _record(tmp_path / "t.trace", [str(build("churn")), "--seed", str(seed), "--ops", "1500", "--forks", "4",
                                        "--hugetlb", "on", "--threads"])
     assert assert_same(t) > 1000
 
 
 def test_demo_windows_agree(root_only, tmp_path):
-    _hugepages()
+    raise_hugepages(8)
     cps = tmp_path / "cps"
     cps.mkdir()
     t = _record(tmp_path / "t.trace", [str(build("demo")), "--checkpoints", str(cps)])

@@ -27,6 +27,7 @@ import mmtrace
 from mmtrace.capture.kernel import SYSCALL_NR
 from mmtrace.cli.verify import verify
 from tests.live.test_model_live import _check as _all_match
+from tests.conftest import raise_hugepages
 
 PROGS = Path(__file__).resolve().with_name("progs")
 WORKLOADS = Path(mmtrace.__file__).resolve().with_name("workloads")
@@ -94,9 +95,7 @@ def _record(tmp_path: Path, argv: list[str], shim: Path | None = None) -> tuple[
 @pytest.mark.parametrize("name", SELFTESTS)
 def test_kernel_selftest_checkpoints_match(root_only, bins, tmp_path, name):
     if name == "hugetlb-madvise":
-        p = Path("/proc/sys/vm/nr_hugepages")
-        if int(p.read_text()) < 8:
-            p.write_text("8\n")
+        raise_hugepages(8)
     trace, cps = _record(tmp_path, [str(bins / name)], shim=bins / "cpshim.so")
     _all_match(trace, cps)
     if name == "mseal_test":
