@@ -107,3 +107,28 @@ TRACEPOINT_PROBE(exceptions, page_fault_user)
 	return 0;
 }
 #endif
+
+#if defined(MMT_HAVE_HUGETLB) && defined(MMT_HAVE_signal_generate)
+/* The outcome of a fault: whether it found a page is decided when
+ * alloc_hugetlb_folio() runs, which may be long after the fault's sample
+ * (the task can wait on hugetlb_fault_mutex while other tasks fault the same
+ * page, or be preempted), so the counters at the fault's start cannot tell.
+ * A fault that found no page ends in VM_FAULT_SIGBUS, and the x86 fault
+ * handler sends SIGBUS with BUS_ADRERR to the faulting task itself
+ * (do_sigbus() -> force_sig_fault(), arch/x86/mm/fault.c): a sample here
+ * marks the thread's last fault as failed, with the counters as they are
+ * after it. */
+TRACEPOINT_PROBE(signal, signal_generate)
+{
+	MMT_EMPTY_RETURN;
+	u64 id;
+
+	if (args->sig != 7 /* SIGBUS */ || args->code != 2 /* BUS_ADRERR */)
+		return 0;
+	id = bpf_get_current_pid_tgid();
+	if ((u32)id != (u32)args->pid || !mmt_huge_seen() || !mmt_is_traced(id >> 32))
+		return 0;
+	mmt_emit_huge(id, mmt_tree_of(mmt_current_mm()), MMT_HC_SIGBUS, 0, 0);
+	return 0;
+}
+#endif

@@ -52,6 +52,7 @@ OPTIONAL_TRACEPOINTS = (
     "mmap:vma_store",  # v6.1-v6.2 only
     "mmap:vma_mas_szero",  # v6.1-v6.2 only
     "exceptions:page_fault_user",  # faults in hugetlb ranges
+    "signal:signal_generate",  # a hugetlb fault that found no page (SIGBUS)
 )
 # Syscalls that change an address space, in mmtrace's id order (ids are stable
 # within a trace only; the trace stores this table).
@@ -327,7 +328,7 @@ class ProbePlan:
             flags += [f"-DMMT_WIN_{struct}_LO={lo}", f"-DMMT_WIN_{struct}_LEN={length}"]
         for tp in self.tracepoints:
             cat, name = tp.split(":")
-            if cat in ("maple_tree", "mmap", "exceptions") and name != "ma_write":
+            if cat in ("maple_tree", "mmap", "exceptions", "signal") and name != "ma_write":
                 flags.append(f"-DMMT_HAVE_{name}")
         if self.features.get("hugetlb"):
             flags.append("-DMMT_HAVE_HUGETLB")

@@ -221,13 +221,21 @@ class _Model:
         n = len(self._pages(v.start, v.end))
         self._add(n, n, "hugetlb_reserve_pages")
 
-    def fault(self, tree: int, addr: int, write: bool, free: int, resv: int) -> None:
-        """A user fault at addr (R3); free/resv: the global counters just before it."""
+    def fault(self, tree: int, addr: int, write: bool, free: int, resv: int, failed: bool | None = None) -> None:
+        """A user fault at addr (R3); free/resv: the global counters just before
+        it; failed: whether it ended in SIGBUS (None: not recorded)."""
         v = self.vma_at(tree, addr)
         if v is None or not v.flags & (_VM_WRITE if write else _VM_READ):
             return  # no VMA, or access_error(): SIGSEGV before any allocation
+        if failed:
+            # VM_FAULT_SIGBUS: alloc_hugetlb_folio() found no page and undid
+            # its charges (out_uncharge_cgroup_reservation): nothing changed
+            return
         page = addr - addr % self.h
-        avail = free - resv > 0
+        # an unreserved page was there when the fault allocated (no SIGBUS),
+        # whatever the counters said when it started (_fault_outcomes)
+        pool = free - resv > 0
+        avail = pool if failed is None else True
         f = self.pte.get((tree, page))
         if f is not None:
             # hugetlb_wp(): reuse an anonymous folio mapped once, else copy it
@@ -236,7 +244,8 @@ class _Model:
             # the owner's copy of its own anonymous folio is cow_from_owner
             # (alloc_hugetlb_folio(): MAP_CHG_ENFORCED, from Peter Xu's 2025
             # rework of avoid_reserve): it never takes the resv_map's reservation
-            if v.owner and f.anon and not avail:
+            # (no SIGBUS either way: the counters at the fault's start decide)
+            if v.owner and f.anon and not pool:
                 # hugetlb_wp() -> unmap_ref_private(): the owner cannot copy, so
                 # the page is taken from the other (non-owner) mappings, which
                 # are marked HPAGE_RESV_UNMAPPED, and the owner reuses it
@@ -450,14 +459,38 @@ def _timeline(trace, hs: pd.DataFrame) -> list[tuple]:
         right = fs.rename(columns={"ts": "sample_ts"}).astype("int64").sort_values("sample_ts")
         mm = pd.merge_asof(left, right, left_on="ts", right_on="sample_ts", by=["tid", "address"], direction="forward")
         mm["sample_ts"] = mm["sample_ts"].fillna(mm["ts"]).astype("int64")
+        failed = _fault_outcomes(trace, hs)
         for r in mm.itertuples(index=False):
             free = int(r.free_huge_pages) if r.free_huge_pages == r.free_huge_pages else 1 << 40
             resv = int(r.resv_huge_pages) if r.resv_huge_pages == r.resv_huge_pages else 0
+            out = failed.get((int(r.tid), int(r.sample_ts))) if failed is not None else None
             evs.append((int(r.sample_ts) + 1, 2, "fault", (int(r.tgid), int(r.address), bool(int(r.error_code) & 2),
-                                                          free, resv - (1 << 64) if resv >= _U63 else resv),
+                                                          free, resv - (1 << 64) if resv >= _U63 else resv, out),
                         int(r.tid)))
     evs.sort(key=lambda e: (e[0], e[1]))
     return evs
+
+
+def _fault_outcomes(trace, hs: pd.DataFrame) -> dict[tuple[int, int], bool] | None:
+    """(tid, fault sample ts) -> whether that fault ended in SIGBUS, None when
+    the trace cannot tell (recorded without ``signal:signal_generate``).
+
+    Whether a fault finds a page is decided in ``alloc_hugetlb_folio()``, not
+    when the fault starts: the task may first wait on ``hugetlb_fault_mutex``
+    (every process that inherited a private mapping faults its page under the
+    same mutex: ``hugetlb_fault_mutex_hash()`` of the mapping and index) or
+    be preempted, while other tasks free or take pages.  A fault that found
+    none returns VM_FAULT_SIGBUS (``hugetlb_no_page()``, ``hugetlb_wp()``)
+    and the fault handler sends SIGBUS to the task (x86 ``do_sigbus()``),
+    which the collector samples (cause 5) before the task runs again, so the
+    thread's next sample after its fault tells the outcome."""
+    plan = (trace.metadata.get("probe_plan") or {}) if hasattr(trace, "metadata") else {}
+    if "signal:signal_generate" not in (plan.get("tracepoints") or ()):
+        return None
+    x = hs[["ts", "tid", "cause"]].astype("int64").sort_values(["tid", "ts"], kind="stable")
+    nxt = x.groupby("tid")["cause"].shift(-1)
+    f = x[x["cause"] == 2]
+    return {(int(t), int(ts)): bool(c == 5) for t, ts, c in zip(f["tid"], f["ts"], nxt.loc[f.index])}
 
 
 def _fd_files(trace, sc: pd.DataFrame) -> dict[tuple[int, int], list[tuple[int, tuple]]]:
@@ -570,10 +603,10 @@ def _apply_event(st: _Model, kind: str, pl: tuple, files, tid_of_tree: dict, hpa
                     st.shmem_alloc(key, fp, had or avail > 0, "fallocate")
                     avail -= 0 if had else 1
     else:
-        tgid, addr, write, free, resv = pl
+        tgid, addr, write, free, resv, failed = pl
         tree = tid_of_tree.get(tgid)
         if tree is not None:
-            st.fault(tree, addr, write, free, resv)
+            st.fault(tree, addr, write, free, resv, failed)
 
 
 def hugetlb_accounting(trace) -> pd.DataFrame:
@@ -687,7 +720,7 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
         a0, a1, a2, rt = call.get(i, (0, 0, 0, 0)) if int(r.cause) in (1, 4) else (0, 0, 0, 0)
         rows.append({
             "ts": ts, "pid": int(r.tgid), "tid": int(r.tid),
-            "cause": {1: "syscall", 2: "fault", 3: "exit_mmap", 4: "syscall_enter"}.get(int(r.cause), "?"),
+            "cause": {1: "syscall", 2: "fault", 3: "exit_mmap", 4: "syscall_enter", 5: "sigbus"}.get(int(r.cause), "?"),
             "syscall": by_id.get(int(r.sc), "") if int(r.cause) in (1, 4) else "",
             "arg0": int(a0), "arg1": int(a1), "arg2": int(a2), "ret": int(rt) if int(r.cause) == 1 else 0,
             "nr_huge_pages": int(r.nr_huge_pages), "free_huge_pages": int(r.free_huge_pages),
