@@ -432,7 +432,9 @@ def _timeline(trace, hs: pd.DataFrame) -> list[tuple]:
         hb = [v for v in r.before_vmas if v[3] & VM_HUGETLB]
         ha = [v for v in r.after_vmas if v[3] & VM_HUGETLB]
         if hb or ha:
-            evs.append((int(r.ts_end), 1, "change", (r, hb, ha), int(r.tid)))
+            # exit-time changes have no thread (tid 0): they are the process's,
+            # as its exit span in _windows
+            evs.append((int(r.ts_end), 1, "change", (r, hb, ha), int(r.tid) or int(r.pid)))
     sc = trace.raw_events("syscall")
     if len(sc):
         # madvise_walk_vmas(): a range with unmapped parts is -ENOMEM, but the
@@ -732,7 +734,7 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
             "open": ",".join(str(t) for t in sorted(open_)), "what": "; ".join(dict.fromkeys(st.log)),
         })
         prev_k, prev_m = k_signed, model
-    _inflight(rows, windows, deltas)
+    _inflight(rows, windows, deltas, _transient(trace, hpage))
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -756,8 +758,9 @@ def _windows(trace, hs: pd.DataFrame) -> dict[int, list]:
         if t in last_of_tid and cause[last_of_tid[t]] == 2:
             spans.append((int(ts[last_of_tid[t]]), int(ts[i]), t))
         if cause[i] == 3 and int(tgid[i]) in last_of_tgid:
-            # exit: from the process's last sample to its exit_mmap
-            spans.append((int(ts[last_of_tgid[int(tgid[i])]]), int(ts[i]), t))
+            # exit: from the process's last sample to its exit_mmap (keyed by
+            # the tgid, as the exit's changes are)
+            spans.append((int(ts[last_of_tgid[int(tgid[i])]]), int(ts[i]), int(tgid[i])))
         last_of_tid[t] = i
         last_of_tgid[int(tgid[i])] = i
     for t, i in last_of_tid.items():
@@ -779,10 +782,43 @@ def _windows(trace, hs: pd.DataFrame) -> dict[int, list]:
     return out
 
 
-def _inflight(rows: list[dict], windows: dict[int, list], deltas: list[tuple]) -> None:
+_MAP_SHARED, _MAP_HUGETLB = 0x1, 0x40000
+
+
+def _transient(trace, hpage: int) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """(tid, syscall entry ts) -> the (resv, cg) states a call that changed
+    nothing may show while it is in progress.
+
+    A hugetlb mmap that fails with -ENOMEM: ``hugetlb_reserve_pages()``
+    charges the cgroup first (``hugetlb_cgroup_charge_cgroup_rsvd()`` of
+    ``chg`` pages: every page of a private mapping, the pages a shared file's
+    region map lacks), then finds the pool short (``hugetlb_acct_memory()``)
+    and uncharges (``out_uncharge_cgroup``): meanwhile the cgroup holds them."""
+    sc = trace.raw_events("syscall")
+    out: dict = {}
+    if not len(sc):
+        return out
+    m = sc[(sc["syscall"] == "mmap") & (sc["ret"] == -_ENOMEM)]
+    if not len(m):
+        return out
+    files = _fd_files(trace, sc)
+    for r in m.itertuples(index=False):
+        hugetlb = int(r.arg3) & _MAP_HUGETLB or (int(r.tgid), int(r.arg4) & 0xFFFFFFFF) in files
+        if not hugetlb:
+            continue
+        n = -(-int(r.arg1) // hpage)
+        shared = int(r.arg3) & _MAP_SHARED
+        out[(int(r.tid), int(r.ts_enter))] = [(0, k) for k in (range(1, n + 1) if shared else (n,))]
+    return out
+
+
+def _inflight(rows: list[dict], windows: dict[int, list], deltas: list[tuple],
+              transient: dict | None = None) -> None:
     """Per sample, what the kernel may already have done (or not yet done) of
     the operations other traced threads had in progress: the (resv, cg)
-    adjustments to the model's value that still agree (``inflight``)."""
+    adjustments to the model's value that still agree (``inflight``), with
+    the states a call that changes nothing passes through (``_transient``)."""
+    transient = transient or {}
     by_tid: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     tmp: dict[int, list] = defaultdict(list)
     for t, tid, dr, dc in deltas:
@@ -809,7 +845,8 @@ def _inflight(rows: list[dict], windows: dict[int, list], deltas: list[tuple]) -
         for s0, e0, tid in spans[:64]:
             done = total(tid, s0 - 1, row["ts"])
             todo = total(tid, row["ts"], e0 + 1)
-            opts = {(a + x, b + y) for a, b in opts for x, y in ((0, 0), (-done[0], -done[1]), todo)}
+            steps = ((0, 0), (-done[0], -done[1]), todo, *transient.get((tid, s0), ()))
+            opts = {(a + x, b + y) for a, b in opts for x, y in steps}
         row["inflight"] = sorted(opts) if len(spans) <= 64 else None
 
 
