@@ -149,6 +149,7 @@ class _Model:
         self.unsure = ""  # why the model lost track (then no sample is exact)
         self.parent_pid: dict[int, int] = {}  # child tgid -> parent tgid (proc fork events)
         self.tree_of_pid: dict[int, int] = {}  # tgid -> its mm's tree, as of now in the replay
+        self.steps: list[tuple[int, int]] = []  # (resv, cg) of each change of the event being applied
 
     # -- helpers -------------------------------------------------------
     def _add(self, resv: int, cg: int, what: str) -> None:
@@ -156,6 +157,8 @@ class _Model:
         self.cg += cg
         if resv or cg:
             self.log.append(what)
+            # in the kernel's order: another thread may see any prefix (_inflight)
+            self.steps.append((resv, cg))
 
     def vma_at(self, tree: int, addr: int) -> _Vma | None:
         for v in self.vmas.get(tree, ()):
@@ -199,7 +202,9 @@ class _Model:
         free = sum(1 for p in pages if p not in self.consumed[v.owner])
         for p in pages:
             self.consumed[v.owner].discard(p)
-        self._add(-free, -len(pages), "hugetlb_vm_op_close")
+        # hugetlb_cgroup_uncharge_counter() first, then hugetlb_acct_memory()
+        self._add(0, -len(pages), "hugetlb_vm_op_close")
+        self._add(-free, 0, "hugetlb_vm_op_close")
 
     def reserve(self, v: _Vma) -> None:
         """hugetlb_reserve_pages() for a new VMA (R1)."""
@@ -214,12 +219,16 @@ class _Model:
                 if fp not in self.region[key]:
                     self.region[key][fp] = True
                     n += 1
-            self._add(n, n, "hugetlb_reserve_pages (shared)")
+            self._add(0, n, "hugetlb_reserve_pages (shared)")
+            self._add(n, 0, "hugetlb_reserve_pages (shared)")
             return
         v.owner = self.next_owner
         self.next_owner += 1
         n = len(self._pages(v.start, v.end))
-        self._add(n, n, "hugetlb_reserve_pages")
+        # the cgroup is charged first (hugetlb_cgroup_charge_cgroup_rsvd), the
+        # hstate after (hugetlb_acct_memory)
+        self._add(0, n, "hugetlb_reserve_pages")
+        self._add(n, 0, "hugetlb_reserve_pages")
 
     def fault(self, tree: int, addr: int, write: bool, free: int, resv: int, failed: bool | None = None) -> None:
         """A user fault at addr (R3); free/resv: the global counters just before
@@ -550,13 +559,17 @@ def _apply_change(st: _Model, files, r, hb, ha, ts: int, surplus: int) -> None:
         st.vmas[tree] = sorted(keep + new, key=lambda v: v.start)
         return
     # what went away: unmapped first (R4), then closed (R5)
+    # munmap (vms_clear_ptes() then remove_vma() of each) and exit_mmap
+    # (unmap_vmas(), tlb_finish_mmu(), then remove_vma()) zap every page
+    # before they close any VMA: the frees come before the releases
+    cut = []
     for g in gone:
         covered = [(n.start, n.end) for n in new if n.owner == g.owner and n.file[:2] == g.file[:2]]
-        for p in st._pages(g.start, g.end):
-            if any(s <= p < e for s, e in covered):
-                continue
-            st.zap(tree, g, p, p + st.h, surplus)
-            st.close(tree, g, p, p + st.h)
+        cut += [(g, p) for p in st._pages(g.start, g.end) if not any(s <= p < e for s, e in covered)]
+    for g, p in cut:
+        st.zap(tree, g, p, p + st.h, surplus)
+    for g, p in cut:
+        st.close(tree, g, p, p + st.h)
     st.vmas[tree] = sorted(keep + new, key=lambda v: v.start)
     for g in gone:
         if g.flags & VM_MAYSHARE and not any(v.file[:2] == g.file[:2] for vs in st.vmas.values() for v in vs):
@@ -686,10 +699,9 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
         while j < len(evs) and evs[j][0] <= ts:
             t_ev, _, kind, pl, ev_tid = evs[j]
             j += 1
-            before = (st.resv, st.cg)
+            st.steps = []
             _apply_event(st, kind, pl, files, tid_of_tree, hpage, surplus, last_free, last_resv)
-            if (st.resv, st.cg) != before:
-                deltas.append((t_ev, ev_tid, st.resv - before[0], st.cg - before[1]))
+            deltas += [(t_ev, ev_tid, dr, dc) for dr, dc in st.steps]
         surplus = int(r.surplus_huge_pages)
         k = int(resv_k[i])
         last_free, last_resv = int(r.free_huge_pages), (k - (1 << 64) if k >= _U63 else k)
@@ -824,28 +836,26 @@ def _inflight(rows: list[dict], windows: dict[int, list], deltas: list[tuple],
     for t, tid, dr, dc in deltas:
         tmp[tid].append((t, dr, dc))
     for tid, lst in tmp.items():
-        a = np.array(sorted(lst), dtype=np.int64)
-        by_tid[tid] = (a[:, 0], np.cumsum(a[:, 1]), np.cumsum(a[:, 2]))
+        lst.sort(key=lambda x: x[0])  # stable: one event's steps keep the kernel's order
+        a = np.array(lst, dtype=np.int64)
+        # cumulative sums with a leading 0: prefix k = C[k]
+        by_tid[tid] = (a[:, 0], np.concatenate(([0], np.cumsum(a[:, 1]))), np.concatenate(([0], np.cumsum(a[:, 2]))))
 
-    def total(tid: int, lo: int, hi: int) -> tuple[int, int]:
-        """Sum of tid's modeled changes applied in (lo, hi]."""
+    def prefixes(tid: int, lo: int, now: int, hi: int) -> set[tuple[int, int]]:
+        """Where tid's changes in (lo, hi] may stand at ``now``, relative to the
+        model (which applied those up to ``now``): any prefix of them, since the
+        kernel makes a thread's changes in order (each ``_Model._add`` step)."""
         if tid not in by_tid:
-            return 0, 0
+            return {(0, 0)}
         t, cr, cc = by_tid[tid]
-        a, b = int(np.searchsorted(t, lo, "right")), int(np.searchsorted(t, hi, "right"))
-        if b <= a:
-            return 0, 0
-        base_r = cr[a - 1] if a else 0
-        base_c = cc[a - 1] if a else 0
-        return int(cr[b - 1] - base_r), int(cc[b - 1] - base_c)
+        a, d, b = (int(np.searchsorted(t, x, "right")) for x in (lo, now, hi))
+        return {(int(cr[k] - cr[d]), int(cc[k] - cc[d])) for k in range(a, b + 1)} | {(0, 0)}
 
     for i, row in enumerate(rows):
         spans = windows.get(i, [])
         opts = {(0, 0)}
         for s0, e0, tid in spans[:64]:
-            done = total(tid, s0 - 1, row["ts"])
-            todo = total(tid, row["ts"], e0 + 1)
-            steps = ((0, 0), (-done[0], -done[1]), todo, *transient.get((tid, s0), ()))
+            steps = prefixes(tid, s0 - 1, row["ts"], e0 + 1) | set(transient.get((tid, s0), ()))
             opts = {(a + x, b + y) for a, b in opts for x, y in steps}
         row["inflight"] = sorted(opts) if len(spans) <= 64 else None
 
