@@ -118,6 +118,7 @@ class _Folio:
     restore: bool = False  # R4: free_huge_folio gives resv_huge_pages +1
     charged: bool = False  # R3: holds a cgroup reservation charge
     cached: object = None  # (dev, ino, file page) while in a shared file's page cache
+    pins: int = 0  # references of COW faults in progress (hugetlb_wp: folio_get(old_folio))
 
 
 @dataclass
@@ -150,6 +151,8 @@ class _Model:
         self.parent_pid: dict[int, int] = {}  # child tgid -> parent tgid (proc fork events)
         self.tree_of_pid: dict[int, int] = {}  # tgid -> its mm's tree, as of now in the replay
         self.steps: list[tuple[int, int]] = []  # (resv, cg) of each change of the event being applied
+        self.pinned: dict[int, list] = defaultdict(list)  # tid -> folios its COW fault in progress holds
+        self.fault_tid = 0  # the thread of the fault being applied
 
     # -- helpers -------------------------------------------------------
     def _add(self, resv: int, cg: int, what: str) -> None:
@@ -179,7 +182,10 @@ class _Model:
         if f is None:
             return
         f.maps.discard((tree, page))
-        if not f.maps and f.cached is None:
+        self._free_unused(f)
+
+    def _free_unused(self, f: _Folio) -> None:
+        if not f.maps and not f.pins and f.cached is None:
             # free_huge_folio(): the restore flag gives the reservation back (R4)
             self._add(1 if f.restore else 0, -1 if f.charged else 0, "free_huge_folio")
 
@@ -310,10 +316,8 @@ class _Model:
         if enforced:
             if not avail:
                 return False
-            if replace:
-                self._drop(tree, page)
-            self._new_folio(tree, page, charged=True)
             self._add(0, 1, "hugetlb_wp copy (cow_from_owner)")
+            self._replace(tree, page, charged=True)
             return True
         if v.owner and page not in self.consumed[v.owner]:
             charged, what = False, "first fault consumes the page's reservation"
@@ -324,11 +328,32 @@ class _Model:
             return False  # VM_FAULT_SIGBUS (or the owner's COW unmaps the child's: not modeled)
         if v.owner:
             self.consumed[v.owner].add(page)
-        if replace:
-            self._drop(tree, page)
-        self._new_folio(tree, page, charged=charged)
         self._add(resv, 1 if charged else 0, what)
+        if replace:
+            self._replace(tree, page, charged)
+        else:
+            self._new_folio(tree, page, charged=charged)
         return True
+
+    def _replace(self, tree, page, charged: bool) -> None:
+        """hugetlb_wp() breaks COW: the new folio replaces the old one in the
+        page table (hugetlb_remove_rmap), but the fault holds its own
+        reference on the old folio until it returns (folio_get() before
+        alloc_hugetlb_folio(), folio_put() at out_release_all): if another
+        process unmaps the last other mapping meanwhile, the old folio is
+        freed only when the fault ends (``fault_end``)."""
+        old = self.pte.get((tree, page))
+        if old is not None:
+            old.maps.discard((tree, page))
+            old.pins += 1
+            self.pinned[self.fault_tid].append(old)
+        self._new_folio(tree, page, charged=charged)
+
+    def fault_end(self, tid: int) -> None:
+        """The fault of ``tid`` returned: its references go (``_replace``)."""
+        for f in self.pinned.pop(tid, ()):
+            f.pins -= 1
+            self._free_unused(f)
 
     def _region_used(self, key, fp) -> bool:
         return fp in self.cache[key]
@@ -471,13 +496,18 @@ def _timeline(trace, hs: pd.DataFrame) -> list[tuple]:
         mm = pd.merge_asof(left, right, left_on="ts", right_on="sample_ts", by=["tid", "address"], direction="forward")
         mm["sample_ts"] = mm["sample_ts"].fillna(mm["ts"]).astype("int64")
         failed = _fault_outcomes(trace, hs)
+        ends = _fault_ends(hs)
         for r in mm.itertuples(index=False):
             free = int(r.free_huge_pages) if r.free_huge_pages == r.free_huge_pages else 1 << 40
             resv = int(r.resv_huge_pages) if r.resv_huge_pages == r.resv_huge_pages else 0
             out = failed.get((int(r.tid), int(r.sample_ts))) if failed is not None else None
             evs.append((int(r.sample_ts) + 1, 2, "fault", (int(r.tgid), int(r.address), bool(int(r.error_code) & 2),
-                                                          free, resv - (1 << 64) if resv >= _U63 else resv, out),
-                        int(r.tid)))
+                                                          free, resv - (1 << 64) if resv >= _U63 else resv, out,
+                                                          int(r.tid)), int(r.tid)))
+            end = ends.get((int(r.tid), int(r.sample_ts)))
+            if end is not None:
+                # the fault returned before the thread's next sample
+                evs.append((end - 1, 0, "fault_end", int(r.tid), int(r.tid)))
     evs.sort(key=lambda e: (e[0], e[1]))
     return evs
 
@@ -502,6 +532,15 @@ def _fault_outcomes(trace, hs: pd.DataFrame) -> dict[tuple[int, int], bool] | No
     nxt = x.groupby("tid")["cause"].shift(-1)
     f = x[x["cause"] == 2]
     return {(int(t), int(ts)): bool(c == 5) for t, ts, c in zip(f["tid"], f["ts"], nxt.loc[f.index])}
+
+
+def _fault_ends(hs: pd.DataFrame) -> dict[tuple[int, int], int]:
+    """(tid, fault sample ts) -> the ts of that thread's next sample, before
+    which the fault has returned."""
+    x = hs[["ts", "tid", "cause"]].astype("int64").sort_values(["tid", "ts"], kind="stable")
+    nxt = x.groupby("tid")["ts"].shift(-1)
+    f = x[(x["cause"] == 2) & nxt.notna()]
+    return {(int(t), int(ts)): int(n) for t, ts, n in zip(f["tid"], f["ts"], nxt.loc[f.index])}
 
 
 def _fd_files(trace, sc: pd.DataFrame) -> dict[tuple[int, int], list[tuple[int, tuple]]]:
@@ -602,6 +641,8 @@ def _apply_event(st: _Model, kind: str, pl: tuple, files, tid_of_tree: dict, hpa
                 f0 = st.fpage(v, s0)[2] + (1 if s0 % hpage else 0)
                 f1 = st.fpage(v, e0 - 1)[2] + (1 if e0 % hpage == 0 else 0)
                 st.punch(v.file[:2], f0, f1, surplus)
+    elif kind == "fault_end":
+        st.fault_end(pl)
     elif kind == "fallocate":
         tgid, key, mode, off, ln = pl
         free_, resv_ = last_free, last_resv
@@ -618,9 +659,11 @@ def _apply_event(st: _Model, kind: str, pl: tuple, files, tid_of_tree: dict, hpa
                     st.shmem_alloc(key, fp, had or avail > 0, "fallocate")
                     avail -= 0 if had else 1
     else:
-        tgid, addr, write, free, resv, failed = pl
+        tgid, addr, write, free, resv, failed = pl[:6]
         tree = tid_of_tree.get(tgid)
+        st.fault_end(pl[6])  # a thread has one fault at a time: a retried one ends the last
         if tree is not None:
+            st.fault_tid = pl[6]
             st.fault(tree, addr, write, free, resv, failed)
 
 
