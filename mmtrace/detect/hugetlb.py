@@ -789,7 +789,14 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
             "open": ",".join(str(t) for t in sorted(open_)), "what": "; ".join(dict.fromkeys(st.log)),
         })
         prev_k, prev_m = k_signed, model
-    _inflight(rows, windows, deltas, _transient(trace, hpage))
+    transient = _transient(trace, hpage)
+    # a fault that ends in SIGBUS charged the cgroup before it found no page
+    # (alloc_hugetlb_folio(): hugetlb_cgroup_charge_cgroup_rsvd(), then
+    # dequeue fails and out_uncharge_cgroup_reservation undoes it)
+    for (tid, ts0), failed in (_fault_outcomes(trace, hs) or {}).items():
+        if failed:
+            transient[(tid, ts0)] = [(0, 1)]
+    _inflight(rows, windows, deltas, transient)
     return pd.DataFrame(rows, columns=cols)
 
 
