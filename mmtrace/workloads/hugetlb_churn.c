@@ -220,10 +220,16 @@ static pid_t op_fork(int procs)
 {
 	if (procs <= 0)
 		return 0;
+	static unsigned long long nforks;
+
 	fflush(stderr);
+	nforks++;
 	pid_t c = fork();
 	if (c == 0) {
-		rng = rng * 31 + (unsigned long long)getpid();
+		/* the child's sequence follows from the seed alone (not its pid),
+		 * so a seed names one workload */
+		rng = rng * 31 + nforks;
+		nforks = 0;
 		for (int i = 0; i < MAXMAP; i++)
 			reg[i].kids = 0;
 		/* the child works on its copies and on mappings of its own while the
