@@ -496,7 +496,7 @@ def _timeline(trace, hs: pd.DataFrame) -> list[tuple]:
         mm = pd.merge_asof(left, right, left_on="ts", right_on="sample_ts", by=["tid", "address"], direction="forward")
         mm["sample_ts"] = mm["sample_ts"].fillna(mm["ts"]).astype("int64")
         failed = _fault_outcomes(trace, hs)
-        ends = _fault_ends(hs)
+        ends = _fault_ends(trace, hs)
         for r in mm.itertuples(index=False):
             free = int(r.free_huge_pages) if r.free_huge_pages == r.free_huge_pages else 1 << 40
             resv = int(r.resv_huge_pages) if r.resv_huge_pages == r.resv_huge_pages else 0
@@ -534,10 +534,17 @@ def _fault_outcomes(trace, hs: pd.DataFrame) -> dict[tuple[int, int], bool] | No
     return {(int(t), int(ts)): bool(c == 5) for t, ts, c in zip(f["tid"], f["ts"], nxt.loc[f.index])}
 
 
-def _fault_ends(hs: pd.DataFrame) -> dict[tuple[int, int], int]:
-    """(tid, fault sample ts) -> the ts of that thread's next sample, before
-    which the fault has returned."""
-    x = hs[["ts", "tid", "cause"]].astype("int64").sort_values(["tid", "ts"], kind="stable")
+def _fault_ends(trace, hs: pd.DataFrame) -> dict[tuple[int, int], int]:
+    """(tid, fault sample ts) -> a time before which the fault has returned:
+    the thread's next sample, or its next fork or exit (sched events, which
+    user code between faults may do without a sampled syscall), whichever
+    comes first."""
+    x = hs[["ts", "tid", "cause"]].astype("int64")
+    proc = trace.raw_events("proc") if hasattr(trace, "raw_events") else pd.DataFrame()
+    if len(proc):
+        p = proc[proc["what"].isin(["fork", "exit"])][["ts", "tid"]].astype("int64")
+        x = pd.concat([x, p.assign(cause=0)], ignore_index=True)
+    x = x.sort_values(["tid", "ts"], kind="stable")
     nxt = x.groupby("tid")["ts"].shift(-1)
     f = x[(x["cause"] == 2) & nxt.notna()]
     return {(int(t), int(ts)): int(n) for t, ts, n in zip(f["tid"], f["ts"], nxt.loc[f.index])}
@@ -817,17 +824,16 @@ def _windows(trace, hs: pd.DataFrame) -> dict[int, list]:
     last_of_tgid: dict[int, int] = {}
     for i in range(len(ts)):
         t = int(tid[i])
-        if t in last_of_tid and cause[last_of_tid[t]] == 2:
-            spans.append((int(ts[last_of_tid[t]]), int(ts[i]), t))
         if cause[i] == 3 and int(tgid[i]) in last_of_tgid:
             # exit: from the process's last sample to its exit_mmap (keyed by
             # the tgid, as the exit's changes are)
             spans.append((int(ts[last_of_tgid[int(tgid[i])]]), int(ts[i]), int(tgid[i])))
         last_of_tid[t] = i
         last_of_tgid[int(tgid[i])] = i
-    for t, i in last_of_tid.items():
-        if cause[i] == 2:
-            spans.append((int(ts[i]), 1 << 62, t))
+    # a fault: from its sample until it has returned (_fault_ends)
+    ends = _fault_ends(trace, hs)
+    for i in np.flatnonzero(cause == 2):
+        spans.append((int(ts[i]), ends.get((int(tid[i]), int(ts[i])), 1 << 62), int(tid[i])))
     out: dict[int, list] = {}
     if not spans:
         return out
