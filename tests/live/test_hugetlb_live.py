@@ -58,29 +58,38 @@ def test_churn_without_forks_is_exact_and_quiet(root_only, pool, tmp_path, seed)
     print(f"seed {seed}: {n} samples compared, {exact} exact")
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
-def test_churn_with_forks_never_cries_released_twice(root_only, pool, tmp_path, seed):
+# (seed, processes at once): ten seeds as the workload's default, three with
+# one generation more (more children overlapping, a drier pool)
+_FORK_RUNS = [(s, 3) for s in range(1, 11)] + [(s, 4) for s in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("seed,procs", _FORK_RUNS)
+def test_churn_with_forks_is_exact_and_quiet(root_only, pool, tmp_path, seed, procs):
     """Parent and up to three generations of children at once on private
-    pages (COW of folios shared across fork, the owner's DONTNEED restoring
-    reservations, unmap_ref_private when the pool runs dry, exits): no
-    kernel-level finding, no "released twice", and the global counter (which
-    untraced processes share) never gives an error.  Most seeds give no
-    finding at all; a cgroup disagreement that appears at an exact sample
-    after a long stretch of overlapping children is still reported (an open
-    gap of the model, see the issue's report), so it is printed, not hidden."""
+    pages: COW of folios shared across fork (a COW fault holding the old folio
+    while another process unmaps it), the owner's DONTNEED restoring
+    reservations, unmap_ref_private and SIGBUS when the pool runs dry (a fault
+    waiting on hugetlb_fault_mutex while others free pages), failed mmaps,
+    exits.  Zero findings of any level, and the model equals the command's
+    hugetlb cgroup counter at every exact sample."""
     t = _record(tmp_path / "f.trace", [str(build("hugetlb_churn")), "--seed", str(seed), "--ops", "300",
-                                       "--pages", "6", "--procs", "3"])
+                                       "--pages", "6", "--procs", str(procs)])
+    assert t.metadata["hugetlb_evidence"]["cgroup"], t.metadata["hugetlb_evidence"]
+    assert "signal:signal_generate" in t.metadata["probe_plan"]["tracepoints"]
     a = t.anomalies()
-    assert not a["kind"].isin(["negative_reservation", "kernel_counter_underflow", "kernel_warning"]).any(), \
-        a.to_string()
-    assert not a["explanation"].str.contains("released twice").any()
-    g = a[a["explanation"].str.contains("resv_huge_pages changed")]
-    assert (g["severity"] == "note").all()
-    notes = a[a["severity"] == "note"]
-    assert notes["explanation"].str.contains("not decided").all()
+    assert a.empty, a.to_string()
+    h = t.hugetlb()
+    assert (h["cause"] == "fault").sum() > 20 and t.raw_events("proc")["what"].eq("fork").sum() >= 2
+    cg = h[(h["evidence"] == "cgroup") & h["exact"]]
+    assert len(cg) > 50
+    assert (cg["cg_rsvd"] == cg["model_cg"]).all()
+    # a SIGBUS sample closes the fault it reports (collectors/huge.bpf.c);
+    # how many there are depends on the shared pool, so none is not a failure
+    prev = h.groupby("tid")["cause"].shift(1)
+    assert (prev[h["cause"] == "sigbus"] == "fault").all()
     n, exact = _exact_report(t)
-    print(f"forks seed {seed}: {n} samples compared, {exact} exact, "
-          f"{int((a['severity'] == 'error').sum())} errors, {len(notes)} notes")
+    print(f"forks seed {seed} procs {procs}: {n} samples compared, {exact} exact, "
+          f"{int((h['cause'] == 'sigbus').sum())} SIGBUS samples")
 
 
 def test_scenarios_raise_no_anomaly(root_only, pool, tmp_path):
