@@ -242,7 +242,8 @@ class Session:
         (detect/hugetlb.py then has exact evidence); the trace says which was used."""
         from . import cgroup
 
-        ev = {"counters": "hstate (global): at syscall entry and exit, hugetlb faults, exit_mmap"}
+        ev = {"counters": "hstate (global): at syscall entry and exit, hugetlb faults, exit_mmap"
+                          + (", a fault's SIGBUS" if "signal:signal_generate" in self.plan.tracepoints else "")}
         if not self.plan.features.get("hugetlb_cgroup"):
             ev["cgroup"] = None
             ev["cgroup_reason"] = "this kernel's BTF lacks the hugetlb cgroup reservation counter"
