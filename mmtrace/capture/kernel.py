@@ -52,6 +52,9 @@ OPTIONAL_TRACEPOINTS = (
     "mmap:vma_store",  # v6.1-v6.2 only
     "mmap:vma_mas_szero",  # v6.1-v6.2 only
     "exceptions:page_fault_user",  # faults in hugetlb ranges
+    # when a syscall's silent tree changes become visible (collectors/mmap_lock.bpf.c)
+    "mmap_lock:mmap_lock_acquire_returned",
+    "mmap_lock:mmap_lock_released",
 )
 # Syscalls that change an address space, in mmtrace's id order (ids are stable
 # within a trace only; the trace stores this table).
@@ -215,6 +218,7 @@ COLLECTOR_FILES = (
     "huge.bpf.c",
     "proc.bpf.c",
     "syscalls.bpf.c",
+    "mmap_lock.bpf.c",  # reads syscalls.bpf.c's per-task pending call
     "mmap.bpf.c",
 )
 
@@ -327,7 +331,7 @@ class ProbePlan:
             flags += [f"-DMMT_WIN_{struct}_LO={lo}", f"-DMMT_WIN_{struct}_LEN={length}"]
         for tp in self.tracepoints:
             cat, name = tp.split(":")
-            if cat in ("maple_tree", "mmap", "exceptions") and name != "ma_write":
+            if cat in ("maple_tree", "mmap", "exceptions", "mmap_lock") and name != "ma_write":
                 flags.append(f"-DMMT_HAVE_{name}")
         if self.features.get("hugetlb"):
             flags.append("-DMMT_HAVE_HUGETLB")
