@@ -74,6 +74,7 @@ struct mmt_tree_write {
 
 /* mmt_syscall.flags */
 #define MMT_SC_UNFINISHED 0x1	/* no exit seen (only for records emitted at teardown) */
+#define MMT_SC_COMPAT 0x2	/* an ia32 (compat) syscall: nr is the i386 table's, args 32-bit */
 
 struct mmt_syscall {
 	struct mmt_hdr h;	/* h.ts is the exit time */

@@ -36,6 +36,7 @@ __all__ = [
     "HC_FAULT",
     "HC_EXIT_MMAP",
     "ML_READ_LOCKED",
+    "SC_COMPAT",
     "ML_WRITE_UNLOCK",
 ]
 
@@ -47,6 +48,7 @@ PF_THREAD, PF_SHARED_MM, PF_GROUP_DEAD = 0x1, 0x2, 0x4
 VS_STORE, VS_SZERO = 0, 1
 HC_SYSCALL, HC_FAULT, HC_EXIT_MMAP = 1, 2, 3
 ML_READ_LOCKED, ML_WRITE_UNLOCK = 1, 2
+SC_UNFINISHED, SC_COMPAT = 0x1, 0x2  # mmt_syscall.flags
 
 HEADER: list[tuple[str, str]] = [
     ("kind", "u1"),
