@@ -583,16 +583,16 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
 def _compat_syscalls(tracefs: Tracefs, btf, syscalls: dict[str, int]) -> tuple[dict[str, int], str]:
     """(i386 numbers of the followed syscalls, "") when this host can follow ia32
     syscalls, else ({}, why not).  Feature checks: the i386 table of this
-    architecture, IA32 emulation built in (``ia32_sys_call``, the compat
-    dispatcher of arch/x86/entry/syscall_32.c, in kallsyms), the raw_syscalls
+    architecture, IA32 emulation built in (``do_fast_syscall_32``, the
+    vDSO's entry of arch/x86/entry/syscall_32.c, in kallsyms), the raw_syscalls
     tracepoints, and BTF for the registers and TS_COMPAT's word."""
     if os.environ.get(_COMPAT_ENV, "1") == "0":
         return {}, f"{_COMPAT_ENV}=0"
     table = SYSCALL_NR_32.get(platform.machine())
     if table is None:
         return {}, f"no 32-bit syscall table for {platform.machine()}"
-    if not kallsyms_has(("ia32_sys_call",))["ia32_sys_call"]:
-        return {}, "the kernel has no IA32 emulation (no ia32_sys_call)"
+    if not any(kallsyms_has(("do_fast_syscall_32", "ia32_sys_call")).values()):
+        return {}, "the kernel has no IA32 emulation (no do_fast_syscall_32)"
     if not (tracefs.exists("raw_syscalls:sys_enter") and tracefs.exists("raw_syscalls:sys_exit")):
         return {}, "the raw_syscalls tracepoints are missing"
     lacking = [f"{s}.{m}" for s, m in BTF_MEMBERS_COMPAT_SYSCALLS if not btf.has_member(s, m)]

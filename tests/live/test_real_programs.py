@@ -80,6 +80,9 @@ def bins(tmp_path_factory):
         str(PROGS / "execstack_lib.c"))
     _cc("-O2", "-Wall", w, "-o", str(out / "dlopen_execstack"), str(PROGS / "dlopen_execstack.c"), "-ldl")
     _cc("-m32", "-O2", "-Wall", w, "-o", str(out / "m32_maps"), str(PROGS / "m32_maps.c"))
+    # the bundled churn (forks, mremap, brk, madvise...) and the threaded churn, as ia32 programs
+    _cc("-m32", "-O2", "-Wall", w, "-o", str(out / "churn32"), str(WORKLOADS / "churn.c"))
+    _cc("-m32", "-O2", "-Wall", "-pthread", w, "-o", str(out / "mt_churn32"), str(PROGS / "mt_churn.c"))
     return out
 
 
@@ -161,6 +164,18 @@ def test_32bit_process_checkpoints_match(root_only, bins, tmp_path):
     mm = compat[compat["syscall"] == "mmap"]
     assert (mm["arg5"] % 4096 == 0).all() and (mm["arg5"] > 0).any()
     assert (compat["arg0"] < (1 << 32)).all() and (compat[compat["ret"] > 0]["ret"] < (1 << 32)).all()
+
+
+@pytest.mark.parametrize("argv", [["churn32", "--seed", "1", "--ops", "300", "--forks", "2", "--hugetlb", "off",
+                                   "--checkpoints", "{CPS}"],
+                                  ["mt_churn32", "{CPS}", "3", "200", "512"]], ids=["churn32", "mt_churn32"])
+def test_32bit_churn_checkpoints_match(root_only, bins, tmp_path, argv):
+    trace, cps = _record(tmp_path, [str(bins / argv[0]), *argv[1:]])
+    res = verify(trace, cps)
+    assert res.total >= 300 and res.ok, f"{res.matched}/{res.total}\n" + "\n".join(
+        m.describe() for m in res.mismatches[:5])
+    p = mmtrace.open(trace).processes()
+    assert len(p) >= 1 and p["modelled"].all()
 
 
 def test_32bit_process_is_said_not_modelled_when_not_followed(root_only, bins, tmp_path):
