@@ -2,7 +2,7 @@
 /*
  * Maps and helpers shared by every collector.  The loader concatenates the
  * files in the order of COLLECTOR_FILES (mmtrace/capture/kernel.py: common,
- * vma, huge, proc, syscalls, mmap) into one BCC program, because BCC only
+ * vma, huge, proc, syscalls, mmap_lock, mmap) into one BCC program, because BCC only
  * rewrites the main file.
  */
 #include "events.h"
@@ -22,6 +22,7 @@ BPF_RINGBUF_OUTPUT(rb_exit_mmap, MMT_RB_PAGES_exit_mmap);
 BPF_RINGBUF_OUTPUT(rb_vma_store, MMT_RB_PAGES_vma_store);
 BPF_RINGBUF_OUTPUT(rb_fault, MMT_RB_PAGES_fault);
 BPF_RINGBUF_OUTPUT(rb_hugetlb, MMT_RB_PAGES_hugetlb);
+BPF_RINGBUF_OUTPUT(rb_mmap_lock, MMT_RB_PAGES_mmap_lock);
 
 /* Records that found the ring buffer full, per kind: never drop silently. */
 BPF_PERCPU_ARRAY(lost, u64, MMT_LOST_SLOTS);
@@ -202,6 +203,9 @@ static __always_inline void *mmt_reserve(u32 size, u32 kind)
 		break;
 	case MMT_HUGETLB:
 		e = rb_hugetlb.ringbuf_reserve(size);
+		break;
+	case MMT_MMAP_LOCK:
+		e = rb_mmap_lock.ringbuf_reserve(size);
 		break;
 	}
 	if (!e)

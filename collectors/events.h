@@ -26,7 +26,8 @@ enum mmt_kind {
 	MMT_VMA_STORE = 6,	/* mmap:vma_store, mmap:vma_mas_szero (6.1-6.2 only) */
 	MMT_FAULT = 7,		/* exceptions:page_fault_user in traced hugetlb ranges */
 	MMT_HUGETLB = 8,	/* the hstate's counters, sampled in the kernel */
-	MMT_NR_KINDS = 9,
+	MMT_MMAP_LOCK = 9,	/* mmap_lock:* write unlock / downgrade inside a traced syscall */
+	MMT_NR_KINDS = 10,
 };
 
 struct mmt_hdr {
@@ -73,6 +74,7 @@ struct mmt_tree_write {
 
 /* mmt_syscall.flags */
 #define MMT_SC_UNFINISHED 0x1	/* no exit seen (only for records emitted at teardown) */
+#define MMT_SC_COMPAT 0x2	/* an ia32 (compat) syscall: nr is the i386 table's, args 32-bit */
 
 struct mmt_syscall {
 	struct mmt_hdr h;	/* h.ts is the exit time */
@@ -175,6 +177,23 @@ struct mmt_hugetlb {
 	/* The sampling task's own hugetlb cgroup: rsvd_hugepage[hstate].usage
 	 * (hugetlb.<size>.rsvd.current, in base pages), ~0 when not read. */
 	__u64 cg_rsvd;
+};
+
+/* mmt_mmap_lock.what */
+#define MMT_ML_READ_LOCKED 1	/* mmap_lock_acquire_returned(write=false): mmap_write_downgrade() when the call held it for write */
+#define MMT_ML_WRITE_UNLOCK 2	/* mmap_lock_released(write=true) */
+
+/* The end of a syscall's tree changes: the instant its mmap_lock stops
+ * being held for write (mmap_write_downgrade() or mmap_write_unlock(), each
+ * firing its tracepoint before vma_end_write_all() lets readers of the
+ * VMAs it write-locked go on).  Emitted only for a traced task inside a
+ * followed syscall (collectors/mmap_lock.bpf.c). */
+struct mmt_mmap_lock {
+	struct mmt_hdr h;
+	__u64 mm;
+	__u16 sc;		/* mmtrace's id of the syscall in progress */
+	__u16 op;		/* MMT_ML_* */
+	__u32 _pad;
 };
 
 /* Index of the per-source lost-event counters (BPF per-CPU array "lost"). */

@@ -78,6 +78,128 @@ static __always_inline int mmt_sc_end(s64 ret)
 	return 0;
 }
 
+#ifdef MMT_COMPAT_SYSCALLS
+/*
+ * ia32 (compat) syscalls of a 64-bit kernel.  They enter through
+ * do_int80_emulation()/do_fast_syscall_32() (arch/x86/entry/syscall_32.c),
+ * which set TS_COMPAT in thread_info.status (syscall_32_enter()) and fire
+ * raw_syscalls:sys_enter/sys_exit with the i386 table's number, but no
+ * syscalls:sys_enter_<name> event (those are defined for the native table
+ * only).  So these raw tracepoints are attached for them (capture/kernel.py:
+ * the compat_syscalls feature), and every call of a compat task is kept by
+ * its i386 number (MMT_NR32_<name>, from arch/x86/entry/syscalls/
+ * syscall_32.tbl) into the same record as a native one, flagged
+ * MMT_SC_COMPAT.  Arguments are in bx, cx, dx, si, di, bp, 32 bits each.
+ * TS_COMPAT is cleared only on the way back to user mode
+ * (arch_exit_to_user_mode_prepare()), after sys_exit fired.
+ */
+#define MMT_REG32(w, r) ((w)[(MMT_OFF_pt_regs__##r - MMT_WIN_pt_regs_LO) / 8] & 0xffffffffULL)
+#define MMT_NR32_CASE(name) case MMT_NR32_##name: return (MMT_SC_NARGS_##name << 16) | MMT_SC_##name;
+
+static __always_inline int mmt_is_compat(struct task_struct *task)
+{
+	return *(u32 *)((char *)task + MMT_OFF_task_struct__thread_info + MMT_OFF_thread_info__status) & MMT_TS_COMPAT;
+}
+
+/* i386 number -> (nargs << 16 | mmtrace id); mmap2 and old mmap both become mmap. */
+static __always_inline u32 mmt_sc_of_nr32(u64 nr)
+{
+	switch (nr) {
+#ifdef MMT_SC_mmap
+	MMT_NR32_CASE(mmap)		/* mmap2: the offset in pages */
+	case MMT_NR32_old_mmap: return (6 << 16) | MMT_SC_mmap;	/* one pointer to 6 u32s */
+#endif
+#if defined(MMT_NR32_munmap) && defined(MMT_SC_munmap)
+	MMT_NR32_CASE(munmap)
+#endif
+#if defined(MMT_NR32_mprotect) && defined(MMT_SC_mprotect)
+	MMT_NR32_CASE(mprotect)
+#endif
+#if defined(MMT_NR32_pkey_mprotect) && defined(MMT_SC_pkey_mprotect)
+	MMT_NR32_CASE(pkey_mprotect)
+#endif
+#if defined(MMT_NR32_mremap) && defined(MMT_SC_mremap)
+	MMT_NR32_CASE(mremap)
+#endif
+#if defined(MMT_NR32_brk) && defined(MMT_SC_brk)
+	MMT_NR32_CASE(brk)
+#endif
+#if defined(MMT_NR32_madvise) && defined(MMT_SC_madvise)
+	MMT_NR32_CASE(madvise)
+#endif
+#if defined(MMT_NR32_shmat) && defined(MMT_SC_shmat)
+	MMT_NR32_CASE(shmat)
+#endif
+#if defined(MMT_NR32_shmdt) && defined(MMT_SC_shmdt)
+	MMT_NR32_CASE(shmdt)
+#endif
+#if defined(MMT_NR32_execve) && defined(MMT_SC_execve)
+	MMT_NR32_CASE(execve)
+#endif
+#if defined(MMT_NR32_execveat) && defined(MMT_SC_execveat)
+	MMT_NR32_CASE(execveat)
+#endif
+#if defined(MMT_NR32_mseal) && defined(MMT_SC_mseal)
+	MMT_NR32_CASE(mseal)
+#endif
+#if defined(MMT_NR32_remap_file_pages) && defined(MMT_SC_remap_file_pages)
+	MMT_NR32_CASE(remap_file_pages)
+#endif
+#if defined(MMT_NR32_fallocate) && defined(MMT_SC_fallocate)
+	case MMT_NR32_fallocate: return (6 << 16) | MMT_SC_fallocate;	/* 64-bit offset, len in two halves */
+#endif
+	}
+	return 0;
+}
+
+/* TP_PROTO(struct pt_regs *regs, long id) of a compat task's raw sys_enter. */
+static __always_inline int mmt_sc_enter32(struct bpf_raw_tracepoint_args *ctx, struct task_struct *task)
+{
+	u64 nr = ctx->args[1];
+	u32 which = mmt_sc_of_nr32(nr);
+	u32 nargs = which >> 16;
+	u64 w[MMT_WIN_pt_regs_LEN / 8];
+	struct mmt_syscall *s;
+
+	if (!which)
+		return 0;
+	s = mmt_sc_begin(task, which & 0xffff, nr);
+	if (!s)
+		return 0;
+	s->flags = MMT_SC_COMPAT;
+	bpf_probe_read_kernel(w, sizeof(w), (void *)(ctx->args[0] + MMT_WIN_pt_regs_LO));
+	s->args[0] = nargs > 0 ? MMT_REG32(w, bx) : 0;
+	s->args[1] = nargs > 1 ? MMT_REG32(w, cx) : 0;
+	s->args[2] = nargs > 2 ? MMT_REG32(w, dx) : 0;
+	s->args[3] = nargs > 3 ? MMT_REG32(w, si) : 0;
+	s->args[4] = nargs > 4 ? MMT_REG32(w, di) : 0;
+	s->args[5] = nargs > 5 ? MMT_REG32(w, bp) : 0;
+#ifdef MMT_SC_mmap
+	if (nr == MMT_NR32_mmap) {
+		s->args[5] <<= 12;	/* sys_mmap_pgoff(): pgoff in 4 KiB pages on x86 */
+	} else if (nr == MMT_NR32_old_mmap) {
+		/* compat_sys_ia32_mmap(struct mmap_arg_struct32 __user *):
+		 * addr, len, prot, flags, fd, offset (bytes); zeros if unreadable */
+		u32 a[6] = {};
+
+		bpf_probe_read_user(a, sizeof(a), (void *)s->args[0]);
+		for (int i = 0; i < 6; i++)
+			s->args[i] = a[i];
+	}
+#endif
+#if defined(MMT_NR32_fallocate) && defined(MMT_SC_fallocate)
+	if (nr == MMT_NR32_fallocate) {
+		/* sys_ia32_fallocate(fd, mode, offset_lo, offset_hi, len_lo, len_hi) */
+		s->args[2] |= s->args[3] << 32;
+		s->args[3] = s->args[4] | s->args[5] << 32;
+		s->args[4] = 0;
+		s->args[5] = 0;
+	}
+#endif
+	return 0;
+}
+#endif /* MMT_COMPAT_SYSCALLS */
+
 #ifdef MMT_SYSCALLS_RAW
 
 /* The syscall number -> (nargs << 16 | mmtrace id), 0 for a syscall we do not
@@ -146,11 +268,16 @@ RAW_TRACEPOINT_PROBE(sys_enter)
 	struct task_struct *task;
 	struct mmt_syscall *s;
 
-	if (!which)
-		return 0;
 	/* A 32-bit syscall's number is from another table (in_ia32_syscall()). */
 	task = bpf_get_current_task_btf();
-	if (*(u32 *)((char *)task + MMT_OFF_task_struct__thread_info + MMT_OFF_thread_info__status) & MMT_TS_COMPAT)
+	if (*(u32 *)((char *)task + MMT_OFF_task_struct__thread_info + MMT_OFF_thread_info__status) & MMT_TS_COMPAT) {
+#ifdef MMT_COMPAT_SYSCALLS
+		return mmt_sc_enter32(ctx, task);
+#else
+		return 0;
+#endif
+	}
+	if (!which)
 		return 0;
 	s = mmt_sc_begin(task, which & 0xffff, nr);
 	if (!s)
@@ -248,6 +375,28 @@ MMT_SYSCALL(remap_file_pages)
 #endif
 #ifdef MMT_SC_fallocate
 MMT_SYSCALL(fallocate)
+#endif
+
+#ifdef MMT_COMPAT_SYSCALLS
+/* Native calls have their syscalls:* tracepoints above; these raw ones keep
+ * compat tasks' calls only (the first test, for every syscall of the host). */
+RAW_TRACEPOINT_PROBE(sys_enter)
+{
+	MMT_EMPTY_RETURN;
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	if (!mmt_is_compat(task))
+		return 0;
+	return mmt_sc_enter32(ctx, task);
+}
+
+RAW_TRACEPOINT_PROBE(sys_exit)
+{
+	MMT_EMPTY_RETURN;
+	if (!mmt_is_compat(bpf_get_current_task_btf()))
+		return 0;
+	return mmt_sc_end((s64)ctx->args[1]);
+}
 #endif
 
 #endif /* MMT_SYSCALLS_RAW */

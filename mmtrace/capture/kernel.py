@@ -25,6 +25,7 @@ __all__ = [
     "OPTIONAL_TRACEPOINTS",
     "SYSCALLS",
     "SYSCALL_NR",
+    "SYSCALL_NR_32",
     "BTF_MEMBERS",
     "make_plan",
     "find_headers",
@@ -53,6 +54,9 @@ OPTIONAL_TRACEPOINTS = (
     "mmap:vma_mas_szero",  # v6.1-v6.2 only
     "exceptions:page_fault_user",  # faults in hugetlb ranges
     "signal:signal_generate",  # a hugetlb fault that found no page (SIGBUS)
+    # when a syscall's silent tree changes become visible (collectors/mmap_lock.bpf.c)
+    "mmap_lock:mmap_lock_acquire_returned",
+    "mmap_lock:mmap_lock_released",
 )
 # Syscalls that change an address space, in mmtrace's id order (ids are stable
 # within a trace only; the trace stores this table).
@@ -93,6 +97,38 @@ SYSCALL_NR = {
         "fallocate": 285,
     },
 }
+# The same syscalls' numbers in the i386 table (arch/x86/entry/syscalls/
+# syscall_32.tbl), for ia32 (compat) processes on x86_64 (collectors/
+# syscalls.bpf.c MMT_COMPAT_SYSCALLS).  "mmap" is mmap2 (sys_mmap_pgoff,
+# offset in pages), "old_mmap" the old mmap (compat_sys_ia32_mmap, one pointer
+# to the six arguments); fallocate is sys_ia32_fallocate (64-bit offset and
+# len in two halves each).  Not followed: ipc(2)'s SHMAT/SHMDT multiplexer
+# (117), whose attach address is written to user memory; its tree changes are
+# stores (the model sees them; changes() has no syscall for them).
+SYSCALL_NR_32 = {
+    "x86_64": {
+        "execve": 11,
+        "brk": 45,
+        "old_mmap": 90,
+        "munmap": 91,
+        "mprotect": 125,
+        "mremap": 163,
+        "mmap": 192,
+        "madvise": 219,
+        "remap_file_pages": 257,
+        "fallocate": 324,
+        "execveat": 358,
+        "pkey_mprotect": 380,
+        "shmat": 397,
+        "shmdt": 398,
+        "mseal": 462,
+    },
+}
+# Following compat syscalls runs two raw-tracepoint programs at every syscall
+# of the host (they return at the TS_COMPAT test for native tasks); set
+# MMTRACE_COMPAT_SYSCALLS=0 to leave them out (32-bit processes are then
+# reported not modelled, mmtrace/model/coverage.py).
+_COMPAT_ENV = "MMTRACE_COMPAT_SYSCALLS"
 # The smallest kernel stack (THREAD_SIZE) of the architecture: 16 KiB on
 # x86_64 (THREAD_SIZE_ORDER 2; KASAN doubles it, never less).  A maple tree
 # less than this far above task->stack lies on that stack, so it is not an
@@ -149,6 +185,18 @@ BTF_MEMBERS_RAW_SYSCALLS = (
     ("pt_regs", "r10"),
     ("pt_regs", "r8"),
     ("pt_regs", "r9"),
+    ("task_struct", "thread_info"),
+    ("thread_info", "status"),
+)
+# Compat syscalls: the i386 syscall convention's argument registers (bx, cx,
+# dx, si, di, bp) and TS_COMPAT's word.
+BTF_MEMBERS_COMPAT_SYSCALLS = (
+    ("pt_regs", "bx"),
+    ("pt_regs", "cx"),
+    ("pt_regs", "dx"),
+    ("pt_regs", "si"),
+    ("pt_regs", "di"),
+    ("pt_regs", "bp"),
     ("task_struct", "thread_info"),
     ("thread_info", "status"),
 )
@@ -216,6 +264,7 @@ COLLECTOR_FILES = (
     "huge.bpf.c",
     "proc.bpf.c",
     "syscalls.bpf.c",
+    "mmap_lock.bpf.c",  # reads syscalls.bpf.c's per-task pending call
     "mmap.bpf.c",
 )
 
@@ -317,6 +366,8 @@ class ProbePlan:
     headers: str | None = None
     syscall_hook: str = "tracepoints"  # or "raw", see _HOOK_ENV
     syscall_nr: dict[str, int] = field(default_factory=dict)  # raw hook: name -> number
+    # compat syscalls followed: name -> i386 number (SYSCALL_NR_32); {} when not
+    syscall_nr32: dict[str, int] = field(default_factory=dict)
 
     def cflags(self) -> list[str]:
         """-D flags for the collectors (see compat.h)."""
@@ -328,7 +379,7 @@ class ProbePlan:
             flags += [f"-DMMT_WIN_{struct}_LO={lo}", f"-DMMT_WIN_{struct}_LEN={length}"]
         for tp in self.tracepoints:
             cat, name = tp.split(":")
-            if cat in ("maple_tree", "mmap", "exceptions", "signal") and name != "ma_write":
+            if cat in ("maple_tree", "mmap", "exceptions", "signal", "mmap_lock") and name != "ma_write":
                 flags.append(f"-DMMT_HAVE_{name}")
         if self.features.get("hugetlb"):
             flags.append("-DMMT_HAVE_HUGETLB")
@@ -346,9 +397,14 @@ class ProbePlan:
             flags.append(f"-DMMT_SC_NARGS_{name}={self.syscall_nargs[name]}")
         if self.features.get("thread_size"):
             flags.append(f"-DMMT_THREAD_SIZE={self.features['thread_size']}")
+        if self.syscall_hook == "raw" or self.syscall_nr32:
+            flags.append(f"-DMMT_TS_COMPAT={TS_COMPAT:#x}")
         if self.syscall_hook == "raw":
-            flags += ["-DMMT_SYSCALLS_RAW", f"-DMMT_TS_COMPAT={TS_COMPAT:#x}"]
+            flags.append("-DMMT_SYSCALLS_RAW")
             flags += [f"-DMMT_NR_{name}={nr}" for name, nr in self.syscall_nr.items()]
+        if self.syscall_nr32:
+            flags.append("-DMMT_COMPAT_SYSCALLS")
+            flags += [f"-DMMT_NR32_{name}={nr}" for name, nr in self.syscall_nr32.items()]
         if self.features.get("exit_group_dead"):
             flags.append("-DMMT_HAVE_exit_group_dead")
         return flags
@@ -496,6 +552,11 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
             tps.pop(f"syscalls:sys_exit_{name}", None)
         tps["raw_syscalls:sys_enter"] = tracefs.fields("raw_syscalls:sys_enter")
         tps["raw_syscalls:sys_exit"] = tracefs.fields("raw_syscalls:sys_exit")
+    nr32, why32 = _compat_syscalls(tracefs, btf, syscalls)
+    if nr32:
+        read_offsets(BTF_MEMBERS_COMPAT_SYSCALLS)
+        tps.setdefault("raw_syscalls:sys_enter", tracefs.fields("raw_syscalls:sys_enter"))
+        tps.setdefault("raw_syscalls:sys_exit", tracefs.fields("raw_syscalls:sys_exit"))
     return ProbePlan(
         kernel_release=platform.release(),
         tracepoints=tps,
@@ -509,11 +570,39 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
             "hugetlb_cgroup": hugetlb_cgroup,
             "raw_unmapped_area": raw_unmapped_area,
             "thread_size": MIN_THREAD_SIZE.get(platform.machine(), 0),
+            # ia32 syscalls followed, or why not (mmtrace/model/coverage.py says it per process)
+            "compat_syscalls": bool(nr32),
+            "compat_syscalls_missing": why32,
         },
         headers=find_headers(),
         syscall_hook=hook,
         syscall_nr=numbers,
+        syscall_nr32=nr32,
     )
+
+
+def _compat_syscalls(tracefs: Tracefs, btf, syscalls: dict[str, int]) -> tuple[dict[str, int], str]:
+    """(i386 numbers of the followed syscalls, "") when this host can follow ia32
+    syscalls, else ({}, why not).  Feature checks: the i386 table of this
+    architecture, IA32 emulation built in (``do_fast_syscall_32``, the
+    vDSO's entry of arch/x86/entry/syscall_32.c, in kallsyms), the raw_syscalls
+    tracepoints, and BTF for the registers and TS_COMPAT's word."""
+    if os.environ.get(_COMPAT_ENV, "1") == "0":
+        return {}, f"{_COMPAT_ENV}=0"
+    table = SYSCALL_NR_32.get(platform.machine())
+    if table is None:
+        return {}, f"no 32-bit syscall table for {platform.machine()}"
+    if not any(kallsyms_has(("do_fast_syscall_32", "ia32_sys_call")).values()):
+        return {}, "the kernel has no IA32 emulation (no do_fast_syscall_32)"
+    if not (tracefs.exists("raw_syscalls:sys_enter") and tracefs.exists("raw_syscalls:sys_exit")):
+        return {}, "the raw_syscalls tracepoints are missing"
+    lacking = [f"{s}.{m}" for s, m in BTF_MEMBERS_COMPAT_SYSCALLS if not btf.has_member(s, m)]
+    if lacking:
+        return {}, f"BTF lacks {', '.join(lacking)}"
+    nr = {name: table[name] for name in syscalls if name in table}
+    if "mmap" in nr:
+        nr["old_mmap"] = table["old_mmap"]
+    return nr, ""
 
 
 def _syscall_hook(tracefs: Tracefs, btf, syscalls: dict[str, int]) -> tuple[str, dict[str, int]]:

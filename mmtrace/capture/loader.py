@@ -55,6 +55,7 @@ def ring_sizes(buffer_mb: int) -> dict[str, int]:
         "vma_store": mib // 4,
         "fault": max(1, buffer_mb // 8) * mib,
         "hugetlb": max(1, buffer_mb // 8) * mib,
+        "mmap_lock": max(1, buffer_mb // 8) * mib,  # about one per traced syscall
     }
 
 

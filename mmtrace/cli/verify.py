@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     for pid, (mt, tot) in sorted(res.per_pid.items()):
         print(f"pid {pid}: {mt}/{tot} checkpoints match")
     print(f"total: {res.matched}/{res.total} checkpoints match")
+    if res.swept:
+        print(f"({res.swept} of them read while other threads changed the tree: matched line by line in address order)")
     for mm in res.mismatches[: args.show]:
         print(mm.describe())
     if len(res.mismatches) > args.show:

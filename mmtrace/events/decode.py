@@ -86,9 +86,12 @@ def _columns(kind: str, records: np.ndarray, fn_names: dict[int, str] | None,
         cols[name] = records[name]
     if kind == "tree_write":
         cols["fn"] = _labels(records["fn"], fn_names or {}, "0x{:x}")
-    elif kind == "syscall":
-        args = cols.pop("args")
-        for i in range(6):
+    elif kind in ("syscall", "mmap_lock"):
+        if kind == "mmap_lock":
+            args = None
+        else:
+            args = cols.pop("args")
+        for i in range(6 if args is not None else 0):
             cols[f"arg{i}"] = np.ascontiguousarray(args[:, i])
         by_id = {v: n for n, v in (syscalls or {}).items()}
         cols["syscall"] = _labels(records["sc"], by_id, "sc{}")
@@ -115,7 +118,7 @@ def to_frame(
 
     - ``tree_write.fn``: the kernel function name (str) instead of its address;
     - ``syscall``: ``args`` becomes ``arg0``..``arg5``; ``sc`` becomes the
-      syscall name in ``syscall``;
+      syscall name in ``syscall`` (``mmap_lock`` too);
     - ``proc``: ``comm`` and ``filename`` become str, ``what`` the names
       fork/exec/exit.
     """

@@ -35,6 +35,9 @@ __all__ = [
     "HC_SYSCALL",
     "HC_FAULT",
     "HC_EXIT_MMAP",
+    "ML_READ_LOCKED",
+    "SC_COMPAT",
+    "ML_WRITE_UNLOCK",
 ]
 
 # Flag values mirror the #defines in events.h (test_schema checks them).
@@ -44,6 +47,8 @@ PROC_FORK, PROC_EXEC, PROC_EXIT = 1, 2, 3
 PF_THREAD, PF_SHARED_MM, PF_GROUP_DEAD = 0x1, 0x2, 0x4
 VS_STORE, VS_SZERO = 0, 1
 HC_SYSCALL, HC_FAULT, HC_EXIT_MMAP = 1, 2, 3
+ML_READ_LOCKED, ML_WRITE_UNLOCK = 1, 2
+SC_UNFINISHED, SC_COMPAT = 0x1, 0x2  # mmt_syscall.flags
 
 HEADER: list[tuple[str, str]] = [
     ("kind", "u1"),
@@ -194,6 +199,13 @@ KINDS: dict[str, EventKind] = {
                 ("sc", "u2"),
                 ("cg_rsvd", _U8),
             ),
+        ),
+        # collectors/mmap_lock.bpf.c: a followed syscall's mmap_lock leaves write mode
+        EventKind(
+            9,
+            "mmap_lock",
+            "mmt_mmap_lock",
+            (("mm", _U8), ("sc", "u2"), ("op", "u2"), ("_pad", "u4")),
         ),
     )
 }

@@ -5,14 +5,18 @@ The model rebuilds a tree from its stores plus exit-time syscall rules
 hold is rebuilt from its stores only, which is silently wrong (whole-VMA
 mprotect, exact-fit munmap clears...): it is said, per process, instead.
 
-- **32-bit (compat) processes.**  ia32 syscalls enter through
-  ``do_int80_syscall_32``/``do_fast_syscall_32`` (arch/x86/entry/syscall_32.c,
-  ``ia32_sys_call``): the ``syscalls:sys_enter_*`` events are defined for the
-  64-bit table only (``__SYSCALL_DEFINEx`` metadata is per native syscall;
+- **32-bit (compat) processes**, when the trace did not follow ia32
+  syscalls.  They enter through ``do_int80_emulation``/``do_fast_syscall_32``
+  (arch/x86/entry/syscall_32.c, ``ia32_sys_call``): the
+  ``syscalls:sys_enter_*`` events are defined for the 64-bit table only
+  (``__SYSCALL_DEFINEx`` metadata is per native syscall;
   ``arch_syscall_match_sym_name``/``arch_trace_is_compat_syscall`` make the
-  ftrace syscall events ignore compat calls), and the raw hook of
-  ``collectors/syscalls.bpf.c`` drops calls with TS_COMPAT, whose numbers are
-  another table's.  So a compat process has no syscall rows.  It is known
+  ftrace syscall events ignore compat calls).  The recorder follows them
+  through ``raw_syscalls:sys_enter/sys_exit`` by their i386 numbers
+  (``collectors/syscalls.bpf.c`` MMT_COMPAT_SYSCALLS; the probe plan's
+  ``features.compat_syscalls``) where the host allows it; otherwise
+  (``features.compat_syscalls_missing`` says why, or an older trace) a compat
+  process has no syscall rows and is reported not modelled.  It is known
   from its address space: a compat mm's ``mmap_base``/stack/vDSO are all
   below 4 GiB (``TASK_SIZE_32``, ``arch_pick_mmap_layout`` with
   ``in_32bit_syscall()``/``mmap_is_ia32()``; ``STACK_TOP`` = ``TASK_SIZE_32``
@@ -40,7 +44,7 @@ MODELLED_COLUMNS = ("pid", "modelled", "not_modelled_reason")
 #: x86 TASK_SIZE_32 rounded up: every VMA of a compat mm ends at or below it.
 _LIMIT_32 = 1 << 32
 
-COMPAT_REASON = ("32-bit (compat) process: ia32 syscalls fire no syscalls:sys_enter_* events, so its "
+COMPAT_REASON = ("32-bit (compat) process: its ia32 syscalls were not followed, so its "
                  "munmap/mprotect/mremap/brk/mseal are not applied (its VMAs are from stores only)")
 
 
@@ -102,13 +106,28 @@ def _table(trace, kind: str, cols: tuple[str, ...]) -> pd.DataFrame:
     return df if df is not None and len(df) else pd.DataFrame({c: [] for c in cols})
 
 
+def _compat_followed(trace) -> tuple[bool, str]:
+    """(were ia32 syscalls followed, why not) from the trace's probe plan."""
+    feats = ((getattr(trace, "metadata", None) or {}).get("probe_plan") or {}).get("features") or {}
+    if feats.get("compat_syscalls"):
+        return True, ""
+    why = feats.get("compat_syscalls_missing") or "this trace predates following them"
+    return False, f"{COMPAT_REASON} ({why})"
+
+
 def modelled(trace, pids=None) -> pd.DataFrame:
     """Per traced process: can the model follow it?
 
     Columns: ``pid`` (tgid), ``modelled`` (bool), ``not_modelled_reason``
-    ("" when modelled; else one sentence: :data:`COMPAT_REASON`).  One row
-    per pid of ``pids`` (default: ``trace.processes()``).
+    ("" when modelled; else one sentence: :data:`COMPAT_REASON` and why the
+    recorder did not follow ia32 syscalls).  One row per pid of ``pids``
+    (default: ``trace.processes()``).
     """
+    pids = list(trace.processes()["pid"]) if pids is None else list(pids)
+    followed, reason = _compat_followed(trace)
+    if followed:
+        return pd.DataFrame({"pid": pd.array(pids, dtype="int64"), "modelled": [True] * len(pids),
+                             "not_modelled_reason": [""] * len(pids)}, columns=list(MODELLED_COLUMNS))
     procs = _table(trace, "proc", ("what", "ts", "tgid", "child_tgid", "tree", "flags"))
     if len(procs) == 0:
         procs = pd.DataFrame({c: [] for c in ("what", "ts", "tgid", "child_tgid", "tree", "flags")})
@@ -147,9 +166,8 @@ def modelled(trace, pids=None) -> pd.DataFrame:
             c = exec_compat.get((int(ts), tg), False)
             state[tg] = c
             ever[tg] = ever.get(tg, False) or c
-    pids = list(trace.processes()["pid"]) if pids is None else list(pids)
     bad = [bool(ever.get(int(p), False)) for p in pids]
     return pd.DataFrame({"pid": pd.array(pids, dtype="int64"), "modelled": [not b for b in bad],
-                         "not_modelled_reason": [COMPAT_REASON if b else "" for b in bad]},
+                         "not_modelled_reason": [reason if b else "" for b in bad]},
                         columns=list(MODELLED_COLUMNS))
 

@@ -300,7 +300,7 @@ class Engine:
             stop = "hole"
         if (ret == -ENOMEM and stop != "hole") or (ret in (-EPERM, -EACCES) and stop != "refused"):
             return
-        ts, tid, te = sc["ts"][row], sc["tid"][row], sc["ts_enter"][row]
+        ts, tid, te = sc.get("vis", sc["ts"])[row], sc["tid"][row], sc.get("guard", sc["ts_enter"])[row]
         for s, e, v in todo:
             nf = (v[V_FLAGS] & ~PROT_BITS) | prot
             if nf != v[V_FLAGS] and self._guard(v, te, tid):
@@ -310,7 +310,7 @@ class Engine:
         """mseal succeeded: every VMA of [lo, hi) gets VM_SEALED (``mseal_apply``:
         ``vm_flags_set`` in place, after the splits, which were stored)."""
         sc = self.sc
-        ts, tid, te = sc["ts"][row], sc["tid"][row], sc["ts_enter"][row]
+        ts, tid, te = sc.get("vis", sc["ts"])[row], sc["tid"][row], sc.get("guard", sc["ts_enter"])[row]
         for s, e, v in t.pieces(lo, hi):
             if not v[V_FLAGS] & VM_SEALED and self._guard(v, te, tid):
                 self._assign(t, max(s, lo), min(e, hi), (v[0], v[V_FLAGS] | VM_SEALED, v[2], v[3], v[4], ts, tid))
@@ -329,8 +329,9 @@ class Engine:
             self._clear(t, lo, hi, sc.get("guard", sc["ts_enter"])[row], sc["tid"][row])
         elif kind == K_SC_PROT:
             ret = sc["ret"][row]
-            self._protect(t, lo, hi, sc["arg2"][row], sc["ts"][row], sc["tid"][row], sc["ts_enter"][row],
-                          contiguous=ret != 0)
+            # vis/guard: the instant the change became visible (stream._placed_instants)
+            self._protect(t, lo, hi, sc["arg2"][row], sc.get("vis", sc["ts"])[row], sc["tid"][row],
+                          sc.get("guard", sc["ts_enter"])[row], contiguous=ret != 0)
         elif kind == K_SC_WALK:
             self._protect_walk(t, row, lo, hi)
         elif kind == K_SC_SEAL:
@@ -470,7 +471,7 @@ class Engine:
         sc_gt = self.sc.get("guard", sc_te)  # clears: see stream._clear_instants
         sc_tid = self.sc.get("tid", ())
         sc_ret = self.sc.get("ret", ())
-        sc_ts = self.sc.get("ts", ())
+        sc_ts = self.sc.get("vis", None) or self.sc.get("ts", ())  # where the change became visible
         obs = self.observer
         last = -1
         starts = ends = tv = t = None
@@ -619,7 +620,7 @@ class Engine:
                         # whose perms differ, set them unless another thread
                         # wrote the piece after the syscall began
                         ts_ = sc_ts[a]
-                        te = sc_te[a]
+                        te = sc_gt[a]
                         tid = sc_tid[a]
                         while x < j:
                             vx = v_[x]

@@ -48,6 +48,24 @@ must look like:
   ``madvise``/``mlock`` (their per-VMA edits are vm_flags bits maps does not
   show, VM_LOCKED, VM_DONTCOPY...; their splits are stores).
 
+When another thread sees what the exit-time rules apply
+(:func:`visible_instants`): at the instant the call's mmap_lock stops being
+held for write, not at its exit.  ``vms_complete_munmap_vmas`` (mm/vma.c)
+calls ``mmap_write_downgrade`` right after ``vma_iter_clear_gfp`` emptied the
+range, then zaps the pages before returning (hundreds of microseconds for a
+large faulted range); mprotect/mseal edit flags under ``vma_start_write`` and
+``mmap_write_unlock`` before returning.  A reader without mmap_lock (page
+faults, /proc/PID/maps since v6.17: ``lock_next_vma`` in mm/mmap_lock.c)
+either walks the tree under RCU (the clear shows at once) or meets a VMA
+the writer write-locked and falls back to ``mmap_read_lock``, which returns
+after the downgrade/unlock; nothing else can change the tree in between
+(the writer holds mmap_lock).  Both fire an ``mmap_lock`` tracepoint before
+``vma_end_write_all`` (include/linux/mmap_lock.h), recorded as the
+``mmap_lock`` kind (collectors/mmap_lock.bpf.c).  Without those records (an
+older trace, a kernel without the tracepoints) a clear is placed 1 ns after
+the call's own last tree write, anything else at the exit
+(:func:`mmtrace.model.stream._clear_instants`).
+
 Fork, exec and exit are handled where the trees are (``Engine._on_proc``,
 ``Engine._new_tree``, ``Engine._on_exit_mmap``): they are not per-range rules.
 """
@@ -59,7 +77,7 @@ import numpy as np
 from ..events.flags import MREMAP_DONTUNMAP, PROT_GROWSDOWN
 
 __all__ = ["CORRECTING", "C_NONE", "C_CLEAR", "C_PROT", "C_PROT_WALK", "C_SEAL", "corrections", "ERRNO_MAX",
-           "ENOMEM", "EPERM", "EACCES"]
+           "ENOMEM", "EPERM", "EACCES", "visible_instants"]
 
 #: Syscalls whose effect on the tree is not all in their stores.
 CORRECTING = ("munmap", "mprotect", "pkey_mprotect", "mremap", "brk", "mseal")
@@ -146,3 +164,35 @@ def corrections(sc: dict, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
             a0, a1, ret = col("arg0", g), col("arg1", g), col("ret", g)
             put(g, (a0 < _BIG) & (a1 < _BIG) & (a1 != 0) & (ret == 0), C_SEAL, a0, a0 + palign(a1))
     return kind, lo, hi
+
+
+def visible_instants(tid: np.ndarray, ts_enter: np.ndarray, ts_exit: np.ndarray,
+                     lk_tid: np.ndarray, lk_ts: np.ndarray) -> np.ndarray:
+    """When each call's changes become visible to the other threads (see the module doc).
+
+    ``tid``, ``ts_enter``, ``ts_exit``: the calls; ``lk_tid``, ``lk_ts``: the
+    ``mmap_lock`` records (a write unlock or a read acquisition inside a
+    followed syscall, any order).  Returns int64 per call: the ts of the
+    first record of the same thread in ``[ts_enter, ts_exit]``, -1 when none.
+    The first is the right one: these calls take mmap_lock for write first
+    (``mmap_write_lock_killable``), so a read acquisition after it is the
+    downgrade (an rwsem does not nest), and the unlock ends the changes.
+    """
+    n = len(tid)
+    out = np.full(n, -1, np.int64)
+    if n == 0 or len(lk_ts) == 0:
+        return out
+    lk_tid = np.asarray(lk_tid)
+    lk_ts = np.asarray(lk_ts).astype(np.int64)
+    tid = np.asarray(tid)
+    te = np.asarray(ts_enter).astype(np.int64)
+    tx = np.asarray(ts_exit).astype(np.int64)
+    for t in np.intersect1d(np.unique(tid), np.unique(lk_tid)).tolist():
+        m = np.flatnonzero(tid == t)
+        lt = np.sort(lk_ts[lk_tid == t])
+        k = np.searchsorted(lt, te[m], side="left")
+        ok = k < len(lt)
+        kk = np.where(ok, k, 0)
+        ok &= lt[kk] <= tx[m]
+        out[m[ok]] = lt[kk[ok]]
+    return out

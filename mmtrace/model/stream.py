@@ -48,7 +48,7 @@ from ..trace.windows import SIGNED as _SIGNED
 from ..trace.windows import KindReader as _KindReader
 from ..trace.windows import num as _num
 from ..trace.windows import strings as _strings
-from .rules import CORRECTING, corrections
+from .rules import CORRECTING, corrections, visible_instants
 
 __all__ = [
     "Source", "Window", "no_gc", "mm_mt_offset",
@@ -320,6 +320,9 @@ class Source:
         sc_cols = _SC_COLS if with_causes else tuple(c for c in _SC_COLS if c not in ("arg4", "arg5"))
         self.scd = _ScDecoder(only_correcting=not with_causes, columns=sc_cols)
         self.scr = _KindReader(trace, "syscall", sc_cols, self.scd)
+        # when each call's changes became visible (rules.visible_instants): read by range
+        self.lk = _KindReader(trace, "mmap_lock", ("ts", "tid"),
+                              lambda g, n: {"ts": _num(g("ts"), "ts").astype(np.int64), "tid": _num(g("tid"), "tid")})
         # tree = mm + offsetof(mm_struct, mm_mt): needed as soon as there is a write or a syscall
         self.mt_off = mm_mt_offset(getattr(trace, "metadata", {}) or {}) if self.tw.parts or self.scr.parts else 0
         self._load_proc(trace)
@@ -394,6 +397,19 @@ class Source:
         open_calls = None if self.with_causes or hi == np.inf else self._open_at(hi)
         return self._window(lo, hi, self.tw.between(lo, hi), self.scr.between(lo, hi), open_calls=open_calls)
 
+    def _locks(self, sc: dict, corr: np.ndarray, kind: np.ndarray, open_calls: dict | None,
+               hi: float) -> dict[str, np.ndarray] | None:
+        """The ``mmap_lock`` records that may belong to the correcting calls of a window
+        (exits ``corr`` and the calls still open at ``hi``): ts from their first entry to hi."""
+        if not self.lk.parts:
+            return None
+        ent = sc["ts_enter"][corr][kind != K_SYSCALL]
+        if open_calls is not None:
+            ent = np.concatenate((ent, open_calls["ts_enter"]))
+        if len(ent) == 0:
+            return None
+        return self.lk.between(int(ent.min()) - 1, hi)
+
     def _open_at(self, at: float) -> dict[str, np.ndarray] | None:
         """The syscalls open at ``at`` (``ts_enter <= at < ts``; random access)."""
         r = self.scr
@@ -439,16 +455,18 @@ class Source:
         p_b = int(np.searchsorted(self.proc_ts, hi, side="right")) if hi < np.inf else len(self.proc_ts)
         e_a = int(np.searchsorted(self.em_ts, lo, side="right")) if lo > -np.inf else 0
         e_b = int(np.searchsorted(self.em_ts, hi, side="right")) if hi < np.inf else len(self.em_ts)
-        if nw and open_calls is not None:
-            # calls still open at hi whose silent clear came in this window
-            # (after their last own write here): their rows go after the exits
+        lk = self._locks(sc, corr, sc_kind, open_calls, hi)
+        if open_calls is not None and (nw or lk is not None):
+            # calls still open at hi whose silent changes became visible in
+            # this window (their mmap_lock record, or after their last own
+            # write here for a clear): their rows go after the exits
             o = dict(open_calls)
             o["tree"] = np.where(o["mm"] != 0, o["mm"] + mt_off, np.uint64(0))
             ocorr = np.arange(len(o["ts"]))
             okind, olo, ohi = _corrections(o, ocorr)
-            if (okind == K_SC_CLEAR).any():
-                inst = _clear_instants(w, o, ocorr, okind, o["ts"])
-                keep = np.flatnonzero((okind == K_SC_CLEAR) & (inst != o["ts"]) & (inst <= hi))
+            if (okind != K_SYSCALL).any():
+                inst = _placed_instants(w, o, ocorr, okind, o["ts"], lk)
+                keep = np.flatnonzero((okind != K_SYSCALL) & (inst != o["ts"]) & (inst <= hi))
                 if len(keep):
                     base = len(sc["ts"])
                     sc = {c: np.concatenate((v, o[c][keep])) for c, v in sc.items() if c in o}
@@ -457,14 +475,21 @@ class Source:
                     sc_lo = np.concatenate((sc_lo, olo[keep]))
                     sc_hi = np.concatenate((sc_hi, ohi[keep]))
         s_ts = sc["ts"][corr]
-        if nw and (sc_kind == K_SC_CLEAR).any():
-            s_ts = _clear_instants(w, sc, corr, sc_kind, s_ts)
+        if (nw or lk is not None) and (sc_kind != K_SYSCALL).any():
+            s_ts = _placed_instants(w, sc, corr, sc_kind, s_ts, lk)
             # the exit-time guard (Engine._guard) spares pieces other threads
-            # wrote after "guard": for a clear placed at its call's last write,
-            # that instant (what others wrote before it preceded the clear)
-            guard = sc["ts_enter"].copy()
-            guard[corr] = np.where(s_ts != sc["ts"][corr], s_ts, guard[corr])
-            sc["guard"] = guard
+            # wrote after "guard": for a correction placed before its exit,
+            # that instant (what others wrote before it preceded it: the call
+            # held mmap_lock from before its changes to that instant)
+            placed = s_ts != sc["ts"][corr]
+            if placed.any():
+                guard = sc["ts_enter"].copy()
+                guard[corr] = np.where(placed, s_ts, guard[corr])
+                sc["guard"] = guard
+                # and the write instant the corrected pieces get
+                vis = sc["ts"].copy()
+                vis[corr] = s_ts
+                sc["vis"] = vis
         ns, npr, ne = len(corr), p_b - p_a, e_b - e_a
         # -- merge: on a ts tie writes, then syscall exits, then proc, then
         # exit_mmap; every part is ts-sorted, so a stable sort merges runs --
@@ -567,6 +592,26 @@ def _noop_exits(w: dict, sc: dict, corr: np.ndarray, kind: np.ndarray, lo: np.nd
     return ~noop
 
 
+def _placed_instants(w: dict | None, sc: dict, corr: np.ndarray, kind: np.ndarray, s_ts: np.ndarray,
+                     lk: dict | None) -> np.ndarray:
+    """When each correction (kind != K_SYSCALL) of the exits ``corr`` is applied: at the
+    call's first ``mmap_lock`` record (:func:`mmtrace.model.rules.visible_instants`;
+    ``lk``: those records, ``ts``/``tid``), else as :func:`_clear_instants` says
+    (clears; anything else at its exit, ``s_ts``)."""
+    out = s_ts.copy()
+    left = kind.copy()
+    if lk is not None:
+        rows = np.flatnonzero(kind != K_SYSCALL)
+        v = visible_instants(sc["tid"][corr][rows], sc["ts_enter"][corr][rows], sc["ts"][corr][rows],
+                             lk["tid"], lk["ts"])
+        ok = v >= 0
+        out[rows[ok]] = v[ok]
+        left[rows[ok]] = K_SYSCALL
+    if w is not None and (left == K_SC_CLEAR).any():
+        out = _clear_instants(w, sc, corr, left, out)
+    return out
+
+
 def _clear_instants(w: dict, sc: dict, corr: np.ndarray, kind: np.ndarray, s_ts: np.ndarray) -> np.ndarray:
     """When each silent clear (K_SC_CLEAR) of the exits ``corr`` is applied: 1 ns after
     the syscall's own last tree write in this window, else at its exit (``s_ts``).
@@ -581,9 +626,8 @@ def _clear_instants(w: dict, sc: dict, corr: np.ndarray, kind: np.ndarray, s_ts:
     the same way.  No other thread writes the tree in between (mmap_lock is
     held from the clear to the return).  A call that stored nothing (a whole
     VMA removed by one exact-fit clear) leaves no trace of its clear instant
-    on this kernel's events: it stays at the exit (the moment would be
-    ``mmap_lock:mmap_lock_acquire_returned`` with ``write=false`` fired by
-    ``mmap_write_downgrade``, which the collectors do not record).
+    in the writes: without its ``mmap_lock`` record (:func:`_placed_instants`)
+    it stays at the exit.
     """
     out = s_ts.copy()
     rows = np.flatnonzero(kind == K_SC_CLEAR)

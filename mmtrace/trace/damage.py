@@ -27,7 +27,8 @@ class DamagedTraceWarning(UserWarning):
 
 # Kinds the VMA model replays: a gap in any of them leaves the rebuilt trees
 # unknown after it (like lost events), so model findings stop there.
-MODEL_KINDS = ("tree_write", "syscall", "proc", "exit_mmap", "vma_store", "unmapped_area", "hugetlb", "fault")
+MODEL_KINDS = ("tree_write", "syscall", "proc", "exit_mmap", "vma_store", "unmapped_area", "hugetlb", "fault",
+               "mmap_lock")
 
 # Fields the model and findings depend on: damage there withholds every model
 # finding.  Every trace ``mmtrace record`` writes (one with "mmtrace_version")

@@ -134,8 +134,20 @@ def test_compat_process_is_not_modelled():
     from mmtrace.model.coverage import COMPAT_REASON, modelled
 
     m = modelled(_exec_trace(0xFFFDD000), [PID, PID + 1]).set_index("pid")
-    assert not m.loc[PID, "modelled"] and m.loc[PID, "not_modelled_reason"] == COMPAT_REASON
+    assert not m.loc[PID, "modelled"] and m.loc[PID, "not_modelled_reason"].startswith(COMPAT_REASON)
     assert not m.loc[PID + 1, "modelled"]  # a fork child of a compat process is one too
+
+
+def test_compat_process_is_modelled_when_its_syscalls_were_followed():
+    from mmtrace.model.coverage import modelled
+
+    tr = _exec_trace(0xFFFDD000)
+    tr.metadata = {"probe_plan": {"features": {"compat_syscalls": True}}}
+    assert modelled(tr, [PID, PID + 1])["modelled"].all()
+    tr.metadata = {"probe_plan": {"features": {"compat_syscalls": False,
+                                               "compat_syscalls_missing": "MMTRACE_COMPAT_SYSCALLS=0"}}}
+    m = modelled(tr, [PID]).set_index("pid")
+    assert m.loc[PID, "not_modelled_reason"].endswith("(MMTRACE_COMPAT_SYSCALLS=0)")
 
 
 def test_64bit_process_is_modelled():

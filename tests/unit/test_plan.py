@@ -20,6 +20,9 @@ _OFFSETS = {
     ("pt_regs", "r10"): 56,
     ("pt_regs", "r8"): 72,
     ("pt_regs", "r9"): 64,
+    ("pt_regs", "bp"): 32,
+    ("pt_regs", "bx"): 40,
+    ("pt_regs", "cx"): 88,
     ("task_struct", "thread_info"): 0,
     ("thread_info", "status"): 16,
 }
@@ -77,8 +80,11 @@ def tracefs(tmp_path):
     return tmp_path
 
 
-def _plan(tracefs, monkeypatch, *, machine="x86_64", hook=None, hide=None, btf=None):
+def _plan(tracefs, monkeypatch, *, machine="x86_64", hook=None, hide=None, btf=None, compat=False, ia32=True):
     monkeypatch.setattr(platform, "machine", lambda: machine)
+    # compat (ia32) syscalls: off unless a test asks; IA32 emulation as ``ia32`` says
+    monkeypatch.setenv("MMTRACE_COMPAT_SYSCALLS", "1" if compat else "0")
+    monkeypatch.setattr(K, "kallsyms_has", lambda names, path=None: {n: ia32 for n in names})
     if hook is None:
         monkeypatch.delenv("MMTRACE_SYSCALL_HOOK", raising=False)
     else:
@@ -116,6 +122,41 @@ def test_tracepoint_hook_by_default(tracefs, monkeypatch, hook):
     flags = plan.cflags()
     assert "-DMMT_SYSCALLS_RAW" not in flags and not [f for f in flags if f.startswith("-DMMT_NR_")]
     assert "pt_regs" not in plan.windows()
+
+
+def test_compat_syscalls_followed_by_default_where_possible(tracefs, monkeypatch):
+    plan = _plan(tracefs, monkeypatch, compat=True)
+    assert plan.syscall_hook == "tracepoints"
+    # the i386 numbers of the followed syscalls (mmap is mmap2; the old mmap comes with it)
+    assert plan.syscall_nr32 == {"mmap": 192, "munmap": 91, "brk": 45, "old_mmap": 90}
+    assert plan.features["compat_syscalls"] and plan.features["compat_syscalls_missing"] == ""
+    assert "raw_syscalls:sys_enter" in plan.tracepoints and "syscalls:sys_enter_mmap" in plan.tracepoints
+    flags = set(plan.cflags())
+    assert {"-DMMT_COMPAT_SYSCALLS", "-DMMT_NR32_mmap=192", "-DMMT_NR32_old_mmap=90",
+            f"-DMMT_TS_COMPAT={K.TS_COMPAT:#x}"} <= flags
+    assert "-DMMT_SYSCALLS_RAW" not in flags
+    assert {"pt_regs.bx", "pt_regs.bp", "thread_info.status"} <= set(plan.offsets)
+
+
+@pytest.mark.parametrize(
+    "why, message",
+    [
+        ({"machine": "aarch64"}, "no 32-bit syscall table for aarch64"),
+        ({"ia32": False}, "no IA32 emulation"),
+        ({"hide": "raw_syscalls:sys_exit"}, "raw_syscalls tracepoints are missing"),
+        ({"btf": FakeBtf(lacking={("pt_regs", "bp")})}, "BTF lacks pt_regs.bp"),
+    ],
+)
+def test_compat_syscalls_not_followed_say_why(tracefs, monkeypatch, why, message):
+    plan = _plan(tracefs, monkeypatch, compat=True, **why)
+    assert plan.syscall_nr32 == {} and not plan.features["compat_syscalls"]
+    assert message in plan.features["compat_syscalls_missing"]
+    assert "-DMMT_COMPAT_SYSCALLS" not in plan.cflags()
+
+
+def test_compat_syscalls_off_on_request(tracefs, monkeypatch):
+    plan = _plan(tracefs, monkeypatch, compat=False)
+    assert plan.features["compat_syscalls_missing"] == "MMTRACE_COMPAT_SYSCALLS=0"
 
 
 @pytest.mark.parametrize(
