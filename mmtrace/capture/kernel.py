@@ -213,6 +213,7 @@ COLLECTOR_FILES = (
     "common.bpf.c",
     "vma.bpf.c",
     "huge.bpf.c",
+    "stacks.bpf.c",
     "proc.bpf.c",
     "syscalls.bpf.c",
     "mmap.bpf.c",
@@ -350,6 +351,8 @@ class ProbePlan:
             flags += [f"-DMMT_NR_{name}={nr}" for name, nr in self.syscall_nr.items()]
         if self.features.get("exit_group_dead"):
             flags.append("-DMMT_HAVE_exit_group_dead")
+        if self.features.get("pt_regs_sp"):
+            flags.append(f"-DMMT_OFF_PT_REGS_SP={self.features['pt_regs_sp']}")
         return flags
 
     def windows(self) -> dict[str, tuple[int, int]]:
@@ -508,6 +511,8 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
             "hugetlb_cgroup": hugetlb_cgroup,
             "raw_unmapped_area": raw_unmapped_area,
             "thread_size": MIN_THREAD_SIZE.get(platform.machine(), 0),
+            # record -g reads the user stack pointer from task_pt_regs() (stacks.bpf.c)
+            "pt_regs_sp": btf.offsetof("pt_regs", "sp") if btf.has_member("pt_regs", "sp") else 0,
         },
         headers=find_headers(),
         syscall_hook=hook,

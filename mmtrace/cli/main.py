@@ -205,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(folded in the kernel by default) and writes to trees that are not a traced mm's (munmap's "
         "detach tree, tmpfs...; left out by default). Their numbers are in the trace's metadata",
     )
+    r.add_argument("-g", dest="stacks", action="store_true",
+                   help="also record the user stack of each traced syscall, fork, exec and exit (off by default: "
+                   "it costs the traced process, see the README's 'Call sites'); then t.stacks(), the changes' "
+                   "callsite, 'mmtrace report --folded'")
     r.add_argument("-q", "--quiet", action="store_true", help="no live progress line")
     r.add_argument("--dump-bpf", action="store_true", help="print the generated BPF C program and its -D flags, and exit")
     r.add_argument("argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -365,7 +369,7 @@ def cmd_record(args, argv: list[str]) -> int:
         except KernelError as e:
             _err(str(e))
             return 3
-        print("/* cflags: " + " ".join(plan.cflags()) + " */")
+        print("/* cflags: " + " ".join(plan.cflags() + (["-DMMT_STACKS"] if args.stacks else [])) + " */")
         print(program_source())
         return 0
     opts = RecordOptions(
@@ -375,6 +379,7 @@ def cmd_record(args, argv: list[str]) -> int:
         duration=args.duration,
         buffer_mb=args.buffer_mb,
         keep_inner=args.all_stores,
+        stacks=args.stacks,
         progress=False if args.quiet else None,
         argv=["mmtrace", *argv],
     )

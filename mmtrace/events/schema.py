@@ -35,6 +35,7 @@ __all__ = [
     "HC_SYSCALL",
     "HC_FAULT",
     "HC_EXIT_MMAP",
+    "STACK_NONE",
 ]
 
 # Flag values mirror the #defines in events.h (test_schema checks them).
@@ -44,6 +45,7 @@ PROC_FORK, PROC_EXEC, PROC_EXIT = 1, 2, 3
 PF_THREAD, PF_SHARED_MM, PF_GROUP_DEAD = 0x1, 0x2, 0x4
 VS_STORE, VS_SZERO = 0, 1
 HC_SYSCALL, HC_FAULT, HC_EXIT_MMAP = 1, 2, 3
+STACK_NONE = -1  # stack_id of a record made without record -g
 
 HEADER: list[tuple[str, str]] = [
     ("kind", "u1"),
@@ -123,6 +125,9 @@ KINDS: dict[str, EventKind] = {
                 ("nr", "u4"),
                 ("sc", "u2"),
                 ("flags", "u2"),
+                ("ret_addr", _U8),
+                ("stack_id", "i4"),
+                ("_pad2", "u4"),
             ),
         ),
         EventKind(
@@ -136,9 +141,10 @@ KINDS: dict[str, EventKind] = {
                 ("child_tgid", "u4"),
                 ("what", "u2"),
                 ("flags", "u2"),
-                ("_pad", "u4"),
+                ("stack_id", "i4"),
                 ("comm", "S16"),
                 ("filename", "S128"),
+                ("ret_addr", _U8),
             ),
         ),
         EventKind(
@@ -205,6 +211,9 @@ KINDS: dict[str, EventKind] = {
 LATER_FIELDS: dict[str, dict[str, int]] = {
     # the traced command's hugetlb cgroup counter (~0: no cgroup sample), see collectors/huge.bpf.c
     "hugetlb": {"cg_rsvd": (1 << 64) - 1},
+    # record -g's user stacks (collectors/stacks.bpf.c): STACK_NONE, not captured
+    "syscall": {"stack_id": -1, "ret_addr": 0},
+    "proc": {"stack_id": -1, "ret_addr": 0},
 }
 
 

@@ -38,7 +38,8 @@ def _c_layout(tmp_path) -> dict:
     for macro in ("MMT_TREE_WRITE", "MMT_SYSCALL", "MMT_PROC", "MMT_UNMAPPED_AREA", "MMT_EXIT_MMAP",
                   "MMT_VMA_STORE", "MMT_FAULT", "MMT_HUGETLB", "MMT_HC_SYSCALL", "MMT_HC_FAULT", "MMT_HC_EXIT_MMAP", "MMT_TW_VAL_IS_VMA", "MMT_TW_CURRENT_MM", "MMT_TW_KNOWN_MM",
                   "MMT_TW_FILE", "MMT_OP_WRITE", "MMT_OP_OP", "MMT_PROC_FORK", "MMT_PROC_EXEC", "MMT_PROC_EXIT",
-                  "MMT_PF_THREAD", "MMT_PF_SHARED_MM", "MMT_PF_GROUP_DEAD", "MMT_VS_STORE", "MMT_VS_SZERO"):
+                  "MMT_PF_THREAD", "MMT_PF_SHARED_MM", "MMT_PF_GROUP_DEAD", "MMT_VS_STORE", "MMT_VS_SZERO",
+                  "MMT_STACK_NONE"):
         lines.append(f'printf("const {macro} %d\\n", (int){macro});')
     lines.append("return 0; }")
     src = tmp_path / "layout.c"

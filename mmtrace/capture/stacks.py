@@ -1,0 +1,157 @@
+"""``record -g``: the stack table and the files the frames point into.
+
+The collectors give each syscall/proc record a ``stack_id`` (an entry of the
+BPF stack map "stacks", collectors/stacks.bpf.c) and the word at the user
+stack pointer (``ret_addr``).  The recorder writes:
+
+- ``stacks`` (one row per distinct stack id: ``stack_id``, ``frames``, the
+  user addresses innermost first).  Stack map entries are never replaced
+  (no BPF_F_REUSE_STACKID), so each id is read once, when a drained record
+  first names it.
+- ``procfs/files`` (one row per file a traced process mapped: ``ts``,
+  ``pid``, ``dev`` (kernel dev_t, as tree_write's), ``inode``, ``path``,
+  ``build_id``).  Frames are symbolized after the fact from (file, offset),
+  the mapping of each address coming from the rebuilt trees, which know
+  dev/inode but not paths, and a library may be unmapped long before the
+  stop snapshot.  So each new (dev, inode) a ``tree_write`` shows is looked
+  up while the drain thread still sees it mapped: its line of
+  /proc/PID/maps gives the path, and /proc/PID/map_files (the mapped file
+  itself, even if deleted or replaced since) its build id.  A file mapped
+  and unmapped within one drain period (5 ms) is missed here; the
+  analysis then searches the directories of the files it knows
+  (mmtrace/detect/callsites.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow as pa
+
+from ..events.elf import build_id
+from ..events.schema import TW_FILE
+
+__all__ = ["StackTable", "FileNotes", "STACK_ENTRIES", "stack_errors"]
+
+# Buckets of the BPF stack map: distinct stacks kept (127 frames of 8 bytes
+# each: 8 MiB), and how likely two stacks collide (-EEXIST, counted lost).
+STACK_ENTRIES = 8192
+_ERRNO = {-17: "EEXIST", -14: "EFAULT", -12: "ENOMEM", -2: "ENOENT", -22: "EINVAL"}
+
+
+def stack_errors(ids: np.ndarray) -> dict[str, int]:
+    """{reason: count} of stack ids that are not a stack: bpf_get_stackid()'s -errno
+    (EEXIST: a hash collision, the stack is lost; EFAULT: no user stack), STACK_NONE left out."""
+    bad = ids[(ids < 0) & (ids != -1)]
+    if not len(bad):
+        return {}
+    vals, counts = np.unique(bad, return_counts=True)
+    return {_ERRNO.get(int(v), str(int(v))): int(c) for v, c in zip(vals, counts)}
+
+
+class StackTable:
+    """Read new stack ids out of the BPF stack map (``m``: a loader ``_Map``)."""
+
+    def __init__(self, m) -> None:
+        self.map = m
+        self.seen: set[int] = set()
+        self.errors: dict[str, int] = {}
+        self.captured = 0
+
+    def note(self, ids: np.ndarray) -> pa.Table | None:
+        """Count ``ids`` (of drained records) and return the stacks not written yet."""
+        ids = np.asarray(ids, dtype=np.int64)
+        self.captured += int((ids >= 0).sum())
+        for k, v in stack_errors(ids).items():
+            self.errors[k] = self.errors.get(k, 0) + v
+        new = sorted(set(np.unique(ids[ids >= 0]).tolist()) - self.seen)
+        if not new:
+            return None
+        sids, frames = [], []
+        for sid in new:
+            raw = self.map.get(int(sid).to_bytes(4, "little"))
+            self.seen.add(sid)
+            if raw is None:
+                self.errors["ENOENT"] = self.errors.get("ENOENT", 0) + 1
+                continue
+            ips = np.frombuffer(raw, dtype="<u8")
+            nz = np.flatnonzero(ips == 0)
+            sids.append(sid)
+            frames.append(ips[: nz[0] if len(nz) else len(ips)].tolist())
+        return pa.table({"stack_id": pa.array(sids, pa.int32()), "frames": pa.array(frames, pa.list_(pa.uint64()))})
+
+    def stats(self) -> dict:
+        """What the trace's metadata says about stacks (``stacks``)."""
+        return {"enabled": True, "map_entries": self.map.max_entries, "distinct": len(self.seen),
+                "captured": self.captured, "lost": dict(self.errors)}
+
+
+def _maps_files(pid: int) -> dict[tuple[int, int], tuple[str, str]]:
+    """(kernel dev_t, inode) -> (path, "start-end" of one mapping) from /proc/PID/maps."""
+    out: dict[tuple[int, int], tuple[str, str]] = {}
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            for line in f:
+                parts = line.split(None, 5)
+                if len(parts) < 6 or parts[4] == "0":
+                    continue
+                ma, mi = (int(x, 16) for x in parts[3].split(":"))
+                out.setdefault(((ma << 20) | mi, int(parts[4])), (parts[5].rstrip("\n"), parts[0]))
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+class FileNotes:
+    """Path and build id of each (dev, inode) the traced processes map, noted at drain time."""
+
+    def __init__(self) -> None:
+        self.known: set[tuple[int, int]] = set()
+        self.rows: list[dict] = []
+
+    def note_tree_writes(self, arr: np.ndarray) -> None:
+        """Look up the files of new file VMAs in a drained batch of tree_write records."""
+        sel = (arr["flags"] & TW_FILE) != 0
+        if not sel.any():
+            return
+        keys = np.unique(np.stack([arr["dev"][sel].astype(np.uint64), arr["ino"][sel],
+                                   arr["tgid"][sel].astype(np.uint64)], axis=1), axis=0)
+        want: dict[int, list[tuple[int, int]]] = {}
+        for dev, ino, tgid in keys.tolist():
+            if (dev, ino) not in self.known:
+                want.setdefault(tgid, []).append((dev, ino))
+        ts = int(arr["ts"][sel][0])
+        for tgid, files in want.items():
+            maps = _maps_files(tgid)
+            for key in files:
+                if key in self.known or key not in maps:
+                    continue  # gone already: another process may still show it
+                path, rng = maps[key]
+                bid = build_id(f"/proc/{tgid}/map_files/{rng}") or (build_id(path) if path.startswith("/") else "")
+                self.known.add(key)
+                self.rows.append({"ts": ts, "pid": tgid, "dev": key[0], "inode": key[1], "path": path,
+                                  "build_id": bid})
+
+    def take(self) -> pa.Table | None:
+        """Rows noted since the last call, as the ``procfs/files`` table."""
+        if not self.rows:
+            return None
+        rows, self.rows = self.rows, []
+        return pa.table({
+            "ts": pa.array([r["ts"] for r in rows], pa.uint64()),
+            "pid": pa.array([r["pid"] for r in rows], pa.uint32()),
+            "dev": pa.array([r["dev"] for r in rows], pa.uint64()),
+            "inode": pa.array([r["inode"] for r in rows], pa.uint64()),
+            "path": pa.array([r["path"] for r in rows], pa.string()),
+            "build_id": pa.array([r["build_id"] for r in rows], pa.string()),
+        })
+
+
+def same_file(path: str, dev: int, ino: int) -> bool:
+    """Is ``path`` the file (kernel dev_t ``dev``, ``ino``)?"""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return st.st_ino == ino and ((os.major(st.st_dev) << 20) | os.minor(st.st_dev)) == dev
