@@ -322,6 +322,10 @@ class Session:
         """record -g: the stacks the drained records name for the first time, and
         the files noted since (capture/stacks.py), for :meth:`host_tables`."""
         c = self.collector
+        if "proc" in raw:
+            p = raw["proc"]
+            c.files.note_exec(p["filename"][p["what"] == 2].tolist())  # exec
+        c.files.search_missed()
         ids = [raw[k]["stack_id"] for k in ("syscall", "proc") if k in raw]
         new = c.stack_table.note(np.concatenate(ids)) if ids else None
         if new is not None:

@@ -17,19 +17,21 @@ stack pointer (``ret_addr``).  The recorder writes:
   up while the drain thread still sees it mapped: its line of
   /proc/PID/maps gives the path, and /proc/PID/map_files (the mapped file
   itself, even if deleted or replaced since) its build id.  A file mapped
-  and unmapped within one drain period (5 ms) is missed here; the
-  analysis then searches the directories of the files it knows
-  (mmtrace/detect/callsites.py).
+  and unmapped within one drain period (5 ms), or by a process that exited
+  by then, is looked for by inode in the directories of the files known
+  (the exec'ed binaries' included) at the next flush; what is still not
+  found is searched again by the analysis (mmtrace/detect/callsites.py).
 """
 
 from __future__ import annotations
 
 import os
+import platform
 
 import numpy as np
 import pyarrow as pa
 
-from ..events.elf import build_id
+from ..events.elf import build_id, find_by_inode
 from ..events.schema import TW_FILE
 
 __all__ = ["StackTable", "FileNotes", "STACK_ENTRIES", "stack_errors"]
@@ -37,6 +39,7 @@ __all__ = ["StackTable", "FileNotes", "STACK_ENTRIES", "stack_errors"]
 # Buckets of the BPF stack map: distinct stacks kept (127 frames of 8 bytes
 # each: 8 MiB), and how likely two stacks collide (-EEXIST, counted lost).
 STACK_ENTRIES = 8192
+_LIB_DIRS = tuple(f"{p}/{platform.machine()}-linux-gnu" for p in ("/lib", "/usr/lib")) + ("/lib64", "/usr/lib64")
 _ERRNO = {-17: "EEXIST", -14: "EFAULT", -12: "ENOMEM", -2: "ENOENT", -22: "EINVAL"}
 
 
@@ -109,6 +112,32 @@ class FileNotes:
     def __init__(self) -> None:
         self.known: set[tuple[int, int]] = set()
         self.rows: list[dict] = []
+        self.missed: dict[tuple[int, int], tuple[int, int]] = {}  # (dev, inode) -> (ts, tgid)
+        # Where to look for them: the directories of the files noted, of the
+        # exec'ed binaries, and the dynamic loader's default ones.
+        self.dirs: set[str] = set(_LIB_DIRS)
+        self.gone: set[tuple[int, int]] = set()  # searched for and not found
+
+    def note_exec(self, filenames) -> None:
+        """Exec'ed binaries' paths (proc records): their directories are searched too."""
+        for f in filenames:
+            f = f.decode(errors="replace") if isinstance(f, bytes) else str(f)
+            if f.startswith("/"):
+                self.dirs.add(os.path.dirname(f))
+
+    def search_missed(self) -> None:
+        """Find the files that were gone before their maps line could be read, by
+        inode in :attr:`dirs` (each searched for once)."""
+        if not self.missed:
+            return
+        missing = set(self.missed)
+        for key, (path, _) in find_by_inode(missing, self.dirs).items():
+            ts, tgid = self.missed[key]
+            self.known.add(key)
+            self.rows.append({"ts": ts, "pid": tgid, "dev": key[0], "inode": key[1], "path": path,
+                              "build_id": build_id(path)})
+        self.gone |= missing
+        self.missed = {}
 
     def note_tree_writes(self, arr: np.ndarray) -> None:
         """Look up the files of new file VMAs in a drained batch of tree_write records."""
@@ -125,11 +154,17 @@ class FileNotes:
         for tgid, files in want.items():
             maps = _maps_files(tgid)
             for key in files:
-                if key in self.known or key not in maps:
-                    continue  # gone already: another process may still show it
+                if key in self.known or key in self.gone:
+                    continue
+                if key not in maps:  # gone already: search_missed() looks for it
+                    self.missed.setdefault(key, (ts, tgid))
+                    continue
                 path, rng = maps[key]
                 bid = build_id(f"/proc/{tgid}/map_files/{rng}") or (build_id(path) if path.startswith("/") else "")
                 self.known.add(key)
+                self.missed.pop(key, None)
+                if path.startswith("/"):
+                    self.dirs.add(os.path.dirname(path))
                 self.rows.append({"ts": ts, "pid": tgid, "dev": key[0], "inode": key[1], "path": path,
                                   "build_id": bid})
 
@@ -146,12 +181,3 @@ class FileNotes:
             "path": pa.array([r["path"] for r in rows], pa.string()),
             "build_id": pa.array([r["build_id"] for r in rows], pa.string()),
         })
-
-
-def same_file(path: str, dev: int, ino: int) -> bool:
-    """Is ``path`` the file (kernel dev_t ``dev``, ``ino``)?"""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return st.st_ino == ino and ((os.major(st.st_dev) << 20) | os.minor(st.st_dev)) == dev

@@ -247,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--timelines", type=int, default=4, metavar="N",
                     help="with --format png: address-space PNGs for the N busiest processes (default: %(default)s)")
     rp.add_argument("-q", "--quiet", action="store_true", help="no terminal summary and no progress bar")
+    rp.add_argument("--folded", action="store_true",
+                    help="for a trace recorded with -g: also write callsites.folded (flame graph tools' folded "
+                    "stacks, weighted by the VMA changes each stack made) and callsites.speedscope.json")
+    rp.add_argument("--symfs", type=Path, metavar="DIR",
+                    help="look up the traced binaries under DIR (perf's --symfs: DIR/usr/lib/..., and their "
+                    "debuginfo under DIR/usr/lib/debug/.build-id)")
 
     ex = sub.add_parser(
         "export",
@@ -463,6 +469,11 @@ def cmd_report(args) -> int:
             from ..report.progress import Progress
 
             trace = mm_open(args.trace)
+            if args.symfs is not None:
+                if not args.symfs.is_dir():
+                    _err(f"--symfs {args.symfs}: not a directory")
+                    return 2
+                trace.symfs = str(args.symfs)
             out = args.output or default_output(args.trace)
             try:
                 created = _make_dir(out)
@@ -471,6 +482,12 @@ def cmd_report(args) -> int:
                 return 4
             res = write_report(trace, out, args.format, progress=Progress(STAGES, enabled=None if not args.quiet else False),
                                timelines=args.timelines)
+            if args.folded:  # record -g's stacks for flame graph tools
+                from ..detect.callsites import has_stacks, write_exports
+
+                if not has_stacks(trace):
+                    _err(f"warning: --folded: {args.trace} was recorded without -g: it has no stacks")
+                res.files.update(write_exports(trace, out, ch=res.data.safe("changes")))
             text = None if args.quiet else res.text()
     except TraceError as e:
         _err(str(e))

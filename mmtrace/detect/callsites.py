@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..events.elf import ElfSymbols, is_call_before
+from ..events.elf import ElfSymbols, find_by_inode, is_call_before
 
 __all__ = [
     "Stacks",
@@ -97,30 +97,6 @@ def _known_files(trace) -> dict[tuple[int, int], tuple[str, str]]:
         for d, i, p in zip(s["dev"].astype(str), s["inode"].tolist(), s["path"].astype(str)):
             ma, mi = (int(x, 16) for x in d.split(":"))
             out.setdefault(((ma << 20) | mi, int(i)), (p, ""))
-    return out
-
-
-def _search(missing: set[tuple[int, int]], dirs: set[str]) -> dict[tuple[int, int], tuple[str, str]]:
-    """Find files by (dev, inode) in ``dirs`` (not recursive): the files a process
-    mapped and unmapped too fast for the recorder to note (same host only)."""
-    out: dict[tuple[int, int], tuple[str, str]] = {}
-    for d in sorted(dirs):
-        if not missing:
-            break
-        try:
-            it = os.scandir(d)
-        except OSError:
-            continue
-        with it:
-            for e in it:
-                try:
-                    st = e.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                key = ((os.major(st.st_dev) << 20) | os.minor(st.st_dev), st.st_ino)
-                if key in missing:
-                    out[key] = (e.path, "")
-                    missing.discard(key)
     return out
 
 
@@ -244,7 +220,7 @@ class Stacks:
         if missing and not self.symfs:
             dirs = {os.path.dirname(p) for p, _ in self.files.known.values() if p.startswith("/")}
             dirs |= {os.path.dirname(str(f)) for f in self._exec_paths()}
-            self.files.known.update(_search(missing, dirs))
+            self.files.known.update(find_by_inode(missing, dirs))
 
         stack_of: dict[tuple, int] = {}
         rows: list[tuple] = []
@@ -406,7 +382,8 @@ def alive_at_end(ch: pd.DataFrame) -> np.ndarray:
     return counts
 
 
-def callsites(trace, kind: str | None = None, *, ch: pd.DataFrame | None = None) -> pd.DataFrame:
+def callsites(trace, kind: str | None = None, *, ch: pd.DataFrame | None = None,
+              per_process: bool = False) -> pd.DataFrame:
     """Call sites ranked by the VMA changes they caused (``kind``: only changes of that kind).
 
     Columns: ``callsite``, ``function``, ``binary``, ``changes`` (count),
@@ -418,8 +395,9 @@ def callsites(trace, kind: str | None = None, *, ch: pd.DataFrame | None = None)
     """
     if ch is None:
         ch = trace.changes()
+    cols = (["pid"] if per_process else []) + list(CALLSITE_COLUMNS)
     if "stack_id" not in ch or not len(ch):
-        return pd.DataFrame({c: pd.Series([], dtype=object) for c in CALLSITE_COLUMNS})
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in cols})
     ch = ch.sort_values("ts", kind="stable", ignore_index=True)
     ch = ch.assign(_alive=alive_at_end(ch))
     if kind is not None:
@@ -435,19 +413,20 @@ def callsites(trace, kind: str | None = None, *, ch: pd.DataFrame | None = None)
         "alive": ch["_alive"], "bytes": np.where(k.isin(["map", "expand"]), grown, 0),
         "pid": ch["pid"], "stack_id": ch["stack_id"],
     })
-    g = df.groupby("callsite", sort=False)
+    g = df.assign(_pid=df["pid"]).groupby((["_pid"] if per_process else []) + ["callsite"], sort=False)
     out = pd.DataFrame({
         "changes": g["one"].sum(), "maps": g["maps"].sum(), "unmaps": g["unmaps"].sum(),
         "splits": g["splits"].sum(), "merges": g["merges"].sum(), "protects": g["protects"].sum(),
         "vmas_alive": g["alive"].sum(), "bytes_mapped": g["bytes"].sum().astype(np.uint64),
         "pids": g["pid"].nunique(), "stacks": g["stack_id"].nunique(),
-    }).reset_index()
+    }).reset_index().rename(columns={"_pid": "pid"})
     out["other"] = out["changes"] - out[["maps", "unmaps", "splits", "merges", "protects"]].sum(axis=1)
     site = stacks_of(trace, getattr(trace, "symfs", None)).site
     out["function"] = [site.get(c, ("", ""))[0] for c in out["callsite"]]
     out["binary"] = [site.get(c, ("", ""))[1] for c in out["callsite"]]
-    out = out.sort_values(["changes", "callsite"], ascending=[False, True], kind="stable", ignore_index=True)
-    return out[list(CALLSITE_COLUMNS)]
+    keys = (["pid"] if per_process else []) + ["changes", "callsite"]
+    out = out.sort_values(keys, ascending=[True] * per_process + [False, True], kind="stable", ignore_index=True)
+    return out[cols]
 
 
 # -- exports -------------------------------------------------------------------
@@ -514,7 +493,10 @@ def write_exports(trace, out: str | os.PathLike, ch: pd.DataFrame | None = None,
     into directory ``out``; {} for a trace without stacks."""
     if not has_stacks(trace):
         return {}
-    ch = annotate_changes(trace, trace.changes() if ch is None else ch, symfs) if ch is None or "stack_id" not in ch else ch
+    if ch is None:
+        ch = trace.changes()
+    if "stack_id" not in ch:
+        ch = annotate_changes(trace, ch, symfs)
     st = stacks_of(trace, symfs)
     w = _weights(ch)
     out = Path(out)

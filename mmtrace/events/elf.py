@@ -15,7 +15,37 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["build_id", "ElfSymbols", "debuginfo_path", "is_call_before"]
+__all__ = ["build_id", "ElfSymbols", "debuginfo_path", "is_call_before", "find_by_inode", "kdev"]
+
+
+def kdev(st_dev: int) -> int:
+    """A stat() st_dev as the kernel's dev_t (MAJOR << 20 | MINOR), as events carry it."""
+    return (os.major(st_dev) << 20) | os.minor(st_dev)
+
+
+def find_by_inode(missing: set[tuple[int, int]], dirs) -> dict[tuple[int, int], tuple[str, str]]:
+    """{(kernel dev_t, inode): (path, "")} of the files of ``missing`` found in
+    ``dirs`` (not recursive); found keys are removed from ``missing``.  How a
+    file known only by the inode a VMA held gets its path back (same host only)."""
+    out: dict[tuple[int, int], tuple[str, str]] = {}
+    for d in sorted(dirs):
+        if not missing:
+            break
+        try:
+            it = os.scandir(d)
+        except OSError:
+            continue
+        with it:
+            for e in it:
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                key = (kdev(st.st_dev), st.st_ino)
+                if key in missing:
+                    out[key] = (e.path, "")
+                    missing.discard(key)
+    return out
 
 
 def _notes_build_id(elf) -> str:
