@@ -311,7 +311,9 @@ class Stacks:
 
 
 def stacks_of(trace, symfs: str | os.PathLike | None = None) -> Stacks:
-    """The :class:`Stacks` of ``trace`` (computed once per ``symfs``)."""
+    """The :class:`Stacks` of ``trace`` (computed once per ``symfs``; default: ``trace.symfs``)."""
+    symfs = symfs if symfs is not None else getattr(trace, "symfs", None)
+
     def make():
         return Stacks(trace, symfs)
 
@@ -421,7 +423,7 @@ def callsites(trace, kind: str | None = None, *, ch: pd.DataFrame | None = None,
         "pids": g["pid"].nunique(), "stacks": g["stack_id"].nunique(),
     }).reset_index().rename(columns={"_pid": "pid"})
     out["other"] = out["changes"] - out[["maps", "unmaps", "splits", "merges", "protects"]].sum(axis=1)
-    site = stacks_of(trace, getattr(trace, "symfs", None)).site
+    site = stacks_of(trace).site
     out["function"] = [site.get(c, ("", ""))[0] for c in out["callsite"]]
     out["binary"] = [site.get(c, ("", ""))[1] for c in out["callsite"]]
     keys = (["pid"] if per_process else []) + ["changes", "callsite"]
