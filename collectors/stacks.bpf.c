@@ -12,7 +12,7 @@
  * Without BPF_F_REUSE_STACKID an id, once given, keeps its stack until user
  * space deletes it (kernel/bpf/stackmap.c __bpf_get_stackid()): a hash
  * collision with another stack returns -EEXIST instead of overwriting, so
- * user space reads each id once (capture/loader.py Collector.stacks()).
+ * user space reads each id once (capture/stacks.py StackTable).
  *
  * Frame-pointer walking starts at regs->ip (inside the syscall wrapper) and
  * follows regs->bp; glibc's syscall wrappers are leaf functions without a
@@ -24,14 +24,32 @@
  */
 
 #ifdef MMT_STACKS
-BPF_STACK_TRACE(stacks, MMT_STACK_ENTRIES);
+/* MMT_STACK_DEPTH frames per stack (BCC's BPF_STACK_TRACE has 127): the map
+ * is preallocated, so fewer frames buy more buckets, i.e. fewer stacks lost
+ * to a hash collision (-EEXIST) for the same kernel memory. */
+struct mmt_stack_ips {
+	u64 ip[MMT_STACK_DEPTH];
+};
+BPF_TABLE("stacktrace", int, struct mmt_stack_ips, stacks, MMT_STACK_ENTRIES);
+/* Where a stack goes when its bucket in "stacks" holds another (-EEXIST):
+ * the same hash picks the same bucket here, but this map holds only such
+ * stacks, so that bucket is almost always free.  Its ids are given as
+ * MMT_STACK_ENTRIES + id. */
+BPF_TABLE("stacktrace", int, struct mmt_stack_ips, stacks2, MMT_STACK_ENTRIES2);
 
 static __always_inline void mmt_stack(void *ctx, s32 *stack_id, u64 *ret_addr)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	u64 regs, sp = 0, ret = 0;
 
-	*stack_id = stacks.get_stackid(ctx, BPF_F_USER_STACK);
+	s32 id = stacks.get_stackid(ctx, BPF_F_USER_STACK);
+
+	if (id == -17) {	/* -EEXIST */
+		id = stacks2.get_stackid(ctx, BPF_F_USER_STACK);
+		if (id >= 0)
+			id += MMT_STACK_ENTRIES;
+	}
+	*stack_id = id;
 	/* task_pt_regs(): the user registers saved at kernel entry. */
 	regs = bpf_task_pt_regs(task);
 	if (regs)

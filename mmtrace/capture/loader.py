@@ -368,11 +368,12 @@ class Collector:
         # record -g: user stacks at syscall entry, fork, exec, exit (stacks.bpf.c)
         self.stacks_on = stacks
         if stacks:
-            from .stacks import STACK_ENTRIES
+            from .stacks import STACK_DEPTH, STACK_ENTRIES, STACK_ENTRIES2
 
             if not plan.features.get("pt_regs_sp"):
                 raise KernelError("record -g: this kernel's BTF has no pt_regs.sp (the user stack pointer)")
-            cflags += ["-DMMT_STACKS", f"-DMMT_STACK_ENTRIES={STACK_ENTRIES}"]
+            cflags += ["-DMMT_STACKS", f"-DMMT_STACK_ENTRIES={STACK_ENTRIES}", f"-DMMT_STACK_DEPTH={STACK_DEPTH}",
+                       f"-DMMT_STACK_ENTRIES2={STACK_ENTRIES2}"]
         # For benchmarks only (overhead.py's mmtrace-empty-programs): attach
         # everything, record nothing, to measure what the hooks alone cost.
         self.empty_programs = os.environ.get("MMTRACE_EMPTY_PROGRAMS") == "1"
@@ -421,7 +422,7 @@ class Collector:
         if stacks:
             from .stacks import FileNotes, StackTable
 
-            self.stack_table, self.files = StackTable(self._maps["stacks"]), FileNotes()
+            self.stack_table, self.files = StackTable(self._maps["stacks"], self._maps["stacks2"]), FileNotes()
         # Drain on our own thread, every few ms, so that writing Parquet on
         # the caller's thread never leaves the rings to fill up.
         self._lock = threading.Lock()

@@ -396,8 +396,8 @@ def summary_line(res: RecordResult) -> str:
     st = res.stacks or {}
     if st.get("enabled"):  # record -g: stacks lost like events (a collision in the stack map)
         sl = sum(v for k, v in st.get("lost", {}).items() if k != "EFAULT")
-        lost_s += f"; {st.get('distinct', 0):,} stacks" + (f", LOST {sl:,} stacks ({json.dumps(st['lost'])})" if sl
-                                                            else ", 0 stacks lost")
+        lost_s += f"; {st.get('distinct', 0):,} stacks" + (f", LOST the stack of {sl:,} records ({json.dumps(st['lost'])})"
+                                                            if sl else ", 0 stacks lost")
     return (
         f"[ mmtrace record: {res.stop_reason}; wrote {res.bytes_written / 1e6:.2f} MB to "
         f"{res.path} ({n:,} events in {res.duration_s:.1f}s{lost_s}) ]"

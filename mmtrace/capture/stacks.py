@@ -32,32 +32,29 @@ import numpy as np
 import pyarrow as pa
 
 from ..events.elf import build_id, find_by_inode
-from ..events.schema import TW_FILE
+from ..events.schema import TW_FILE, stack_errors
 
-__all__ = ["StackTable", "FileNotes", "STACK_ENTRIES", "stack_errors"]
+__all__ = ["StackTable", "FileNotes", "STACK_ENTRIES", "STACK_DEPTH"]
 
-# Buckets of the BPF stack map: distinct stacks kept (127 frames of 8 bytes
-# each: 8 MiB), and how likely two stacks collide (-EEXIST, counted lost).
-STACK_ENTRIES = 8192
+# The BPF stack map (preallocated): frames kept per stack, and buckets.  Two
+# distinct stacks in one bucket lose the second (-EEXIST, counted lost): about
+# n^2 / (2 * buckets) of n distinct stacks (495 stacks of a python3 start-up
+# lost 25 with 8192 buckets).  64 frames x 32768 buckets: 16 MiB; such a
+# stack goes to a second map instead ("stacks2", collectors/stacks.bpf.c),
+# which holds only those: lost when both buckets are taken.
+STACK_DEPTH = 64
+STACK_ENTRIES = 32768
+STACK_ENTRIES2 = 4096
 _LIB_DIRS = tuple(f"{p}/{platform.machine()}-linux-gnu" for p in ("/lib", "/usr/lib")) + ("/lib64", "/usr/lib64")
-_ERRNO = {-17: "EEXIST", -14: "EFAULT", -12: "ENOMEM", -2: "ENOENT", -22: "EINVAL"}
-
-
-def stack_errors(ids: np.ndarray) -> dict[str, int]:
-    """{reason: count} of stack ids that are not a stack: bpf_get_stackid()'s -errno
-    (EEXIST: a hash collision, the stack is lost; EFAULT: no user stack), STACK_NONE left out."""
-    bad = ids[(ids < 0) & (ids != -1)]
-    if not len(bad):
-        return {}
-    vals, counts = np.unique(bad, return_counts=True)
-    return {_ERRNO.get(int(v), str(int(v))): int(c) for v, c in zip(vals, counts)}
 
 
 class StackTable:
-    """Read new stack ids out of the BPF stack map (``m``: a loader ``_Map``)."""
+    """Read new stack ids out of the BPF stack maps (``m``, ``m2``: loader ``_Map``s;
+    ids from STACK_ENTRIES on are ``m2``'s)."""
 
-    def __init__(self, m) -> None:
+    def __init__(self, m, m2=None) -> None:
         self.map = m
+        self.map2 = m2
         self.seen: set[int] = set()
         self.errors: dict[str, int] = {}
         self.captured = 0
@@ -73,7 +70,8 @@ class StackTable:
             return None
         sids, frames = [], []
         for sid in new:
-            raw = self.map.get(int(sid).to_bytes(4, "little"))
+            m, key = (self.map, sid) if sid < STACK_ENTRIES or self.map2 is None else (self.map2, sid - STACK_ENTRIES)
+            raw = m.get(int(key).to_bytes(4, "little"))
             self.seen.add(sid)
             if raw is None:
                 self.errors["ENOENT"] = self.errors.get("ENOENT", 0) + 1
@@ -86,7 +84,8 @@ class StackTable:
 
     def stats(self) -> dict:
         """What the trace's metadata says about stacks (``stacks``)."""
-        return {"enabled": True, "map_entries": self.map.max_entries, "distinct": len(self.seen),
+        return {"enabled": True, "map_entries": self.map.max_entries + (self.map2.max_entries if self.map2 else 0),
+                "distinct": len(self.seen),
                 "captured": self.captured, "lost": dict(self.errors)}
 
 

@@ -184,8 +184,10 @@ class Stacks:
         pr = self.trace.raw_events("proc") if "proc" in self.trace.kinds else pd.DataFrame()
         if len(pr) and "stack_id" in pr:
             pr = pr[pr["stack_id"].to_numpy() >= 0]
+            # The tree just before the event: an exit's tree is gone at its ts.
+            at = pr["ts"].to_numpy(np.int64) - (pr["what"].astype(str).to_numpy() == "exit")
             parts.append(pd.DataFrame({
-                "kind": "proc", "ts": pr["ts"].to_numpy(np.int64), "at": pr["ts"].to_numpy(np.int64),
+                "kind": "proc", "ts": pr["ts"].to_numpy(np.int64), "at": at,
                 "tgid": pr["tgid"].to_numpy(np.int64), "tid": pr["tid"].to_numpy(np.int64),
                 "what": pr["what"].astype(str).to_numpy(), "kstack": pr["stack_id"].to_numpy(np.int64),
                 "ret_addr": pr["ret_addr"].to_numpy(np.uint64)}))

@@ -36,6 +36,7 @@ __all__ = [
     "HC_FAULT",
     "HC_EXIT_MMAP",
     "STACK_NONE",
+    "stack_errors",
 ]
 
 # Flag values mirror the #defines in events.h (test_schema checks them).
@@ -46,6 +47,20 @@ PF_THREAD, PF_SHARED_MM, PF_GROUP_DEAD = 0x1, 0x2, 0x4
 VS_STORE, VS_SZERO = 0, 1
 HC_SYSCALL, HC_FAULT, HC_EXIT_MMAP = 1, 2, 3
 STACK_NONE = -1  # stack_id of a record made without record -g
+# Other negative stack ids: bpf_get_stackid()'s -errno (kernel/bpf/stackmap.c).
+_STACK_ERRNO = {-17: "EEXIST", -14: "EFAULT", -12: "ENOMEM", -2: "ENOENT", -22: "EINVAL"}
+
+
+def stack_errors(ids: np.ndarray) -> dict[str, int]:
+    """{reason: records} of the stack ids that are not a stack (STACK_NONE left out):
+    EEXIST a hash collision in the stack map (that stack is lost), EFAULT no user
+    stack (a task without user memory), ENOMEM the map's free list empty."""
+    ids = np.asarray(ids)
+    bad = ids[(ids < 0) & (ids != STACK_NONE)]
+    if not len(bad):
+        return {}
+    vals, counts = np.unique(bad, return_counts=True)
+    return {_STACK_ERRNO.get(int(v), str(int(v))): int(c) for v, c in zip(vals, counts)}
 
 HEADER: list[tuple[str, str]] = [
     ("kind", "u1"),

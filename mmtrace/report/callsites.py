@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 
 from ..detect.callsites import alive_at_end, callsites, has_stacks
+from ..events.schema import stack_errors
 
-__all__ = ["by_process", "holders", "section_text", "write_callsites", "TITLE"]
+__all__ = ["by_process", "holders", "section_text", "write_callsites", "stack_lines", "TITLE"]
 
 TITLE = "Who changed the address space"
 
@@ -62,6 +63,23 @@ def holders(ch: pd.DataFrame) -> tuple[int | None, pd.DataFrame]:
     out = df.groupby("callsite").agg(vmas=("bytes", "size"), bytes=("bytes", "sum")).reset_index()
     # alive_at_end counted each change's VMAs still there; the held map, the VMAs themselves.
     return pid, out.sort_values(["vmas", "callsite"], ascending=[False, True], ignore_index=True)[cols]
+
+
+def stack_lines(trace) -> list[str]:
+    """``mmtrace summary``'s lines about record -g's stacks, counted from the records read
+    (like the events): records with a stack, distinct stacks, records whose stack was lost."""
+    if not has_stacks(trace):
+        return []
+    ids = [trace.raw_events(k)["stack_id"].to_numpy() for k in ("syscall", "proc")
+           if k in trace.kinds and "stack_id" in trace.raw_events(k)]
+    ids = np.concatenate(ids) if ids else np.zeros(0, np.int32)
+    lost = stack_errors(ids)
+    n_lost = sum(v for k, v in lost.items() if k != "EFAULT")  # EFAULT: no user stack to take
+    st = trace.table("stacks")
+    text = (f"stacks (record -g): {int((ids >= 0).sum()):,} records with a stack, {len(st):,} distinct; "
+            + (f"LOST the stack of {n_lost:,} records {lost} (a collision in the stack map)" if n_lost
+               else "0 lost" + (f" ({lost['EFAULT']:,} without a user stack)" if lost.get("EFAULT") else "")))
+    return [text]
 
 
 def section_text(trace, ch: pd.DataFrame, top: int = 5, processes: int = 5) -> str:

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmtrace.capture.stacks import FileNotes, StackTable, stack_errors
+from mmtrace.capture.stacks import FileNotes, StackTable
+from mmtrace.events.schema import stack_errors
 from mmtrace.detect.callsites import FRAME_COLUMNS, _cause_join, alive_at_end, folded, speedscope
 from mmtrace.events.elf import ElfSymbols, build_id, find_by_inode, is_call_before, kdev
 
