@@ -118,11 +118,13 @@ class FileNotes:
         self.gone: set[tuple[int, int]] = set()  # searched for and not found
 
     def note_exec(self, filenames) -> None:
-        """Exec'ed binaries' paths (proc records): their directories are searched too."""
+        """Exec'ed binaries' paths (proc records): their directories are searched too.
+        A relative one is taken from the recorder's directory, where a recorded
+        command starts (a process that changed directory before exec is missed)."""
         for f in filenames:
             f = f.decode(errors="replace") if isinstance(f, bytes) else str(f)
-            if f.startswith("/"):
-                self.dirs.add(os.path.dirname(f))
+            if f:
+                self.dirs.add(os.path.dirname(os.path.abspath(f)))
 
     def search_missed(self) -> None:
         """Find the files that were gone before their maps line could be read, by
