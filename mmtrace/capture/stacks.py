@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import platform
+import threading
 
 import numpy as np
 import pyarrow as pa
@@ -109,6 +110,8 @@ class FileNotes:
     """Path and build id of each (dev, inode) the traced processes map, noted at drain time."""
 
     def __init__(self) -> None:
+        # note_tree_writes() runs on the drain thread, the rest on the recorder's
+        self.lock = threading.Lock()
         self.known: set[tuple[int, int]] = set()
         self.rows: list[dict] = []
         self.missed: dict[tuple[int, int], tuple[int, int]] = {}  # (dev, inode) -> (ts, tgid)
@@ -129,6 +132,10 @@ class FileNotes:
     def search_missed(self) -> None:
         """Find the files that were gone before their maps line could be read, by
         inode in :attr:`dirs` (each searched for once)."""
+        with self.lock:
+            self._search_missed()
+
+    def _search_missed(self) -> None:
         if not self.missed:
             return
         missing = set(self.missed)
@@ -145,6 +152,10 @@ class FileNotes:
         sel = (arr["flags"] & TW_FILE) != 0
         if not sel.any():
             return
+        with self.lock:
+            self._note(arr, sel)
+
+    def _note(self, arr: np.ndarray, sel: np.ndarray) -> None:
         keys = np.unique(np.stack([arr["dev"][sel].astype(np.uint64), arr["ino"][sel],
                                    arr["tgid"][sel].astype(np.uint64)], axis=1), axis=0)
         want: dict[int, list[tuple[int, int]]] = {}
@@ -155,10 +166,11 @@ class FileNotes:
         for tgid, files in want.items():
             maps = _maps_files(tgid)
             for key in files:
-                if key in self.known or key in self.gone:
+                if key in self.known:
                     continue
-                if key not in maps:  # gone already: search_missed() looks for it
-                    self.missed.setdefault(key, (ts, tgid))
+                if key not in maps:  # gone already: search_missed() looks for it (once)
+                    if key not in self.gone:
+                        self.missed.setdefault(key, (ts, tgid))
                     continue
                 path, rng = maps[key]
                 bid = build_id(f"/proc/{tgid}/map_files/{rng}") or (build_id(path) if path.startswith("/") else "")
@@ -171,9 +183,10 @@ class FileNotes:
 
     def take(self) -> pa.Table | None:
         """Rows noted since the last call, as the ``procfs/files`` table."""
-        if not self.rows:
+        with self.lock:
+            rows, self.rows = self.rows, []
+        if not rows:
             return None
-        rows, self.rows = self.rows, []
         return pa.table({
             "ts": pa.array([r["ts"] for r in rows], pa.uint64()),
             "pid": pa.array([r["pid"] for r in rows], pa.uint32()),

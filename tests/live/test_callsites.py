@@ -18,13 +18,9 @@ import pytest
 
 import mmtrace
 from mmtrace.events.elf import debuginfo_path
+from tests.live.test_real_programs import _cc
 
 PROGS = Path(__file__).resolve().with_name("progs")
-
-
-def _cc(*args: str) -> None:
-    r = subprocess.run(["gcc", *args], capture_output=True, text=True)
-    assert r.returncode == 0, f"gcc {' '.join(args)}:\n{r.stderr[-3000:]}"
 
 
 @pytest.fixture(scope="module")
