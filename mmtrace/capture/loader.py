@@ -366,14 +366,12 @@ class Collector:
         if keep_inner:
             cflags.append("-DMMT_KEEP_ALL")
         # record -g: user stacks at syscall entry, fork, exec, exit (stacks.bpf.c)
-        self.stacks_on = stacks
         if stacks:
-            from .stacks import STACK_DEPTH, STACK_ENTRIES, STACK_ENTRIES2
+            from .stacks import stack_cflags
 
             if not plan.features.get("pt_regs_sp"):
                 raise KernelError("record -g: this kernel's BTF has no pt_regs.sp (the user stack pointer)")
-            cflags += ["-DMMT_STACKS", f"-DMMT_STACK_ENTRIES={STACK_ENTRIES}", f"-DMMT_STACK_DEPTH={STACK_DEPTH}",
-                       f"-DMMT_STACK_ENTRIES2={STACK_ENTRIES2}"]
+            cflags += stack_cflags()
         # For benchmarks only (overhead.py's mmtrace-empty-programs): attach
         # everything, record nothing, to measure what the hooks alone cost.
         self.empty_programs = os.environ.get("MMTRACE_EMPTY_PROGRAMS") == "1"

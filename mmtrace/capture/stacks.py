@@ -35,7 +35,7 @@ import pyarrow as pa
 from ..events.elf import build_id, find_by_inode
 from ..events.schema import TW_FILE, stack_errors
 
-__all__ = ["StackTable", "FileNotes", "STACK_ENTRIES", "STACK_DEPTH"]
+__all__ = ["StackTable", "FileNotes", "STACK_ENTRIES", "STACK_DEPTH", "stack_cflags"]
 
 # The BPF stack map (preallocated): frames kept per stack, and buckets.  Two
 # distinct stacks in one bucket lose the second (-EEXIST, counted lost): about
@@ -46,6 +46,13 @@ __all__ = ["StackTable", "FileNotes", "STACK_ENTRIES", "STACK_DEPTH"]
 STACK_DEPTH = 64
 STACK_ENTRIES = 32768
 STACK_ENTRIES2 = 4096
+
+
+def stack_cflags() -> list[str]:
+    """The -D flags of record -g (collectors/stacks.bpf.c), beside the plan's
+    ``-DMMT_OFF_PT_REGS_SP`` (``plan.features["pt_regs_sp"]``, which -g needs)."""
+    return ["-DMMT_STACKS", f"-DMMT_STACK_ENTRIES={STACK_ENTRIES}", f"-DMMT_STACK_DEPTH={STACK_DEPTH}",
+            f"-DMMT_STACK_ENTRIES2={STACK_ENTRIES2}"]
 _LIB_DIRS = tuple(f"{p}/{platform.machine()}-linux-gnu" for p in ("/lib", "/usr/lib")) + ("/lib64", "/usr/lib64")
 
 

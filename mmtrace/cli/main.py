@@ -375,7 +375,9 @@ def cmd_record(args, argv: list[str]) -> int:
         except KernelError as e:
             _err(str(e))
             return 3
-        print("/* cflags: " + " ".join(plan.cflags() + (["-DMMT_STACKS"] if args.stacks else [])) + " */")
+        from ..capture.stacks import stack_cflags
+
+        print("/* cflags: " + " ".join(plan.cflags() + (stack_cflags() if args.stacks else [])) + " */")
         print(program_source())
         return 0
     opts = RecordOptions(
