@@ -326,7 +326,8 @@ def stacks_of(trace, symfs: str | os.PathLike | None = None) -> Stacks:
 def _cause_join(trace, ch: pd.DataFrame, st: Stacks) -> np.ndarray:
     """stack_id of each change (-1 none): the syscall whose call made it (same tid,
     ts_enter <= change ts <= its exit), else for fork_copy the fork that copied the
-    tree (the next fork event of that tid), for exit the exit event of that tid."""
+    tree (the next fork event of that tid), for exit the last exit event of the
+    process before its teardown."""
     out = np.full(len(ch), _NONE, dtype=np.int64)
     if not len(ch) or not len(st.events):
         return out
@@ -339,13 +340,15 @@ def _cause_join(trace, ch: pd.DataFrame, st: Stacks) -> np.ndarray:
                           left_on="ts", right_on="ts_enter", by="tid", direction="backward")
         ok = m["stack_id"].notna().to_numpy() & (m["ts"].to_numpy() <= m["ts_exit"].fillna(-1).to_numpy())
         out[m["row"].to_numpy()[ok]] = m["stack_id"].to_numpy()[ok].astype(np.int64)
-    for what, direction, cause in (("fork", "forward", "fork_copy"), ("exit", "nearest", "exit")):
+    # The exit teardown has no thread (tid 0): the last exit event of its process.
+    left["tgid"] = ch["pid"].to_numpy(np.int64)[left["row"].to_numpy()]
+    for what, direction, cause, by in (("fork", "forward", "fork_copy", "tid"), ("exit", "backward", "exit", "tgid")):
         pe = ev[(ev["kind"] == "proc") & (ev["what"] == what)].sort_values("ts", kind="stable")
         sel = (ch["cause"].astype(str).to_numpy() == cause) & (out == _NONE)
         if not len(pe) or not sel.any():
             continue
         lf = left[sel[left["row"].to_numpy()]]
-        m = pd.merge_asof(lf, pe[["ts", "tid", "stack_id"]], on="ts", by="tid", direction=direction)
+        m = pd.merge_asof(lf, pe[["ts", by, "stack_id"]], on="ts", by=by, direction=direction)
         ok = m["stack_id"].notna().to_numpy()
         out[m["row"].to_numpy()[ok]] = m["stack_id"].to_numpy()[ok].astype(np.int64)
     return out
@@ -362,7 +365,14 @@ def annotate_changes(trace, ch: pd.DataFrame, symfs: str | os.PathLike | None = 
     sid = _cause_join(trace, ch, st)
     out = ch.copy(deep=False)
     out["stack_id"] = sid
-    out["callsite"] = pd.Categorical([st.callsite.get(int(s), "") if s >= 0 else "" for s in sid.tolist()])
+    # Columnar: stack_id -> the index of its call site among the distinct ones ("" first).
+    sites = [""] + sorted(set(st.callsite.values()) - {""})
+    index = {c: i for i, c in enumerate(sites)}
+    of_stack = np.zeros(max(st.callsite, default=-1) + 2, dtype=np.int64)
+    for k, c in st.callsite.items():
+        of_stack[k] = index[c]
+    codes = np.where(sid >= 0, of_stack[np.clip(sid, 0, len(of_stack) - 1)], 0)
+    out["callsite"] = pd.Categorical.from_codes(codes, categories=sites)
     return out
 
 

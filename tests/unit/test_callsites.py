@@ -58,7 +58,7 @@ def test_speedscope_literal():
 
 
 def test_cause_join():
-    ch = pd.DataFrame({"ts": [100, 205, 300, 400, 500], "tid": [7, 7, 8, 9, 7],
+    ch = pd.DataFrame({"ts": [100, 205, 300, 400, 510], "tid": [7, 7, 8, 9, 0], "pid": [7, 7, 8, 9, 7],
                        "cause": ["mmap", "mprotect", "fork_copy", "mmap", "exit"]})
 
     class St:
