@@ -50,10 +50,11 @@ static __always_inline void mmt_stack(void *ctx, s32 *stack_id, u64 *ret_addr)
 			id += MMT_STACK_ENTRIES;
 	}
 	*stack_id = id;
-	/* task_pt_regs(): the user registers saved at kernel entry. */
+	/* task_pt_regs(): the user registers saved at kernel entry.  The helper
+	 * returns a BTF pointer to struct pt_regs: a direct load, no probe read. */
 	regs = bpf_task_pt_regs(task);
 	if (regs)
-		bpf_probe_read_kernel(&sp, sizeof(sp), (void *)(regs + MMT_OFF_PT_REGS_SP));
+		sp = *(u64 *)(regs + MMT_OFF_PT_REGS_SP);
 	if (sp)
 		bpf_probe_read_user(&ret, sizeof(ret), (void *)sp);
 	*ret_addr = ret;
