@@ -32,6 +32,7 @@ import threading
 import numpy as np
 import pyarrow as pa
 
+from ..events.decode import _arrow_array, columns_to_arrow  # Arrow from buffers, no pandas
 from ..events.elf import build_id, find_by_inode
 from ..events.schema import TW_FILE, stack_errors
 
@@ -88,7 +89,13 @@ class StackTable:
             nz = np.flatnonzero(ips == 0)
             sids.append(sid)
             frames.append(ips[: nz[0] if len(nz) else len(ips)].tolist())
-        return pa.table({"stack_id": pa.array(sids, pa.int32()), "frames": pa.array(frames, pa.list_(pa.uint64()))})
+        # From buffers: pyarrow.array() of Python objects imports pandas (not while recording).
+        offsets = np.zeros(len(frames) + 1, dtype=np.int32)
+        np.cumsum([len(f) for f in frames], out=offsets[1:])
+        values = np.array([a for f in frames for a in f], dtype=np.uint64)
+        return pa.Table.from_arrays([_arrow_array(np.array(sids, dtype=np.int32)),
+                                     pa.ListArray.from_arrays(_arrow_array(offsets), _arrow_array(values))],
+                                    names=["stack_id", "frames"])
 
     def stats(self) -> dict:
         """What the trace's metadata says about stacks (``stacks``)."""
@@ -194,11 +201,5 @@ class FileNotes:
             rows, self.rows = self.rows, []
         if not rows:
             return None
-        return pa.table({
-            "ts": pa.array([r["ts"] for r in rows], pa.uint64()),
-            "pid": pa.array([r["pid"] for r in rows], pa.uint32()),
-            "dev": pa.array([r["dev"] for r in rows], pa.uint64()),
-            "inode": pa.array([r["inode"] for r in rows], pa.uint64()),
-            "path": pa.array([r["path"] for r in rows], pa.string()),
-            "build_id": pa.array([r["build_id"] for r in rows], pa.string()),
-        })
+        types = {"ts": np.uint64, "pid": np.uint32, "dev": np.uint64, "inode": np.uint64, "path": object, "build_id": object}
+        return columns_to_arrow({c: np.array([r[c] for r in rows], dtype=t) for c, t in types.items()})
