@@ -34,6 +34,8 @@ untraced, mmtrace, ...), under:
             returning at once: the floor any recorder of these events pays
   mmtrace-cold  (opt-in too; startup workload only) mmtrace record with an
             empty module cache (MMTRACE_CACHE_DIR of its own): BCC compiles
+  mmtrace-g  (opt-in too) mmtrace record -g: also the user stack of every
+            traced syscall, fork, exec and exit (collectors/stacks.bpf.c)
   mmtrace-raw-syscalls  (opt-in too) mmtrace record with
             MMTRACE_SYSCALL_HOOK=raw: syscalls through raw_syscalls:sys_enter/
             sys_exit (every syscall of the host runs a program, which keeps
@@ -74,7 +76,7 @@ import _common as C  # noqa: E402
 TOOLS = ["untraced", "mmtrace", "bpftrace", "perf"]
 # Opt-in with --tools (see the docstring).
 EXTRA_TOOLS = ["mmtrace-all-stores", "mmtrace-raw-syscalls", "mmtrace-bystander", "mmtrace-empty-programs",
-               "mmtrace-cold"]
+               "mmtrace-cold", "mmtrace-g"]
 WORKLOADS = ["mmloop", "forkexec", "getppid", "startup", "idle"]
 # Workloads that time nothing themselves: only the tool's wall time and RSS count.
 FOOTPRINT = ("startup", "idle")
@@ -152,9 +154,10 @@ def one_run(tool: str, cmd: list[str], tmp: Path, ctx: dict, args, workload: str
     env = None
     if tool == "untraced":
         argv = cmd
-    elif tool in ("mmtrace", "mmtrace-all-stores", "mmtrace-raw-syscalls", "mmtrace-empty-programs", "mmtrace-cold"):
+    elif tool in ("mmtrace", "mmtrace-all-stores", "mmtrace-raw-syscalls", "mmtrace-empty-programs", "mmtrace-cold",
+                  "mmtrace-g"):
         out = tmp / "mmtrace.data"
-        extra = ["--all-stores"] if tool == "mmtrace-all-stores" else []
+        extra = {"mmtrace-all-stores": ["--all-stores"], "mmtrace-g": ["-g"]}.get(tool, [])
         if tool == "mmtrace-raw-syscalls":
             env = dict(os.environ, MMTRACE_SYSCALL_HOOK="raw")
         elif tool == "mmtrace-empty-programs":

@@ -53,6 +53,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-n", "--loops", type=int, default=100_000, help="mmloop iterations (default: %(default)s)")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("-g", dest="stacks", action="store_true", help="with record -g's stack capture (stacks.bpf.c)")
     args = p.parse_args(argv)
     C.require_root()
     sys.path.insert(0, str(C.REPO))
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
         loop = C.compile_workloads(Path(tmp), names=("mmloop",))["mmloop"]
         plan = make_plan()
         was = STATS.read_text().strip()
-        collector = Collector(plan, pids=[], self_tgid=os.getpid())
+        collector = Collector(plan, pids=[], self_tgid=os.getpid(), stacks=args.stacks)
         try:
             STATS.write_text("1")
             before = prog_stats()
@@ -95,7 +96,8 @@ def main(argv=None) -> int:
         programs.append({"program": names[pid_], "runs_per_loop": dn / args.loops, "ns_per_run": dt / dn,
                          "ns_per_loop": dt / args.loops})
     total = sum(x["ns_per_loop"] for x in programs)
-    print(f"mmtrace's BPF programs on {args.loops:,} mmap loops ({plan.syscall_hook} syscall hook)")
+    print(f"mmtrace's BPF programs on {args.loops:,} mmap loops ({plan.syscall_hook} syscall hook"
+          + (", -g" if args.stacks else "") + ")")
     print(f"{'program':40s} {'runs/loop':>9s} {'ns/run':>8s} {'ns/loop':>8s}")
     for x in programs:
         print(f"{x['program']:40s} {x['runs_per_loop']:9.2f} {x['ns_per_run']:8.1f} {x['ns_per_loop']:8.1f}")

@@ -72,6 +72,12 @@ struct mmt_tree_write {
 	__u16 flags;		/* MMT_TW_* */
 };
 
+/* stack_id of mmt_syscall and mmt_proc: >= 0 is a key of the BPF stack map
+ * "stacks" (record -g), MMT_STACK_NONE not captured (record without -g);
+ * any other negative value is bpf_get_stackid()'s -errno: -EEXIST a hash
+ * collision (that stack is lost, counted as such), -EFAULT no user stack. */
+#define MMT_STACK_NONE (-1)
+
 /* mmt_syscall.flags */
 #define MMT_SC_UNFINISHED 0x1	/* no exit seen (only for records emitted at teardown) */
 #define MMT_SC_COMPAT 0x2	/* an ia32 (compat) syscall: nr is the i386 table's, args 32-bit */
@@ -87,6 +93,10 @@ struct mmt_syscall {
 	__u32 nr;		/* the architecture's syscall number */
 	__u16 sc;		/* mmtrace's syscall id (the probe plan lists them) */
 	__u16 flags;
+	/* record -g (collectors/stacks.bpf.c), at entry: */
+	__u64 ret_addr;		/* the word at the user stack pointer */
+	__s32 stack_id;		/* MMT_STACK_* or an id of the "stacks" map */
+	__u32 _pad2;
 };
 
 /* mmt_proc.what */
@@ -107,9 +117,10 @@ struct mmt_proc {
 	__u32 child_tgid;	/* fork: child tgid; exec: old_pid; exit: 0 */
 	__u16 what;		/* MMT_PROC_* */
 	__u16 flags;		/* MMT_PF_* */
-	__u32 _pad;
+	__s32 stack_id;		/* record -g: the task's user stack (see mmt_syscall) */
 	char comm[16];		/* fork: child comm; exec: new comm; exit: comm */
 	char filename[128];	/* exec: the binary's path (truncated) */
+	__u64 ret_addr;		/* record -g: the word at the user stack pointer */
 };
 
 struct mmt_unmapped_area {

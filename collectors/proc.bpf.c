@@ -6,7 +6,6 @@
 
 static __always_inline void mmt_zero_proc(struct mmt_proc *e)
 {
-	e->_pad = 0;
 	e->flags = 0;
 	__builtin_memset(e->comm, 0, sizeof(e->comm));
 	__builtin_memset(e->filename, 0, sizeof(e->filename));
@@ -52,6 +51,7 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 	if (cmm && cmm == mmt_current_mm())
 		e->flags |= MMT_PF_SHARED_MM;
 	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), (void *)(child + MMT_OFF_task_struct__comm));
+	mmt_stack(ctx, &e->stack_id, &e->ret_addr);	/* the parent's, at clone() */
 	mmt_submit(e);
 	return 0;
 }
@@ -84,6 +84,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	loc = args->data_loc_filename & 0xffff;
 	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), (void *)args + loc);
+	mmt_stack(args, &e->stack_id, &e->ret_addr);	/* the new image's entry (the execve record has the caller's) */
 	mmt_submit(e);
 	return 0;
 }
@@ -114,6 +115,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 		e->flags |= MMT_PF_GROUP_DEAD;
 #endif
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	mmt_stack(args, &e->stack_id, &e->ret_addr);
 	mmt_submit(e);
 	return 0;
 }

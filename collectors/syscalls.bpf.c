@@ -282,6 +282,7 @@ RAW_TRACEPOINT_PROBE(sys_enter)
 	s = mmt_sc_begin(task, which & 0xffff, nr);
 	if (!s)
 		return 0;
+	mmt_stack(ctx, &s->stack_id, &s->ret_addr);	/* record -g: stacks.bpf.c */
 	bpf_probe_read_kernel(w, sizeof(w), (void *)(ctx->args[0] + MMT_WIN_pt_regs_LO));
 	/* Registers beyond the syscall's own arguments hold leftovers: zero
 	 * them, as the per-syscall tracepoints' records have none. */
@@ -313,6 +314,7 @@ static __always_inline int mmt_sc_enter(void *args, u16 sc, u32 nargs)
 
 	if (!s)
 		return 0;
+	mmt_stack(args, &s->stack_id, &s->ret_addr);	/* record -g: stacks.bpf.c */
 	s->args[0] = nargs > 0 ? a[0] : 0;
 	s->args[1] = nargs > 1 ? a[1] : 0;
 	s->args[2] = nargs > 2 ? a[2] : 0;

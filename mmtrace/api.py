@@ -71,7 +71,43 @@ class Trace(TraceFile):
     def _all_changes(self) -> pd.DataFrame:
         from .model import changes
 
-        return self.cached("changes", lambda: changes(self))
+        return self.cached("changes", lambda: self._with_callsites(changes(self)))
+
+    # -- record -g: call sites (mmtrace/detect/callsites.py) -------------------
+    symfs: str | None = None  # where the traced binaries are (perf's --symfs); set before the first query
+
+    def _with_callsites(self, ch: pd.DataFrame) -> pd.DataFrame:
+        from .detect.callsites import annotate_changes
+
+        return annotate_changes(self, ch, self.symfs)
+
+    def stacks(self) -> pd.DataFrame:
+        """The user stacks of a trace recorded with ``record -g``, one row per frame.
+
+        Columns: ``stack_id`` (the ``stack_id`` of :meth:`changes`), ``depth``
+        (0 innermost: the syscall wrapper), ``address`` (user address when first
+        seen), ``path``, ``build_id``, ``offset`` (in the file), ``function``,
+        ``func_offset``, ``symbol`` ("function+0xoff (binary)"), ``binary``,
+        ``recovered`` (the caller of the wrapper, from the word at the user
+        stack pointer).  Symbols come from the files at their recorded paths,
+        or under :attr:`symfs`.  Empty without ``-g``.  See
+        :mod:`mmtrace.detect.callsites`.
+        """
+        from .detect.callsites import stacks_of
+
+        return stacks_of(self, self.symfs).frames
+
+    def callsites(self, kind: str | None = None) -> pd.DataFrame:
+        """Call sites ranked by the VMA changes they caused (``kind``: only those, e.g. "split").
+
+        Columns: ``callsite``, ``function``, ``binary``, ``changes``, ``maps``,
+        ``unmaps``, ``splits``, ``merges``, ``protects``, ``other``,
+        ``vmas_alive`` (VMAs it made still mapped at the end), ``bytes_mapped``,
+        ``pids``, ``stacks``.  See :func:`mmtrace.detect.callsites.callsites`.
+        """
+        from .detect.callsites import callsites
+
+        return callsites(self, kind, ch=self._all_changes())
 
     def _points(self) -> list:
         """split_merge_table of all changes, made once for processes/splits/merges."""
@@ -88,7 +124,10 @@ class Trace(TraceFile):
         protect, fork_copy, exec_setup, exit), ``syscall``, ``arg0``..``arg5``,
         ``ret``, ``lo``/``hi`` (the affected range), ``n_before``/``n_after``,
         ``bytes_before``/``bytes_after``, ``before``/``after`` (lists of
-        (start, end, perms) that went away / appeared).
+        (start, end, perms) that went away / appeared); for a trace recorded
+        with ``-g`` also ``stack_id`` (see :meth:`stacks`, -1 none) and
+        ``callsite`` ("function+0xoff (binary)": the innermost frame outside
+        libc/ld.so of the call that made it).
         See :func:`mmtrace.model.changes`.
         """
         ch = self._all_changes()

@@ -262,6 +262,7 @@ COLLECTOR_FILES = (
     "common.bpf.c",
     "vma.bpf.c",
     "huge.bpf.c",
+    "stacks.bpf.c",
     "proc.bpf.c",
     "syscalls.bpf.c",
     "mmap_lock.bpf.c",  # reads syscalls.bpf.c's per-task pending call
@@ -407,6 +408,8 @@ class ProbePlan:
             flags += [f"-DMMT_NR32_{name}={nr}" for name, nr in self.syscall_nr32.items()]
         if self.features.get("exit_group_dead"):
             flags.append("-DMMT_HAVE_exit_group_dead")
+        if self.features.get("pt_regs_sp"):
+            flags.append(f"-DMMT_OFF_PT_REGS_SP={self.features['pt_regs_sp']}")
         return flags
 
     def windows(self) -> dict[str, tuple[int, int]]:
@@ -570,9 +573,14 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
             "hugetlb_cgroup": hugetlb_cgroup,
             "raw_unmapped_area": raw_unmapped_area,
             "thread_size": MIN_THREAD_SIZE.get(platform.machine(), 0),
+<<<<<<< HEAD
             # ia32 syscalls followed, or why not (mmtrace/model/coverage.py says it per process)
             "compat_syscalls": bool(nr32),
             "compat_syscalls_missing": why32,
+=======
+            # record -g reads the user stack pointer from task_pt_regs() (stacks.bpf.c)
+            "pt_regs_sp": btf.offsetof("pt_regs", "sp") if btf.has_member("pt_regs", "sp") else 0,
+>>>>>>> s4-14
         },
         headers=find_headers(),
         syscall_hook=hook,

@@ -340,6 +340,7 @@ class Collector:
         buffer_mb: int = DEFAULT_BUFFER_MB,
         self_tgid: int | None = None,
         keep_inner: bool = False,
+        stacks: bool = False,
     ) -> None:
         if buffer_mb < 1 or buffer_mb & (buffer_mb - 1):
             raise ValueError("--buffer-mb must be a power of two (ring buffers need it)")
@@ -365,6 +366,13 @@ class Collector:
             cflags.append("-DMMT_TRACE_ALL")
         if keep_inner:
             cflags.append("-DMMT_KEEP_ALL")
+        # record -g: user stacks at syscall entry, fork, exec, exit (stacks.bpf.c)
+        if stacks:
+            from .stacks import stack_cflags
+
+            if not plan.features.get("pt_regs_sp"):
+                raise KernelError("record -g: this kernel's BTF has no pt_regs.sp (the user stack pointer)")
+            cflags += stack_cflags()
         # For benchmarks only (overhead.py's mmtrace-empty-programs): attach
         # everything, record nothing, to measure what the hooks alone cost.
         self.empty_programs = os.environ.get("MMTRACE_EMPTY_PROGRAMS") == "1"
@@ -409,6 +417,11 @@ class Collector:
             self._loaded.close()
             raise
         self._pending: dict[str, list[np.ndarray]] = {k: [] for k in self._rings}
+        self.stack_table = self.files = None
+        if stacks:
+            from .stacks import FileNotes, StackTable
+
+            self.stack_table, self.files = StackTable(self._maps["stacks"], self._maps["stacks2"]), FileNotes()
         # Drain on our own thread, every few ms, so that writing Parquet on
         # the caller's thread never leaves the rings to fill up.
         self._lock = threading.Lock()
@@ -452,6 +465,8 @@ class Collector:
                 arr = ring.read()
                 if len(arr):
                     self._pending[k].append(arr)
+                    if self.files is not None and k == "tree_write":
+                        self.files.note_tree_writes(arr)  # record -g: while the files are still mapped
 
     def _drain_loop(self, period: float = 0.005) -> None:
         while not self._stop.wait(period):

@@ -106,6 +106,7 @@ class RecordOptions:
     duration: float | None = None
     buffer_mb: int = DEFAULT_BUFFER_MB
     keep_inner: bool = False  # keep inner mas_wr_* events identical to their outer store
+    stacks: bool = False  # record -g: user stacks of syscalls, forks, execs, exits (capture/stacks.py)
     flush_interval: float = 1.0
     progress: bool | None = None  # None: only when stderr is a terminal
     argv: list[str] = field(default_factory=list)  # the mmtrace command line, for metadata
@@ -120,6 +121,7 @@ class RecordResult:
     exit_status: int | None  # the command's exit status, for -c
     stop_reason: str
     bytes_written: int
+    stacks: dict = field(default_factory=dict)  # the trace's "stacks" metadata (record -g)
 
 
 def _sudo_owner() -> tuple[int, int] | None:
@@ -209,7 +211,7 @@ def record(opts: RecordOptions) -> RecordResult:
     check_options(opts)
     target = Target(command=opts.command, pids=list(opts.pids))
     try:
-        session = Session(target, buffer_mb=opts.buffer_mb, keep_inner=opts.keep_inner)
+        session = Session(target, buffer_mb=opts.buffer_mb, keep_inner=opts.keep_inner, stacks=opts.stacks)
     except KernelError as e:
         raise RecordError(str(e), 3) from e
     except ValueError as e:  # TargetError: no such pid, command not found
@@ -331,7 +333,7 @@ def _loop(opts: RecordOptions, session: Session, writer: TraceWriter, meta: dict
                 flush()
                 last_flush = now
                 lost = session.lost()
-                meta.update(lost=lost, events=dict(counts), stop_ns=time.monotonic_ns())
+                meta.update(lost=lost, events=dict(counts), stop_ns=time.monotonic_ns(), stacks=session.stack_stats())
                 writer.write_metadata(meta)
                 if now - last_t > 0:
                     rate = (total - last_total) / (now - last_t)
@@ -356,6 +358,7 @@ def _loop(opts: RecordOptions, session: Session, writer: TraceWriter, meta: dict
             stop_ns=time.monotonic_ns(),
             stop_wall=time.time(),
             exit_status=session.child_status,
+            stacks=session.stack_stats(),
         )
         writer.write_metadata(meta)
     except DiskFull as e:
@@ -381,6 +384,7 @@ def _loop(opts: RecordOptions, session: Session, writer: TraceWriter, meta: dict
         exit_status=session.child_status,
         stop_reason=reason,
         bytes_written=writer.bytes_written,
+        stacks=meta.get("stacks", {}),
     )
 
 
@@ -389,6 +393,11 @@ def summary_line(res: RecordResult) -> str:
     n = sum(res.events.values())
     lost = sum(res.lost.values())
     lost_s = f", LOST {lost:,} events ({json.dumps(res.lost)})" if lost else ", 0 lost"
+    st = res.stacks or {}
+    if st.get("enabled"):  # record -g: stacks lost like events (a collision in the stack map)
+        sl = sum(v for k, v in st.get("lost", {}).items() if k != "EFAULT")
+        lost_s += f"; {st.get('distinct', 0):,} stacks" + (f", LOST the stack of {sl:,} records ({json.dumps(st['lost'])})"
+                                                            if sl else ", 0 stacks lost")
     return (
         f"[ mmtrace record: {res.stop_reason}; wrote {res.bytes_written / 1e6:.2f} MB to "
         f"{res.path} ({n:,} events in {res.duration_s:.1f}s{lost_s}) ]"

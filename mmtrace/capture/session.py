@@ -166,6 +166,7 @@ class Session:
         buffer_mb: int = DEFAULT_BUFFER_MB,
         plan: ProbePlan | None = None,
         keep_inner: bool = False,
+        stacks: bool = False,
     ) -> None:
         if os.geteuid() != 0:
             raise KernelError("tracing needs root (BPF and tracefs): run it with sudo")
@@ -173,6 +174,8 @@ class Session:
         self.target = target
         self.buffer_mb = buffer_mb
         self.keep_inner = keep_inner
+        self.stacks = stacks
+        self._stack_tables: list[tuple[str, pa.Table]] = []
         self.plan = plan or make_plan()
         self.collector: Collector | None = None
         self.child: int | None = None
@@ -202,6 +205,7 @@ class Session:
             system_wide=self.target.system_wide,
             buffer_mb=self.buffer_mb,
             keep_inner=self.keep_inner,
+            stacks=self.stacks,
         )
 
     def start(self) -> None:
@@ -311,7 +315,30 @@ class Session:
             self.seen.update(int(x) for x in proc["child_tgid"][proc["what"] == 1])  # fork
             gone = proc["tgid"][(proc["what"] == 3) & ((proc["flags"] & 0x4) != 0)]  # exit, group dead
             self.seen.difference_update(int(x) for x in gone)
+        if c.stack_table is not None:
+            self._note_stacks(raw)
         return raw, (c.fn_names() if "tree_write" in raw else None)
+
+    def _note_stacks(self, raw: dict[str, np.ndarray]) -> None:
+        """record -g: the stacks the drained records name for the first time, and
+        the files noted since (capture/stacks.py), for :meth:`host_tables`."""
+        c = self.collector
+        if "proc" in raw:
+            p = raw["proc"]
+            c.files.note_exec(p["filename"][p["what"] == 2].tolist())  # exec
+        c.files.search_missed()
+        ids = [raw[k]["stack_id"] for k in ("syscall", "proc") if k in raw]
+        new = c.stack_table.note(np.concatenate(ids)) if ids else None
+        if new is not None:
+            self._stack_tables.append(("stacks", new))
+        files = c.files.take()
+        if files is not None:
+            self._stack_tables.append(("procfs/files", files))
+
+    def stack_stats(self) -> dict:
+        """The trace's ``stacks`` metadata: enabled, map_entries, distinct, captured, lost by reason."""
+        st = self.collector.stack_table if self.collector else None
+        return st.stats() if st is not None else {"enabled": False}
 
     def batch(self) -> dict[str, pd.DataFrame]:
         """Events gathered since the last call, decoded, by kind."""
@@ -339,6 +366,12 @@ class Session:
         if self._huge_rows:
             out["procfs/hugepages"] = rows_to_arrow(self._huge_rows)
             self._huge_rows = []
+        if self._stack_tables:  # record -g
+            import pyarrow as pa
+
+            for name in {n for n, _ in self._stack_tables}:
+                out[name] = pa.concat_tables([t for n, t in self._stack_tables if n == name])
+            self._stack_tables = []
         return out
 
     def attach_tables(self) -> dict[str, pa.Table]:

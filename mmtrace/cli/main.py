@@ -205,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(folded in the kernel by default) and writes to trees that are not a traced mm's (munmap's "
         "detach tree, tmpfs...; left out by default). Their numbers are in the trace's metadata",
     )
+    r.add_argument("-g", dest="stacks", action="store_true",
+                   help="also record the user stack of each traced syscall, fork, exec and exit (off by default: "
+                   "it costs the traced process, see the README's 'Call sites'); then t.stacks(), the changes' "
+                   "callsite, 'mmtrace report --folded'")
     r.add_argument("-q", "--quiet", action="store_true", help="no live progress line")
     r.add_argument("--dump-bpf", action="store_true", help="print the generated BPF C program and its -D flags, and exit")
     r.add_argument("argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -243,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--timelines", type=int, default=4, metavar="N",
                     help="with --format png: address-space PNGs for the N busiest processes (default: %(default)s)")
     rp.add_argument("-q", "--quiet", action="store_true", help="no terminal summary and no progress bar")
+    rp.add_argument("--folded", action="store_true",
+                    help="for a trace recorded with -g: also write callsites.folded (flame graph tools' folded "
+                    "stacks, weighted by the VMA changes each stack made) and callsites.speedscope.json")
+    rp.add_argument("--symfs", type=Path, metavar="DIR",
+                    help="look up the traced binaries under DIR (perf's --symfs: DIR/usr/lib/..., and their "
+                    "debuginfo under DIR/usr/lib/debug/.build-id)")
 
     ex = sub.add_parser(
         "export",
@@ -365,7 +375,9 @@ def cmd_record(args, argv: list[str]) -> int:
         except KernelError as e:
             _err(str(e))
             return 3
-        print("/* cflags: " + " ".join(plan.cflags()) + " */")
+        from ..capture.stacks import stack_cflags
+
+        print("/* cflags: " + " ".join(plan.cflags() + (stack_cflags() if args.stacks else [])) + " */")
         print(program_source())
         return 0
     opts = RecordOptions(
@@ -375,6 +387,7 @@ def cmd_record(args, argv: list[str]) -> int:
         duration=args.duration,
         buffer_mb=args.buffer_mb,
         keep_inner=args.all_stores,
+        stacks=args.stacks,
         progress=False if args.quiet else None,
         argv=["mmtrace", *argv],
     )
@@ -458,6 +471,11 @@ def cmd_report(args) -> int:
             from ..report.progress import Progress
 
             trace = mm_open(args.trace)
+            if args.symfs is not None:
+                if not args.symfs.is_dir():
+                    _err(f"--symfs {args.symfs}: not a directory")
+                    return 2
+                trace.symfs = str(args.symfs)
             out = args.output or default_output(args.trace)
             try:
                 created = _make_dir(out)
@@ -466,6 +484,12 @@ def cmd_report(args) -> int:
                 return 4
             res = write_report(trace, out, args.format, progress=Progress(STAGES, enabled=None if not args.quiet else False),
                                timelines=args.timelines)
+            if args.folded:  # record -g's stacks for flame graph tools
+                from ..detect.callsites import has_stacks, write_exports
+
+                if not has_stacks(trace):
+                    _err(f"warning: --folded: {args.trace} was recorded without -g: it has no stacks")
+                res.files.update(write_exports(trace, out, ch=res.data.safe("changes")))
             text = None if args.quiet else res.text()
     except TraceError as e:
         _err(str(e))

@@ -38,6 +38,8 @@ __all__ = [
     "ML_READ_LOCKED",
     "SC_COMPAT",
     "ML_WRITE_UNLOCK",
+    "STACK_NONE",
+    "stack_errors",
 ]
 
 # Flag values mirror the #defines in events.h (test_schema checks them).
@@ -49,6 +51,21 @@ VS_STORE, VS_SZERO = 0, 1
 HC_SYSCALL, HC_FAULT, HC_EXIT_MMAP = 1, 2, 3
 ML_READ_LOCKED, ML_WRITE_UNLOCK = 1, 2
 SC_UNFINISHED, SC_COMPAT = 0x1, 0x2  # mmt_syscall.flags
+STACK_NONE = -1  # stack_id of a record made without record -g
+# Other negative stack ids: bpf_get_stackid()'s -errno (kernel/bpf/stackmap.c).
+_STACK_ERRNO = {-17: "EEXIST", -14: "EFAULT", -12: "ENOMEM", -2: "ENOENT", -22: "EINVAL"}
+
+
+def stack_errors(ids: np.ndarray) -> dict[str, int]:
+    """{reason: records} of the stack ids that are not a stack (STACK_NONE left out):
+    EEXIST a hash collision in the stack map (that stack is lost), EFAULT no user
+    stack (a task without user memory), ENOMEM the map's free list empty."""
+    ids = np.asarray(ids)
+    bad = ids[(ids < 0) & (ids != STACK_NONE)]
+    if not len(bad):
+        return {}
+    vals, counts = np.unique(bad, return_counts=True)
+    return {_STACK_ERRNO.get(int(v), str(int(v))): int(c) for v, c in zip(vals, counts)}
 
 HEADER: list[tuple[str, str]] = [
     ("kind", "u1"),
@@ -128,6 +145,9 @@ KINDS: dict[str, EventKind] = {
                 ("nr", "u4"),
                 ("sc", "u2"),
                 ("flags", "u2"),
+                ("ret_addr", _U8),
+                ("stack_id", "i4"),
+                ("_pad2", "u4"),
             ),
         ),
         EventKind(
@@ -141,9 +161,10 @@ KINDS: dict[str, EventKind] = {
                 ("child_tgid", "u4"),
                 ("what", "u2"),
                 ("flags", "u2"),
-                ("_pad", "u4"),
+                ("stack_id", "i4"),
                 ("comm", "S16"),
                 ("filename", "S128"),
+                ("ret_addr", _U8),
             ),
         ),
         EventKind(
@@ -217,6 +238,9 @@ KINDS: dict[str, EventKind] = {
 LATER_FIELDS: dict[str, dict[str, int]] = {
     # the traced command's hugetlb cgroup counter (~0: no cgroup sample), see collectors/huge.bpf.c
     "hugetlb": {"cg_rsvd": (1 << 64) - 1},
+    # record -g's user stacks (collectors/stacks.bpf.c): STACK_NONE, not captured
+    "syscall": {"stack_id": -1, "ret_addr": 0},
+    "proc": {"stack_id": -1, "ret_addr": 0},
 }
 
 

@@ -47,6 +47,7 @@ class ReportResult:
     index: Path | None = None
     errors: dict = field(default_factory=dict)  # table -> error message
     data: ReportData | None = None
+    callsites_text: str = ""  # record -g: the "who changed the address space" section (report/callsites.py)
 
     def text(self) -> str:
         """The terminal summary, listing the files written."""
@@ -57,7 +58,7 @@ class ReportResult:
             allf[title] = p
         if self.index is not None:
             allf["open in a browser"] = self.index
-        return report_text(self.data, files=allf, out_dir=self.out_dir)
+        return report_text(self.data, files=allf, out_dir=self.out_dir) + self.callsites_text
 
 
 def write_report(trace, out_dir=None, fmt: str = "csv", *, progress: Progress | None = None,
@@ -107,6 +108,7 @@ def write_report(trace, out_dir=None, fmt: str = "csv", *, progress: Progress | 
             for f in table_fmts:
                 written = export(rd, out, f, progress=progress)
                 res.files.update(written if f == table_fmts[0] else {f"{k} ({f})": v for k, v in written.items()})
+            _callsites_hook(rd, out, res, table_fmts)
         if png:
             _write_pngs(rd, out, res, progress, timelines)
         with progress.stage("index.html"):
@@ -121,6 +123,20 @@ def write_report(trace, out_dir=None, fmt: str = "csv", *, progress: Progress | 
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     res.errors = dict(rd.errors)
     return res
+
+
+def _callsites_hook(rd, out: Path, res: ReportResult, fmts: list[str]) -> None:
+    """record -g: the "who changed the address space" section (report/callsites.py)."""
+    from .callsites import section_text, write_callsites
+
+    ch = rd.safe("changes")
+    if ch is None:
+        return
+    try:
+        res.files.update(write_callsites(rd.trace, ch, out, fmts))
+        res.callsites_text = section_text(rd.trace, ch)
+    except Exception as e:  # noqa: BLE001 - one section must not lose the report
+        rd.errors["callsites"] = f"{type(e).__name__}: {e}"
 
 
 def _write_pngs(rd, out: Path, res: ReportResult, progress: Progress, timelines: int) -> None:

@@ -81,6 +81,9 @@ def summarize(path: str | Path | TraceFile) -> str:
         g = pd.DataFrame({"all": tw.groupby("fn", observed=True).size(), "mm": tw[mm].groupby("fn", observed=True).size()})
         out.append(_indent(g.fillna(0).astype("int64").sort_values("all", ascending=False).to_string()))
     out.append("\nlost events: " + lost_text(t))
+    from .callsites import stack_lines  # record -g
+
+    out += stack_lines(t)
     return "\n".join(out)
 
 

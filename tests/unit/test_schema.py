@@ -39,7 +39,8 @@ def _c_layout(tmp_path) -> dict:
                   "MMT_VMA_STORE", "MMT_FAULT", "MMT_HUGETLB", "MMT_HC_SYSCALL", "MMT_HC_FAULT", "MMT_HC_EXIT_MMAP", "MMT_TW_VAL_IS_VMA", "MMT_TW_CURRENT_MM", "MMT_TW_KNOWN_MM",
                   "MMT_TW_FILE", "MMT_OP_WRITE", "MMT_OP_OP", "MMT_PROC_FORK", "MMT_PROC_EXEC", "MMT_PROC_EXIT",
                   "MMT_PF_THREAD", "MMT_PF_SHARED_MM", "MMT_PF_GROUP_DEAD", "MMT_VS_STORE", "MMT_VS_SZERO",
-                  "MMT_MMAP_LOCK", "MMT_ML_READ_LOCKED", "MMT_ML_WRITE_UNLOCK", "MMT_SC_UNFINISHED", "MMT_SC_COMPAT"):
+                  "MMT_MMAP_LOCK", "MMT_ML_READ_LOCKED", "MMT_ML_WRITE_UNLOCK", "MMT_SC_UNFINISHED", "MMT_SC_COMPAT",
+                  "MMT_STACK_NONE"):
         lines.append(f'printf("const {macro} %d\\n", (int){macro});')
     lines.append("return 0; }")
     src = tmp_path / "layout.c"
