@@ -218,7 +218,8 @@ class Trace(TraceFile):
             return p
         from .detect import split_merge_counts
 
-        c = split_merge_counts(self._all_changes(), self._points()).set_index("pid")
+        # columnar over the change rows (not the per-change point lists splits()/merges() need)
+        c = split_merge_counts(self._all_changes()).set_index("pid")
         p["splits"] = p["pid"].map(c["splits"]).fillna(0).astype("int64")
         p["merges"] = p["pid"].map(c["merges"]).fillna(0).astype("int64")
         return p

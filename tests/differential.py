@@ -32,6 +32,12 @@ def _frames(trace, ch: pd.DataFrame) -> dict[str, pd.DataFrame]:
 def assert_same(trace, windows=WINDOWS) -> int:
     """Old and new frames of ``trace`` are equal; returns the number of changes compared."""
     old = _frames(trace, changes(trace, window=1 << 62))
+    # issue 10 (speed): the per-row ChangeObserver kept beside the columnar one until they agree
+    from mmtrace.model import _changes_old
+
+    for w in windows:
+        pd.testing.assert_frame_equal(changes(trace, window=w), _changes_old.changes(trace, window=w),
+                                      check_dtype=True, obj=f"columnar vs per-row changes (window={w})")
     for w in windows:
         new = _frames(trace, changes(trace, window=w))
         for name, df in old.items():

@@ -13,8 +13,6 @@ makes a two-sided mprotect two splits, as the kernel does.
 
 from __future__ import annotations
 
-from bisect import bisect_right
-
 import numpy as np
 import pandas as pd
 
@@ -29,12 +27,93 @@ _OUT_COLUMNS = [
 ]
 
 
-def _inside(vmas: list[tuple], p: int, starts: list[int] | None = None) -> bool:
-    """Is ``p`` strictly inside one of ``vmas`` (sorted (start, end, ...); ``starts``: their starts)?"""
-    if starts is None:
-        starts = [v[0] for v in vmas]
-    i = bisect_right(starts, p) - 1
-    return i >= 0 and vmas[i][0] < p < vmas[i][1]
+def _inside(qr: np.ndarray, qx: np.ndarray, vr: np.ndarray, vs: np.ndarray, ve: np.ndarray) -> np.ndarray:
+    """Is each point ``qx`` (of change ``qr``) strictly inside one of that change's
+    VMAs ``[vs, ve)`` (``vr``: their change; sorted by (vr, vs))?  One sort of
+    points and VMA starts together: a point's VMA is the last start at or below it."""
+    nv, nq = len(vr), len(qr)
+    if nq == 0 or nv == 0:
+        return np.zeros(nq, bool)
+    typ = np.concatenate([np.zeros(nv, np.int8), np.ones(nq, np.int8)])
+    o = np.lexsort((typ, np.concatenate([vs, qx]), np.concatenate([vr, qr])))
+    isq = typ[o] == 1
+    last = np.maximum.accumulate(np.where(isq, -1, o))  # VMAs come in (vr, vs) order: their index grows
+    f, q = last[isq], o[isq] - nv
+    g = np.maximum(f, 0)
+    res = (f >= 0) & (vr[g] == qr[q]) & (vs[g] < qx[q]) & (qx[q] < ve[g])
+    out = np.empty(nq, bool)
+    out[q] = res
+    return out
+
+
+def _point_arrays(before: list, after: list, new_ranges) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(change, point, what) of every split (what 0), merge (1) and new-range
+    merge (2) point of the changes whose VMAs went away / appeared are
+    ``before[k]`` / ``after[k]`` ((start, end, vma pointer, vm_flags) tuples),
+    ``new_ranges[k]``: change k maps new ground.  Sorted by change, then what,
+    then as :func:`split_merge_points` lists them.
+
+    Split: an edge of an after VMA strictly inside a before VMA
+    (``__split_vma``); merge: a joint of two adjacent before VMAs strictly
+    inside an after VMA; new-range merge (new ground only, mmap/brk): a
+    before VMA that grew, same pointer, its moved edge."""
+    from ..model.tables import flat_vmas
+
+    bo, B = flat_vmas(before)
+    ao, A = flat_vmas(after)
+    n = len(before)
+    br = np.repeat(np.arange(n), np.diff(bo))
+    ar = np.repeat(np.arange(n), np.diff(ao))
+    # a pure map or unmap splits and merges nothing
+    has = (np.diff(bo) > 0) & (np.diff(ao) > 0)
+    kb, ka = has[br], has[ar]
+    br, B, ar, A = br[kb], B[kb], ar[ka], A[ka]
+    ob = np.lexsort((B[:, 3], B[:, 2], B[:, 1], B[:, 0], br))
+    oa = np.lexsort((A[:, 3], A[:, 2], A[:, 1], A[:, 0], ar))
+    br, B, ar, A = br[ob], B[ob], ar[oa], A[oa]
+    out_r, out_x, out_w = [], [], []
+    # splits: the after edges, once each
+    er = np.concatenate([ar, ar])
+    ex = np.concatenate([A[:, 0], A[:, 1]])
+    o = np.lexsort((ex, er))
+    er, ex = er[o], ex[o]
+    u = np.ones(len(er), bool)
+    u[1:] = (er[1:] != er[:-1]) | (ex[1:] != ex[:-1])
+    er, ex = er[u], ex[u]
+    m = _inside(er, ex, br, B[:, 0], B[:, 1])
+    out_r.append(er[m]), out_x.append(ex[m]), out_w.append(np.zeros(int(m.sum()), np.int8))
+    # merges: joints of adjacent before VMAs
+    j = np.flatnonzero((br[1:] == br[:-1]) & (B[1:, 0] == B[:-1, 1]))
+    jr, jx = br[j], B[j, 1]
+    m = _inside(jr, jx, ar, A[:, 0], A[:, 1])
+    out_r.append(jr[m]), out_x.append(jx[m]), out_w.append(np.ones(int(m.sum()), np.int8))
+    # new-range merges: per change, the last before VMA of each pointer, matched by pointer
+    nr = np.asarray(new_ranges, bool)
+    sel = nr[br] & (B[:, 2] != 0)
+    pr, P = br[sel], B[sel]
+    if len(pr) and len(ar):
+        o = np.lexsort((np.arange(len(pr)), P[:, 2], pr))
+        pr, P = pr[o], P[o]
+        lastp = np.ones(len(pr), bool)
+        lastp[:-1] = (pr[1:] != pr[:-1]) | (P[1:, 2] != P[:-1, 2])
+        pr, P = pr[lastp], P[lastp]
+        ai = np.flatnonzero(nr[ar])
+        qr, Q = ar[ai], A[ai]
+        typ = np.concatenate([np.zeros(len(pr), np.int8), np.ones(len(qr), np.int8)])
+        o = np.lexsort((typ, np.concatenate([P[:, 2], Q[:, 2]]), np.concatenate([pr, qr])))
+        isq = typ[o] == 1
+        last = np.maximum.accumulate(np.where(isq, -1, o))
+        f, q = last[isq], o[isq] - len(pr)
+        g = np.maximum(f, 0)
+        bs, be, vs, ve = P[g, 0], P[g, 1], Q[q, 0], Q[q, 1]
+        ok = (f >= 0) & (pr[g] == qr[q]) & (P[g, 2] == Q[q, 2]) & (vs <= bs) & (be <= ve) & ((vs != bs) | (ve != be))
+        q, bs, be, vs = q[ok], bs[ok], be[ok], vs[ok]
+        o = np.argsort(q, kind="stable")  # in after order
+        q, bs, be, vs = q[o], bs[o], be[o], vs[o]
+        out_r.append(qr[q]), out_x.append(np.where(vs < bs, bs, be)), out_w.append(np.full(len(q), 2, np.int8))
+    r, x, w = (np.concatenate(v) for v in (out_r, out_x, out_w))
+    o = np.lexsort((w, r))  # stable: each kind keeps its own order
+    return r[o], x[o], w[o]
 
 
 def split_merge_points(
@@ -46,30 +125,11 @@ def split_merge_points(
     (start, end, vma pointer, vm_flags) tuples (``changes()`` columns
     ``before_vmas``, ``after_vmas``).  ``new_ranges``: the change maps new
     ground (mmap, brk), so a VMA that grew is a new range merged into it.
+    (:func:`_point_arrays` for one change.)
     """
-    if not before or not after:
-        return [], [], []  # a pure map or unmap splits and merges nothing
-    if len(before) > 1:
-        before = sorted(before)
-    if len(after) > 1:
-        after = sorted(after)
-    bstarts = [v[0] for v in before]
-    after_edges = sorted({x for v in after for x in (v[0], v[1])})
-    split = [p for p in after_edges if _inside(before, p, bstarts)]
-    if len(before) > 1:
-        joints = [before[i][1] for i in range(len(before) - 1) if before[i][1] == before[i + 1][0]]
-        astarts = [v[0] for v in after]
-        merge = [p for p in joints if _inside(after, p, astarts)]
-    else:
-        merge = []
-    new_range = []
-    if new_ranges:
-        by_ptr = {b[2]: b for b in before if b[2]}
-        for v in after:
-            b = by_ptr.get(v[2])
-            if b is not None and v[0] <= b[0] and b[1] <= v[1] and (v[0], v[1]) != (b[0], b[1]):
-                new_range.append(b[0] if v[0] < b[0] else b[1])
-    return split, merge, new_range
+    _, x, w = _point_arrays([before], [after], [new_ranges])
+    x, w = x.tolist(), w.tolist()
+    return tuple([p for p, k in zip(x, w) if k == what] for what in (0, 1, 2))
 
 
 def write_sequences(trace, ch: pd.DataFrame) -> list[str]:
@@ -115,24 +175,36 @@ def _fmt_vmas(vmas: list[tuple]) -> list[dict]:
 _WHOLE_TREE = ("fork_copy", "exec_setup", "exit")  # trees copied, built or torn down: no splits or merges
 
 
+def _candidates(ch: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(row positions, change, point, what) of :func:`_point_arrays` over the
+    changes of ``ch`` that can split or merge (VMAs before and after; not a
+    tree copied, built or torn down)."""
+    if len(ch) == 0:
+        z = np.zeros(0, np.int64)
+        return z, z, z.astype(np.uint64), z.astype(np.int8)
+    cand = np.flatnonzero((ch["n_before"].to_numpy() > 0) & (ch["n_after"].to_numpy() > 0)
+                          & ~ch["kind"].isin(_WHOLE_TREE).to_numpy())
+    new = ch["syscall"].isin(("mmap", "brk")).to_numpy()[cand]
+    r, x, w = _point_arrays(ch["before_vmas"].to_numpy()[cand], ch["after_vmas"].to_numpy()[cand], new)
+    return cand, r, x, w
+
+
 def split_merge_table(ch: pd.DataFrame) -> list[tuple[int, list[int], list[int], list[int]]]:
     """(row position in ``ch``, split points, merge points, new-range merge
     points) of each change of ``ch`` that has any: the one pass over the
     changes that :func:`split_merge_counts`, :func:`splits` and
     :func:`merges` share (``mmtrace.Trace`` computes it once)."""
+    cand, r, x, w = _candidates(ch)
+    if len(r) == 0:
+        return []
+    n = len(cand)
+    cuts = [np.searchsorted(r * 3 + w, np.arange(n * 3 + 1), "left").tolist()]
+    c = cuts[0]
+    xs = x.tolist()
     out = []
-    skip = set(_WHOLE_TREE)
-    # a pure map or unmap (nothing before or after) splits and merges nothing: skip those rows at C speed
-    cand = np.flatnonzero((ch["n_before"].to_numpy() > 0) & (ch["n_after"].to_numpy() > 0)) if len(ch) else []
-    kinds, scs = ch["kind"].to_numpy(), ch["syscall"].to_numpy()
-    bvs, avs = ch["before_vmas"].to_numpy(), ch["after_vmas"].to_numpy()
-    for i in cand.tolist() if len(cand) else ():
-        kind, syscall, before, after = kinds[i], scs[i], bvs[i], avs[i]
-        if kind in skip or not before or not after:
-            continue
-        sp, mg, nr = split_merge_points(before, after, new_ranges=syscall in ("mmap", "brk"))
-        if sp or mg or nr:
-            out.append((i, sp, mg, nr))
+    for k in np.unique(r).tolist():
+        a, b, d, e = c[3 * k], c[3 * k + 1], c[3 * k + 2], c[3 * k + 3]
+        out.append((int(cand[k]), xs[a:b], xs[b:d], xs[d:e]))
     return out
 
 
@@ -160,17 +232,27 @@ def _found(trace, ch: pd.DataFrame, what: str, points=None) -> pd.DataFrame:
 
 def split_merge_counts(ch: pd.DataFrame, points=None) -> pd.DataFrame:
     """Split and merge points per process: columns ``pid``, ``splits``, ``merges``
-    (merges include new-range merges).  The cheap path behind ``processes()``.
-    ``points``: :func:`split_merge_table` of ``ch``, if already made."""
-    if points is None:
-        points = split_merge_table(ch)
-    pids = ch["pid"].tolist()
-    counts: dict[int, list[int]] = {}
-    for i, sp, mg, nr in points:
-        c = counts.setdefault(pids[i], [0, 0])
-        c[0] += len(sp)
-        c[1] += len(mg) if mg else len(nr)
-    return pd.DataFrame([(p, a, b) for p, (a, b) in counts.items()], columns=["pid", "splits", "merges"])
+    (merges include new-range merges: those of a change that merged no
+    adjacent VMAs), one row per process with any, in order of its first.
+    The cheap path behind ``processes()``: a groupby over the points of
+    :func:`_point_arrays`.  ``points``: :func:`split_merge_table` of ``ch``,
+    if already made."""
+    pids = ch["pid"].to_numpy(np.int64)
+    if points is not None:
+        pos = np.array([p[0] for p in points], np.int64)
+        sp = np.array([len(p[1]) for p in points], np.int64)
+        mg = np.array([len(p[2]) if p[2] else len(p[3]) for p in points], np.int64)
+    else:
+        cand, r, _, w = _candidates(ch)
+        n = len(cand)
+        per = np.bincount(r * 3 + w, minlength=3 * n).reshape(n, 3) if n else np.zeros((0, 3), np.int64)
+        anyp = per.sum(axis=1) > 0
+        pos, per = cand[anyp], per[anyp]
+        sp, mg = per[:, 0], np.where(per[:, 1] > 0, per[:, 1], per[:, 2])
+    if len(pos) == 0:
+        return pd.DataFrame([], columns=["pid", "splits", "merges"])
+    df = pd.DataFrame({"pid": pids[pos], "splits": sp.astype(np.int64), "merges": mg.astype(np.int64)})
+    return df.groupby("pid", sort=False, as_index=False).sum()
 
 
 def splits(trace, ch: pd.DataFrame | None = None, points=None) -> pd.DataFrame:

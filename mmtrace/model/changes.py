@@ -12,31 +12,35 @@ VMAs that went away (``before``) and those that appeared (``after``).
 The tree is never copied: before each change the observer keeps the pieces
 it will overwrite (an undo log of the group), and at the end of the group
 rebuilds the old state of the touched range only, from the tree as it is
-and that log.
+and that log.  That is all the Python done per group: the pieces around
+the range, before and after, are appended to flat buffers, and per window
+numpy joins them into VMAs, cancels the VMAs both sides share, classifies
+and counts (:func:`_frame`).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
+from operator import itemgetter
 
 import numpy as np
 import pandas as pd
 
-from collections.abc import Iterator
-
 from ..events.flags import MAPS_PERM_BITS, PROT_GROWSDOWN, VMA_PERM_BITS
 from .replay import Engine, snapshot_trees
 from .stream import Source, no_gc
-from .vmatree import VM_GROWSDOWN, VmaTree, join_pieces, perms_of
+from .vmatree import VM_GROWSDOWN, VmaTree, perms_of
 
 __all__ = ["changes", "iter_changes", "CHANGE_COLUMNS", "classify", "ChangeObserver"]
 
 _NOSPAN = 1 << 65
 _WHOLE = 1 << 65  # above every address: "the whole tree"
 _SETUP = ("fork_copy", "exec_setup")
-_PERMS = [perms_of(f) for f in range(MAPS_PERM_BITS + 1)]  # by vm_flags & MAPS_PERM_BITS
+_PERM_TEXT = np.array([perms_of(f) for f in range(MAPS_PERM_BITS + 1)], dtype=object)  # by vm_flags & MAPS_PERM_BITS
 _PAGE = 4096  # lengths are rounded up to pages by the kernel: widen spans by one
 _NO_ARGS = (0, 0, 0, 0, 0, 0, 0)  # arg0..arg5, ret of a kernel path
+_PTR, _FLAGS = itemgetter(0), itemgetter(1)
 
 CHANGE_COLUMNS = (
     "ts", "ts_end", "pid", "tid", "tree", "cause", "kind", "syscall",
@@ -45,10 +49,25 @@ CHANGE_COLUMNS = (
     "before_vmas", "after_vmas",
 )
 
+# kinds as codes while columnar (index into _KINDS); "" (0): no change
+_KINDS = np.array(["", "map", "unmap", "split", "merge", "expand", "shrink", "move", "protect",
+                   "fork_copy", "exec_setup", "exit"], dtype=object)
+_K = {k: i for i, k in enumerate(_KINDS.tolist())}
 
-def _vmas(starts, ends, vals) -> list[tuple[int, int, int, int]]:
-    """(start, end, ptr, vm_flags) per VMA (:func:`mmtrace.model.vmatree.join_pieces`)."""
-    return [(s, e, v[0], v[1]) for s, e, v in join_pieces(starts, ends, vals)]
+
+def _kinds(nb, na, cb, ca, moved) -> np.ndarray:
+    """Kind codes (:data:`_KINDS`) from the VMAs that went away (``nb`` of them,
+    ``cb`` bytes) and those that appeared (``na``, ``ca``), per change; the
+    rule of :func:`classify`, on arrays."""
+    nb, na, cb, ca = (np.asarray(x) for x in (nb, na, cb, ca))
+    same = np.where(na > nb, _K["split"], np.where(na < nb, _K["merge"], _K["protect"]))
+    more = np.where(na > nb, _K["map"], np.where(na == nb, _K["expand"], _K["merge"]))
+    less = np.where(na == nb, _K["shrink"], _K["unmap"])
+    k = np.where(ca == cb, same, np.where(ca > cb, more, less))
+    k = np.where(np.asarray(moved, bool), _K["move"], k)
+    k = np.where(na == 0, _K["unmap"], k)
+    k = np.where(nb == 0, np.where(na == 0, 0, _K["map"]), k)
+    return k.astype(np.int8)
 
 
 def classify(before: list[tuple], after: list[tuple], *, moved: bool = False) -> str | None:
@@ -60,22 +79,10 @@ def classify(before: list[tuple], after: list[tuple], *, moved: bool = False) ->
     ``expand``, VMAs joined a ``merge``.  Fewer bytes: a VMA cut ``shrink``,
     otherwise ``unmap``.  ``moved``: an mremap that relocated (``move``).
     """
-    if not before and not after:
-        return None
-    if not before:
-        return "map"
-    if not after:
-        return "unmap"
-    if moved:
-        return "move"
-    nb, na = len(before), len(after)
     cb = sum(e - s for s, e, *_ in before)
     ca = sum(e - s for s, e, *_ in after)
-    if ca == cb:
-        return "split" if na > nb else "merge" if na < nb else "protect"
-    if ca > cb:
-        return "map" if na > nb else "expand" if na == nb else "merge"
-    return "shrink" if na == nb else "unmap"
+    k = int(_kinds([len(before)], [len(after)], [cb], [ca], [moved])[0])
+    return _KINDS[k] or None
 
 
 class _Group:
@@ -92,29 +99,33 @@ class _Group:
         self.undo: list[tuple] = []
 
 
-def _window(starts, ends, vals, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
-    """VMAs of the pieces overlapping [lo, hi), plus one neighbour on each side (merges);
-    the whole tree when lo >= hi."""
-    if lo >= hi:
-        return _vmas(starts, ends, vals)
-    i0 = bisect_left(ends, lo) - 1
-    if i0 < 0:
-        i0 = 0
-    i1 = bisect_right(starts, hi) + 1
-    return _vmas(starts[i0:i1], ends[i0:i1], vals[i0:i1])
+class _Buffers:
+    """Closed change groups not yet made into a frame: one ``meta`` tuple per
+    group (``ts``, ``ts_end``, ``pid``, ``tid``, ``tree``, ``cause``,
+    ``syscall``, arg0..arg5, ret, ``moved``, forced kind, setup label, pieces
+    before, pieces after) and the pieces themselves, flat, in group order:
+    ``bs``/``be``/``bv`` (start, end, value) of the old state around the
+    group's span, ``as_``/``ae``/``av`` of the new one."""
 
+    __slots__ = ("meta", "bs", "be", "bv", "as_", "ae", "av")
 
-def _chains(S, E, V, k: int) -> bool:
-    """Does piece k + 1 continue piece k's VMA (same pointer and flags, adjacent)?"""
-    if k + 1 >= len(S):
-        return False
-    v, w = V[k], V[k + 1]
-    return bool(v[0]) and v[0] == w[0] and v[1] == w[1] and E[k] == S[k + 1]
+    def __init__(self) -> None:
+        self.meta: list[tuple] = []
+        self.bs: list[int] = []
+        self.be: list[int] = []
+        self.bv: list[tuple] = []
+        self.as_: list[int] = []
+        self.ae: list[int] = []
+        self.av: list[tuple] = []
+
+    def __len__(self) -> int:
+        return len(self.meta)
 
 
 class ChangeObserver:
-    """Collects change rows (tuples in :data:`CHANGE_COLUMNS` order) while an
-    :class:`Engine` replays; ``rows`` is emptied by whoever consumes them."""
+    """Collects the closed change groups (:class:`_Buffers`, made into frames by
+    :func:`_frame`) while an :class:`Engine` replays; ``buf`` is replaced by
+    whoever consumes it."""
 
     def __init__(self, engine: Engine) -> None:
         self.e = engine
@@ -123,8 +134,8 @@ class ChangeObserver:
         self.tree: dict[int, VmaTree] = {}  # tree uid -> tree, for the open groups
         self.label: dict[int, str] = {}  # tree uid -> how it was born
         self.owner: dict[int, int] = {}  # tree uid -> tgid
-        self.rows: list[tuple] = []
-        self._ts = self._tid = self._tgid = self._cur = self._cause = ()
+        self.buf = _Buffers()
+        self._ts = self._tid = self._tgid = self._cur = self._cause = self._key = ()
         self._args: list[tuple] = []
 
     # -- per window ----------------------------------------------------------------
@@ -137,8 +148,15 @@ class ChangeObserver:
         self._ts = c["ts"].tolist()
         if w.w is not None:
             self._tid, self._tgid, self._cur, self._cause = (c[k].tolist() for k in ("tid", "tgid", "cur", "cause"))
+            # a write's group key: its syscall's seq (>= 0), else -1 (a kernel path, keyed by tid)
+            cause = c["cause"]
+            seq = w.sc.get("seq")
+            if seq is not None and len(seq):
+                self._key = np.where(cause >= 0, seq[np.maximum(cause, 0)], -1).tolist()
+            else:
+                self._key = [-1] * len(cause)
         else:
-            self._tid = self._tgid = self._cur = self._cause = ()
+            self._tid = self._tgid = self._cur = self._cause = self._key = ()
 
     def ts_of(self, k: int) -> int:
         return self._ts[k]
@@ -188,110 +206,70 @@ class ChangeObserver:
             s0, e1 = starts[i], ends[j - 1]
             g.undo.append((s0 if s0 < lo else lo, e1 if e1 > hi else hi, starts[i:j], ends[i:j], t.vals[i:j]))
 
-    def _diff(self, t: VmaTree, g: _Group) -> tuple[list, list]:
-        """(VMAs that went away, VMAs that appeared) in the group's span, each sorted.
+    def _close(self, t: VmaTree, *, force_kind: str = "", ts_end: int | None = None) -> None:
+        """End the open group of ``t``: buffer its metadata and the pieces around
+        its span before and after it.
 
-        The span's VMAs, plus one neighbour on each side (merges), before and
-        after the group (:func:`_window`); the old pieces come from the tree
-        now with the group's undo log applied there.  Pieces the group did
-        not touch are the same objects in both and cancel: only the stretch
-        between the first and last piece that differ (widened to whole
-        chains of one VMA's pieces) is joined into VMAs and compared."""
-        undo = g.undo
-        if not undo:
-            return [], []
-        lo, hi = g.lo, g.hi
-        S, E, V = t.starts, t.ends, t.vals
-        if lo == _NOSPAN or lo >= hi:
-            lo, hi = 0, _WHOLE  # no span known: compare whole trees
-        L, H = lo, hi
-        for u in undo:
-            if u[0] < L:
-                L = u[0]
-            if u[1] > H:
-                H = u[1]
-        # the old state of [L, H) and two pieces beyond on each side (the
-        # window's neighbours): the tree now, with the group undone there
-        x0 = max(0, bisect_left(E, L) - 2)
-        x1 = min(len(S), bisect_right(S, H) + 2)
-        bs, be, bv = S[x0:x1], E[x0:x1], V[x0:x1]
-        for a, b, os_, oe, ov in reversed(undo):
-            i = bisect_right(be, a)
-            j = bisect_left(bs, b, i)
-            bs[i:j] = os_
-            be[i:j] = oe
-            bv[i:j] = ov
-        # the span windows (as _window): [i0, i1) after, [j0, j1) before
-        i0 = max(0, bisect_left(E, lo) - 1)
-        i1 = min(len(S), bisect_right(S, hi) + 1)
-        j0 = max(0, bisect_left(be, lo) - 1)
-        j1 = min(len(bs), bisect_right(bs, hi) + 1)
-        # common prefix and suffix of identical pieces
-        na, nb = i1 - i0, j1 - j0
-        n = na if na < nb else nb
-        p = 0
-        while p < n and S[i0 + p] == bs[j0 + p] and E[i0 + p] == be[j0 + p] and V[i0 + p] is bv[j0 + p]:
-            p += 1
-        q = 0
-        while q < n - p and S[i1 - 1 - q] == bs[j1 - 1 - q] and E[i1 - 1 - q] == be[j1 - 1 - q] \
-                and V[i1 - 1 - q] is bv[j1 - 1 - q]:
-            q += 1
-        # Keep the last common piece of each side in the compared stretch and
-        # widen it to whole VMAs (pieces of one VMA are joined: _vmas); the
-        # pieces looked at are common to both sides, so is their chaining.
-        if p:
-            p -= 1
-            while p and _chains(S, E, V, i0 + p - 1):
-                p -= 1
-        if q:
-            q -= 1
-            while q and _chains(S, E, V, i1 - q - 1):
-                q -= 1
-        before = _vmas(bs[j0 + p:j1 - q], be[j0 + p:j1 - q], bv[j0 + p:j1 - q])
-        after = _vmas(S[i0 + p:i1 - q], E[i0 + p:i1 - q], V[i0 + p:i1 - q])
-        if len(before) == 1 and len(after) == 1:
-            return ([], []) if before == after else (before, after)
-        bset, aset = set(before), set(after)
-        return sorted(bset - aset), sorted(aset - bset)
-
-    def _close(self, t: VmaTree, *, force_kind: str | None = None, ts_end: int | None = None) -> None:
+        The span's pieces plus one neighbour on each side (merges) after the
+        group (the tree now: ``[i0, i1)``) and before it (``[j0, j1)`` of the
+        tree now with the group's undo log applied there, two pieces beyond
+        its reach on each side kept for those neighbours).  :func:`_frame`
+        joins each side into VMAs and keeps those not on both sides."""
         g = self.open.pop(t.uid, None)
         if g is None:
             return
         del self.tree[t.uid]
-        removed, added = self._diff(t, g)
-        kind = force_kind or classify(removed, added, moved=g.moved)
-        if kind is None:
-            return
+        buf = self.buf
+        undo = g.undo
+        nb = na = 0
+        if undo:
+            lo, hi = g.lo, g.hi
+            S, E, V = t.starts, t.ends, t.vals
+            if lo == _NOSPAN or lo >= hi:
+                lo, hi = 0, _WHOLE  # no span known: compare whole trees
+            L, H = lo, hi
+            for u in undo:
+                if u[0] < L:
+                    L = u[0]
+                if u[1] > H:
+                    H = u[1]
+            x0 = bisect_left(E, L) - 2
+            if x0 < 0:
+                x0 = 0
+            x1 = bisect_right(S, H) + 2
+            bs, be, bv = S[x0:x1], E[x0:x1], V[x0:x1]
+            for a, b, os_, oe, ov in reversed(undo):
+                i = bisect_right(be, a)
+                j = bisect_left(bs, b, i)
+                bs[i:j] = os_
+                be[i:j] = oe
+                bv[i:j] = ov
+            i0 = bisect_left(E, lo) - 1
+            if i0 < 0:
+                i0 = 0
+            i1 = bisect_right(S, hi) + 1
+            j0 = bisect_left(be, lo) - 1
+            if j0 < 0:
+                j0 = 0
+            j1 = bisect_right(bs, hi) + 1
+            if j1 > len(bs):
+                j1 = len(bs)
+            nb = j1 - j0
+            if nb > 0:
+                buf.bs += bs[j0:j1]
+                buf.be += be[j0:j1]
+                buf.bv += bv[j0:j1]
+            a_s = S[i0:i1]
+            na = len(a_s)
+            if na:
+                buf.as_ += a_s
+                buf.ae += E[i0:i1]
+                buf.av += V[i0:i1]
         lbl = self.label.get(t.uid)
-        if lbl is not None and lbl in _SETUP and t.uid not in self.owner and kind != "exit":
-            kind = lbl  # stores into a new tree before its fork/exec event: all setup
-        elif (kind == "protect" and [x[3] & VMA_PERM_BITS for x in removed] == [x[3] & VMA_PERM_BITS for x in added]
-              and [x[2] for x in removed] != [x[2] for x in added]):
-            kind = "map"  # same ranges and perms, new VMAs: a mapping replaced in place
-        cause = g.cause
-        if cause == "kernel" and kind == "expand" and any(f & VM_GROWSDOWN for *_, f in added):
-            cause = "stack_growth"
-        if removed and added:
-            lo_, hi_ = min(removed[0][0], added[0][0]), max(removed[-1][1], added[-1][1])
-        elif removed:
-            lo_, hi_ = removed[0][0], removed[-1][1]
-        elif added:
-            lo_, hi_ = added[0][0], added[-1][1]
-        else:
-            lo_ = hi_ = 0
-        P = _PERMS
-        # A tuple in CHANGE_COLUMNS order: a dict per row cost twice the time
-        # and memory on million-event traces.
-        self.rows.append((
-            g.ts, ts_end if ts_end is not None else g.ts_end,
-            self._pid(t, g.tgid), g.tid, t.ptr or 0, cause, kind, g.name, *g.args,
-            lo_, hi_, len(removed), len(added),
-            sum([x[1] - x[0] for x in removed]), sum([x[1] - x[0] for x in added]),
-            [(x[0], x[1], P[x[3] & MAPS_PERM_BITS]) for x in removed],
-            [(x[0], x[1], P[x[3] & MAPS_PERM_BITS]) for x in added],
-            removed,  # before_vmas: (start, end, vma pointer, vm_flags)
-            added,
+        setup = lbl if lbl in _SETUP and t.uid not in self.owner else ""
+        buf.meta.append((
+            g.ts, g.ts_end if ts_end is None else ts_end, self._pid(t, g.tgid), g.tid, t.ptr or 0, g.cause, g.name,
+            *g.args, g.moved, force_kind, setup, nb, na,
         ))
 
     # -- engine hooks ----------------------------------------------------------
@@ -300,19 +278,18 @@ class ChangeObserver:
 
     def write(self, t: VmaTree, k: int, lo: int, hi: int, val) -> None:
         """Record ``k`` of the window, a store of ``val`` (None: a clear) over [lo, hi), is about to be applied."""
-        cause = self._cause[k]
+        key = self._key[k]
         lbl = self.label.get(t.uid)
         if lbl is not None and lbl in _SETUP and t.ptr != self._cur[k]:
             key = ("k", lbl)
-        elif cause >= 0:
-            key = ("sc", self.sc["seq"][cause])
-        else:
+        elif key < 0:
             key = ("k", self._tid[k])
         g = self.open.get(t.uid)
         if g is None or g.key != key:
             ts, tid = self._ts[k], self._tid[k]
-            if key[0] == "sc":
-                g = self._open(t, key, ts, tid, self._tgid[k], self.sc["syscall"][cause], cause)
+            if key.__class__ is int:
+                row = self._cause[k]
+                g = self._open(t, key, ts, tid, self._tgid[k], self.sc["syscall"][row], row)
             else:
                 g = self._open(t, key, ts, tid, self._tgid[k], lbl if key[1] == lbl else "kernel", -1)
         g.ts_end = self._ts[k]
@@ -346,7 +323,7 @@ class ChangeObserver:
     def syscall_exit_begin(self, t: VmaTree, row: int) -> None:
         sc = self.sc
         name = sc["syscall"][row]
-        g = self._open(t, ("sc", sc["seq"][row]), sc["ts_enter"][row], sc["tid"][row], sc["tgid"][row], name, row)
+        g = self._open(t, sc["seq"][row], sc["ts_enter"][row], sc["tid"][row], sc["tgid"][row], name, row)
         g.ts_end = sc["ts"][row]
         # What the exit-time fix-up may touch (see mmtrace.model.rules).
         a0, a1, ret = sc["arg0"][row], sc["arg1"][row], sc["ret"][row]
@@ -390,7 +367,7 @@ class ChangeObserver:
         if had:
             g.undo.append((0, _WHOLE, t.starts, t.ends, t.vals))
         t.starts, t.ends, t.vals = [], [], []  # what exit_mmap leaves; the engine drops it too
-        self._close(t, force_kind="exit" if had else None, ts_end=ts)
+        self._close(t, force_kind="exit" if had else "", ts_end=ts)
 
     def finish(self) -> None:
         """Close the groups still open at the end of the trace (trees still live)."""
@@ -406,22 +383,135 @@ class ChangeObserver:
 
 _INT64 = ("ts", "ts_end", "pid", "tid", "ret", "n_before", "n_after")
 _UINT64 = ("tree", "arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "lo", "hi", "bytes_before", "bytes_after")
+_U64 = np.uint64
 
 
-def _frame(rows: list[tuple]) -> pd.DataFrame:
-    """The change rows as a DataFrame with :data:`CHANGE_COLUMNS` (unsorted)."""
-    if not rows:
-        cols = {c: np.zeros(0, np.int64 if c in _INT64 else np.uint64) if c in _INT64 + _UINT64
-                else pd.Series([], dtype=object) for c in CHANGE_COLUMNS}
-        return pd.DataFrame(cols, columns=list(CHANGE_COLUMNS))
-    data = {}
-    for c, v in zip(CHANGE_COLUMNS, zip(*rows)):
-        if c in _INT64:
-            data[c] = np.array(v, dtype=np.int64)
-        elif c in _UINT64:
-            data[c] = np.array(v, dtype=np.uint64)
-        else:
-            data[c] = list(v)  # lists of tuples stay one object per row
+def _u64(x: list) -> np.ndarray:
+    return np.fromiter(x, dtype=_U64, count=len(x))
+
+
+def _empty() -> pd.DataFrame:
+    cols = {c: np.zeros(0, np.int64 if c in _INT64 else np.uint64) if c in _INT64 + _UINT64
+            else pd.Series([], dtype=object) for c in CHANGE_COLUMNS}
+    return pd.DataFrame(cols, columns=list(CHANGE_COLUMNS))
+
+
+def _join(gid: np.ndarray, s: np.ndarray, e: np.ndarray, p: np.ndarray, f: np.ndarray):
+    """Pieces (sorted within each group) joined into VMAs: adjacent pieces of one
+    VMA pointer and flags are one VMA (the rule of
+    :func:`mmtrace.model.vmatree.join_pieces`, on arrays)."""
+    n = len(s)
+    if n == 0:
+        return gid, s, e, p, f
+    cont = np.zeros(n, bool)
+    cont[1:] = (p[1:] != 0) & (p[1:] == p[:-1]) & (f[1:] == f[:-1]) & (s[1:] == e[:-1]) & (gid[1:] == gid[:-1])
+    first = np.flatnonzero(~cont)
+    last = np.empty_like(first)
+    last[:-1] = first[1:] - 1
+    last[-1] = n - 1
+    return gid[first], s[first], e[last], p[first], f[first]
+
+
+def _segments(gid: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """[start, stop) row range of each group in ``gid`` (sorted)."""
+    g = np.arange(n_groups)
+    return np.searchsorted(gid, g, "left"), np.searchsorted(gid, g, "right")
+
+
+def _rows_of(offs: np.ndarray, items: list, keep: np.ndarray) -> list[list]:
+    """Per kept group, its slice of ``items`` (offsets ``offs``, one more than groups)."""
+    o = offs.tolist()
+    return [items[o[k]:o[k + 1]] for k in np.flatnonzero(keep).tolist()]
+
+
+def _frame(buf: _Buffers) -> pd.DataFrame:
+    """The closed groups of ``buf`` as change rows with :data:`CHANGE_COLUMNS` (unsorted).
+
+    Columnar: each side's pieces are joined into VMAs (:func:`_join`), the
+    VMAs found on both sides cancel (a lexsort by group and (start, end,
+    pointer, flags), equal neighbours dropped), and what remains is
+    classified (:func:`_kinds`) and counted per group.  Groups whose change
+    is empty (no forced kind) give no row."""
+    G = len(buf.meta)
+    if G == 0:
+        return _empty()
+    meta = list(zip(*buf.meta))
+    nbp = np.array(meta[17], dtype=np.int64)
+    nap = np.array(meta[18], dtype=np.int64)
+    # the pieces, each side joined into VMAs
+    sides = []
+    for side, (S, E, V, npc) in enumerate(((buf.bs, buf.be, buf.bv, nbp), (buf.as_, buf.ae, buf.av, nap))):
+        gid = np.repeat(np.arange(G), npc)
+        j = _join(gid, _u64(S), _u64(E), np.fromiter(map(_PTR, V), _U64, len(V)), np.fromiter(map(_FLAGS, V), _U64, len(V)))
+        sides.append(j + (np.full(len(j[0]), side, np.int8),))
+    gid, s, e, p, f, side = (np.concatenate(x) for x in zip(*(x for x in sides)))
+    # VMAs on both sides (equal in start, end, pointer and flags) did not change
+    o = np.lexsort((side, f, p, e, s, gid))
+    gid, s, e, p, f, side = gid[o], s[o], e[o], p[o], f[o], side[o]
+    same = (gid[1:] == gid[:-1]) & (s[1:] == s[:-1]) & (e[1:] == e[:-1]) & (p[1:] == p[:-1]) & (f[1:] == f[:-1])
+    drop = np.zeros(len(gid), bool)
+    drop[1:] |= same
+    drop[:-1] |= same
+    keep = ~drop
+    gid, s, e, p, f, side = gid[keep], s[keep], e[keep], p[keep], f[keep], side[keep]
+    ln = e - s
+    out = {}
+    for name, m in (("before", side == 0), ("after", side == 1)):
+        g_ = gid[m]
+        a, b = _segments(g_, G)
+        c = np.zeros(len(g_) + 1, _U64)
+        np.cumsum(ln[m], out=c[1:])
+        out[name] = (m, g_, (b - a).astype(np.int64), c[b] - c[a], a, b)
+    (mb, gb, nb, cb, _, _), (ma, ga, na, ca, _, _) = out["before"], out["after"]
+    moved = np.array(meta[14], dtype=bool)
+    kind = _kinds(nb, na, cb, ca, moved)
+    forced = np.array([_K[k] if k else 0 for k in meta[15]], dtype=np.int8)
+    kind = np.where(forced > 0, forced, kind)
+    setup = np.array([_K[k] if k else 0 for k in meta[16]], dtype=np.int8)
+    over = (setup > 0) & (kind > 0) & (kind != _K["exit"])
+    # same ranges and perms, new VMAs: a mapping replaced in place (protect has
+    # as many VMAs before as after: the i-th before pairs with the i-th after)
+    prot = ~over & (kind == _K["protect"])
+    if prot.any():
+        rb = np.flatnonzero(prot[gb])
+        ra = np.flatnonzero(prot[ga])
+        fb, fa = f[mb][rb], f[ma][ra]
+        perm_diff = np.bincount(gb[rb], weights=((fb ^ fa) & _U64(VMA_PERM_BITS)) != 0, minlength=G)
+        ptr_diff = np.bincount(gb[rb], weights=p[mb][rb] != p[ma][ra], minlength=G)
+        kind = np.where(prot & (perm_diff == 0) & (ptr_diff > 0), _K["map"], kind)
+    kind = np.where(over, setup, kind)
+    cause = np.array(meta[5], dtype=object)
+    # a kernel path growing a VM_GROWSDOWN VMA: the stack
+    grows = np.bincount(ga, weights=(f[ma] & _U64(VM_GROWSDOWN)) != 0, minlength=G) > 0
+    cause = np.where((cause == "kernel") & (kind == _K["expand"]) & grows, "stack_growth", cause)
+    # the span of the VMAs that changed
+    lo = np.zeros(G, _U64)
+    hi = np.zeros(G, _U64)
+    a, b = _segments(gid, G)
+    has = b > a
+    if has.any():
+        lo[has] = s[a[has]]
+        hi[has] = np.maximum.reduceat(e, a[has])
+    rows = kind > 0
+    data = {
+        "ts": np.array(meta[0], np.int64)[rows], "ts_end": np.array(meta[1], np.int64)[rows],
+        "pid": np.array(meta[2], np.int64)[rows], "tid": np.array(meta[3], np.int64)[rows],
+        "tree": _u64(meta[4])[rows], "cause": cause[rows], "kind": _KINDS[kind[rows]],
+        "syscall": np.array(meta[6], dtype=object)[rows],
+    }
+    for k, c in enumerate(("arg0", "arg1", "arg2", "arg3", "arg4", "arg5")):
+        data[c] = _u64(meta[7 + k])[rows]
+    data["ret"] = np.array(meta[13], np.int64)[rows]
+    data.update(lo=lo[rows], hi=hi[rows], n_before=nb[rows], n_after=na[rows], bytes_before=cb[rows], bytes_after=ca[rows])
+    for name, m, g_, n_ in (("before", mb, gb, nb), ("after", ma, ga, na)):
+        offs = np.zeros(G + 1, np.int64)
+        np.cumsum(n_, out=offs[1:])
+        s_, e_, p_, f_ = s[m].tolist(), e[m].tolist(), p[m], f[m]
+        perms = _PERM_TEXT[(f_ & _U64(MAPS_PERM_BITS)).astype(np.intp)].tolist()
+        data[name] = _rows_of(offs, list(zip(s_, e_, perms)), rows)
+        data[f"{name}_vmas"] = _rows_of(offs, list(zip(s_, e_, p_.tolist(), f_.tolist())), rows)
+    for c in ("cause", "kind", "syscall"):
+        data[c] = data[c].tolist()  # as str columns, like every other text column of a frame
     return pd.DataFrame(data, columns=list(CHANGE_COLUMNS))
 
 
@@ -447,13 +537,17 @@ def iter_changes(trace, *, window: int | None = None) -> Iterator[pd.DataFrame]:
     with no_gc():
         for w in src.windows(window or DEFAULT_CHECKPOINT_EVERY):
             e.apply(w)
-            if obs.rows:
-                rows, obs.rows = obs.rows, []
-                yield _frame(rows)
+            if len(obs.buf):
+                buf, obs.buf = obs.buf, _Buffers()
+                df = _frame(buf)
+                if len(df):
+                    yield df
         obs.finish()
-        if obs.rows:
-            yield _frame(obs.rows)
-            obs.rows = []
+        if len(obs.buf):
+            df = _frame(obs.buf)
+            obs.buf = _Buffers()
+            if len(df):
+                yield df
 
 
 def changes(trace, pid: int | None = None, *, window: int | None = None) -> pd.DataFrame:
@@ -473,7 +567,7 @@ def changes(trace, pid: int | None = None, *, window: int | None = None) -> pd.D
     for the same rows window by window.
     """
     parts = list(iter_changes(trace, window=window))
-    df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0] if parts else _frame([])
+    df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0] if parts else _empty()
     df = df.sort_values("ts", kind="stable", ignore_index=True)
     if pid is not None:
         df = df[df["pid"] == int(pid)].reset_index(drop=True)

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from ..events.flags import MAPS_PERM_BITS
 from .vmatree import perms_of
 
-__all__ = ["hex_text", "changes_arrow", "write_changes_csv"]
+__all__ = ["hex_text", "flat_vmas", "changes_arrow", "write_changes_csv"]
 
 _NIB = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _PERM_TEXT = np.array([perms_of(f) for f in range(MAPS_PERM_BITS + 1)], dtype=object)
@@ -53,13 +53,23 @@ def hex_text(a) -> pa.Array:
     return pa.StringArray.from_buffers(n, pa.py_buffer(offs), pa.py_buffer(data.tobytes()))
 
 
+def flat_vmas(col) -> tuple[np.ndarray, np.ndarray]:
+    """A column of VMA lists (``before_vmas``/``after_vmas``: (start, end, vma,
+    vm_flags) tuples) as (offsets: row k's VMAs are rows ``offs[k]:offs[k+1]``,
+    a uint64 array of shape (VMAs, 4)); numpy reads the ints straight out of
+    the nested tuples (``fromiter`` over one chain)."""
+    lens = np.fromiter(map(len, col), dtype=np.int64, count=len(col))
+    offs = np.zeros(len(col) + 1, dtype=np.int64)
+    np.cumsum(lens, out=offs[1:])
+    m = int(offs[-1])
+    v = np.fromiter(chain.from_iterable(chain.from_iterable(col)), dtype=np.uint64, count=4 * m).reshape(m, 4)
+    return offs, v
+
+
 def _vma_text(col, with_ptr: bool) -> pa.Array:
     """One text cell per row: its VMAs (start, end, vma, vm_flags) as ``0xS-0xE perms[ vma=0x.. flags=0x..]``, "; "-joined."""
-    lens = np.fromiter(map(len, col), dtype=np.int64, count=len(col))
-    offs = np.zeros(len(col) + 1, dtype=np.int32)
-    np.cumsum(lens, out=offs[1:])
-    flat = list(chain.from_iterable(col))
-    v = np.array(flat, dtype=np.uint64).reshape(-1, 4) if flat else np.zeros((0, 4), np.uint64)
+    offs, v = flat_vmas(col)
+    offs = offs.astype(np.int32)
     perms = pa.array(_PERM_TEXT[(v[:, 3] & np.uint64(MAPS_PERM_BITS)).astype(np.int64)], type=pa.string())
     parts = [hex_text(v[:, 0]), "-", hex_text(v[:, 1]), " ", perms]
     if with_ptr:
