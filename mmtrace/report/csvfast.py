@@ -82,10 +82,13 @@ def _vma_cells(col: list) -> pa.Array:
         with_ptr = pc.binary_join_element_wise(text, " vma=", hex_text(ptr), "")
         text = pc.if_else(pa.array(ptr != 0), with_ptr, text)
     else:
-        if any(len(v) < 3 for v in flat):
-            raise Unsupported("VMA tuples without perms")
-        st, en, pe = (list(x) for x in zip(*((v[0], v[1], v[2]) for v in flat)))
-        text = pc.binary_join_element_wise(_hex(st), "-", _hex(en), " ", pa.array(pe, type=pa.string()), "")
+        if any(len(v) != 3 for v in flat):
+            raise Unsupported("VMA tuples that are not (start, end, perms)")
+        st, en, pe = zip(*flat)
+        n = len(flat)
+        text = pc.binary_join_element_wise(hex_text(np.fromiter(st, dtype=np.uint64, count=n)), "-",
+                                           hex_text(np.fromiter(en, dtype=np.uint64, count=n)), " ",
+                                           pa.array(pe, type=pa.string()), "")
     return _list_join(lens, text)
 
 
