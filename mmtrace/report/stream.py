@@ -17,7 +17,10 @@ one replay), and for each window's change rows:
 
 Rows are written in ``ts`` order, as ``trace.changes()`` sorts them: a
 window's rows are held back until the next window's rows are known (a change
-still open at a window's end is yielded with the window that ends it).
+still open at a window's end is yielded with the window that ends it).  A
+change that stays open across more than one window end (16,384 tree writes
+each by default; seen only with windows of a few writes, an exec's setup) is
+written where it ends, out of ts order.
 """
 
 from __future__ import annotations
