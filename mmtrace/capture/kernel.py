@@ -573,14 +573,11 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
             "hugetlb_cgroup": hugetlb_cgroup,
             "raw_unmapped_area": raw_unmapped_area,
             "thread_size": MIN_THREAD_SIZE.get(platform.machine(), 0),
-<<<<<<< HEAD
             # ia32 syscalls followed, or why not (mmtrace/model/coverage.py says it per process)
             "compat_syscalls": bool(nr32),
             "compat_syscalls_missing": why32,
-=======
             # record -g reads the user stack pointer from task_pt_regs() (stacks.bpf.c)
             "pt_regs_sp": btf.offsetof("pt_regs", "sp") if btf.has_member("pt_regs", "sp") else 0,
->>>>>>> s4-14
         },
         headers=find_headers(),
         syscall_hook=hook,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from .export import TABLES, export
 from .frames import ReportData, report_data
 from .progress import Progress
@@ -15,7 +17,7 @@ __all__ = ["write_report", "ReportResult", "default_output", "parse_formats", "O
 #: always written, csv by default) and ``png`` (the static figures as well).
 OUTPUT_FORMATS = ("csv", "parquet", "png")
 
-STAGES = {"replay: changes": 3, "splits and merges": 2, "hugetlb and anomalies": 1, "replay: VMAs over time": 3,
+STAGES = {"replay: changes": 5, "hugetlb and anomalies": 1, "replay: VMAs over time": 3,
           "tables": 2, "plots": 3, "index.html": 1}
 
 
@@ -93,11 +95,7 @@ def write_report(trace, out_dir=None, fmt: str = "csv", *, progress: Progress | 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with progress.stage("replay: changes"):
-            rd.safe("changes")
-        with progress.stage("splits and merges"):
-            rd.safe("splits")
-            progress.update(0.6)
-            rd.safe("merges")
+            streamed = _stream(rd, out, table_fmts, progress)
         with progress.stage("hugetlb and anomalies"):
             rd.safe("hugetlb")
             rd.safe("anomalies")
@@ -105,8 +103,11 @@ def write_report(trace, out_dir=None, fmt: str = "csv", *, progress: Progress | 
             rd.safe("vma_counts")
             rd.safe("processes")
         with progress.stage("tables"):
+            rest = [n for n in TABLES if n not in streamed]
             for f in table_fmts:
-                written = export(rd, out, f, progress=progress)
+                written = export(rd, out, f, tables=rest, progress=progress)
+                written.update({n: p[f] for n, p in streamed.items()})
+                written = {n: written[n] for n in TABLES}
                 res.files.update(written if f == table_fmts[0] else {f"{k} ({f})": v for k, v in written.items()})
             _callsites_hook(rd, out, res, table_fmts)
         if png:
@@ -137,6 +138,26 @@ def _callsites_hook(rd, out: Path, res: ReportResult, fmts: list[str]) -> None:
         res.callsites_text = section_text(rd.trace, ch)
     except Exception as e:  # noqa: BLE001 - one section must not lose the report
         rd.errors["callsites"] = f"{type(e).__name__}: {e}"
+
+
+def _stream(rd, out: Path, table_fmts, progress) -> dict:
+    """changes, splits and merges in one pass (:func:`mmtrace.report.stream.stream_changes`);
+    {table: {format: path}}; on an error, the error is recorded and the tables are
+    left to :func:`export` (written empty, with their columns)."""
+    from .html import PAGE_ROWS
+    from .stream import CHANGE_INDEX, SM_INDEX, stream_changes
+
+    try:
+        return stream_changes(rd, out, table_fmts, page_rows=PAGE_ROWS, progress=progress)
+    except Exception as e:  # noqa: BLE001 - one broken table must not lose the others
+        for name in ("changes", "splits", "merges"):
+            rd.errors[name] = f"{type(e).__name__}: {e}"
+        rd._c.update(change_index=pd.DataFrame(columns=CHANGE_INDEX), split_index=pd.DataFrame(columns=SM_INDEX),
+                     merge_index=pd.DataFrame(columns=SM_INDEX), change_sample=(pd.DataFrame(), 0),
+                     sm_sample=(pd.DataFrame(), 0))
+        for name in ("changes", "splits", "merges"):
+            rd._c[name] = pd.DataFrame()
+        return {}
 
 
 def _write_pngs(rd, out: Path, res: ReportResult, progress: Progress, timelines: int) -> None:

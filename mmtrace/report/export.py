@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from .frames import ADDRESS_ARGS, RETURNS_ADDRESS, report_data
 
-__all__ = ["TABLES", "export", "table", "csv_frame", "arrow_table", "FORMATS"]
+__all__ = ["TABLES", "export", "table", "csv_frame", "arrow_table", "write_csv", "FORMATS"]
 
 FORMATS = ("csv", "parquet")
 
@@ -150,6 +150,19 @@ def arrow_table(df: pd.DataFrame) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=names)
 
 
+def write_csv(df: pd.DataFrame, path) -> None:
+    """``csv_frame(df).to_csv(path, index=False)``: by Arrow kernels
+    (:mod:`mmtrace.report.csvfast`, the same bytes) when it knows every
+    column, else as said."""
+    from .csvfast import Unsupported
+    from .csvfast import write_csv as fast
+
+    try:
+        fast(df, path)
+    except Unsupported:
+        csv_frame(df).to_csv(path, index=False)
+
+
 def export(trace, out_dir: str | Path, fmt: str = "csv", tables=None, progress=None) -> dict[str, Path]:
     """Write the report tables into ``out_dir`` (created) as ``NAME.csv`` or ``NAME.parquet``.
 
@@ -167,7 +180,7 @@ def export(trace, out_dir: str | Path, fmt: str = "csv", tables=None, progress=N
         df = table(trace, name)
         path = out / f"{name}.{fmt}"
         if fmt == "csv":
-            csv_frame(df).to_csv(path, index=False)
+            write_csv(df, path)
         else:
             pq.write_table(arrow_table(df), path)
         written[name] = path

@@ -130,12 +130,23 @@ def format_call(syscall: str, args, ret: int) -> str:
     return f"{syscall}({', '.join(s)}) = {_ret_text(syscall, int(ret))}"
 
 
-def _calls(df: pd.DataFrame, nargs: int) -> list[str]:
+def _calls(df: pd.DataFrame, nargs: int, memo: dict | None = None) -> list[str]:
+    """``call`` of each row; ``memo``: {(syscall, args, ret): text} kept across
+    calls (a loop repeats its calls: one string per distinct call, shared)."""
     if len(df) == 0:
         return []
+    memo = {} if memo is None else memo
     cols = [df[f"arg{i}"].tolist() for i in range(nargs)]
-    return [format_call(str(sc) if sc == sc else "", [c[i] for c in cols], int(r))
-            for i, (sc, r) in enumerate(zip(df["syscall"].tolist(), df["ret"].tolist()))]
+    out = []
+    for sc, r, *args in zip(df["syscall"].tolist(), df["ret"].tolist(), *cols):
+        key = (sc, r, *args)
+        text = memo.get(key)
+        if text is None:
+            if len(memo) > 200_000:  # bounded: distinct calls of a long trace
+                memo.clear()
+            text = memo[key] = format_call(str(sc) if sc == sc else "", args, int(r))
+        out.append(text)
+    return out
 
 
 class ReportData:
@@ -238,11 +249,56 @@ class ReportData:
             return h
         return self._cached("hugetlb", build)
 
+    # -- light views of the big tables (all the text summary and the page read) --------------------
+    def change_index(self) -> pd.DataFrame:
+        """Every change, light: ``ts``, ``ts_end``, ``pid``, ``tid``, ``kind``,
+        ``cause``, ``syscall``, ``ret``, ``call`` (what the summary, the
+        page's labels and the VMA sweep read).  Kept by the streamed report
+        (:func:`mmtrace.report.stream.stream_changes`) instead of the frame."""
+        from .stream import CHANGE_INDEX
+
+        return self._cached("change_index", lambda: self.changes()[CHANGE_INDEX])
+
+    def split_index(self) -> pd.DataFrame:
+        """Every split, light: ``ts``, ``ts_end``, ``pid``, ``kind``, ``cause``, ``count``."""
+        from .stream import SM_INDEX
+
+        return self._cached("split_index", lambda: self.splits()[SM_INDEX])
+
+    def merge_index(self) -> pd.DataFrame:
+        """Every merge, light: columns as :meth:`split_index`."""
+        from .stream import SM_INDEX
+
+        return self._cached("merge_index", lambda: self.merges()[SM_INDEX])
+
+    def change_sample(self, cap: int) -> tuple[pd.DataFrame, int]:
+        """(at most ``cap`` rows of :meth:`changes` spread over every process/kind/cause
+        (:func:`mmtrace.report.views.sample_rows`), the number of changes)."""
+        if "change_sample" in self._c:
+            return self._c["change_sample"]
+        from .views import sample_rows
+
+        ch = self.changes().drop(columns=["before_vmas", "after_vmas"])
+        return ch.iloc[sample_rows(ch, cap)], len(ch)
+
+    def sm_sample(self, cap: int) -> tuple[pd.DataFrame, int]:
+        """(at most ``cap`` rows of :meth:`splits` and :meth:`merges` together, in
+        ts order, spread over every process/kind/cause, their number)."""
+        if "sm_sample" in self._c:
+            return self._c["sm_sample"]
+        from .views import sample_rows
+
+        sm = [d for d in (self.safe("splits"), self.safe("merges")) if d is not None and len(d)]
+        if not sm:
+            return pd.DataFrame(), 0
+        both = pd.concat(sm, ignore_index=True).sort_values("ts", kind="stable", ignore_index=True)
+        return both.iloc[sample_rows(both, cap)].reset_index(drop=True), len(both)
+
     # -- the model: VMAs over time --------------------------------------------------------
     def _sweep(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         if "sweep" in self._c:
             return self._c["sweep"]
-        ch = self.changes()
+        ch = self.change_index()
         procs = self.trace.processes(counts=False)
         end = self.t1 or (int(ch["ts_end"].max()) if len(ch) else 0)
         qs: set[tuple[int, int]] = set()
@@ -332,12 +388,12 @@ class ReportData:
             p = self.trace.processes(counts=False).copy()
             for c in ("start_ts", "exit_ts"):
                 p[c] = pd.array([int(v) if v == v else pd.NA for v in p[c]], dtype="Int64")
-            ch = self.changes()
+            ch = self.change_index()
             p["changes"] = p["pid"].map(ch.groupby("pid").size()).fillna(0).astype(np.int64)
-            for name in ("splits", "merges"):
+            for name in ("split_index", "merge_index"):
                 f = self.safe(name)
                 cnt = f.groupby("pid")["count"].sum() if f is not None and len(f) else pd.Series(dtype="int64")
-                p[name] = p["pid"].map(cnt).fillna(0).astype(np.int64)
+                p[name.split("_")[0] + "s"] = p["pid"].map(cnt).fillna(0).astype(np.int64)
             vc = self.vma_counts_shown()
             nz = vc[vc["vmas"] > 0]
             g = nz.groupby("pid")
@@ -359,7 +415,7 @@ class ReportData:
             if not (self.trace.metadata.get("target") or {}).get("command"):
                 return {}
             p = self.trace.processes(counts=False)
-            ch = self.changes()
+            ch = self.change_index()
             ex = ch[ch["cause"].isin(["execve", "execveat"]) & (ch["ret"] == 0)]
             out = {}
             for r in p[p["attached"] & (p["exec"].map(len) > 0)].itertuples(index=False):
@@ -432,6 +488,16 @@ def _vma_keys(ans) -> dict[tuple, None]:
 
     return {(s, e, v[0], v[1], v[3] if len(v) > 4 else 0, v[4] if len(v) > 4 else 0): None
             for s, e, v in join_pieces(*ans)}
+
+
+def _EMPTY_CHANGES() -> pd.DataFrame:  # noqa: N802 - a constant's maker
+    """The header of a changes table without rows (as :meth:`ReportData.changes` of no change)."""
+    from ..model.changes import CHANGE_COLUMNS
+
+    cols = [c for c in CHANGE_COLUMNS if c not in ("before_vmas", "after_vmas")]
+    cols.insert(4, "comm")
+    cols.insert(cols.index("ret") + 1, "call")
+    return pd.DataFrame(columns=cols)
 
 
 def _comm(trace, df: pd.DataFrame) -> list[str]:

@@ -135,7 +135,7 @@ def _x_range(rd):
     from bokeh.models import Range1d
 
     end = rd.t1  # an incomplete trace may have no stop: its last change then
-    ch = rd.safe("changes")
+    ch = rd.safe("change_index")
     if not end and ch is not None and len(ch):
         end = int(ch["ts_end"].max())
     lo, hi = 0.0, max(1e-6, ((end or rd.t0) - views.origin(rd)) / 1e9)
@@ -404,18 +404,22 @@ detail.text = h;
 
 
 def _table_block(name: str, title: str, df: pd.DataFrame, columns: list, cap: int, rd, filters=("pid", "kind", "cause"),
-                 timeline=None, file_name: str | None = None, derive=None):
+                 timeline=None, file_name: str | None = None, derive=None, full: pd.DataFrame | None = None):
     """A paged, filterable DataTable of ``df`` (at most ``cap`` rows, see
     :func:`views.sample_rows`) with a details box; a click on a row marks it
     in the timeline (``timeline``: the parts from :func:`_timeline`).
-    ``derive``: adds columns to the rows kept (cheaper than to all)."""
+    ``derive``: adds columns to the rows kept (cheaper than to all).
+    ``full``: the whole table's filter columns when ``df`` is already a
+    sample of it (the streamed report keeps no more): totals and the filters'
+    counts are the whole table's."""
     from bokeh.layouts import column, row
     from bokeh.models import (CDSView, ColumnDataSource, CustomJS, DataTable, Div, IndexFilter, NumberFormatter,
                               Select, Spinner, StringFormatter, TableColumn)
 
     t0 = views.origin(rd)
-    total = len(df)
-    rows = views.sample_rows(df, cap, by=filters) if total else np.zeros(0, dtype=np.int64)
+    whole = df if full is None else full
+    total = len(whole)
+    rows = views.sample_rows(df, cap, by=filters) if len(df) else np.zeros(0, dtype=np.int64)
     sub = df.iloc[rows]
     if derive is not None:
         sub = derive(sub)
@@ -477,9 +481,9 @@ def _table_block(name: str, title: str, df: pd.DataFrame, columns: list, cap: in
                       reorderable=False, sortable=False)
     widgets = []
     for f in filters:
-        if f not in df.columns:
+        if f not in whole.columns:
             continue
-        counts = df[f].value_counts(sort=True)  # on the column as it is: cheaper than on its text
+        counts = whole[f].value_counts(sort=True)  # on the column as it is: cheaper than on its text
         counts.index = counts.index.astype(str)
         opts = [("", f"all ({total:,})")] + [(k, f"{k} ({v:,})") for k, v in counts.items()]
         if f == "pid":
@@ -490,7 +494,7 @@ def _table_block(name: str, title: str, df: pd.DataFrame, columns: list, cap: in
                    name=f"{name}-page")
     shown_note = "" if len(sub) == total else (
         f" The page holds {len(sub):,} of the {total:,} rows, spread over every "
-        + "/".join({"pid": "process"}.get(f, f) for f in filters if f in df.columns)
+        + "/".join({"pid": "process"}.get(f, f) for f in filters if f in whole.columns)
         + f"; all are in {file_name or 'the CSV'}.")
     info = Div(text="", name=f"{name}-info")
     detail = Div(text="<p class='note'>Click a row for its details" + (" and its place in the timeline" if timeline else "")
@@ -626,28 +630,22 @@ def write_index(trace, out_dir, *, files: dict, images: dict | None = None, note
     hf = _hugetlb(rd, x_range)
     if hf is not None:
         parts.append(hf)
-    ch = rd.safe("changes")
-    if ch is not None:
-        parts.append(_table_block("changes", f"Changes ({len(ch):,})", ch, _CHANGE_COLS, rows["changes"], rd,
-                                  timeline=tparts, file_name=_name(files, "changes")))
-    sm = [d for d in (rd.safe("splits"), rd.safe("merges")) if d is not None and len(d)]
+    ci = rd.safe("change_index")
+    if ci is not None:
+        sample, _ = rd.change_sample(rows["changes"])
+        parts.append(_table_block("changes", f"Changes ({len(ci):,})", sample, _CHANGE_COLS, rows["changes"], rd,
+                                  timeline=tparts, file_name=_name(files, "changes"), full=ci))
+    sm = [d for d in (rd.safe("split_index"), rd.safe("merge_index")) if d is not None and len(d)]
     if sm:
-        # Sampled on a light frame (time, filters, where each row comes from); only
-        # the rows kept are taken from the splits and merges frames, whose lists are dear.
-        light = pd.concat([d[["ts", "pid", "kind", "cause"]].assign(_src=k, _row=np.arange(len(d)))
-                           for k, d in enumerate(sm)], ignore_index=True)
-        light = light.sort_values("ts", kind="stable", ignore_index=True)
+        light = pd.concat(sm, ignore_index=True)
+        sample, _ = rd.sm_sample(rows["splits_merges"])
 
         def full_rows(sub):
-            cols = ["ts_end", "tid", "comm", "count", "call", "before", "after", "at"]
-            got = pd.concat([sm[k].iloc[g["_row"].to_numpy()][cols].set_axis(g.index)
-                             for k, g in sub.groupby("_src")]).loc[sub.index]
-            out = pd.concat([sub, got], axis=1)
             # the range the VMAs before spanned
-            return out.assign(lo=[min((int(v["start"]) for v in b), default=0) for b in out["before"]],
-                              hi=[max((int(v["end"]) for v in b), default=0) for b in out["before"]])
-        parts.append(_table_block("splits_merges", f"Splits and merges ({len(light):,} changes)", light, _SM_COLS,
-                                  rows["splits_merges"], rd, timeline=tparts, derive=full_rows,
+            return sub.assign(lo=[min((int(v["start"]) for v in b), default=0) for b in sub["before"]],
+                              hi=[max((int(v["end"]) for v in b), default=0) for b in sub["before"]])
+        parts.append(_table_block("splits_merges", f"Splits and merges ({len(light):,} changes)", sample, _SM_COLS,
+                                  rows["splits_merges"], rd, timeline=tparts, derive=full_rows, full=light,
                                   file_name=" and ".join(n for n in (_name(files, "splits"), _name(files, "merges")) if n)))
     a = rd.safe("anomalies")
     if a is not None and len(a):

@@ -52,7 +52,7 @@ def time_axis(rd) -> tuple[str, float, int]:
     t0 = rd.t0
     span = (rd.t1 - rd.t0) if rd.t1 > rd.t0 else 0
     if not t0:
-        ch = rd.changes()
+        ch = rd.change_index()
         t0 = int(ch["ts"].min()) if len(ch) else 0
     if span < 2e6:
         return "µs", 1e3, t0
@@ -245,12 +245,12 @@ def splits_merges(trace, path=None, *, ax=None, bins: int = 60):
     rd = report_data(trace)
     fig, ax = _new(ax)
     unit, div, t0 = time_axis(rd)
-    s = rd.safe("splits")
-    m = rd.safe("merges")
+    s = rd.safe("split_index")
+    m = rd.safe("merge_index")
     s = s if s is not None else pd.DataFrame(columns=["ts", "count", "kind"])
     m = m if m is not None else pd.DataFrame(columns=["ts", "count", "kind"])
     # Bins over the span of activity (every change shown), not the whole recording.
-    ch = rd.changes()
+    ch = rd.change_index()
     cut = rd.launcher_until()
     if len(ch) and cut:
         ch = ch[ch["ts"] >= ch["pid"].map(cut).fillna(-1).astype(np.int64)]

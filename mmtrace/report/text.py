@@ -34,7 +34,7 @@ def process_table(rd, limit: int = 20) -> pd.DataFrame:
 
 def kind_table(rd, columns: int = 5) -> pd.DataFrame:
     """Changes by kind: one row per kind, a column per busy process and ``total``."""
-    ch = rd.changes()
+    ch = rd.change_index()
     if len(ch) == 0:
         return pd.DataFrame()
     t = pd.crosstab(ch["kind"], ch["pid"])
@@ -59,12 +59,12 @@ def _by_cause(df: pd.DataFrame, kind: bool = False) -> pd.DataFrame:
 
 def split_table(rd) -> pd.DataFrame:
     """Splits by cause: changes, split points, processes."""
-    return _by_cause(rd.safe("splits"))
+    return _by_cause(rd.safe("split_index"))
 
 
 def merge_table(rd) -> pd.DataFrame:
     """Merges by kind and cause: changes, merge points, processes."""
-    return _by_cause(rd.safe("merges"), kind=True)
+    return _by_cause(rd.safe("merge_index"), kind=True)
 
 
 def anomaly_table(rd) -> pd.DataFrame:
@@ -122,17 +122,17 @@ def report_text(trace, *, files: dict | None = None, out_dir=None, width: int | 
             if rd.launcher_until():
                 out.append("  (the command started by 'record -c' is counted from its exec: before it, the process "
                            "was mmtrace's own launcher)")
-        ch = rd.safe("changes")
+        ch = rd.safe("change_index")
         out.append(f"\nchanges by kind ({0 if ch is None else len(ch):,} changes of VMA trees)")
         kt = kind_table(rd) if ch is not None else pd.DataFrame()
         out.append(_indent(kt.to_string()) if len(kt) else "  none")
         st = split_table(rd)
-        s = rd.safe("splits")
+        s = rd.safe("split_index")
         out.append(f"\nsplits: {0 if s is None else int(s['count'].sum()):,} split points in "
                    f"{0 if s is None else len(s):,} changes, by cause")
         out.append(_indent(st.to_string()) if len(st) else "  none")
         mt = merge_table(rd)
-        mg = rd.safe("merges")
+        mg = rd.safe("merge_index")
         out.append(f"\nmerges: {0 if mg is None else int(mg['count'].sum()):,} merge points in "
                    f"{0 if mg is None else len(mg):,} changes, by kind and cause")
         out.append(_indent(mt.to_string()) if len(mt) else "  none")

@@ -78,7 +78,7 @@ def origin(rd) -> int:
     """The ns every time is counted from: the recording's start (else the first change)."""
     if rd.t0:
         return int(rd.t0)
-    ch = rd.safe("changes")
+    ch = rd.safe("change_index")
     return int(ch["ts"].min()) if ch is not None and len(ch) else 0
 
 
@@ -175,7 +175,7 @@ def region_names(rd, pid: int, v: pd.DataFrame, regions) -> list[str]:
     # The binary an exec loaded: the lowest file mapping that appeared with it.
     exe: dict[int, str] = {}
     try:
-        ch = rd.changes()
+        ch = rd.change_index()
         ex = ch[(ch["pid"] == pid) & ch["cause"].isin(["execve", "execveat"]) & (ch["ret"] == 0)]
         names = [n.rsplit("/", 1)[-1] for n in rd.processes().set_index("pid").loc[pid, "exec"]]
         for name, te in zip(names, ex["ts_end"].tolist()):
@@ -303,7 +303,7 @@ def timeline_bars(rd, *, pids=None, budget: int = 60_000, width_px: int = 4000,
     """
     t0 = origin(rd)
     v = rd.vmas_shown()
-    ch = rd.safe("changes")
+    ch = rd.safe("change_index")
     ch = ch if ch is not None else pd.DataFrame(columns=["pid", "ts", "ts_end", "kind", "call", "cause"])
     procs = rd.processes().set_index("pid")
     rows_of = v.groupby("pid").indices  # {pid: positions}: one pass, however many processes
@@ -432,9 +432,9 @@ def split_merge_bins(rd, *, bins: int = 600) -> pd.DataFrame:
     ``x0``, ``x1`` (seconds), ``splits``, ``merges`` (adjacent VMAs joined),
     ``new_range`` (new ranges taken into a neighbour)."""
     t0 = origin(rd)
-    s = rd.safe("splits")
-    m = rd.safe("merges")
-    ch = rd.safe("changes")
+    s = rd.safe("split_index")
+    m = rd.safe("merge_index")
+    ch = rd.safe("change_index")
     frames = [d for d in (s, m, ch) if d is not None and len(d)]
     if frames:
         lo = min(int(d["ts"].min()) for d in frames)

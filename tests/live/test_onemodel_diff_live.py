@@ -42,3 +42,18 @@ def test_shell_pipeline_windows_agree(root_only, tmp_path):
     """A real program mix: a shell that forks and execs coreutils."""
     t = _record(tmp_path / "t.trace", ["/bin/sh", "-c", "ls -l /usr/bin | sort | head -3 >/dev/null; cat /etc/os-release | wc -l"])
     assert assert_same(t) > 20
+
+
+def test_streamed_report_is_the_whole_frame_one_live(root_only, tmp_path):
+    """The streamed report (one pass, tables appended per window) against the
+    whole-frame one on churn with forks, threads and hugetlb (windows of 97 tree
+    writes) and a shell pipeline (the default window: with tiny windows an exec's
+    setup stays open across several window ends and is written where it ends)."""
+    from tests.report_differential import assert_same_report
+
+    raise_hugepages(8)
+    t = _record(tmp_path / "t.trace", [str(build("churn")), "--seed", "2", "--ops", "1500", "--forks", "4",
+                                       "--hugetlb", "on", "--threads"])
+    assert assert_same_report(t.path, tmp_path / "r", window=97) > 1000
+    sh = _record(tmp_path / "sh.trace", ["/bin/sh", "-c", "ls -l /usr/bin | sort | head -3 >/dev/null"])
+    assert assert_same_report(sh.path, tmp_path / "r2") > 20

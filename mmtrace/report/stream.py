@@ -1,0 +1,243 @@
+"""The report's one pass over the changes: every section fed window by window.
+
+:func:`stream_changes` walks :func:`mmtrace.model.iter_changes` once (the
+one replay), and for each window's change rows:
+
+- adds ``comm`` and ``call`` and appends them to ``changes.csv`` /
+  ``changes.parquet`` (:class:`mmtrace.report.csvfast.CsvAppender`,
+  ``pyarrow.parquet.ParquetWriter``);
+- finds the window's splits and merges (:func:`mmtrace.detect.splits` /
+  :func:`~mmtrace.detect.merges` on the window, with the trace's maple tree
+  writes cut to the window's time span) and appends them the same way;
+- keeps, instead of the frames, a light index of the changes (pid, tid, ts,
+  ts_end, kind, cause, syscall, ret, call: what the text summary, the
+  sweep's queries and the page's labels read), the same of the splits and
+  merges (with ``count``), and bounded samples of their full rows for the
+  page's tables (:class:`Sampler`).
+
+Rows are written in ``ts`` order, as ``trace.changes()`` sorts them: a
+window's rows are held back until the next window's rows are known (a change
+still open at a window's end is yielded with the window that ends it).  A
+change that stays open across more than one window end (16,384 tree writes
+each by default; seen only with windows of a few writes, an exec's setup) is
+written where it ends, out of ts order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Sampler", "stream_changes", "CHANGE_INDEX", "SM_INDEX"]
+
+#: Columns of :meth:`ReportData.change_index` (every change, light).
+CHANGE_INDEX = ["ts", "ts_end", "pid", "tid", "kind", "cause", "syscall", "ret", "call"]
+#: Columns of :meth:`ReportData.split_index` / ``merge_index``.
+SM_INDEX = ["ts", "ts_end", "pid", "kind", "cause", "count"]
+
+
+class Sampler:
+    """At most ~``2 * cap`` rows of a table that arrives in chunks, spread evenly
+    over each group of ``by``: the rows of a group are kept one in ``stride``,
+    the stride of the biggest group doubled while too many are kept (the last
+    row of every group kept too).  :meth:`frame` then picks at most ``cap``
+    with :func:`mmtrace.report.views.sample_rows`: a table that never exceeds
+    ``cap`` rows is kept whole, as the page showed it before."""
+
+    def __init__(self, cap: int, by=("pid", "kind", "cause")) -> None:
+        self.cap = int(cap)
+        self.by = list(by)
+        self.total = 0
+        self._groups: dict[tuple, list] = {}  # key -> [stride, seen, [frames], last frame]
+        self._kept = 0
+
+    def add(self, df: pd.DataFrame) -> None:
+        if len(df) == 0:
+            return
+        df = df.assign(_seq=np.arange(self.total, self.total + len(df)))
+        self.total += len(df)
+        by = [c for c in self.by if c in df.columns]
+        for key, g in df.groupby(by, sort=False, observed=True) if by else [((), df)]:
+            st = self._groups.setdefault(key if isinstance(key, tuple) else (key,), [1, 0, [], None])
+            idx = st[1] + np.arange(len(g))
+            keep = g[idx % st[0] == 0].assign(_gi=idx[idx % st[0] == 0])
+            st[1] += len(g)
+            st[2].append(keep)
+            st[3] = g.iloc[[-1]].assign(_gi=st[1] - 1)
+            self._kept += len(keep)
+        while self._kept > 2 * self.cap:
+            self._thin()
+
+    def _thin(self) -> None:
+        sizes = {k: sum(len(f) for f in st[2]) for k, st in self._groups.items()}
+        k = max(sizes, key=sizes.get)
+        st = self._groups[k]
+        st[0] *= 2
+        kept = pd.concat(st[2]) if len(st[2]) > 1 else st[2][0]
+        kept = kept[kept["_gi"].to_numpy() % st[0] == 0]
+        self._kept += len(kept) - sizes[k]
+        st[2] = [kept]
+
+    def frame(self) -> pd.DataFrame:
+        """The rows kept (at most ``cap``, in arrival order), without the helper columns."""
+        parts = []
+        for st in self._groups.values():
+            parts += st[2]
+            if st[3] is not None:
+                parts.append(st[3])
+        if not parts:
+            return pd.DataFrame()
+        df = pd.concat(parts, ignore_index=True).drop_duplicates("_seq").sort_values("_seq", ignore_index=True)
+        from .views import sample_rows
+
+        df = df.iloc[sample_rows(df, self.cap, by=self.by)].reset_index(drop=True)
+        return df.drop(columns=["_seq", "_gi"])
+
+
+class _TraceSlice:
+    """The trace, with ``raw_events("tree_write")`` cut to ``[lo, hi]`` ns: what
+    :func:`mmtrace.detect.structure.write_sequences` reads for one window."""
+
+    def __init__(self, trace, tw: pd.DataFrame, lo: int, hi: int) -> None:
+        self._trace = trace
+        ts = tw["ts"].to_numpy(np.int64) if len(tw) else np.zeros(0, np.int64)
+        a, b = np.searchsorted(ts, lo, side="left"), np.searchsorted(ts, hi, side="right")
+        self._tw = tw.iloc[a:b]
+
+    def raw_events(self, kind: str) -> pd.DataFrame:
+        return self._tw if kind == "tree_write" else self._trace.raw_events(kind)
+
+    def __getattr__(self, name):
+        return getattr(self._trace, name)
+
+
+class _Table:
+    """One table file per format, appended chunk by chunk."""
+
+    def __init__(self, out: Path, name: str, fmts, columns: list[str]) -> None:
+        from .csvfast import CsvAppender
+
+        self.paths = {f: out / f"{name}.{f}" for f in fmts}
+        self.csv = CsvAppender(self.paths["csv"], columns) if "csv" in fmts else None
+        self.pq = None
+        self.columns = columns
+        self.out, self.name, self.fmts = out, name, fmts
+
+    def write(self, df: pd.DataFrame) -> None:
+        if len(df) == 0:
+            return
+        if self.csv is not None:
+            self.csv.write(df)
+        if "parquet" in self.fmts:
+            import pyarrow.parquet as pq
+
+            from .export import arrow_table
+
+            t = arrow_table(df)
+            if self.pq is None:
+                self.pq = pq.ParquetWriter(self.paths["parquet"], t.schema)
+            elif t.schema != self.pq.schema:
+                t = t.cast(self.pq.schema)
+            self.pq.write_table(t)
+
+    def close(self, empty: pd.DataFrame) -> None:
+        if self.csv is not None:
+            if self.csv.rows == 0:
+                self.csv.columns = list(empty.columns)
+            self.csv.close()
+        if "parquet" in self.fmts:
+            if self.pq is None:
+                import pyarrow.parquet as pq
+
+                from .export import arrow_table
+
+                pq.write_table(arrow_table(empty), self.paths["parquet"])
+            else:
+                self.pq.close()
+
+
+def stream_changes(rd, out: Path, fmts, *, page_rows: dict, progress=None) -> dict[str, dict[str, Path]]:
+    """Write changes, splits and merges of ``rd.trace`` into ``out`` in one pass and
+    keep in ``rd`` what the rest of the report reads (see the module's doc).
+    Returns {table: {format: path}}.  An error while streaming propagates (the
+    caller records it); the files then hold what was written."""
+    from ..detect import merges as _merges
+    from ..detect import split_merge_table
+    from ..detect import splits as _splits
+    from ..model import iter_changes
+    from .frames import _calls, _comm, _EMPTY_CHANGES
+
+    trace = rd.trace
+    tw = trace.raw_events("tree_write")
+    tables = {n: _Table(out, n, fmts, []) for n in ("changes", "splits", "merges")}
+    memo: dict = {}
+    index: list[pd.DataFrame] = []
+    sm_index: dict[str, list[pd.DataFrame]] = {"splits": [], "merges": []}
+    samples = {"changes": Sampler(page_rows["changes"]), "splits_merges": Sampler(page_rows["splits_merges"])}
+    held: pd.DataFrame | None = None
+    n_events = max(1, sum(int(v) for v in (trace.metadata.get("events") or {}).values()))
+    t_lo = int(trace.metadata.get("start_ns") or 0)
+    t_hi = int(rd.t1 or 0)
+    empty = {}
+
+    def emit(ch: pd.DataFrame) -> None:
+        ch = ch.reset_index(drop=True)
+        ch.insert(4, "comm", _comm(trace, ch))
+        ch.insert(ch.columns.get_loc("ret") + 1, "call", _calls(ch, 6, memo))
+        pts = split_merge_table(ch)
+        if pts:
+            lo, hi = int(ch["ts"].min()), int(ch["ts_end"].max())
+            sl = _TraceSlice(trace, tw, lo, hi)
+        for name, fn in (("splits", _splits), ("merges", _merges)):
+            f = fn(sl, ch, pts) if pts else None
+            if f is None or len(f) == 0:
+                continue
+            f = f.copy()
+            f.insert(f.columns.get_loc("ret") + 1, "call", _calls(f, 4, memo))
+            tables[name].write(f)
+            sm_index[name].append(f[SM_INDEX])
+            samples["splits_merges"].add(f)
+        index.append(ch[CHANGE_INDEX])
+        table = ch.drop(columns=["before_vmas", "after_vmas"])
+        tables["changes"].write(table)
+        samples["changes"].add(table)
+
+    for w in iter_changes(trace):
+        if len(w) == 0:
+            continue
+        w = w.sort_values("ts", kind="stable")
+        if held is not None:
+            # rows of later windows can start before the end of this one: write only
+            # what comes before the earliest row of the new window
+            both = pd.concat([held, w], ignore_index=True).sort_values("ts", kind="stable", ignore_index=True)
+            cut = int(w["ts"].iloc[0])
+            n_ok = int(np.searchsorted(both["ts"].to_numpy(np.int64), cut, side="left"))
+            if n_ok:
+                emit(both.iloc[:n_ok])
+            held = both.iloc[n_ok:]
+        else:
+            held = w
+        if progress is not None and t_hi > t_lo:
+            progress.update(min(1.0, (int(w["ts_end"].max()) - t_lo) / (t_hi - t_lo)))
+    if held is not None and len(held):
+        emit(held)
+    from ..detect.structure import _OUT_COLUMNS
+
+    empty["changes"] = _EMPTY_CHANGES()
+    empty["splits"] = empty["merges"] = pd.DataFrame(columns=_OUT_COLUMNS[:12] + ["call"] + _OUT_COLUMNS[12:])
+    for n, t in tables.items():
+        t.close(empty[n])
+
+    def cat(parts, cols):
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({c: [] for c in cols})
+
+    rd._c["change_index"] = cat(index, CHANGE_INDEX)
+    rd._c["split_index"] = cat(sm_index["splits"], SM_INDEX)
+    rd._c["merge_index"] = cat(sm_index["merges"], SM_INDEX)
+    rd._c["change_sample"] = (samples["changes"].frame(), samples["changes"].total)
+    rd._c["sm_sample"] = (samples["splits_merges"].frame(), samples["splits_merges"].total)
+    rd._c["streamed"] = True
+    del n_events
+    return {n: t.paths for n, t in tables.items()}
