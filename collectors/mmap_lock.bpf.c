@@ -27,7 +27,13 @@
  * tracepoint form builds first.
  */
 
-#if defined(MMT_HAVE_mmap_lock_acquire_returned) && defined(MMT_HAVE_mmap_lock_released)
+/*
+ * TP_PROTO is (mm, [memcg_path,] write[, success]) depending on the kernel:
+ * MMT_ML_ARG_* say where write and success are (capture/kernel.py
+ * _mmap_lock_args, from BTF's btf_trace_<name>).
+ */
+#if defined(MMT_HAVE_mmap_lock_acquire_returned) && defined(MMT_HAVE_mmap_lock_released) && \
+	defined(MMT_ML_ARG_acquire_write) && defined(MMT_ML_ARG_acquire_success) && defined(MMT_ML_ARG_released_write)
 
 static __always_inline int mmt_on_mmap_lock(u64 mm, u16 op)
 {
@@ -54,20 +60,20 @@ static __always_inline int mmt_on_mmap_lock(u64 mm, u16 op)
 	return 0;
 }
 
-/* TP_PROTO(struct mm_struct *mm, bool write, bool success) */
+/* TP_PROTO(struct mm_struct *mm, [const char *memcg_path,] bool write, bool success) */
 RAW_TRACEPOINT_PROBE(mmap_lock_acquire_returned)
 {
 	MMT_EMPTY_RETURN;
-	if ((u8)ctx->args[1] || !(u8)ctx->args[2])
+	if ((u8)ctx->args[MMT_ML_ARG_acquire_write] || !(u8)ctx->args[MMT_ML_ARG_acquire_success])
 		return 0;	/* a write acquisition, or a failed (killed) one */
 	return mmt_on_mmap_lock(ctx->args[0], MMT_ML_READ_LOCKED);
 }
 
-/* TP_PROTO(struct mm_struct *mm, bool write) */
+/* TP_PROTO(struct mm_struct *mm, [const char *memcg_path,] bool write) */
 RAW_TRACEPOINT_PROBE(mmap_lock_released)
 {
 	MMT_EMPTY_RETURN;
-	if (!(u8)ctx->args[1])
+	if (!(u8)ctx->args[MMT_ML_ARG_released_write])
 		return 0;
 	return mmt_on_mmap_lock(ctx->args[0], MMT_ML_WRITE_UNLOCK);
 }

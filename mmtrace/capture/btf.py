@@ -611,6 +611,29 @@ class Btf:
                     return v - (1 << 32) if kind == KIND_ENUM and v >= 1 << 31 and info & 0x80000000 else v
         raise BtfError(f"no enumerator {name!r} in BTF")
 
+    def tracepoint_args(self, name: str) -> list[str]:
+        """The TP_PROTO argument types of tracepoint *name* (``mmap_lock_released``),
+        as a raw tracepoint's ``ctx->args[i]`` sees them: from the kernel's
+        ``btf_trace_<name>`` typedef (a pointer to ``void (void *__data, args...)``,
+        include/linux/tracepoint.h ``__DECLARE_TRACE``), without ``__data``.
+        Each type through typedefs and modifiers: ``"int _Bool"``,
+        ``"pointer to struct mm_struct"``.  Raises BtfError when absent.
+        """
+        want = f"btf_trace_{name}".encode()
+        words = self._words
+        for tid in range(1, len(self._index)):
+            w = self._index[tid]
+            if (words[w + 1] >> 24) & 0x1F != KIND_TYPEDEF or not self._name_is(words[w], want):
+                continue
+            ptr = self._strip(words[w + 2])
+            proto = self._strip(self._words[self._rec(ptr) + 2]) if self._kind(ptr) == KIND_PTR else 0
+            if self._kind(proto) != KIND_FUNC_PROTO:
+                raise BtfError(f"btf_trace_{name} is not a pointer to a function prototype")
+            p = self._rec(proto)
+            params = [words[p + 3 + 2 * k + 1] for k in range(words[p + 1] & 0xFFFF)]
+            return [self._describe(self._strip(t)) for t in params[1:]]
+        raise BtfError(f"no tracepoint {name!r} in BTF (no btf_trace_{name} typedef)")
+
     def __repr__(self) -> str:
         return (
             f"<Btf {self.type_count} types, "

@@ -390,6 +390,8 @@ class ProbePlan:
                       f"-DMMT_SIZEOF_page_counter={cg['sizeof_page_counter']}"]
             orders = cg["hstate_orders"]
             flags += [f"-DMMT_HS_N={len(orders)}", "-DMMT_HS_ORDERS={" + ",".join(map(str, orders)) + "}"]
+        for key, i in (self.features.get("mmap_lock_args") or {}).items():
+            flags.append(f"-DMMT_ML_ARG_{key}={i}")
         if self.features.get("raw_unmapped_area"):
             flags.append("-DMMT_RAW_vm_unmapped_area")
         flags.append(f"-DMMT_VM_HUGETLB={VM_HUGETLB:#x}")
@@ -547,6 +549,7 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
             read_offsets(BTF_MEMBERS_HUGETLB_CGROUP)
             hugetlb_cgroup = {"cgrp_id": cg_id, "sizeof_page_counter": btf.sizeof("page_counter"),
                               "hstate_orders": orders}
+    mmap_lock_args = _mmap_lock_args(btf, tps, missing)
     hook, numbers = _syscall_hook(tracefs, btf, syscalls)
     if hook == "raw":
         read_offsets(BTF_MEMBERS_RAW_SYSCALLS)
@@ -576,6 +579,8 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
             # ia32 syscalls followed, or why not (mmtrace/model/coverage.py says it per process)
             "compat_syscalls": bool(nr32),
             "compat_syscalls_missing": why32,
+            # where write/success are in the mmap_lock tracepoints' arguments (_mmap_lock_args)
+            "mmap_lock_args": mmap_lock_args,
             # record -g reads the user stack pointer from task_pt_regs() (stacks.bpf.c)
             "pt_regs_sp": btf.offsetof("pt_regs", "sp") if btf.has_member("pt_regs", "sp") else 0,
         },
@@ -584,6 +589,44 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
         syscall_nr=numbers,
         syscall_nr32=nr32,
     )
+
+
+def _mmap_lock_args(btf, tps: dict, missing: list[str]) -> dict[str, int]:
+    """Which raw-tracepoint argument of mmap_lock_acquire_returned / _released is
+    ``write`` and ``success`` (collectors/mmap_lock.bpf.c reads ``ctx->args[i]``).
+
+    TP_PROTO changed (include/trace/events/mmap_lock.h): ``(mm, memcg_path,
+    write[, success])`` on 6.1 (Debian's 6.1.0 guest), ``(mm, write[, success])``
+    once the record carried a memcg id it computes itself (this host's 6.18).  BTF's ``btf_trace_<name>`` typedef has
+    this kernel's: ``write`` is the first bool, ``success`` the second.  A
+    tracepoint whose prototype is not understood is dropped (moved to
+    ``missing``): the model then places the calls' silent changes without it.
+    """
+    from .btf import BtfError
+
+    out: dict[str, int] = {}
+    want = {"mmap_lock:mmap_lock_acquire_returned": ("acquire_write", "acquire_success"),
+            "mmap_lock:mmap_lock_released": ("released_write",)}
+    for tp, keys in want.items():
+        if tp not in tps:
+            continue
+        try:
+            args = btf.tracepoint_args(tp.split(":")[1])
+        except BtfError:
+            args = []
+        bools = [i for i, a in enumerate(args) if a == "int _Bool"]
+        if args[:1] != ["pointer to struct mm_struct"] or len(bools) < len(keys):
+            tps.pop(tp)
+            missing.append(tp)
+            continue
+        out.update(zip(keys, bools))
+    if len(out) < 3:
+        # the collector needs both (mmap_lock.bpf.c): neither without the other
+        for tp in want:
+            if tps.pop(tp, None) is not None:
+                missing.append(tp)
+        return {}
+    return out
 
 
 def _compat_syscalls(tracefs: Tracefs, btf, syscalls: dict[str, int]) -> tuple[dict[str, int], str]:
