@@ -319,7 +319,7 @@ def _loop(opts: RecordOptions, session: Session, writer: TraceWriter, meta: dict
                     forwarded = True
                     grace_deadline = now + 5.0
             if session.child_exited():
-                reason = reason or "command exited"
+                reason = reason or _exit_reason(session.child_status)
             elif stop.reason and (session.child is None or (grace_deadline and now > grace_deadline)):
                 reason = f"stopped by {stop.reason}"
             elif opts.duration is not None and now - t0 >= opts.duration:
@@ -402,3 +402,17 @@ def summary_line(res: RecordResult) -> str:
         f"[ mmtrace record: {res.stop_reason}; wrote {res.bytes_written / 1e6:.2f} MB to "
         f"{res.path} ({n:,} events in {res.duration_s:.1f}s{lost_s}) ]"
     )
+
+
+def _exit_reason(status: int | None) -> str:
+    """How the command ended, as the summary line says it (``os.waitstatus_to_exitcode``:
+    negative for a signal): "command exited", "... with status 3", "command killed by SIGSEGV"."""
+    if status is None or status == 0:
+        return "command exited"
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = f"signal {-status}"
+        return f"command killed by {name}"
+    return f"command exited with status {status}"

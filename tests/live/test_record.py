@@ -101,7 +101,7 @@ def recorded(request, probe, tmp_path_factory):
 def test_exit_status_and_complete(recorded):
     r, out, _ = recorded
     assert r.returncode == 7, r.stderr  # the command's own status
-    assert "mmtrace record: command exited" in r.stderr
+    assert "mmtrace record: command exited with status 7" in r.stderr
     t = mmtrace.open(out)
     assert t.complete
     assert t.metadata["clock"] == "CLOCK_MONOTONIC"

@@ -47,9 +47,13 @@ static void *worker(void *arg)
 				die("mmap hole region");
 			for (size_t k = 0; k < m; k++)
 				q[k * pg] = 1;
-			if (munmap(q + (size_t)hole / 2 * pg, (size_t)hole * pg))
+			size_t a = (size_t)hole / 2, b = a + (size_t)hole;
+			if (munmap(q + a * pg, (size_t)hole * pg))
 				die("munmap hole region");
-			if (munmap(q, m * pg))
+			/* the two pieces one by one: another thread's mapping may
+			 * already sit in the hole, and unmapping the whole span
+			 * would take it away (its next write faults) */
+			if (munmap(q, a * pg) || munmap(q + b * pg, (m - b) * pg))
 				die("munmap region");
 		}
 	}
