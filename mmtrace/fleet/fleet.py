@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ._dask import FleetError, connect, require
+from ..events.schema import LATER_FIELDS
 from .tasks import ID_COLUMNS, TABLES, analyse, event_parts, find_traces, read_event_parts
 
 __all__ = ["Fleet", "open", "EVENT_ROWS_PER_PARTITION"]
@@ -222,6 +223,7 @@ class Fleet:
         _, dd, _ = require()
         if kind not in KINDS:
             raise KeyError(f"unknown event kind {kind!r}; kinds are {', '.join(KINDS)}")
+        later = set(LATER_FIELDS.get(kind, {}))
         futs = self.client.map(event_parts, self.paths, kind=kind, pure=False)
         ref = ref_part = None
         jobs: list[tuple[dict, list[str]]] = []
@@ -238,8 +240,11 @@ class Fleet:
             for part, schema, n in good:
                 if ref is None:
                     ref, ref_part = schema, part
-                elif not schema.equals(ref):
-                    raise FleetError(f"{part}: schema differs from {ref_part}'s ({_schema_diff(ref, schema)})")
+                elif not _core(schema, later).equals(_core(ref, later)):
+                    raise FleetError(f"{part}: schema differs from {ref_part}'s "
+                                     f"({_schema_diff(_core(ref, later), _core(schema, later))})")
+                elif len(set(schema.names) & later) > len(set(ref.names) & later):
+                    ref, ref_part = schema, part  # a newer trace: the frame has its later fields
                 if chunk and rows + n > EVENT_ROWS_PER_PARTITION:
                     jobs.append((ids, chunk))
                     chunk, rows = [], 0
@@ -259,7 +264,7 @@ class Fleet:
         meta = _with_empty_ids(ref.empty_table().to_pandas())
         with _exact_dtypes():
             return dd.from_map(read_event_parts, jobs, schema=ref, meta=meta, label=f"mmtrace-events-{kind}",
-                               enforce_metadata=False)
+                               enforce_metadata=False, later=LATER_FIELDS.get(kind, {}))
 
     # -- report ----------------------------------------------------------------------
     def write_report(self, out_dir, progress=None):
@@ -330,6 +335,15 @@ def _no_records(kind: str):
     from ..events.schema import KINDS
 
     return np.zeros(0, dtype=KINDS[kind].dtype)
+
+
+def _core(schema, later: set[str]):
+    """``schema`` without the fields added to the kind later (LATER_FIELDS): traces
+    written before a field existed lack it, which is no mismatch."""
+    import pyarrow as pa
+
+    keep = [f for f in schema if f.name not in later]
+    return schema if len(keep) == len(schema) else pa.schema(keep)
 
 
 def _schema_diff(a, b) -> str:

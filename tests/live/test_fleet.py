@@ -23,6 +23,7 @@ import uuid
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pandas.testing as pdt
 import pyarrow.dataset as ds
@@ -31,6 +32,8 @@ import pytest
 
 import mmtrace
 import mmtrace.fleet as fleet
+from mmtrace.events.decode import empty_frame
+from mmtrace.events.schema import LATER_FIELDS
 from mmtrace.report import ReportData, table
 from mmtrace.workloads import build
 
@@ -190,6 +193,10 @@ def _raw(path: Path, kind: str) -> pd.DataFrame:
     parts = sorted((path / "events" / kind).glob("part-*.parquet"))
     m = json.loads((path / "metadata.json").read_text())
     df = pd.concat([pq.read_table(p).to_pandas() for p in parts], ignore_index=True)
+    # fields added later (a trace from before them lacks them): "not recorded", as the readers fill them
+    for c, missing in LATER_FIELDS.get(kind, {}).items():
+        if c not in df.columns:
+            df[c] = np.full(len(df), missing, dtype=empty_frame(kind)[c].dtype)
     for c in df.columns:
         if isinstance(df[c].dtype, pd.CategoricalDtype):
             df[c] = df[c].astype(df[c].cat.categories.dtype)
