@@ -120,6 +120,9 @@ _FIELDS = {
     "folded_inner_stores": _non_negative_int,
     "other_tree_writes": _non_negative_int,
     "synthetic": _opt_str,
+    # what the hugetlb samples can prove (detect/hugetlb.py hugetlb_evidence)
+    "hugetlb_evidence": lambda v: isinstance(v, dict) and _opt_str(v.get("cgroup")) and isinstance(
+        v.get("exclusive_pool", False), bool) and _opt_str(v.get("counters")),
     **{k: _opt_str for k in ("kernel_release", "kernel_version", "machine", "host", "boot_id", "clock",
                              "mmtrace_version", "inner_stores", "other_trees")},
 }

@@ -166,7 +166,11 @@ def _check(src: Path, base: set[tuple], tmp: Path, mutations: list[tuple]) -> No
             got = _findings(t)
         # No false finding, ever.  (Fewer is allowed: a trace stripped of its
         # events and of their counts is indistinguishable from an empty one.)
-        assert got <= base, (mutations, [str(x) for x in t.damage], got - base)
+        # A disagreement the damage leaves undecided (the metadata that made its
+        # sample exact is gone) is the same finding stated more weakly.
+        weaker = {(ts, pid, "model_kernel_disagree") if k == "model_kernel_undecided" else (ts, pid, k)
+                  for ts, pid, k in got}
+        assert got <= base or weaker <= base and t.damaged, (mutations, [str(x) for x in t.damage], got - base)
         if not t.damaged and t.complete and (d / "events").is_dir() and "events" in t.metadata:
             assert got == base or not all((d / "events" / k).is_dir() for k in t.metadata["events"]), mutations
     finally:
