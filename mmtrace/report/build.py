@@ -128,8 +128,11 @@ def write_report(trace, out_dir=None, fmt: str = "csv", *, progress: Progress | 
 
 def _callsites_hook(rd, out: Path, res: ReportResult, fmts: list[str]) -> None:
     """record -g: the "who changed the address space" section (report/callsites.py)."""
+    from ..detect.callsites import has_stacks
     from .callsites import section_text, write_callsites
 
+    if not has_stacks(rd.trace):
+        return  # no stacks: do not materialize the changes the stream pass wrote
     ch = rd.safe("changes")
     if ch is None:
         return
