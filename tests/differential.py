@@ -38,6 +38,18 @@ def assert_same(trace, windows=WINDOWS) -> int:
     for w in windows:
         pd.testing.assert_frame_equal(changes(trace, window=w), _changes_old.changes(trace, window=w),
                                       check_dtype=True, obj=f"columnar vs per-row changes (window={w})")
+    # issue 10 (speed): the per-change split/merge points kept beside the columnar ones until they agree
+    from mmtrace.detect import _structure_old
+
+    ch = old["changes"]
+    for name, fn in (("splits", _structure_old.splits), ("merges", _structure_old.merges)):
+        pd.testing.assert_frame_equal(old[name], fn(trace, ch), check_dtype=True, obj=f"columnar vs per-change {name}")
+    pd.testing.assert_frame_equal(old["counts"], _structure_old.split_merge_counts(ch).sort_values("pid", ignore_index=True),
+                                  check_dtype=True, obj="columnar vs per-change split/merge counts")
+    from mmtrace.detect import structure
+
+    assert structure.split_merge_table(ch) == _structure_old.split_merge_table(ch)
+    assert structure.write_sequences(trace, ch) == _structure_old.write_sequences(trace, ch)
     for w in windows:
         new = _frames(trace, changes(trace, window=w))
         for name, df in old.items():
