@@ -4,7 +4,10 @@ Issue 10's differential test ran the old path (``mmtrace.model._legacy``:
 the whole trace as one window of tuple records, ``run_records``, an observer
 copying the tree per change group) against the windowed one on the golden
 and live traces and required identical frames (commit "model: changes() on
-the windowed replay ..."); the old path was then deleted.  What stays:
+the windowed replay ..."); the old path was then deleted.  The same for the
+columnar change classification and split/merge points (per-row observer and
+per-change points, compared until commit "tests/differential: per-change
+split/merge points ...", then deleted).  What stays:
 :func:`assert_same` requires identical changes, splits, merges and
 split/merge counts whatever the window size (small windows put syscalls
 across window ends), against the one-window replay.
@@ -30,26 +33,8 @@ def _frames(trace, ch: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def assert_same(trace, windows=WINDOWS) -> int:
-    """Old and new frames of ``trace`` are equal; returns the number of changes compared."""
+    """Frames of ``trace`` at every window size equal the one-window ones; returns the number of changes compared."""
     old = _frames(trace, changes(trace, window=1 << 62))
-    # issue 10 (speed): the per-row ChangeObserver kept beside the columnar one until they agree
-    from mmtrace.model import _changes_old
-
-    for w in windows:
-        pd.testing.assert_frame_equal(changes(trace, window=w), _changes_old.changes(trace, window=w),
-                                      check_dtype=True, obj=f"columnar vs per-row changes (window={w})")
-    # issue 10 (speed): the per-change split/merge points kept beside the columnar ones until they agree
-    from mmtrace.detect import _structure_old
-
-    ch = old["changes"]
-    for name, fn in (("splits", _structure_old.splits), ("merges", _structure_old.merges)):
-        pd.testing.assert_frame_equal(old[name], fn(trace, ch), check_dtype=True, obj=f"columnar vs per-change {name}")
-    pd.testing.assert_frame_equal(old["counts"], _structure_old.split_merge_counts(ch).sort_values("pid", ignore_index=True),
-                                  check_dtype=True, obj="columnar vs per-change split/merge counts")
-    from mmtrace.detect import structure
-
-    assert structure.split_merge_table(ch) == _structure_old.split_merge_table(ch)
-    assert structure.write_sequences(trace, ch) == _structure_old.write_sequences(trace, ch)
     for w in windows:
         new = _frames(trace, changes(trace, window=w))
         for name, df in old.items():
