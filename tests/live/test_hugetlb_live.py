@@ -77,8 +77,8 @@ def test_churn_with_forks_is_exact_and_quiet(root_only, pool, tmp_path, seed, pr
     assert t.metadata["hugetlb_evidence"]["cgroup"], t.metadata["hugetlb_evidence"]
     assert "signal:signal_generate" in t.metadata["probe_plan"]["tracepoints"]
     a = t.anomalies()
-    # No error or warning, ever.  Known gap (issue 12, open): about one run in
-    # 15 has one note that a sample taken while other processes were inside
+    # No error or warning, ever.  Known gap (issue 12, open): one run in 26
+    # so far had one note that a sample taken while other processes were inside
     # calls could not be decided (cgroup one page above the model, no order of
     # the in-flight changes explaining it); a note, never a claim.
     undecided = (a["kind"] == "model_kernel_undecided") & a["explanation"].str.contains("not decided: thread")
