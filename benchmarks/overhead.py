@@ -38,6 +38,9 @@ untraced, mmtrace, ...), under:
             MMTRACE_SYSCALL_HOOK=raw: syscalls through raw_syscalls:sys_enter/
             sys_exit (every syscall of the host runs a program, which keeps
             ours by number) instead of the per-syscall tracepoints
+  mmtrace-compare  (opt-in too; needs --compare CLI) mmtrace record with
+            another build's CLI (e.g. main's .venv/bin/mmtrace): an A/B of two
+            builds interleaved in one run, each against the same floor
 
 The tracepoints are those mmtrace records and this kernel has (read from
 tracefs): maple_tree:ma_write, ma_op, every mmap:*, syscalls:sys_enter/exit_
@@ -59,6 +62,8 @@ linux-perf); a missing tool is reported and skipped.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import errno
 import os
 import re
 import shutil
@@ -74,7 +79,7 @@ import _common as C  # noqa: E402
 TOOLS = ["untraced", "mmtrace", "bpftrace", "perf"]
 # Opt-in with --tools (see the docstring).
 EXTRA_TOOLS = ["mmtrace-all-stores", "mmtrace-raw-syscalls", "mmtrace-bystander", "mmtrace-empty-programs",
-               "mmtrace-cold"]
+               "mmtrace-cold", "mmtrace-compare"]
 WORKLOADS = ["mmloop", "forkexec", "getppid", "startup", "idle"]
 # Workloads that time nothing themselves: only the tool's wall time and RSS count.
 FOOTPRINT = ("startup", "idle")
@@ -98,6 +103,7 @@ def parse_args(argv=None):
     p.add_argument("--getppid-iters", type=int, default=2_000_000, help="getppid calls per run (default: %(default)s)")
     p.add_argument("--idle-s", type=float, default=3.0, help="seconds of the idle workload (default: %(default)s)")
     p.add_argument("--mmtrace", help="mmtrace CLI (default: next to this Python, or .venv/bin/mmtrace)")
+    p.add_argument("--compare", metavar="CLI", help="the mmtrace CLI of another build, run as tool mmtrace-compare")
     p.add_argument("--perf-lost", choices=["stats", "dump"], default="stats",
                    help="how to count perf's lost samples: 'perf report --stats' (fast) or sum of "
                         "PERF_RECORD_LOST in 'perf report -D' (slow) (default: %(default)s)")
@@ -115,12 +121,19 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def tool_status(mmtrace_cli: str) -> tuple[dict[str, str | None], dict[str, str]]:
+def tool_status(mmtrace_cli: str, compare_cli: str | None = None) -> tuple[dict[str, str | None], dict[str, str]]:
     """({tool: None if usable, else why not}, {tool: version})."""
     st = {t: None for t in ["untraced", "mmtrace"] + EXTRA_TOOLS}
     ver = {}
     r = C.run([mmtrace_cli, "--version"], timeout=60)
     ver["mmtrace"] = (r.stdout or r.stderr).strip()
+    if compare_cli:
+        r = C.run([compare_cli, "--version"], timeout=60)
+        ver["mmtrace-compare"] = f"{compare_cli}: {(r.stdout or r.stderr).strip()}"
+        if r.returncode != 0:
+            st["mmtrace-compare"] = f"{compare_cli} --version failed"
+    else:
+        st["mmtrace-compare"] = "no --compare CLI given"
     for tool, pkg, vargs in (("bpftrace", "bpftrace", ["--version"]), ("perf", "linux-perf", ["--version"])):
         exe = shutil.which(tool)
         if not exe:
@@ -147,12 +160,51 @@ def _start_bystander(mmtrace_cli: str, out: Path, timeout: float) -> subprocess.
     return p
 
 
+_PR_SET_CHILD_SUBREAPER = 36  # include/uapi/linux/prctl.h
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (prctl
+    PR_SET_CHILD_SUBREAPER, v3.4).  mmtrace record detaches its programs in a
+    detached grandchild after it exits (capture/loader.py Loaded.close); that
+    grandchild is then re-parented here, so reap_lingering() can wait for
+    exactly it instead of taking our own lingering programs for another
+    tracer."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def reap_lingering(max_s: float) -> tuple[int, float]:
+    """Wait up to max_s seconds for every descendant that outlived a run (the
+    recorder's background detach) to exit: (how many were reaped, seconds
+    waited).  Only called between runs, when no child of ours is running."""
+    t0 = time.monotonic()
+    n = 0
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break  # none left
+        except OSError as e:
+            if e.errno == errno.EINTR:
+                continue
+            break
+        if pid:
+            n += 1
+            continue
+        if time.monotonic() - t0 > max_s:
+            break
+        time.sleep(0.01)
+    return n, time.monotonic() - t0
+
+
 def one_run(tool: str, cmd: list[str], tmp: Path, ctx: dict, args, workload: str = "") -> dict:
     rec: dict = {"tool": tool, "events": None, "lost": None, "error": None}
     env = None
     if tool == "untraced":
         argv = cmd
-    elif tool in ("mmtrace", "mmtrace-all-stores", "mmtrace-raw-syscalls", "mmtrace-empty-programs", "mmtrace-cold"):
+    elif tool in ("mmtrace", "mmtrace-all-stores", "mmtrace-raw-syscalls", "mmtrace-empty-programs", "mmtrace-cold",
+                  "mmtrace-compare"):
         out = tmp / "mmtrace.data"
         extra = ["--all-stores"] if tool == "mmtrace-all-stores" else []
         if tool == "mmtrace-raw-syscalls":
@@ -161,7 +213,8 @@ def one_run(tool: str, cmd: list[str], tmp: Path, ctx: dict, args, workload: str
             env = dict(os.environ, MMTRACE_EMPTY_PROGRAMS="1")
         elif tool == "mmtrace-cold":  # a cache of its own, emptied after each run
             env = dict(os.environ, MMTRACE_CACHE_DIR=str(tmp / "module-cache"))
-        argv = [ctx["mmtrace"], "record", "-q", "-o", str(out)] + extra + ["--"] + cmd
+        cli = ctx["compare"] if tool == "mmtrace-compare" else ctx["mmtrace"]
+        argv = [cli, "record", "-q", "-o", str(out)] + extra + ["--"] + cmd
     elif tool == "bpftrace":
         out = tmp / "bpftrace.out"
         argv = ["bpftrace", "-o", str(out), "-c", C.cmdline(cmd), str(ctx["bt_script"])]
@@ -180,9 +233,14 @@ def one_run(tool: str, cmd: list[str], tmp: Path, ctx: dict, args, workload: str
     if bystander is not None:
         os.killpg(bystander.pid, signal.SIGINT)
         bystander.wait(timeout=60)
-    # A traced run's own BPF programs are freed a moment after the tool exits
-    # (detaching syscall tracepoints waits for an RCU grace period): give
-    # them that moment before looking for anyone else's.
+    # mmtrace detaches in a background grandchild once it has exited (~1 s:
+    # each tracepoint's perf event waits for an RCU grace period): wait for
+    # it (re-parented to us, see become_subreaper), then give the kernel a
+    # moment to free the programs, before looking for anyone else's.
+    rec["detach_s"] = None
+    if ctx.get("subreaper") and tool != "untraced":
+        n, waited = reap_lingering(min(args.timeout, 120))
+        rec["detach_s"] = waited if n else 0.0
     after = C.wait_quiet(2.0) if tool != "untraced" else C.other_tracers()
     rec["interference"] = sorted(set(before + after))
     rec["other_cpu"] = r.other_cpu
@@ -225,7 +283,11 @@ def main(argv=None) -> int:
         if x not in TOOLS + EXTRA_TOOLS:
             sys.exit(f"unknown tool {x!r}: choose from {TOOLS + EXTRA_TOOLS}")
     mm_cli = C.find_mmtrace(args.mmtrace)
-    status, versions = tool_status(mm_cli)
+    subreaper = become_subreaper()
+    if not subreaper:
+        print("NOTE: prctl(PR_SET_CHILD_SUBREAPER) failed: mmtrace's background detach is not waited for, "
+              "so its lingering programs may be counted as another tracer", file=sys.stderr)
+    status, versions = tool_status(mm_cli, args.compare)
     for t in tools:
         if status[t]:
             print(f"NOTE: skipping {t}: {status[t]}", file=sys.stderr)
@@ -243,6 +305,8 @@ def main(argv=None) -> int:
     tps = C.tracepoints()
     ctx = {
         "mmtrace": mm_cli,
+        "subreaper": subreaper,
+        "compare": args.compare,
         "perf_events": [x for cat, name in tps for x in ("-e", f"{cat}:{name}")],
         "bt_script": work / "capture.bt",
         "max_iters": iters["forkexec"] if "forkexec" in workloads else 0,  # children: bpftrace's pid map
@@ -262,7 +326,7 @@ def main(argv=None) -> int:
                     runs.append(rec)
                     line = (f"round {rnd}/{args.rounds} {w:8} {t:8} {C.fmt(rec['us_per_iter'], '10.2f')} us/iter  "
                             f"events {C.fmt(rec['events'], ',d')}  lost {C.fmt(rec['lost'], ',d')}  "
-                            f"wall {rec['wall_s']:.1f}s" + (f"  ERROR {rec['error']}" if rec["error"] else ""))
+                            f"wall {rec['wall_s']:.1f}s" + (f"  detach {rec['detach_s']:.1f}s" if rec.get("detach_s") else "") + (f"  ERROR {rec['error']}" if rec["error"] else ""))
                     if args.verbose or rec["error"]:
                         print(line, file=sys.stderr)
             if not args.verbose:
