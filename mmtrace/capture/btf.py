@@ -307,6 +307,24 @@ class Btf:
             self._data[start + len(name) : start + len(name) + 1] == b"\0"
         )
 
+    def typedef_id(self, name: str) -> int | None:
+        """The type id of the typedef called *name*, or None.  For the
+        ``btf_trace_<tracepoint>`` typedefs a BTF-typed raw tracepoint
+        program (tp_btf) is loaded against (include/linux/tracepoint.h
+        DECLARE_TRACE -> ``typedef void (*btf_trace_##call)(void *__data, proto)``)."""
+        # BTF strings are deduplicated: find the name's one offset, then the
+        # typedef records that carry it (no decoding of other names).
+        pat = b"\0" + name.encode() + b"\0"
+        at = self._data.find(pat, self._str_start - 1, self._str_end)
+        if at < 0:
+            return None
+        off = at + 1 - self._str_start
+        words = self._words
+        for type_id, w in enumerate(self._index):
+            if type_id and words[w] == off and (words[w + 1] >> 24) & 0x1F == KIND_TYPEDEF:
+                return type_id
+        return None
+
     def _rec(self, type_id: int) -> int:
         """Word index of *type_id*'s btf_type record."""
         if not 0 < type_id < len(self._index):

@@ -350,6 +350,8 @@ class ProbePlan:
             flags += [f"-DMMT_NR_{name}={nr}" for name, nr in self.syscall_nr.items()]
         if self.features.get("exit_group_dead"):
             flags.append("-DMMT_HAVE_exit_group_dead")
+        if self.features.get("tp_btf"):
+            flags.append("-DMMT_TP_BTF")
         return flags
 
     def windows(self) -> dict[str, tuple[int, int]]:
@@ -487,6 +489,8 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
             read_offsets(BTF_MEMBERS_HUGETLB_CGROUP)
             hugetlb_cgroup = {"cgrp_id": cg_id, "sizeof_page_counter": btf.sizeof("page_counter"),
                               "hstate_orders": orders}
+    tp_btf = _tp_btf(btf, [t.split(":")[1] for t in tps if t.startswith("maple_tree:")]
+                     + (["vm_unmapped_area"] if raw_unmapped_area else []))
     hook, numbers = _syscall_hook(tracefs, btf, syscalls)
     if hook == "raw":
         read_offsets(BTF_MEMBERS_RAW_SYSCALLS)
@@ -508,11 +512,39 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
             "hugetlb_cgroup": hugetlb_cgroup,
             "raw_unmapped_area": raw_unmapped_area,
             "thread_size": MIN_THREAD_SIZE.get(platform.machine(), 0),
+            "tp_btf": tp_btf,
         },
         headers=find_headers(),
         syscall_hook=hook,
         syscall_nr=numbers,
     )
+
+
+_TP_BTF_ENV = "MMTRACE_TP_BTF"
+
+
+def _tp_btf(btf, names: list[str]) -> dict[str, int]:
+    """{tracepoint: its btf_trace_<name> typedef id} when the maple tree hooks
+    and vm_unmapped_area can run as BTF-typed raw tracepoints (tp_btf), else
+    {}.  Then their ``struct ma_state *`` (``struct vm_unmapped_area_info *``)
+    is a BTF pointer the program reads by direct loads, where a raw
+    tracepoint needs a bpf_probe_read_kernel() helper call per event
+    (collectors/vma.bpf.c, mmap.bpf.c).  Feature-checked by loading a probe
+    program; all of them or none, since the collectors take one -D flag.
+    ``MMTRACE_TP_BTF=0`` keeps raw tracepoints (differential tests, A/B)."""
+    if os.environ.get(_TP_BTF_ENV, "1") == "0" or not names:
+        return {}
+    from . import bpfsys
+
+    ids = {name: btf.typedef_id(f"btf_trace_{name}") for name in names}
+    if not all(ids.values()):
+        return {}
+    try:
+        if not bpfsys.tp_btf_works(ids[names[0]]):
+            return {}
+    except OSError:
+        return {}
+    return ids
 
 
 def _syscall_hook(tracefs: Tracefs, btf, syscalls: dict[str, int]) -> tuple[str, dict[str, int]]:

@@ -248,11 +248,14 @@ class Loaded:
             os.close(done_w)
 
 
-def load_manifest(m: dict, tracefs: str, *, before_attach=None) -> Loaded:
+def load_manifest(m: dict, tracefs: str, *, before_attach=None, tp_btf: dict[str, int] | None = None) -> Loaded:
     """Create the maps of ``m`` (capture/compile.py), load its programs with
     their map references patched to the new fds, and attach them.
     ``before_attach(loaded)`` runs once the maps exist and nothing is attached
-    (to fill the traced set first)."""
+    (to fill the traced set first).  ``tp_btf`` {raw tracepoint: btf_trace_
+    typedef id} (the plan's feature): those raw tracepoint programs load as
+    BTF-typed ones (the collectors were compiled for it, -DMMT_TP_BTF)."""
+    tp_btf = tp_btf or {}
     out = Loaded()
     try:
         btf_fd = 0
@@ -271,13 +274,19 @@ def load_manifest(m: dict, tracefs: str, *, before_attach=None) -> Loaded:
             for insn, map_index in p["relocs"]:
                 code[8 * insn + 4 : 8 * insn + 8] = fds[map_index].to_bytes(4, "little", signed=True)
             ptype = bpfsys.PROG_TYPE_RAW_TRACEPOINT if p["kind"] == "raw_tracepoint" else bpfsys.PROG_TYPE_TRACEPOINT
-            out.progs[p["name"]] = bpfsys.prog_load(ptype, bytes(code), p["name"], m["license"], m["kern_version"])
+            btf_id = tp_btf.get(p["target"], 0) if p["kind"] == "raw_tracepoint" else 0
+            if btf_id:
+                out.progs[p["name"]] = bpfsys.prog_load(bpfsys.PROG_TYPE_TRACING, bytes(code), p["name"], m["license"],
+                                                        m["kern_version"], bpfsys.ATTACH_TRACE_RAW_TP, btf_id)
+            else:
+                out.progs[p["name"]] = bpfsys.prog_load(ptype, bytes(code), p["name"], m["license"], m["kern_version"])
         if before_attach is not None:
             before_attach(out)
         for p in m["progs"]:
             fd = out.progs[p["name"]]
             if p["kind"] == "raw_tracepoint":
-                out.links.append(("raw_tracepoint", bpfsys.raw_tracepoint_open(p["target"], fd)))
+                out.links.append(("raw_tracepoint", bpfsys.raw_tracepoint_open(p["target"], fd,
+                                                                               tp_btf=p["target"] in tp_btf)))
             else:
                 cat, name = p["target"].split(":")
                 out.links.append(("tracepoint", bpfsys.tracepoint_attach(fd, tracefs, cat, name)))
@@ -395,7 +404,8 @@ class Collector:
                 self.add_pid(pid)
 
         try:
-            self._loaded = load_manifest(manifest, str(Tracefs().root), before_attach=fill_traced)
+            self._loaded = load_manifest(manifest, str(Tracefs().root), before_attach=fill_traced,
+                                         tp_btf=plan.features.get("tp_btf") or None)
         except bpfsys.BpfError as e:
             raise RuntimeError(str(e)) from e
         self.programs = dict(self._loaded.progs)  # function name -> prog fd
