@@ -34,6 +34,8 @@ __all__ = [
     "raw_tracepoint_open",
     "tracepoint_attach",
     "tp_btf_works",
+    "rdonly_cast_works",
+    "patch_kfunc_calls",
     "map_lookup",
     "map_update",
     "map_next_key",
@@ -194,6 +196,49 @@ def raw_tracepoint_open(name: str, prog_fd: int, *, tp_btf: bool = False) -> int
     n = ctypes.create_string_buffer(name.encode())
     return _bpf(_RAW_TRACEPOINT_OPEN, _RawTp(name=0 if tp_btf else ctypes.addressof(n), prog_fd=prog_fd),
                 f"attaching to raw tracepoint {name}")
+
+
+_PSEUDO_KFUNC_CALL = 2  # include/uapi/linux/bpf.h: src_reg of a call of a kernel function
+_CALL = 0x85  # BPF_JMP | BPF_CALL
+
+
+def patch_kfunc_calls(insns: bytearray, placeholders: dict[int, int]) -> int:
+    """Turn each call of helper id ``p`` (an id no helper has) into a call of
+    kfunc ``placeholders[p]`` (its BTF_KIND_FUNC id in vmlinux), in place:
+    BCC 0.26 cannot compile a kfunc call (no ``__ksym`` externs), so the
+    collectors call the placeholder like a helper.  How many were patched."""
+    n = 0
+    for i in range(0, len(insns) - 7, 8):
+        if insns[i] == _CALL and insns[i + 1] >> 4 == 0:
+            imm = int.from_bytes(insns[i + 4 : i + 8], "little", signed=True)
+            if imm in placeholders:
+                insns[i + 1] = (insns[i + 1] & 0x0F) | _PSEUDO_KFUNC_CALL << 4
+                insns[i + 4 : i + 8] = placeholders[imm].to_bytes(4, "little", signed=True)
+                n += 1
+    return n
+
+
+def rdonly_cast_works(func_id: int, struct_id: int) -> bool:
+    """Can a raw tracepoint program call the bpf_rdonly_cast() kfunc
+    (``func_id``) to read a ``struct_id`` object by direct loads?  The kfunc
+    came with "bpf: Add a kfunc for generic type cast" (v6.2); the verifier
+    then replaces the call by a register move (fixup_kfunc_call() in
+    kernel/bpf/verifier.c) and the loads by exception-protected ones
+    (BPF_PROBE_MEM).  Loaded and closed at once, never attached."""
+    insns = b"".join(struct.pack("<BBhi", *i) for i in (
+        (0xB7, 1, 0, 0),                               # r1 = 0
+        (0xB7, 2, 0, struct_id),                       # r2 = the struct's BTF id (a constant, as it must be)
+        (_CALL, _PSEUDO_KFUNC_CALL << 4, 0, func_id),  # r0 = bpf_rdonly_cast(r1, r2)
+        (0x79, 3 | 0 << 4, 0, 0),                      # r3 = *(u64 *)(r0 + 0): a direct load
+        (0xB7, 0, 0, 0),                               # r0 = 0
+        (0x95, 0, 0, 0),                               # exit
+    ))
+    try:
+        fd = prog_load(PROG_TYPE_RAW_TRACEPOINT, insns, "mmt_probe")
+    except OSError:
+        return False
+    os.close(fd)
+    return True
 
 
 def tp_btf_works(btf_id: int) -> bool:

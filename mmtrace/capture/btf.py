@@ -312,8 +312,22 @@ class Btf:
         ``btf_trace_<tracepoint>`` typedefs a BTF-typed raw tracepoint
         program (tp_btf) is loaded against (include/linux/tracepoint.h
         DECLARE_TRACE -> ``typedef void (*btf_trace_##call)(void *__data, proto)``)."""
+        return self._named_id(name, KIND_TYPEDEF)
+
+    def func_id(self, name: str) -> int | None:
+        """The type id of the function (BTF_KIND_FUNC) called *name*, or None:
+        what a kfunc call names (``BPF_PSEUDO_KFUNC_CALL``'s imm)."""
+        return self._named_id(name, KIND_FUNC)
+
+    def struct_id(self, name: str) -> int:
+        """The type id of struct *name* (the sized definition); BtfError if none."""
+        return self._candidates(f"struct {name}")[1][0]
+
+    def _named_id(self, name: str, kind: int) -> int | None:
         # BTF strings are deduplicated: find the name's one offset, then the
-        # typedef records that carry it (no decoding of other names).
+        # records of that kind that carry it (no decoding of other names).
+        if not name:
+            return None
         pat = b"\0" + name.encode() + b"\0"
         at = self._data.find(pat, self._str_start - 1, self._str_end)
         if at < 0:
@@ -321,7 +335,7 @@ class Btf:
         off = at + 1 - self._str_start
         words = self._words
         for type_id, w in enumerate(self._index):
-            if type_id and words[w] == off and (words[w + 1] >> 24) & 0x1F == KIND_TYPEDEF:
+            if type_id and words[w] == off and (words[w + 1] >> 24) & 0x1F == kind:
                 return type_id
         return None
 

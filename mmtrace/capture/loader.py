@@ -31,7 +31,7 @@ from .. import __version__
 from ..events.schema import KINDS
 from . import bpfsys
 from .compile import MANIFEST_FORMAT  # noqa: F401 (cache entries carry it)
-from .kernel import COLLECTOR_FILES, KernelError, ProbePlan, Tracefs, collectors_dir
+from .kernel import COLLECTOR_FILES, KFUNC_PLACEHOLDER, KernelError, ProbePlan, Tracefs, collectors_dir
 from .ring import RingReader
 
 __all__ = ["Collector", "BccMissing", "program_source", "ring_sizes", "DEFAULT_BUFFER_MB", "cache_dir",
@@ -190,6 +190,12 @@ def _compile(source: str, cflags: list[str], headers: str | None) -> dict:
 
 
 # ---------------------------------------------------------------- loading
+def _kfuncs(plan: ProbePlan) -> dict[int, int]:
+    """{placeholder helper id: kfunc BTF id} of the kfuncs the plan's collectors call."""
+    cast = plan.features.get("rdonly_cast")
+    return {KFUNC_PLACEHOLDER["rdonly_cast"]: cast["func"]} if cast else {}
+
+
 class Loaded:
     """A module replayed into the kernel: ``maps`` {name: (fd, manifest entry)},
     ``progs`` {name: fd}, ``links`` (perf-event and raw-tracepoint fds that keep
@@ -248,13 +254,15 @@ class Loaded:
             os.close(done_w)
 
 
-def load_manifest(m: dict, tracefs: str, *, before_attach=None, tp_btf: dict[str, int] | None = None) -> Loaded:
+def load_manifest(m: dict, tracefs: str, *, before_attach=None, tp_btf: dict[str, int] | None = None,
+                  kfuncs: dict[int, int] | None = None) -> Loaded:
     """Create the maps of ``m`` (capture/compile.py), load its programs with
     their map references patched to the new fds, and attach them.
     ``before_attach(loaded)`` runs once the maps exist and nothing is attached
     (to fill the traced set first).  ``tp_btf`` {raw tracepoint: btf_trace_
     typedef id} (the plan's feature): those raw tracepoint programs load as
-    BTF-typed ones (the collectors were compiled for it, -DMMT_TP_BTF)."""
+    BTF-typed ones (the collectors were compiled for it, -DMMT_TP_BTF).
+    ``kfuncs`` {placeholder helper id: kfunc BTF id}: calls to patch."""
     tp_btf = tp_btf or {}
     out = Loaded()
     try:
@@ -273,6 +281,8 @@ def load_manifest(m: dict, tracefs: str, *, before_attach=None, tp_btf: dict[str
             code = bytearray(base64.b64decode(p["insns"]))
             for insn, map_index in p["relocs"]:
                 code[8 * insn + 4 : 8 * insn + 8] = fds[map_index].to_bytes(4, "little", signed=True)
+            if kfuncs:
+                bpfsys.patch_kfunc_calls(code, kfuncs)
             ptype = bpfsys.PROG_TYPE_RAW_TRACEPOINT if p["kind"] == "raw_tracepoint" else bpfsys.PROG_TYPE_TRACEPOINT
             btf_id = tp_btf.get(p["target"], 0) if p["kind"] == "raw_tracepoint" else 0
             if btf_id:
@@ -405,7 +415,7 @@ class Collector:
 
         try:
             self._loaded = load_manifest(manifest, str(Tracefs().root), before_attach=fill_traced,
-                                         tp_btf=plan.features.get("tp_btf") or None)
+                                         tp_btf=plan.features.get("tp_btf") or None, kfuncs=_kfuncs(plan))
         except bpfsys.BpfError as e:
             raise RuntimeError(str(e)) from e
         self.programs = dict(self._loaded.progs)  # function name -> prog fd

@@ -3,7 +3,7 @@ record exactly what the raw tracepoints record (root + BCC).
 
 With tp_btf (capture/kernel.py _tp_btf, -DMMT_TP_BTF) the collectors read
 ``struct ma_state`` and ``struct vm_unmapped_area_info`` by direct loads
-instead of bpf_probe_read_kernel(); ``MMTRACE_TP_BTF=0`` keeps the raw
+instead of bpf_probe_read_kernel(); ``MMTRACE_DIRECT_READS=0`` keeps the raw
 tracepoints.  The same program, run with ASLR off (setarch -R), makes the same
 maple tree writes and unmapped-area searches: every field that is not a
 kernel pointer must agree, record by record, from its exec on.
@@ -62,7 +62,7 @@ def prog(tmp_path_factory) -> Path:
 
 
 def _record(out: Path, prog: Path, tp_btf: bool) -> mmtrace.Trace:
-    env = dict(os.environ, MMTRACE_TP_BTF="1" if tp_btf else "0")
+    env = dict(os.environ, MMTRACE_DIRECT_READS="1" if tp_btf else "0")
     setarch = shutil.which("setarch")
     assert setarch, "setarch (util-linux) is part of every Debian host"
     r = subprocess.run(MMTRACE + ["record", "-q", "-o", str(out), "--", setarch, "-R", str(prog)], env=env,
@@ -87,9 +87,13 @@ def test_tp_btf_records_what_raw_tracepoints_record(tmp_path, prog):
     typed = _record(tmp_path / "typed.trace", prog, tp_btf=True)
     assert raw.metadata["probe_plan"]["features"]["tp_btf"] == {}
     assert set(typed.metadata["probe_plan"]["features"]["tp_btf"]) >= {"ma_write", "vm_unmapped_area"}
+    assert raw.metadata["probe_plan"]["features"]["rdonly_cast"] == {}
+    assert typed.metadata["probe_plan"]["features"]["rdonly_cast"]
     for t in (raw, typed):
         assert sum(t.lost.values()) == 0
     for kind in ("tree_write", "unmapped_area"):
         a, b = _after_exec(raw, kind), _after_exec(typed, kind)
         assert len(a) > 300 * (8 if kind == "tree_write" else 2), (kind, len(a))
         assert a.equals(b), (kind, a.compare(b) if a.shape == b.shape else (a.shape, b.shape))
+        if kind == "tree_write":  # the file mapping's identity went through the direct loads too
+            assert (b["ino"] != 0).sum() >= 300 and (b["vm_start"] != 0).sum() >= 300 * 4
