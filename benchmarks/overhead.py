@@ -249,7 +249,8 @@ def one_run(tool: str, cmd: list[str], tmp: Path, ctx: dict, args, workload: str
     if tool != "untraced":
         rec["stderr_tail"] = r.stderr.strip().splitlines()[-3:]
     rec.update(wall_s=r.wall_s, tool_rss_mb=r.maxrss_mb, rc=r.returncode,
-               us_per_iter=res["us_per_iter"] if res else None, argv=C.cmdline(argv))
+               us_per_iter=res["us_per_iter"] if res else None, argv=C.cmdline(argv),
+               cpu_us_per_iter=res.get("cpu_us_per_iter") if res else None)
     if r.timed_out:
         rec["error"] = f"timed out after {args.timeout:g}s"
     elif r.returncode != 0 or (res is None and workload not in FOOTPRINT):
@@ -352,6 +353,12 @@ def main(argv=None) -> int:
             ok, clean_only = usable(rs)  # the runs the median and min-max are taken over
             us = [r["us_per_iter"] for r in ok if r["us_per_iter"] is not None]  # none for startup, idle
             med = C.median(us)
+            cpu = C.median([r.get("cpu_us_per_iter") for r in ok])
+            # Paired with the floor: each run over the empty-programs run of its round.
+            floor = {r["round"]: r.get("cpu_us_per_iter") for r in runs
+                     if r["workload"] == w and r["tool"] == "mmtrace-empty-programs" and not r["error"]}
+            paired = C.median([r["cpu_us_per_iter"] / floor[r["round"]] for r in good
+                               if r.get("cpu_us_per_iter") and floor.get(r["round"])])
             losts = [r["lost"] for r in rs if r["lost"] is not None]
             evs = [r["events"] for r in rs if r["events"] is not None]
             summary.append({
@@ -362,6 +369,8 @@ def main(argv=None) -> int:
                 "min_us": min(us, default=None),
                 "max_us": max(us, default=None),
                 "ratio": (med / base) if (med and base) else None,
+                "median_cpu_us": cpu,
+                "cpu_vs_floor": paired,
                 "median_events": C.median(evs),
                 "lost_total": sum(losts) if losts else None,
                 "lost_max_run": max(losts) if losts else None,
@@ -381,7 +390,7 @@ def main(argv=None) -> int:
     rows = []
     for s in summary:
         if s["skipped"]:
-            rows.append([s["workload"], s["tool"], "0", "skipped", "", "", "", "", "", "", ""])
+            rows.append([s["workload"], s["tool"], "0", "skipped", "", "", "", "", "", "", "", "", ""])
             continue
         lost = C.lost_text(s)
         rows.append([
@@ -390,14 +399,17 @@ def main(argv=None) -> int:
             C.fmt(s["median_us"], C.us_format(s["median_us"])) + ("" if s["median_over_clean_runs"] else "*"),
             f"{C.fmt(s['min_us'], C.us_format(s['min_us'], 2))}-{C.fmt(s['max_us'], C.us_format(s['max_us'], 2))}",
             C.fmt(s["ratio"], ".2f") + ("x" if s["ratio"] else ""),
+            C.fmt(s["median_cpu_us"], C.us_format(s["median_cpu_us"])),
+            C.fmt(s["cpu_vs_floor"], ".2f") + ("x" if s["cpu_vs_floor"] else ""),
             C.fmt(s["median_events"], ",.0f"), lost,
             C.fmt(s["median_wall_s"], ".1f"), C.fmt(s["median_tool_rss_mb"], ",.0f"),
             C.fmt(s["median_other_cpu"], ".2f"),
         ])
-    print(C.table(["workload", "tool", "clean/runs", "median µs/iter", "min-max", "vs untraced",
-                   "events/run", "lost (all runs)", "wall s", "peak RSS MB", "other load"], rows, "llrrrrrrrrr"))
+    print(C.table(["workload", "tool", "clean/runs", "median µs/iter", "min-max", "vs untraced", "CPU µs/iter",
+                   "CPU vs floor", "events/run", "lost (all runs)", "wall s", "peak RSS MB", "other load"], rows,
+                  "llrrrrrrrrrrr"))
     print("\nµs/iter: the workload's own CLOCK_MONOTONIC timing of its loop (tool start-up excluded; "
-          "it is in wall s).\nevents/run: mmtrace records (a syscall is one record), perf samples, "
+          "it is in wall s).\nCPU µs/iter: the workload's own CPU time per iteration (user + system, BPF programs included: they run in its context; time spent waiting for a CPU on a shared machine is not); CPU vs floor: the median over rounds of each run's CPU µs/iter over the mmtrace-empty-programs run of the same round (the hooks alone), when that tool ran.\nevents/run: mmtrace records (a syscall is one record), perf samples, "
           "bpftrace lines. peak RSS: the tool process tree (wait4).\n"
           f"clean: no other tracer and other processes below {args.noise_limit:g} cores busy (other load: "
           "median cores busy with anything else during the runs); medians and min-max over clean runs "
