@@ -33,7 +33,11 @@ untraced, mmtrace, ...), under:
             MMTRACE_EMPTY_PROGRAMS=1: every hook attached, every program
             returning at once: the floor any recorder of these events pays
   mmtrace-cold  (opt-in too; startup workload only) mmtrace record with an
-            empty module cache (MMTRACE_CACHE_DIR of its own): BCC compiles
+            empty module cache (MMTRACE_CACHE_DIR of its own): BCC compiles;
+            and, before each run, the page cache of every file the recorder
+            and the compiler read is dropped (posix_fadvise DONTNEED: Python,
+            the venv, BCC, LLVM/clang, the kernel headers; pages another
+            process has mapped stay): a cold start as after a reboot
   mmtrace-raw-syscalls  (opt-in too) mmtrace record with
             MMTRACE_SYSCALL_HOOK=raw: syscalls through raw_syscalls:sys_enter/
             sys_exit (every syscall of the host runs a program, which keeps
@@ -198,6 +202,53 @@ def reap_lingering(max_s: float) -> tuple[int, float]:
     return n, time.monotonic() - t0
 
 
+def _cold_paths() -> list[Path]:
+    """Files and trees a cold `mmtrace record` reads from disk."""
+    import glob
+    import sysconfig
+
+    paths = [Path(sys.prefix), Path(sysconfig.get_paths()["stdlib"]), C.REPO / "mmtrace", C.REPO / "collectors",
+             Path("/usr/lib/python3/dist-packages/bcc")]
+    paths += [Path(x) for pat in ("/usr/lib/*/libbcc*", "/usr/lib/*/libLLVM*", "/usr/lib/*/libclang*")
+              for x in glob.glob(pat)]
+    try:
+        sys.path.insert(0, str(C.REPO))
+        from mmtrace.capture.kernel import find_headers
+
+        h = find_headers()
+        if h:
+            paths.append(Path(h))
+            paths += [Path(x) for x in glob.glob("/usr/src/linux-headers-*")]
+    except Exception:  # noqa: BLE001 - eviction is best effort
+        pass
+    return paths
+
+
+def drop_page_cache(paths: list[Path]) -> int:
+    """posix_fadvise(POSIX_FADV_DONTNEED) every regular file under ``paths``
+    (symlinks followed once): how many files.  Only this benchmark's files,
+    not the whole machine's cache (drop_caches) that other work relies on."""
+    n = 0
+    seen = set()
+    for root in paths:
+        files = [root] if root.is_file() else (x for x in root.rglob("*"))
+        for f in files:
+            try:
+                real = f.resolve()
+                if real in seen or not real.is_file():
+                    continue
+                seen.add(real)
+                fd = os.open(real, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                n += 1
+            finally:
+                os.close(fd)
+    return n
+
+
 def one_run(tool: str, cmd: list[str], tmp: Path, ctx: dict, args, workload: str = "") -> dict:
     rec: dict = {"tool": tool, "events": None, "lost": None, "error": None}
     env = None
@@ -224,6 +275,8 @@ def one_run(tool: str, cmd: list[str], tmp: Path, ctx: dict, args, workload: str
         out = tmp / "perf.data"
         argv = ["perf", "record"] + ctx["perf_events"] + ["-o", str(out), "--"] + cmd
     before = C.wait_quiet(args.quiet_wait)
+    if tool == "mmtrace-cold":
+        rec["evicted_files"] = drop_page_cache(ctx.setdefault("cold_paths", _cold_paths()))
     bystander = None
     if tool == "mmtrace-bystander":
         out = tmp / "mmtrace.data"
