@@ -390,14 +390,7 @@ class Collector:
             cflags.append("-DMMT_EMPTY_PROGRAMS")
             print("mmtrace: warning: MMTRACE_EMPTY_PROGRAMS=1: every BPF program returns at once; "
                   "nothing is recorded (this measures the hooks alone)", file=sys.stderr)
-        self.cflags = cflags
         source = program_source()
-        key = cache_key(source, cflags, plan)
-        manifest = _cache_read(key)
-        self.compiled = manifest is None
-        if manifest is None:
-            manifest = _compile(source, cflags, plan.headers)
-            _cache_write(key, manifest)
         ncpus = bpfsys.possible_cpus()
         # The recorder itself (system-wide: its tgid is the one bit of the
         # bitmap, which then means "not traced").
@@ -413,11 +406,30 @@ class Collector:
             for pid in pids or ():
                 self.add_pid(pid)
 
-        try:
-            self._loaded = load_manifest(manifest, str(Tracefs().root), before_attach=fill_traced,
-                                         tp_btf=plan.features.get("tp_btf") or None, kfuncs=_kfuncs(plan))
-        except bpfsys.BpfError as e:
-            raise RuntimeError(str(e)) from e
+        while True:
+            self.cflags = cflags
+            key = cache_key(source, cflags, plan)
+            manifest = _cache_read(key)
+            self.compiled = manifest is None
+            if manifest is None:
+                manifest = _compile(source, cflags, plan.headers)
+                _cache_write(key, manifest)
+            direct = bool(plan.features.get("tp_btf") or plan.features.get("rdonly_cast"))
+            try:
+                self._loaded = load_manifest(manifest, str(Tracefs().root), before_attach=fill_traced,
+                                             tp_btf=plan.features.get("tp_btf") or None, kfuncs=_kfuncs(plan))
+                break
+            except bpfsys.BpfError as e:
+                if not direct:
+                    raise RuntimeError(str(e)) from e
+                # A kernel whose verifier refuses the direct reads of a
+                # program the probes did not cover (capture/kernel.py
+                # _tp_btf, _rdonly_cast): build it again with probe reads
+                # only, and say so in the plan the trace keeps.
+                plan.features["tp_btf"] = {}
+                plan.features["rdonly_cast"] = {}
+                plan.features["direct_reads_refused"] = str(e).splitlines()[0][:200]
+                cflags = [f for f in cflags if f != "-DMMT_TP_BTF" and not f.startswith(("-DMMT_KF_", "-DMMT_BTF_"))]
         self.programs = dict(self._loaded.progs)  # function name -> prog fd
         try:
             self._rings = {
