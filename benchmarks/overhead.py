@@ -33,13 +33,20 @@ untraced, mmtrace, ...), under:
             MMTRACE_EMPTY_PROGRAMS=1: every hook attached, every program
             returning at once: the floor any recorder of these events pays
   mmtrace-cold  (opt-in too; startup workload only) mmtrace record with an
-            empty module cache (MMTRACE_CACHE_DIR of its own): BCC compiles
+            empty module cache (MMTRACE_CACHE_DIR of its own): BCC compiles;
+            and, before each run, the page cache of every file the recorder
+            and the compiler read is dropped (posix_fadvise DONTNEED: Python,
+            the venv, BCC, LLVM/clang, the kernel headers; pages another
+            process has mapped stay): a cold start as after a reboot
   mmtrace-g  (opt-in too) mmtrace record -g: also the user stack of every
             traced syscall, fork, exec and exit (collectors/stacks.bpf.c)
   mmtrace-raw-syscalls  (opt-in too) mmtrace record with
             MMTRACE_SYSCALL_HOOK=raw: syscalls through raw_syscalls:sys_enter/
             sys_exit (every syscall of the host runs a program, which keeps
             ours by number) instead of the per-syscall tracepoints
+  mmtrace-compare  (opt-in too; needs --compare CLI) mmtrace record with
+            another build's CLI (e.g. main's .venv/bin/mmtrace): an A/B of two
+            builds interleaved in one run, each against the same floor
 
 The tracepoints are those mmtrace records and this kernel has (read from
 tracefs): maple_tree:ma_write, ma_op, every mmap:*, syscalls:sys_enter/exit_
@@ -61,6 +68,8 @@ linux-perf); a missing tool is reported and skipped.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import errno
 import os
 import re
 import shutil
@@ -76,7 +85,7 @@ import _common as C  # noqa: E402
 TOOLS = ["untraced", "mmtrace", "bpftrace", "perf"]
 # Opt-in with --tools (see the docstring).
 EXTRA_TOOLS = ["mmtrace-all-stores", "mmtrace-raw-syscalls", "mmtrace-bystander", "mmtrace-empty-programs",
-               "mmtrace-cold", "mmtrace-g"]
+               "mmtrace-cold", "mmtrace-g", "mmtrace-compare"]
 WORKLOADS = ["mmloop", "forkexec", "getppid", "startup", "idle"]
 # Workloads that time nothing themselves: only the tool's wall time and RSS count.
 FOOTPRINT = ("startup", "idle")
@@ -100,6 +109,7 @@ def parse_args(argv=None):
     p.add_argument("--getppid-iters", type=int, default=2_000_000, help="getppid calls per run (default: %(default)s)")
     p.add_argument("--idle-s", type=float, default=3.0, help="seconds of the idle workload (default: %(default)s)")
     p.add_argument("--mmtrace", help="mmtrace CLI (default: next to this Python, or .venv/bin/mmtrace)")
+    p.add_argument("--compare", metavar="CLI", help="the mmtrace CLI of another build, run as tool mmtrace-compare")
     p.add_argument("--perf-lost", choices=["stats", "dump"], default="stats",
                    help="how to count perf's lost samples: 'perf report --stats' (fast) or sum of "
                         "PERF_RECORD_LOST in 'perf report -D' (slow) (default: %(default)s)")
@@ -117,12 +127,19 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def tool_status(mmtrace_cli: str) -> tuple[dict[str, str | None], dict[str, str]]:
+def tool_status(mmtrace_cli: str, compare_cli: str | None = None) -> tuple[dict[str, str | None], dict[str, str]]:
     """({tool: None if usable, else why not}, {tool: version})."""
     st = {t: None for t in ["untraced", "mmtrace"] + EXTRA_TOOLS}
     ver = {}
     r = C.run([mmtrace_cli, "--version"], timeout=60)
     ver["mmtrace"] = (r.stdout or r.stderr).strip()
+    if compare_cli:
+        r = C.run([compare_cli, "--version"], timeout=60)
+        ver["mmtrace-compare"] = f"{compare_cli}: {(r.stdout or r.stderr).strip()}"
+        if r.returncode != 0:
+            st["mmtrace-compare"] = f"{compare_cli} --version failed"
+    else:
+        st["mmtrace-compare"] = "no --compare CLI given"
     for tool, pkg, vargs in (("bpftrace", "bpftrace", ["--version"]), ("perf", "linux-perf", ["--version"])):
         exe = shutil.which(tool)
         if not exe:
@@ -149,13 +166,98 @@ def _start_bystander(mmtrace_cli: str, out: Path, timeout: float) -> subprocess.
     return p
 
 
+_PR_SET_CHILD_SUBREAPER = 36  # include/uapi/linux/prctl.h
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (prctl
+    PR_SET_CHILD_SUBREAPER, v3.4).  mmtrace record detaches its programs in a
+    detached grandchild after it exits (capture/loader.py Loaded.close); that
+    grandchild is then re-parented here, so reap_lingering() can wait for
+    exactly it instead of taking our own lingering programs for another
+    tracer."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def reap_lingering(max_s: float) -> tuple[int, float]:
+    """Wait up to max_s seconds for every descendant that outlived a run (the
+    recorder's background detach) to exit: (how many were reaped, seconds
+    waited).  Only called between runs, when no child of ours is running."""
+    t0 = time.monotonic()
+    n = 0
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break  # none left
+        except OSError as e:
+            if e.errno == errno.EINTR:
+                continue
+            break
+        if pid:
+            n += 1
+            continue
+        if time.monotonic() - t0 > max_s:
+            break
+        time.sleep(0.01)
+    return n, time.monotonic() - t0
+
+
+def _cold_paths() -> list[Path]:
+    """Files and trees a cold `mmtrace record` reads from disk."""
+    import glob
+    import sysconfig
+
+    paths = [Path(sys.prefix), Path(sysconfig.get_paths()["stdlib"]), C.REPO / "mmtrace", C.REPO / "collectors",
+             Path("/usr/lib/python3/dist-packages/bcc")]
+    paths += [Path(x) for pat in ("/usr/lib/*/libbcc*", "/usr/lib/*/libLLVM*", "/usr/lib/*/libclang*")
+              for x in glob.glob(pat)]
+    try:
+        sys.path.insert(0, str(C.REPO))
+        from mmtrace.capture.kernel import find_headers
+
+        h = find_headers()
+        if h:
+            paths.append(Path(h))
+            paths += [Path(x) for x in glob.glob("/usr/src/linux-headers-*")]
+    except Exception:  # noqa: BLE001 - eviction is best effort
+        pass
+    return paths
+
+
+def drop_page_cache(paths: list[Path]) -> int:
+    """posix_fadvise(POSIX_FADV_DONTNEED) every regular file under ``paths``
+    (symlinks followed once): how many files.  Only this benchmark's files,
+    not the whole machine's cache (drop_caches) that other work relies on."""
+    n = 0
+    seen = set()
+    for root in paths:
+        files = [root] if root.is_file() else (x for x in root.rglob("*"))
+        for f in files:
+            try:
+                real = f.resolve()
+                if real in seen or not real.is_file():
+                    continue
+                seen.add(real)
+                fd = os.open(real, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                n += 1
+            finally:
+                os.close(fd)
+    return n
+
+
 def one_run(tool: str, cmd: list[str], tmp: Path, ctx: dict, args, workload: str = "") -> dict:
     rec: dict = {"tool": tool, "events": None, "lost": None, "error": None}
     env = None
     if tool == "untraced":
         argv = cmd
     elif tool in ("mmtrace", "mmtrace-all-stores", "mmtrace-raw-syscalls", "mmtrace-empty-programs", "mmtrace-cold",
-                  "mmtrace-g"):
+                  "mmtrace-g", "mmtrace-compare"):
         out = tmp / "mmtrace.data"
         extra = {"mmtrace-all-stores": ["--all-stores"], "mmtrace-g": ["-g"]}.get(tool, [])
         if tool == "mmtrace-raw-syscalls":
@@ -164,7 +266,8 @@ def one_run(tool: str, cmd: list[str], tmp: Path, ctx: dict, args, workload: str
             env = dict(os.environ, MMTRACE_EMPTY_PROGRAMS="1")
         elif tool == "mmtrace-cold":  # a cache of its own, emptied after each run
             env = dict(os.environ, MMTRACE_CACHE_DIR=str(tmp / "module-cache"))
-        argv = [ctx["mmtrace"], "record", "-q", "-o", str(out)] + extra + ["--"] + cmd
+        cli = ctx["compare"] if tool == "mmtrace-compare" else ctx["mmtrace"]
+        argv = [cli, "record", "-q", "-o", str(out)] + extra + ["--"] + cmd
     elif tool == "bpftrace":
         out = tmp / "bpftrace.out"
         argv = ["bpftrace", "-o", str(out), "-c", C.cmdline(cmd), str(ctx["bt_script"])]
@@ -174,6 +277,8 @@ def one_run(tool: str, cmd: list[str], tmp: Path, ctx: dict, args, workload: str
         out = tmp / "perf.data"
         argv = ["perf", "record"] + ctx["perf_events"] + ["-o", str(out), "--"] + cmd
     before = C.wait_quiet(args.quiet_wait)
+    if tool == "mmtrace-cold":
+        rec["evicted_files"] = drop_page_cache(ctx.setdefault("cold_paths", _cold_paths()))
     bystander = None
     if tool == "mmtrace-bystander":
         out = tmp / "mmtrace.data"
@@ -183,9 +288,14 @@ def one_run(tool: str, cmd: list[str], tmp: Path, ctx: dict, args, workload: str
     if bystander is not None:
         os.killpg(bystander.pid, signal.SIGINT)
         bystander.wait(timeout=60)
-    # A traced run's own BPF programs are freed a moment after the tool exits
-    # (detaching syscall tracepoints waits for an RCU grace period): give
-    # them that moment before looking for anyone else's.
+    # mmtrace detaches in a background grandchild once it has exited (~1 s:
+    # each tracepoint's perf event waits for an RCU grace period): wait for
+    # it (re-parented to us, see become_subreaper), then give the kernel a
+    # moment to free the programs, before looking for anyone else's.
+    rec["detach_s"] = None
+    if ctx.get("subreaper") and tool != "untraced":
+        n, waited = reap_lingering(min(args.timeout, 120))
+        rec["detach_s"] = waited if n else 0.0
     after = C.wait_quiet(2.0) if tool != "untraced" else C.other_tracers()
     rec["interference"] = sorted(set(before + after))
     rec["other_cpu"] = r.other_cpu
@@ -194,7 +304,8 @@ def one_run(tool: str, cmd: list[str], tmp: Path, ctx: dict, args, workload: str
     if tool != "untraced":
         rec["stderr_tail"] = r.stderr.strip().splitlines()[-3:]
     rec.update(wall_s=r.wall_s, tool_rss_mb=r.maxrss_mb, rc=r.returncode,
-               us_per_iter=res["us_per_iter"] if res else None, argv=C.cmdline(argv))
+               us_per_iter=res["us_per_iter"] if res else None, argv=C.cmdline(argv),
+               cpu_us_per_iter=res.get("cpu_us_per_iter") if res else None)
     if r.timed_out:
         rec["error"] = f"timed out after {args.timeout:g}s"
     elif r.returncode != 0 or (res is None and workload not in FOOTPRINT):
@@ -228,7 +339,11 @@ def main(argv=None) -> int:
         if x not in TOOLS + EXTRA_TOOLS:
             sys.exit(f"unknown tool {x!r}: choose from {TOOLS + EXTRA_TOOLS}")
     mm_cli = C.find_mmtrace(args.mmtrace)
-    status, versions = tool_status(mm_cli)
+    subreaper = become_subreaper()
+    if not subreaper:
+        print("NOTE: prctl(PR_SET_CHILD_SUBREAPER) failed: mmtrace's background detach is not waited for, "
+              "so its lingering programs may be counted as another tracer", file=sys.stderr)
+    status, versions = tool_status(mm_cli, args.compare)
     for t in tools:
         if status[t]:
             print(f"NOTE: skipping {t}: {status[t]}", file=sys.stderr)
@@ -246,6 +361,8 @@ def main(argv=None) -> int:
     tps = C.tracepoints()
     ctx = {
         "mmtrace": mm_cli,
+        "subreaper": subreaper,
+        "compare": args.compare,
         "perf_events": [x for cat, name in tps for x in ("-e", f"{cat}:{name}")],
         "bt_script": work / "capture.bt",
         "max_iters": iters["forkexec"] if "forkexec" in workloads else 0,  # children: bpftrace's pid map
@@ -265,7 +382,7 @@ def main(argv=None) -> int:
                     runs.append(rec)
                     line = (f"round {rnd}/{args.rounds} {w:8} {t:8} {C.fmt(rec['us_per_iter'], '10.2f')} us/iter  "
                             f"events {C.fmt(rec['events'], ',d')}  lost {C.fmt(rec['lost'], ',d')}  "
-                            f"wall {rec['wall_s']:.1f}s" + (f"  ERROR {rec['error']}" if rec["error"] else ""))
+                            f"wall {rec['wall_s']:.1f}s" + (f"  detach {rec['detach_s']:.1f}s" if rec.get("detach_s") else "") + (f"  ERROR {rec['error']}" if rec["error"] else ""))
                     if args.verbose or rec["error"]:
                         print(line, file=sys.stderr)
             if not args.verbose:
@@ -291,6 +408,12 @@ def main(argv=None) -> int:
             ok, clean_only = usable(rs)  # the runs the median and min-max are taken over
             us = [r["us_per_iter"] for r in ok if r["us_per_iter"] is not None]  # none for startup, idle
             med = C.median(us)
+            cpu = C.median([r.get("cpu_us_per_iter") for r in ok])
+            # Paired with the floor: each run over the empty-programs run of its round.
+            floor = {r["round"]: r.get("cpu_us_per_iter") for r in runs
+                     if r["workload"] == w and r["tool"] == "mmtrace-empty-programs" and not r["error"]}
+            paired = C.median([r["cpu_us_per_iter"] / floor[r["round"]] for r in good
+                               if r.get("cpu_us_per_iter") and floor.get(r["round"])])
             losts = [r["lost"] for r in rs if r["lost"] is not None]
             evs = [r["events"] for r in rs if r["events"] is not None]
             summary.append({
@@ -301,6 +424,8 @@ def main(argv=None) -> int:
                 "min_us": min(us, default=None),
                 "max_us": max(us, default=None),
                 "ratio": (med / base) if (med and base) else None,
+                "median_cpu_us": cpu,
+                "cpu_vs_floor": paired,
                 "median_events": C.median(evs),
                 "lost_total": sum(losts) if losts else None,
                 "lost_max_run": max(losts) if losts else None,
@@ -320,7 +445,7 @@ def main(argv=None) -> int:
     rows = []
     for s in summary:
         if s["skipped"]:
-            rows.append([s["workload"], s["tool"], "0", "skipped", "", "", "", "", "", "", ""])
+            rows.append([s["workload"], s["tool"], "0", "skipped", "", "", "", "", "", "", "", "", ""])
             continue
         lost = C.lost_text(s)
         rows.append([
@@ -329,14 +454,17 @@ def main(argv=None) -> int:
             C.fmt(s["median_us"], C.us_format(s["median_us"])) + ("" if s["median_over_clean_runs"] else "*"),
             f"{C.fmt(s['min_us'], C.us_format(s['min_us'], 2))}-{C.fmt(s['max_us'], C.us_format(s['max_us'], 2))}",
             C.fmt(s["ratio"], ".2f") + ("x" if s["ratio"] else ""),
+            C.fmt(s["median_cpu_us"], C.us_format(s["median_cpu_us"])),
+            C.fmt(s["cpu_vs_floor"], ".2f") + ("x" if s["cpu_vs_floor"] else ""),
             C.fmt(s["median_events"], ",.0f"), lost,
             C.fmt(s["median_wall_s"], ".1f"), C.fmt(s["median_tool_rss_mb"], ",.0f"),
             C.fmt(s["median_other_cpu"], ".2f"),
         ])
-    print(C.table(["workload", "tool", "clean/runs", "median µs/iter", "min-max", "vs untraced",
-                   "events/run", "lost (all runs)", "wall s", "peak RSS MB", "other load"], rows, "llrrrrrrrrr"))
+    print(C.table(["workload", "tool", "clean/runs", "median µs/iter", "min-max", "vs untraced", "CPU µs/iter",
+                   "CPU vs floor", "events/run", "lost (all runs)", "wall s", "peak RSS MB", "other load"], rows,
+                  "llrrrrrrrrrrr"))
     print("\nµs/iter: the workload's own CLOCK_MONOTONIC timing of its loop (tool start-up excluded; "
-          "it is in wall s).\nevents/run: mmtrace records (a syscall is one record), perf samples, "
+          "it is in wall s).\nCPU µs/iter: the workload's own CPU time per iteration (user + system, BPF programs included: they run in its context; time spent waiting for a CPU on a shared machine is not); CPU vs floor: the median over rounds of each run's CPU µs/iter over the mmtrace-empty-programs run of the same round (the hooks alone), when that tool ran.\nevents/run: mmtrace records (a syscall is one record), perf samples, "
           "bpftrace lines. peak RSS: the tool process tree (wait4).\n"
           f"clean: no other tracer and other processes below {args.noise_limit:g} cores busy (other load: "
           "median cores busy with anything else during the runs); medians and min-max over clean runs "

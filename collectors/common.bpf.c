@@ -126,6 +126,16 @@ static __always_inline u32 mmt_read_u32(u64 base, u64 off)
 	return v;
 }
 
+#ifdef MMT_KF_rdonly_cast
+/* The bpf_rdonly_cast(obj, btf_id) kfunc (v6.2): obj as a read-only BTF
+ * pointer of type btf_id, read by direct loads (the verifier makes them
+ * fault-safe, and the call itself a register move).  BCC cannot compile a
+ * kfunc call: this calls MMT_KF_rdonly_cast like a helper, an id no helper
+ * has, and the loader turns that call into the kfunc's (capture/bpfsys.py
+ * patch_kfunc_calls).  btf_id must be a constant. */
+static u64 (*mmt_rdonly_cast)(u64 obj, u32 btf_id) = (void *)MMT_KF_rdonly_cast;
+#endif
+
 /* current->mm by a direct load from the BTF-typed task pointer: the
  * verifier checks the offset against the running kernel's BTF, and the load
  * costs a few ns where a bpf_probe_read_kernel() costs ~30 on this kind of

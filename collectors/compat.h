@@ -48,6 +48,11 @@
  *  MMT_VM_HUGETLB               the VM_HUGETLB bit (mmtrace/events/flags.py).
  *  MMT_TRACE_ALL                system-wide: no tgid filter but the recorder's
  *      own (the traced_bits bitmap then lists the tgids left out).
+ *  MMT_TP_BTF                   the raw tracepoints (ma_write, ma_op,
+ *      vm_unmapped_area) are loaded as BTF-typed ones (tp_btf, "bpf: Introduce
+ *      BPF_TRACE_RAW_TP", v5.5): their struct pointers are read by direct
+ *      loads, not bpf_probe_read_kernel().  capture/kernel.py _tp_btf checks
+ *      it by loading a probe program (it needs no ftrace, unlike fentry).
  *  MMT_EMPTY_PROGRAMS           every program returns at once: what the hooks
  *      alone cost (MMTRACE_EMPTY_PROGRAMS=1, benchmarks/overhead.py's
  *      mmtrace-empty-programs); nothing is recorded.

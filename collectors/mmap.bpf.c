@@ -22,7 +22,21 @@ RAW_TRACEPOINT_PROBE(vm_unmapped_area)
 	e = mmt_reserve(sizeof(struct mmt_unmapped_area), MMT_UNMAPPED_AREA);
 	if (!e)
 		return 0;
+#ifdef MMT_TP_BTF
+	/* tp_btf (see vma.bpf.c): info is a BTF pointer, read by direct loads. */
+	{
+		u64 info = ctx->args[1];
+
+		MMT_UA(w, flags) = *(u64 *)(info + MMT_OFF_vm_unmapped_area_info__flags);
+		MMT_UA(w, length) = *(u64 *)(info + MMT_OFF_vm_unmapped_area_info__length);
+		MMT_UA(w, low_limit) = *(u64 *)(info + MMT_OFF_vm_unmapped_area_info__low_limit);
+		MMT_UA(w, high_limit) = *(u64 *)(info + MMT_OFF_vm_unmapped_area_info__high_limit);
+		MMT_UA(w, align_mask) = *(u64 *)(info + MMT_OFF_vm_unmapped_area_info__align_mask);
+		MMT_UA(w, align_offset) = *(u64 *)(info + MMT_OFF_vm_unmapped_area_info__align_offset);
+	}
+#else
 	bpf_probe_read_kernel(w, sizeof(w), (void *)(ctx->args[1] + MMT_WIN_vm_unmapped_area_info_LO));
+#endif
 	mm = mmt_task_mm(task);
 	mmt_fill_hdr(&e->h, MMT_UNMAPPED_AREA, id);
 	e->addr = ctx->args[0];

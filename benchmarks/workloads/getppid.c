@@ -47,12 +47,15 @@ int main(int argc, char **argv)
 	for (long long i = 0; i < warm; i++)
 		syscall(SYS_getppid);
 
+	uint64_t c0 = cpu_ns();
 	uint64_t t0 = now_ns();
 	for (long long i = 0; i < n; i++)
 		syscall(SYS_getppid);
 	uint64_t dt = now_ns() - t0;
+	uint64_t cdt = cpu_ns() - c0;
 
 	bench_print(n, dt);
+	bench_print_cpu(n, cdt);
 	printf("\n");
 	fflush(stdout);
 	return 0;

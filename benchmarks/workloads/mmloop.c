@@ -77,6 +77,7 @@ int main(int argc, char **argv)
 	for (long long i = 0; i < warm; i++)
 		one_loop(pg);
 
+	uint64_t c0 = cpu_ns();
 	uint64_t t0 = now_ns();
 	for (long long i = 0; i < n; i++) {
 		if (period > 0) {
@@ -88,8 +89,10 @@ int main(int argc, char **argv)
 		one_loop(pg);
 	}
 	uint64_t dt = now_ns() - t0;
+	uint64_t cdt = cpu_ns() - c0;
 
 	bench_print(n, dt);
+	bench_print_cpu(n, cdt);
 	printf(" target_period_ns=%.0f start_ns=%llu pid=%d\n", period, (unsigned long long)t0, (int)getpid());
 	fflush(stdout);
 	return 0;

@@ -11,8 +11,11 @@ the recorder: loading the bcc module alone maps ~65 MB.
 Attaching follows what libbcc does (src/cc/libbpf.c): a tracepoint is a
 perf event of PERF_TYPE_TRACEPOINT on CPU 0 with PERF_EVENT_IOC_SET_BPF (the
 program then runs on every CPU, from the tracepoint's perf callback); a raw
-tracepoint is BPF_RAW_TRACEPOINT_OPEN.  Every object lives as long as one of
-its fds is open.
+tracepoint is BPF_RAW_TRACEPOINT_OPEN, and so is a BTF-typed one (tp_btf: a
+BPF_PROG_TYPE_TRACING program of attach type BPF_TRACE_RAW_TP, loaded against
+the tracepoint's ``btf_trace_<name>`` typedef, attached with no name: the
+kernel takes it from the program, bpf_raw_tp_link_attach() in
+kernel/bpf/syscall.c).  Every object lives as long as one of its fds is open.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import ctypes
 import errno
 import os
 import platform
+import struct
 
 __all__ = [
     "BpfError",
@@ -29,6 +33,9 @@ __all__ = [
     "prog_load",
     "raw_tracepoint_open",
     "tracepoint_attach",
+    "tp_btf_works",
+    "rdonly_cast_works",
+    "patch_kfunc_calls",
     "map_lookup",
     "map_update",
     "map_next_key",
@@ -38,6 +45,8 @@ __all__ = [
     "possible_cpus",
     "PROG_TYPE_TRACEPOINT",
     "PROG_TYPE_RAW_TRACEPOINT",
+    "PROG_TYPE_TRACING",
+    "ATTACH_TRACE_RAW_TP",
 ]
 
 # enum bpf_cmd
@@ -46,6 +55,9 @@ _OBJ_GET_INFO_BY_FD, _RAW_TRACEPOINT_OPEN, _BTF_LOAD, _BTF_GET_FD_BY_ID = 15, 17
 # enum bpf_prog_type
 PROG_TYPE_TRACEPOINT = 5
 PROG_TYPE_RAW_TRACEPOINT = 17
+PROG_TYPE_TRACING = 26
+# enum bpf_attach_type
+ATTACH_TRACE_RAW_TP = 23
 # Syscall numbers (arch/*/entry/syscalls, include/uapi/asm-generic/unistd.h).
 _NR = {"x86_64": {"bpf": 321, "perf_event_open": 298}, "aarch64": {"bpf": 280, "perf_event_open": 241}}
 _PERF_TYPE_TRACEPOINT = 2
@@ -98,7 +110,13 @@ class _ProgLoad(ctypes.Structure):
     _fields_ = [("prog_type", ctypes.c_uint32), ("insn_cnt", ctypes.c_uint32), ("insns", ctypes.c_uint64),
                 ("license", ctypes.c_uint64), ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32),
                 ("log_buf", ctypes.c_uint64), ("kern_version", ctypes.c_uint32), ("prog_flags", ctypes.c_uint32),
-                ("prog_name", ctypes.c_char * 16)]
+                ("prog_name", ctypes.c_char * 16), ("prog_ifindex", ctypes.c_uint32),
+                ("expected_attach_type", ctypes.c_uint32), ("prog_btf_fd", ctypes.c_uint32),
+                ("func_info_rec_size", ctypes.c_uint32), ("func_info", ctypes.c_uint64),
+                ("func_info_cnt", ctypes.c_uint32), ("line_info_rec_size", ctypes.c_uint32),
+                ("line_info", ctypes.c_uint64), ("line_info_cnt", ctypes.c_uint32),
+                ("attach_btf_id", ctypes.c_uint32), ("attach_btf_obj_fd", ctypes.c_uint32),
+                ("_pad", ctypes.c_uint32)]
 
 
 class _RawTp(ctypes.Structure):
@@ -148,12 +166,15 @@ def btf_load(blob: bytes) -> int:
     return _bpf(_BTF_LOAD, a, "loading the collectors' BTF")
 
 
-def prog_load(prog_type: int, insns: bytes, name: str, license: str = "GPL", kern_version: int = 0) -> int:
-    """BPF_PROG_LOAD; on failure, loads again with the verifier log to say why."""
+def prog_load(prog_type: int, insns: bytes, name: str, license: str = "GPL", kern_version: int = 0,
+              expected_attach_type: int = 0, attach_btf_id: int = 0) -> int:
+    """BPF_PROG_LOAD; on failure, loads again with the verifier log to say why.
+    ``attach_btf_id`` (vmlinux BTF) with PROG_TYPE_TRACING: what it attaches to."""
     code = ctypes.create_string_buffer(insns, len(insns))
     lic = ctypes.create_string_buffer(license.encode())
     a = _ProgLoad(prog_type=prog_type, insn_cnt=len(insns) // 8, insns=ctypes.addressof(code),
-                  license=ctypes.addressof(lic), kern_version=kern_version, prog_name=name.encode()[:15])
+                  license=ctypes.addressof(lic), kern_version=kern_version, prog_name=name.encode()[:15],
+                  expected_attach_type=expected_attach_type, attach_btf_id=attach_btf_id)
     try:
         return _bpf(_PROG_LOAD, a, f"loading BPF program {name}")
     except BpfError as e:
@@ -169,11 +190,76 @@ def prog_load(prog_type: int, insns: bytes, name: str, license: str = "GPL", ker
             raise BpfError(e2.errno, f"loading BPF program {name}", "\n".join(text.splitlines()[-20:])) from None
 
 
-def raw_tracepoint_open(name: str, prog_fd: int) -> int:
-    """BPF_RAW_TRACEPOINT_OPEN: the link's fd (the program stays attached while it is open)."""
+def raw_tracepoint_open(name: str, prog_fd: int, *, tp_btf: bool = False) -> int:
+    """BPF_RAW_TRACEPOINT_OPEN: the link's fd (the program stays attached while it is open).
+    A tp_btf program is opened with no name (its attach_btf_id names the tracepoint)."""
     n = ctypes.create_string_buffer(name.encode())
-    return _bpf(_RAW_TRACEPOINT_OPEN, _RawTp(name=ctypes.addressof(n), prog_fd=prog_fd),
+    return _bpf(_RAW_TRACEPOINT_OPEN, _RawTp(name=0 if tp_btf else ctypes.addressof(n), prog_fd=prog_fd),
                 f"attaching to raw tracepoint {name}")
+
+
+_PSEUDO_KFUNC_CALL = 2  # include/uapi/linux/bpf.h: src_reg of a call of a kernel function
+_CALL = 0x85  # BPF_JMP | BPF_CALL
+
+
+def patch_kfunc_calls(insns: bytearray, placeholders: dict[int, int]) -> int:
+    """Turn each call of helper id ``p`` (an id no helper has) into a call of
+    kfunc ``placeholders[p]`` (its BTF_KIND_FUNC id in vmlinux), in place:
+    BCC 0.26 cannot compile a kfunc call (no ``__ksym`` externs), so the
+    collectors call the placeholder like a helper.  How many were patched."""
+    n = 0
+    for i in range(0, len(insns) - 7, 8):
+        if insns[i] == _CALL and insns[i + 1] >> 4 == 0:
+            imm = int.from_bytes(insns[i + 4 : i + 8], "little", signed=True)
+            if imm in placeholders:
+                insns[i + 1] = (insns[i + 1] & 0x0F) | _PSEUDO_KFUNC_CALL << 4
+                insns[i + 4 : i + 8] = placeholders[imm].to_bytes(4, "little", signed=True)
+                n += 1
+    return n
+
+
+def rdonly_cast_works(func_id: int, struct_id: int) -> bool:
+    """Can a raw tracepoint program call the bpf_rdonly_cast() kfunc
+    (``func_id``) to read a ``struct_id`` object by direct loads?  The kfunc
+    came with "bpf: Add a kfunc for generic type cast" (v6.2); the verifier
+    then replaces the call by a register move (fixup_kfunc_call() in
+    kernel/bpf/verifier.c) and the loads by exception-protected ones
+    (BPF_PROBE_MEM).  Loaded and closed at once, never attached."""
+    insns = b"".join(struct.pack("<BBhi", *i) for i in (
+        (0xB7, 1, 0, 0),                               # r1 = 0
+        (0xB7, 2, 0, struct_id),                       # r2 = the struct's BTF id (a constant, as it must be)
+        (_CALL, _PSEUDO_KFUNC_CALL << 4, 0, func_id),  # r0 = bpf_rdonly_cast(r1, r2)
+        (0x79, 3 | 0 << 4, 0, 0),                      # r3 = *(u64 *)(r0 + 0): a direct load
+        (0xB7, 0, 0, 0),                               # r0 = 0
+        (0x95, 0, 0, 0),                               # exit
+    ))
+    try:
+        fd = prog_load(PROG_TYPE_RAW_TRACEPOINT, insns, "mmt_probe")
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def tp_btf_works(btf_id: int) -> bool:
+    """Can a BTF-typed raw tracepoint program (tp_btf) be loaded against
+    typedef ``btf_id`` (``btf_trace_<name>``) and read its second argument
+    by a direct load?  It needs CONFIG_DEBUG_INFO_BTF and v5.5+ ("bpf:
+    Introduce BPF_TRACE_RAW_TP"); not ftrace, unlike fentry, which may
+    fail where this works.  Loaded and closed at once, never attached."""
+    insns = b"".join(struct.pack("<BBhi", *i) for i in (
+        (0x79, 2 | 1 << 4, 8, 0),   # r2 = *(u64 *)(r1 + 8): the second argument, a BTF pointer
+        (0x79, 3 | 2 << 4, 0, 0),   # r3 = *(u64 *)(r2 + 0): a direct load through it
+        (0xB7, 0, 0, 0),            # r0 = 0
+        (0x95, 0, 0, 0),            # exit
+    ))
+    try:
+        fd = prog_load(PROG_TYPE_TRACING, insns, "mmt_probe", expected_attach_type=ATTACH_TRACE_RAW_TP,
+                       attach_btf_id=btf_id)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
 
 
 def tracepoint_attach(prog_fd: int, tracefs: str, category: str, name: str) -> int:

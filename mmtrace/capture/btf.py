@@ -307,6 +307,38 @@ class Btf:
             self._data[start + len(name) : start + len(name) + 1] == b"\0"
         )
 
+    def typedef_id(self, name: str) -> int | None:
+        """The type id of the typedef called *name*, or None.  For the
+        ``btf_trace_<tracepoint>`` typedefs a BTF-typed raw tracepoint
+        program (tp_btf) is loaded against (include/linux/tracepoint.h
+        DECLARE_TRACE -> ``typedef void (*btf_trace_##call)(void *__data, proto)``)."""
+        return self._named_id(name, KIND_TYPEDEF)
+
+    def func_id(self, name: str) -> int | None:
+        """The type id of the function (BTF_KIND_FUNC) called *name*, or None:
+        what a kfunc call names (``BPF_PSEUDO_KFUNC_CALL``'s imm)."""
+        return self._named_id(name, KIND_FUNC)
+
+    def struct_id(self, name: str) -> int:
+        """The type id of struct *name* (the sized definition); BtfError if none."""
+        return self._candidates(f"struct {name}")[1][0]
+
+    def _named_id(self, name: str, kind: int) -> int | None:
+        # BTF strings are deduplicated: find the name's one offset, then the
+        # records of that kind that carry it (no decoding of other names).
+        if not name:
+            return None
+        pat = b"\0" + name.encode() + b"\0"
+        at = self._data.find(pat, self._str_start - 1, self._str_end)
+        if at < 0:
+            return None
+        off = at + 1 - self._str_start
+        words = self._words
+        for type_id, w in enumerate(self._index):
+            if type_id and words[w] == off and (words[w + 1] >> 24) & 0x1F == kind:
+                return type_id
+        return None
+
     def _rec(self, type_id: int) -> int:
         """Word index of *type_id*'s btf_type record."""
         if not 0 < type_id < len(self._index):
@@ -619,20 +651,17 @@ class Btf:
         Each type through typedefs and modifiers: ``"int _Bool"``,
         ``"pointer to struct mm_struct"``.  Raises BtfError when absent.
         """
-        want = f"btf_trace_{name}".encode()
+        tid = self.typedef_id(f"btf_trace_{name}")
+        if tid is None:
+            raise BtfError(f"no tracepoint {name!r} in BTF (no btf_trace_{name} typedef)")
         words = self._words
-        for tid in range(1, len(self._index)):
-            w = self._index[tid]
-            if (words[w + 1] >> 24) & 0x1F != KIND_TYPEDEF or not self._name_is(words[w], want):
-                continue
-            ptr = self._strip(words[w + 2])
-            proto = self._strip(self._words[self._rec(ptr) + 2]) if self._kind(ptr) == KIND_PTR else 0
-            if self._kind(proto) != KIND_FUNC_PROTO:
-                raise BtfError(f"btf_trace_{name} is not a pointer to a function prototype")
-            p = self._rec(proto)
-            params = [words[p + 3 + 2 * k + 1] for k in range(words[p + 1] & 0xFFFF)]
-            return [self._describe(self._strip(t)) for t in params[1:]]
-        raise BtfError(f"no tracepoint {name!r} in BTF (no btf_trace_{name} typedef)")
+        ptr = self._strip(words[self._rec(tid) + 2])
+        proto = self._strip(words[self._rec(ptr) + 2]) if self._kind(ptr) == KIND_PTR else 0
+        if self._kind(proto) != KIND_FUNC_PROTO:
+            raise BtfError(f"btf_trace_{name} is not a pointer to a function prototype")
+        p = self._rec(proto)
+        params = [words[p + 3 + 2 * k + 1] for k in range(words[p + 1] & 0xFFFF)]
+        return [self._describe(self._strip(t)) for t in params[1:]]
 
     def __repr__(self) -> str:
         return (

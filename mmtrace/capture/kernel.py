@@ -412,6 +412,12 @@ class ProbePlan:
             flags.append("-DMMT_HAVE_exit_group_dead")
         if self.features.get("pt_regs_sp"):
             flags.append(f"-DMMT_OFF_PT_REGS_SP={self.features['pt_regs_sp']}")
+        if self.features.get("tp_btf"):
+            flags.append("-DMMT_TP_BTF")
+        cast = self.features.get("rdonly_cast")
+        if cast:
+            flags += [f"-DMMT_KF_rdonly_cast={KFUNC_PLACEHOLDER['rdonly_cast']}",
+                      f"-DMMT_BTF_vm_area_struct={cast['vm_area_struct']}"]
         return flags
 
     def windows(self) -> dict[str, tuple[int, int]]:
@@ -550,6 +556,9 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
             hugetlb_cgroup = {"cgrp_id": cg_id, "sizeof_page_counter": btf.sizeof("page_counter"),
                               "hstate_orders": orders}
     mmap_lock_args = _mmap_lock_args(btf, tps, missing)
+    tp_btf = _tp_btf(btf, [t.split(":")[1] for t in tps if t.startswith("maple_tree:")]
+                     + (["vm_unmapped_area"] if raw_unmapped_area else []))
+    rdonly_cast = _rdonly_cast(btf)
     hook, numbers = _syscall_hook(tracefs, btf, syscalls)
     if hook == "raw":
         read_offsets(BTF_MEMBERS_RAW_SYSCALLS)
@@ -583,6 +592,8 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
             "mmap_lock_args": mmap_lock_args,
             # record -g reads the user stack pointer from task_pt_regs() (stacks.bpf.c)
             "pt_regs_sp": btf.offsetof("pt_regs", "sp") if btf.has_member("pt_regs", "sp") else 0,
+            "tp_btf": tp_btf,
+            "rdonly_cast": rdonly_cast,
         },
         headers=find_headers(),
         syscall_hook=hook,
@@ -651,6 +662,60 @@ def _compat_syscalls(tracefs: Tracefs, btf, syscalls: dict[str, int]) -> tuple[d
     if "mmap" in nr:
         nr["old_mmap"] = table["old_mmap"]
     return nr, ""
+# MMTRACE_DIRECT_READS=0: neither tp_btf nor bpf_rdonly_cast, i.e. every
+# kernel struct read with bpf_probe_read_kernel() (differential tests, A/B).
+_DIRECT_ENV = "MMTRACE_DIRECT_READS"
+# Helper ids no helper has, called by the collectors where they mean a kfunc;
+# the loader patches each call into the kfunc's (bpfsys.patch_kfunc_calls).
+KFUNC_PLACEHOLDER = {"rdonly_cast": 0x7F00}
+
+
+def _rdonly_cast(btf) -> dict[str, int]:
+    """{"func": bpf_rdonly_cast's BTF id, "vm_area_struct": the struct's}
+    when raw tracepoint programs can call that kfunc here, else {}: the tree
+    hooks then read the stored VMA (and its file, inode, super_block) by
+    direct loads instead of five bpf_probe_read_kernel() calls
+    (collectors/vma.bpf.c mmt_vma_of).  Feature-checked by loading a probe."""
+    if os.environ.get(_DIRECT_ENV, "1") == "0":
+        return {}
+    from . import bpfsys
+    from .btf import BtfError
+
+    fid = btf.func_id("bpf_rdonly_cast")
+    try:
+        sid = btf.struct_id("vm_area_struct")
+    except BtfError:
+        return {}
+    try:
+        if not fid or not bpfsys.rdonly_cast_works(fid, sid):
+            return {}
+    except OSError:
+        return {}
+    return {"func": fid, "vm_area_struct": sid}
+
+
+def _tp_btf(btf, names: list[str]) -> dict[str, int]:
+    """{tracepoint: its btf_trace_<name> typedef id} when the maple tree hooks
+    and vm_unmapped_area can run as BTF-typed raw tracepoints (tp_btf), else
+    {}.  Then their ``struct ma_state *`` (``struct vm_unmapped_area_info *``)
+    is a BTF pointer the program reads by direct loads, where a raw
+    tracepoint needs a bpf_probe_read_kernel() helper call per event
+    (collectors/vma.bpf.c, mmap.bpf.c).  Feature-checked by loading a probe
+    program; all of them or none, since the collectors take one -D flag.
+    ``MMTRACE_DIRECT_READS=0`` keeps raw tracepoints (differential tests, A/B)."""
+    if os.environ.get(_DIRECT_ENV, "1") == "0" or not names:
+        return {}
+    from . import bpfsys
+
+    ids = {name: btf.typedef_id(f"btf_trace_{name}") for name in names}
+    if not all(ids.values()):
+        return {}
+    try:
+        if not bpfsys.tp_btf_works(ids[names[0]]):
+            return {}
+    except OSError:
+        return {}
+    return ids
 
 
 def _syscall_hook(tracefs: Tracefs, btf, syscalls: dict[str, int]) -> tuple[str, dict[str, int]]:

@@ -31,7 +31,7 @@ from .. import __version__
 from ..events.schema import KINDS
 from . import bpfsys
 from .compile import MANIFEST_FORMAT  # noqa: F401 (cache entries carry it)
-from .kernel import COLLECTOR_FILES, KernelError, ProbePlan, Tracefs, collectors_dir
+from .kernel import COLLECTOR_FILES, KFUNC_PLACEHOLDER, KernelError, ProbePlan, Tracefs, collectors_dir
 from .ring import RingReader
 
 __all__ = ["Collector", "BccMissing", "program_source", "ring_sizes", "DEFAULT_BUFFER_MB", "cache_dir",
@@ -191,6 +191,12 @@ def _compile(source: str, cflags: list[str], headers: str | None) -> dict:
 
 
 # ---------------------------------------------------------------- loading
+def _kfuncs(plan: ProbePlan) -> dict[int, int]:
+    """{placeholder helper id: kfunc BTF id} of the kfuncs the plan's collectors call."""
+    cast = plan.features.get("rdonly_cast")
+    return {KFUNC_PLACEHOLDER["rdonly_cast"]: cast["func"]} if cast else {}
+
+
 class Loaded:
     """A module replayed into the kernel: ``maps`` {name: (fd, manifest entry)},
     ``progs`` {name: fd}, ``links`` (perf-event and raw-tracepoint fds that keep
@@ -249,11 +255,16 @@ class Loaded:
             os.close(done_w)
 
 
-def load_manifest(m: dict, tracefs: str, *, before_attach=None) -> Loaded:
+def load_manifest(m: dict, tracefs: str, *, before_attach=None, tp_btf: dict[str, int] | None = None,
+                  kfuncs: dict[int, int] | None = None) -> Loaded:
     """Create the maps of ``m`` (capture/compile.py), load its programs with
     their map references patched to the new fds, and attach them.
     ``before_attach(loaded)`` runs once the maps exist and nothing is attached
-    (to fill the traced set first)."""
+    (to fill the traced set first).  ``tp_btf`` {raw tracepoint: btf_trace_
+    typedef id} (the plan's feature): those raw tracepoint programs load as
+    BTF-typed ones (the collectors were compiled for it, -DMMT_TP_BTF).
+    ``kfuncs`` {placeholder helper id: kfunc BTF id}: calls to patch."""
+    tp_btf = tp_btf or {}
     out = Loaded()
     try:
         btf_fd = 0
@@ -271,14 +282,22 @@ def load_manifest(m: dict, tracefs: str, *, before_attach=None) -> Loaded:
             code = bytearray(base64.b64decode(p["insns"]))
             for insn, map_index in p["relocs"]:
                 code[8 * insn + 4 : 8 * insn + 8] = fds[map_index].to_bytes(4, "little", signed=True)
+            if kfuncs:
+                bpfsys.patch_kfunc_calls(code, kfuncs)
             ptype = bpfsys.PROG_TYPE_RAW_TRACEPOINT if p["kind"] == "raw_tracepoint" else bpfsys.PROG_TYPE_TRACEPOINT
-            out.progs[p["name"]] = bpfsys.prog_load(ptype, bytes(code), p["name"], m["license"], m["kern_version"])
+            btf_id = tp_btf.get(p["target"], 0) if p["kind"] == "raw_tracepoint" else 0
+            if btf_id:
+                out.progs[p["name"]] = bpfsys.prog_load(bpfsys.PROG_TYPE_TRACING, bytes(code), p["name"], m["license"],
+                                                        m["kern_version"], bpfsys.ATTACH_TRACE_RAW_TP, btf_id)
+            else:
+                out.progs[p["name"]] = bpfsys.prog_load(ptype, bytes(code), p["name"], m["license"], m["kern_version"])
         if before_attach is not None:
             before_attach(out)
         for p in m["progs"]:
             fd = out.progs[p["name"]]
             if p["kind"] == "raw_tracepoint":
-                out.links.append(("raw_tracepoint", bpfsys.raw_tracepoint_open(p["target"], fd)))
+                out.links.append(("raw_tracepoint", bpfsys.raw_tracepoint_open(p["target"], fd,
+                                                                               tp_btf=p["target"] in tp_btf)))
             else:
                 cat, name = p["target"].split(":")
                 out.links.append(("tracepoint", bpfsys.tracepoint_attach(fd, tracefs, cat, name)))
@@ -380,14 +399,7 @@ class Collector:
             cflags.append("-DMMT_EMPTY_PROGRAMS")
             print("mmtrace: warning: MMTRACE_EMPTY_PROGRAMS=1: every BPF program returns at once; "
                   "nothing is recorded (this measures the hooks alone)", file=sys.stderr)
-        self.cflags = cflags
         source = program_source()
-        key = cache_key(source, cflags, plan)
-        manifest = _cache_read(key)
-        self.compiled = manifest is None
-        if manifest is None:
-            manifest = _compile(source, cflags, plan.headers)
-            _cache_write(key, manifest)
         ncpus = bpfsys.possible_cpus()
         # The recorder itself (system-wide: its tgid is the one bit of the
         # bitmap, which then means "not traced").
@@ -403,10 +415,30 @@ class Collector:
             for pid in pids or ():
                 self.add_pid(pid)
 
-        try:
-            self._loaded = load_manifest(manifest, str(Tracefs().root), before_attach=fill_traced)
-        except bpfsys.BpfError as e:
-            raise RuntimeError(str(e)) from e
+        while True:
+            self.cflags = cflags
+            key = cache_key(source, cflags, plan)
+            manifest = _cache_read(key)
+            self.compiled = manifest is None
+            if manifest is None:
+                manifest = _compile(source, cflags, plan.headers)
+                _cache_write(key, manifest)
+            direct = bool(plan.features.get("tp_btf") or plan.features.get("rdonly_cast"))
+            try:
+                self._loaded = load_manifest(manifest, str(Tracefs().root), before_attach=fill_traced,
+                                             tp_btf=plan.features.get("tp_btf") or None, kfuncs=_kfuncs(plan))
+                break
+            except bpfsys.BpfError as e:
+                if not direct:
+                    raise RuntimeError(str(e)) from e
+                # A kernel whose verifier refuses the direct reads of a
+                # program the probes did not cover (capture/kernel.py
+                # _tp_btf, _rdonly_cast): build it again with probe reads
+                # only, and say so in the plan the trace keeps.
+                plan.features["tp_btf"] = {}
+                plan.features["rdonly_cast"] = {}
+                plan.features["direct_reads_refused"] = str(e).splitlines()[0][:200]
+                cflags = [f for f in cflags if f != "-DMMT_TP_BTF" and not f.startswith(("-DMMT_KF_", "-DMMT_BTF_"))]
         self.programs = dict(self._loaded.progs)  # function name -> prog fd
         try:
             self._rings = {

@@ -500,3 +500,27 @@ def test_kernel_errors(kbtf: Btf) -> None:
     with pytest.raises(BtfError, match="does not follow pointers"):
         kbtf.offsetof("task_struct", "mm.pgd")
     assert not kbtf.has_member("mm_struct", "foo")
+
+
+def test_named_ids(syn: Btf) -> None:
+    # build_synthetic: "f" is a FUNC, "inner_t" a TYPEDEF of struct inner.
+    assert syn.func_id("f") is not None and syn._kind(syn.func_id("f")) == K_FUNC
+    assert syn._kind(syn.typedef_id("inner_t")) == K_TYPEDEF
+    assert syn.typedef_id("f") is None and syn.func_id("inner_t") is None  # the kind must match
+    assert syn.typedef_id("inner") is None and syn.func_id("nope") is None
+    assert syn.func_id("") is None  # the empty name (anonymous types) is no name
+    assert syn._kind(syn.struct_id("dup")) == K_STRUCT
+    with pytest.raises(BtfError):
+        syn.struct_id("nope")
+
+
+def test_kernel_named_ids_match_bpftool(kbtf: Btf, bpftool_raw: dict[int, RawType]) -> None:
+    # What capture/kernel.py resolves for tp_btf and bpf_rdonly_cast.
+    for name, kind, look in (("btf_trace_ma_write", "TYPEDEF", kbtf.typedef_id),
+                             ("bpf_rdonly_cast", "FUNC", kbtf.func_id),
+                             ("vm_area_struct", "STRUCT", kbtf.struct_id)):
+        ids = [i for i, t in bpftool_raw.items() if t.kind == kind and t.name == name
+               and (kind != "STRUCT" or int(t.attrs["size"]))]
+        if not ids:
+            continue  # an older kernel: the feature is then off
+        assert look(name) == ids[0], name

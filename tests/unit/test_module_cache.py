@@ -33,6 +33,32 @@ def test_map_relocations_refuses_what_it_cannot_replay():
         map_relocations(_insn(0x18, 1, 3, imm=8) + _insn(0), {7: 0})
 
 
+def test_patch_kfunc_calls_turns_placeholder_helper_calls_into_kfunc_calls():
+    from mmtrace.capture.bpfsys import patch_kfunc_calls
+    from mmtrace.capture.kernel import KFUNC_PLACEHOLDER
+
+    ph = KFUNC_PLACEHOLDER["rdonly_cast"]
+    code = bytearray(_insn(0xB7, 2, imm=284)  # r2 = a BTF id
+                     + _insn(0x85, imm=ph)  # the placeholder, as BCC compiles it
+                     + _insn(0x85, imm=6)  # a real helper (bpf_trace_printk): left alone
+                     + _insn(0x85, src=1, imm=ph)  # a BPF-to-BPF call (src 1) with that imm: left alone
+                     + _insn(0xB7, 0, imm=ph)  # the number as a constant: left alone
+                     + _insn(0x85, imm=ph) + _insn(0x95))
+    assert patch_kfunc_calls(code, {ph: 65425}) == 2
+    want = (_insn(0xB7, 2, imm=284) + _insn(0x85, src=2, imm=65425) + _insn(0x85, imm=6)
+            + _insn(0x85, src=1, imm=ph) + _insn(0xB7, 0, imm=ph) + _insn(0x85, src=2, imm=65425) + _insn(0x95))
+    assert bytes(code) == want
+    assert patch_kfunc_calls(code, {ph: 65425}) == 0  # idempotent: nothing left to patch
+
+
+def test_plan_cflags_of_direct_reads():
+    plain = _plan().cflags()
+    assert not [f for f in plain if "TP_BTF" in f or "rdonly_cast" in f or "MMT_BTF_" in f]
+    flags = _plan(features={"tp_btf": {"ma_write": 1}, "rdonly_cast": {"func": 7, "vm_area_struct": 9}}).cflags()
+    assert "-DMMT_TP_BTF" in flags and "-DMMT_BTF_vm_area_struct=9" in flags
+    assert f"-DMMT_KF_rdonly_cast={0x7F00}" in flags
+
+
 def _plan(**kw) -> ProbePlan:
     base = dict(kernel_release="x", tracepoints={"maple_tree:ma_write": []}, missing=[], syscalls={"mmap": 1},
                 syscall_nargs={"mmap": 6}, offsets={"task_struct.mm": 8})

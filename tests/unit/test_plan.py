@@ -53,6 +53,17 @@ class FakeBtf:
     def enum_value(self, name: str) -> int:
         return 10
 
+    # No btf_trace_* typedef, no kfunc: the direct-read features stay off
+    # without a bpf() call (capture/kernel.py _tp_btf, _rdonly_cast).
+    def typedef_id(self, name: str) -> None:
+        return None
+
+    def func_id(self, name: str) -> None:
+        return None
+
+    def struct_id(self, name: str) -> int:
+        return 1
+
 
 def _tracepoint(root, tp: str, fields: list[str]) -> None:
     cat, name = tp.split(":")
