@@ -116,7 +116,8 @@ def write_report(trace, out_dir=None, fmt: str = "csv", *, progress: Progress | 
             notes = list(dict.fromkeys(str(w.message) for w in caught
                                        if not issubclass(w.category, (DeprecationWarning, FutureWarning))))
             try:
-                res.index = write_index(rd, out, files=res.files, images=res.images, notes=notes)
+                res.index = write_index(rd, out, files=res.files, images=res.images, notes=notes,
+                                        callsites=res.callsites_text)
             except Exception as e:  # noqa: BLE001 - the tables are written: say what the page lacks
                 rd.errors["index.html"] = f"{type(e).__name__}: {e}"
     progress.close()

@@ -591,7 +591,7 @@ const pid = src.data['pid'][i]; if (sel.options.some(o => o[0] == pid)) sel.valu
 
 
 def write_index(trace, out_dir, *, files: dict, images: dict | None = None, notes=(), rows: dict | None = None,
-                bars: int = 60_000) -> Path:
+                bars: int = 60_000, callsites: str = "") -> Path:
     """Write ``out_dir/index.html``: the state of the trace (complete, lost events,
     damage, analyses skipped), the processes, the address-space timeline of
     each process, VMAs and splits/merges over time, hugetlb reservations,
@@ -599,7 +599,9 @@ def write_index(trace, out_dir, *, files: dict, images: dict | None = None, note
     with links to ``files`` ({table name: path}) and ``images`` ({title:
     (path, caption)}, the PNGs of ``--format png``).  ``notes``: warnings met
     while reading the trace.  ``rows``: rows per table in the page (default
-    :data:`PAGE_ROWS`); ``bars``: most bars the timeline draws."""
+    :data:`PAGE_ROWS`); ``bars``: most bars the timeline draws; ``callsites``: the
+    "who changed the address space" section of a ``record -g`` trace, as text
+    (:func:`mmtrace.report.callsites.section_text`)."""
     from bokeh.embed import file_html
     from bokeh.layouts import column
     from bokeh.models import Div, InlineStyleSheet
@@ -652,6 +654,12 @@ def write_index(trace, out_dir, *, files: dict, images: dict | None = None, note
         parts.append(_table_block("anomalies", f"Anomalies ({len(a):,})", a, _ANOMALY_COLS, rows["anomalies"], rd,
                                   filters=("pid", "kind", "severity"), timeline=tparts,
                                   file_name=_name(files, "anomalies")))
+    if callsites:
+        head, _, body = callsites.partition("\n")
+        parts.append(Div(text=f"<h2 id='callsites'>{_e(head)}</h2><p class='note'>The innermost frame outside "
+                         "libc/ld.so of each change's stack (<code>record -g</code>); every call site and stack: "
+                         f"{_e(_name(files, 'callsites'))}, {_e(_name(files, 'callsite_holders'))}.</p>"
+                         f"<pre>{_e(body)}</pre>", sizing_mode="stretch_width"))
     links = [f"<li><a href='{_e(p.name)}'>{_e(p.name)}</a> ({_e(n)})</li>" for n, p in files.items()]
     links += [f"<li><a href='{_e(p.name)}'>{_e(p.name)}</a> ({_e(title)})</li>" for title, (p, _) in (images or {}).items()]
     parts.append(Div(text="<h2 id='files'>Files</h2><ul>" + "".join(links) + "</ul><p class='note'>The exact rows "

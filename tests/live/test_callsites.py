@@ -125,5 +125,7 @@ def test_callsites_with_symfs(root_only, recorded, tmp_path):
         assert any(line.split(";")[-2].startswith("only_mprotect+") for line in folded.splitlines()
                    if line.count(";") >= 1), folded
         assert "only_mprotect" in (out / "callsites.csv").read_text()
+        page = (out / "index.html").read_text()
+        assert "Who changed the address space" in page and "only_mprotect+" in page
     finally:
         moved.rename(bins)
