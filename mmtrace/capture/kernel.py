@@ -125,10 +125,13 @@ SYSCALL_NR_32 = {
     },
 }
 # Following compat syscalls runs two raw-tracepoint programs at every syscall
-# of the host (they return at the TS_COMPAT test for native tasks); set
-# MMTRACE_COMPAT_SYSCALLS=0 to leave them out (32-bit processes are then
-# reported not modelled, mmtrace/model/coverage.py).
-_COMPAT_ENV = "MMTRACE_COMPAT_SYSCALLS"
+# of the host (they return at the TS_COMPAT test for native tasks): getppid
+# 0.20 -> 0.40-0.47 us while recording, for every process of the host.  So the
+# recorder follows them only where a target needs it (capture/session.py
+# compat_reason: a 32-bit program among the targets, the whole system, or
+# record --compat); MMTRACE_COMPAT_SYSCALLS=1 always, =0 never.  Processes not
+# followed are reported not modelled (mmtrace/model/coverage.py).
+COMPAT_ENV = "MMTRACE_COMPAT_SYSCALLS"
 # The smallest kernel stack (THREAD_SIZE) of the architecture: 16 KiB on
 # x86_64 (THREAD_SIZE_ORDER 2; KASAN doubles it, never less).  A maple tree
 # less than this far above task->stack lies on that stack, so it is not an
@@ -493,8 +496,11 @@ def _build_symlink_tree(common: str, arch: str, dest: Path) -> None:
         raise
 
 
-def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
-    """Discover tracepoints, syscalls and BTF offsets; raise KernelError if recording cannot work."""
+def make_plan(tracefs: Tracefs | None = None, btf=None, compat_off: str = "") -> ProbePlan:
+    """Discover tracepoints, syscalls and BTF offsets; raise KernelError if recording cannot work.
+
+    ``compat_off``: why ia32 syscalls are not to be followed ("": follow them
+    where this host can, see :func:`_compat_syscalls`)."""
     from .btf import Btf, BtfError
 
     tracefs = tracefs or Tracefs()
@@ -567,7 +573,7 @@ def make_plan(tracefs: Tracefs | None = None, btf=None) -> ProbePlan:
             tps.pop(f"syscalls:sys_exit_{name}", None)
         tps["raw_syscalls:sys_enter"] = tracefs.fields("raw_syscalls:sys_enter")
         tps["raw_syscalls:sys_exit"] = tracefs.fields("raw_syscalls:sys_exit")
-    nr32, why32 = _compat_syscalls(tracefs, btf, syscalls)
+    nr32, why32 = ({}, compat_off) if compat_off else _compat_syscalls(tracefs, btf, syscalls)
     if nr32:
         read_offsets(BTF_MEMBERS_COMPAT_SYSCALLS)
         tps.setdefault("raw_syscalls:sys_enter", tracefs.fields("raw_syscalls:sys_enter"))
@@ -646,8 +652,8 @@ def _compat_syscalls(tracefs: Tracefs, btf, syscalls: dict[str, int]) -> tuple[d
     architecture, IA32 emulation built in (``do_fast_syscall_32``, the
     vDSO's entry of arch/x86/entry/syscall_32.c, in kallsyms), the raw_syscalls
     tracepoints, and BTF for the registers and TS_COMPAT's word."""
-    if os.environ.get(_COMPAT_ENV, "1") == "0":
-        return {}, f"{_COMPAT_ENV}=0"
+    if os.environ.get(COMPAT_ENV, "1") == "0":
+        return {}, f"{COMPAT_ENV}=0"
     table = SYSCALL_NR_32.get(platform.machine())
     if table is None:
         return {}, f"no 32-bit syscall table for {platform.machine()}"

@@ -131,6 +131,7 @@ class RecordOptions:
     buffer_mb: int = DEFAULT_BUFFER_MB
     keep_inner: bool = False  # keep inner mas_wr_* events identical to their outer store
     stacks: bool = False  # record -g: user stacks of syscalls, forks, execs, exits (capture/stacks.py)
+    compat: bool = False  # record --compat: follow ia32 syscalls even with no 32-bit target at start
     flush_interval: float = 1.0
     progress: bool | None = None  # None: only when stderr is a terminal
     argv: list[str] = field(default_factory=list)  # the mmtrace command line, for metadata
@@ -235,7 +236,8 @@ def record(opts: RecordOptions) -> RecordResult:
     check_options(opts)
     target = Target(command=opts.command, pids=list(opts.pids))
     try:
-        session = Session(target, buffer_mb=opts.buffer_mb, keep_inner=opts.keep_inner, stacks=opts.stacks)
+        session = Session(target, buffer_mb=opts.buffer_mb, keep_inner=opts.keep_inner, stacks=opts.stacks,
+                          compat=opts.compat)
     except KernelError as e:
         raise RecordError(str(e), 3) from e
     except ValueError as e:  # TargetError: no such pid, command not found

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 # Recording builds Arrow tables (Session.tables) and never imports pandas;
 # the DataFrame forms (batch, snapshot_maps) are for mmtrace.stream().
 _KMSG_COLUMNS = ["ts", "kmsg_us", "seq", "level", "facility", "msg"]
-from .kernel import KernelError, ProbePlan, make_plan
+from .kernel import COMPAT_ENV, KernelError, ProbePlan, make_plan
 from .loader import DEFAULT_BUFFER_MB, Collector
 
 __all__ = ["Session", "Target", "TargetError", "snapshot_maps", "snapshot_columns", "process_info", "die_with_parent"]
@@ -34,6 +34,42 @@ __all__ = ["Session", "Target", "TargetError", "snapshot_maps", "snapshot_column
 
 class TargetError(ValueError):
     """The processes or command to trace are not usable (no such pid, command not found)."""
+
+
+def _is_elf32(path: str) -> bool:
+    """Is ``path`` a 32-bit ELF file (EI_CLASS == ELFCLASS32)?  False when unreadable."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(5)
+    except OSError:
+        return False
+    return head[:4] == b"\x7fELF" and head[4:5] == b"\x01"
+
+
+def compat_reason(target: Target, force: bool = False) -> str:
+    """Why ia32 syscalls are not to be followed for ``target``; "" to follow them.
+
+    Following them costs every syscall of the host two programs
+    (capture/kernel.py COMPAT_ENV), so they are followed when a target needs
+    it: ``force`` (``record --compat``), the whole system, or a 32-bit program
+    among the targets at start (the command's executable, a pid's
+    /proc/PID/exe).  ``MMTRACE_COMPAT_SYSCALLS=1`` or ``=0`` decides instead.
+    A 32-bit program exec'd later is then reported not modelled, with this
+    reason (model/coverage.py)."""
+    env = os.environ.get(COMPAT_ENV)
+    if env == "0":
+        return f"{COMPAT_ENV}=0"
+    if env == "1" or force or target.system_wide:
+        return ""
+    if target.command:
+        exe = target.command[0]
+        exes = [exe if "/" in exe else (shutil.which(exe) or exe)]
+    else:
+        exes = [f"/proc/{p}/exe" for p in target.pids]
+    if any(_is_elf32(e) for e in exes):
+        return ""
+    return ("no 32-bit program among the targets when the recording started; 'mmtrace record --compat' "
+            "follows the ia32 syscalls of programs exec'd later")
 
 
 @dataclass
@@ -167,6 +203,7 @@ class Session:
         plan: ProbePlan | None = None,
         keep_inner: bool = False,
         stacks: bool = False,
+        compat: bool = False,
     ) -> None:
         if os.geteuid() != 0:
             raise KernelError("tracing needs root (BPF and tracefs): run it with sudo")
@@ -176,7 +213,7 @@ class Session:
         self.keep_inner = keep_inner
         self.stacks = stacks
         self._stack_tables: list[tuple[str, pa.Table]] = []
-        self.plan = plan or make_plan()
+        self.plan = plan or make_plan(compat_off=compat_reason(target, force=compat))
         self.collector: Collector | None = None
         self.child: int | None = None
         self.child_status: int | None = None

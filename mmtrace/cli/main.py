@@ -209,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also record the user stack of each traced syscall, fork, exec and exit (off by default: "
                    "it costs the traced process, see the README's 'Call sites'); then t.stacks(), the changes' "
                    "callsite, 'mmtrace report --folded'")
+    r.add_argument("--compat", action="store_true",
+                   help="follow the syscalls of 32-bit (ia32) processes even when no target is a 32-bit program at "
+                   "start (a script that runs one). Automatic when the command or a -p process is 32-bit, or for "
+                   "the whole system; it makes every syscall of the host run two small BPF programs")
     r.add_argument("-q", "--quiet", action="store_true", help="no live progress line")
     r.add_argument("--dump-bpf", action="store_true", help="print the generated BPF C program and its -D flags, and exit")
     r.add_argument("argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -388,6 +392,7 @@ def cmd_record(args, argv: list[str]) -> int:
         buffer_mb=args.buffer_mb,
         keep_inner=args.all_stores,
         stacks=args.stacks,
+        compat=args.compat,
         progress=False if args.quiet else None,
         argv=["mmtrace", *argv],
     )

@@ -209,3 +209,27 @@ def test_32bit_process_is_said_not_modelled_when_not_followed(root_only, bins, t
     from mmtrace.report.text import report_text
 
     assert "NOT MODELLED: pid" in report_text(t)
+
+
+@pytest.mark.parametrize("flag", [[], ["--compat"]])
+def test_32bit_program_started_by_a_64bit_one(root_only, bins, tmp_path, flag):
+    """ia32 syscalls are followed only where a target needs it (following them
+    runs a program at every syscall of the host): a 32-bit program exec'd by a
+    64-bit launcher is not modelled, and says 'record --compat'; with
+    --compat it is modelled and matches."""
+    cps = tmp_path / "cps"
+    cps.mkdir()
+    trace = tmp_path / "t.trace"
+    env = {k: v for k, v in os.environ.items() if k != "MMTRACE_COMPAT_SYSCALLS"}
+    subprocess.run([sys.executable, "-m", "mmtrace", "record", "-q", *flag, "-o", str(trace), "--",
+                    "env", str(bins / "m32_maps"), str(cps)], check=True, stdout=subprocess.DEVNULL, env=env)
+    t = mmtrace.open(trace)
+    p = t.processes()
+    row = p[p["comm"] == "m32_maps"]
+    assert len(row) == 1
+    if flag:
+        assert bool(row["modelled"].iloc[0]) and t.metadata["probe_plan"]["features"]["compat_syscalls"]
+        _all_match(trace, cps)
+    else:
+        assert not bool(row["modelled"].iloc[0])
+        assert "record --compat" in row["not_modelled_reason"].iloc[0]

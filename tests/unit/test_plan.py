@@ -217,3 +217,40 @@ def test_hugetlb_cgroup_counter_flags():
     for f in ("-DMMT_HAVE_HUGETLB_CGROUP", "-DMMT_HUGETLB_CGRP_ID=10", "-DMMT_SIZEOF_page_counter=192",
               "-DMMT_HS_N=2", "-DMMT_HS_ORDERS={18,9}"):
         assert f in flags
+
+
+def test_compat_off_reason_from_the_session(tracefs, monkeypatch):
+    # what capture/session.py compat_reason() says when no target is 32-bit
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    monkeypatch.delenv("MMTRACE_COMPAT_SYSCALLS", raising=False)
+    monkeypatch.setattr(K, "kallsyms_has", lambda names, path=None: {n: True for n in names})
+    plan = K.make_plan(K.Tracefs(str(tracefs)), FakeBtf(), compat_off="no 32-bit program")
+    assert plan.syscall_nr32 == {} and not plan.features["compat_syscalls"]
+    assert plan.features["compat_syscalls_missing"] == "no 32-bit program"
+    assert "raw_syscalls:sys_enter" not in plan.tracepoints  # no program at every syscall of the host
+
+
+def _elf(path, cls: int):
+    path.write_bytes(b"\x7fELF" + bytes([cls]) + b"\0" * 59)
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_compat_followed_only_where_a_target_needs_it(tmp_path, monkeypatch):
+    import os
+
+    from mmtrace.capture.session import Target, compat_reason
+
+    monkeypatch.delenv("MMTRACE_COMPAT_SYSCALLS", raising=False)
+    e32, e64 = _elf(tmp_path / "p32", 1), _elf(tmp_path / "p64", 2)
+    assert compat_reason(Target(command=[e32])) == ""
+    assert "--compat" in compat_reason(Target(command=[e64]))
+    assert "--compat" in compat_reason(Target(pids=[os.getpid()]))  # this 64-bit python
+    assert compat_reason(Target(command=[e64]), force=True) == ""
+    assert compat_reason(Target()) == ""  # the whole system
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert compat_reason(Target(command=["p32"])) == ""  # found on PATH, as exec would
+    monkeypatch.setenv("MMTRACE_COMPAT_SYSCALLS", "1")
+    assert compat_reason(Target(command=[e64])) == ""
+    monkeypatch.setenv("MMTRACE_COMPAT_SYSCALLS", "0")
+    assert compat_reason(Target(command=[e32])) == "MMTRACE_COMPAT_SYSCALLS=0"
