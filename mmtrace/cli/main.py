@@ -264,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write TRACE in another tool's format. --perfetto: Perfetto's protobuf trace (open it in "
         "ui.perfetto.dev or trace_processor): a process track per traced process, each syscall a slice on its "
         "thread's track (with the call as strace shows it), each VMA tree change an instant on the process's "
-        "'VMA changes' track (kind, cause, range, before/after VMAs as arguments), counter tracks of VMAs and "
+        "'VMA changes' track (kind, cause, range, before/after VMAs, and the call site of a -g trace as "
+        "arguments), counter tracks of VMAs and "
         "mapped bytes per process and of hugetlb reservations (kernel and model). Timestamps are the trace's "
         "CLOCK_MONOTONIC ns.",
         epilog="examples:\n  mmtrace export --perfetto mmtrace.data -o mmtrace.pftrace\n\n"
@@ -276,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--perfetto", action="store_true", help="write Perfetto's protobuf trace format")
     ex.add_argument("-o", "--output", type=Path, metavar="FILE",
                     help="output file (default: TRACE.pftrace beside the trace)")
+    ex.add_argument("--symfs", type=Path, metavar="DIR",
+                    help="for a trace recorded with -g: look up the traced binaries under DIR (as 'report --symfs')")
 
     v = sub.add_parser(
         "verify",
@@ -539,7 +542,13 @@ def cmd_export(args) -> int:
         from ..report.perfetto import require_perfetto, write_perfetto
 
         require_perfetto()
-        res = write_perfetto(mm_open(args.trace), out)
+        if args.symfs is not None and not args.symfs.is_dir():
+            _err(f"--symfs {args.symfs}: not a directory")
+            return 2
+        trace = mm_open(args.trace)
+        if args.symfs is not None:
+            trace.symfs = str(args.symfs)
+        res = write_perfetto(trace, out)
     except ImportError as e:
         _err(str(e))
         return 3

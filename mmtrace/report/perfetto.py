@@ -196,6 +196,8 @@ def write_perfetto(trace, path) -> PerfettoSummary:
         sc_name = sc["syscall"].astype(str).tolist() if len(sc) else []
         ch_cols = {c: ch[c].tolist() for c in ("pid", "kind", "cause", "call", "lo", "hi", "ts_end", "tid", "before",
                                               "after")} if len(ch) else {}
+        # record -g: the change's call site (detect/callsites.py), as in the report's section
+        callsite = ch["callsite"].astype(str).tolist() if len(ch) and "callsite" in ch.columns else None
         vc_pid, vc_n, vc_b = (vc["pid"].to_numpy(np.int64), vc["vmas"].to_numpy(np.int64),
                               vc["mapped"].to_numpy(np.uint64)) if len(vc) else ((), (), ())
         known = set(procs["pid"].astype(int).tolist())
@@ -259,6 +261,8 @@ def write_perfetto(trace, path) -> PerfettoSummary:
                 ann(p, "cause").string_value = str(ch_cols["cause"][i])
                 if ch_cols["call"][i]:
                     ann(p, "call").string_value = str(ch_cols["call"][i])
+                if callsite is not None and callsite[i]:
+                    ann(p, "callsite").string_value = callsite[i]
                 ann(p, "range").string_value = f"{int(ch_cols['lo'][i]):#x}-{int(ch_cols['hi'][i]):#x}"
                 ann(p, "tid").int_value = int(ch_cols["tid"][i])
                 ann(p, "ts_end").int_value = int(ch_cols["ts_end"][i])

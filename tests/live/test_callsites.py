@@ -127,5 +127,15 @@ def test_callsites_with_symfs(root_only, recorded, tmp_path):
         assert "only_mprotect" in (out / "callsites.csv").read_text()
         page = (out / "index.html").read_text()
         assert "Who changed the address space" in page and "only_mprotect+" in page
+        # the Perfetto export: each change instant carries its call site
+        from tests.golden.test_perfetto import read_back
+
+        pf = tmp_path / "t.pftrace"
+        r = subprocess.run([sys.executable, "-m", "mmtrace", "export", "--perfetto", "--symfs", str(symfs),
+                            "-o", str(pf), str(trace)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        _, events, _, _ = read_back(pf)
+        sites = [ann["callsite"].string_value for evs in events.values() for *_, ann, _ in evs if "callsite" in ann]
+        assert any(x.startswith("only_mprotect+") for x in sites), sites[:20]
     finally:
         moved.rename(bins)
