@@ -152,7 +152,7 @@ def test_doctor_rows_match_this_kernel(root_only):
     for line in p.stdout.splitlines():
         parts = line.split(None, 1)
         if len(parts) == 2 and parts[0] in ("ok", "warn", "FAIL", "fail"):
-            for name in ["kernel BTF", "syscall tracepoints", "tracefs", "kernel headers"] + [
+            for name in ["kernel BTF", "syscall tracepoints", "tracefs", "kernel headers", "32-bit (ia32) syscalls"] + [
                     f"tracepoint {tp}" for tp in REQUIRED_TRACEPOINTS + OPTIONAL_TRACEPOINTS]:
                 if parts[1].startswith(name + " "):
                     rows[name] = (parts[0], parts[1][len(name):].strip())
@@ -168,5 +168,11 @@ def test_doctor_rows_match_this_kernel(root_only):
     assert detail.startswith(f"{len(SYSCALLS) - len(absent)}/{len(SYSCALLS)} present"), detail
     for s in absent:
         assert s in detail.split("absent:", 1)[1], (s, detail)
+    # ia32 syscalls can be followed where the kernel has IA32 emulation (kallsyms) and raw_syscalls
+    ksyms = {line.split()[2] for line in Path("/proc/kallsyms").read_text().splitlines()
+             if line.endswith((" do_fast_syscall_32", " ia32_sys_call"))}
+    ia32 = bool(ksyms) and _tracepoint_exists("raw_syscalls:sys_enter")
+    assert (rows["32-bit (ia32) syscalls"][0] == "ok") == ia32, rows["32-bit (ia32) syscalls"]
+    assert "--compat" in rows["32-bit (ia32) syscalls"][1] or not ia32
     status, where = rows["kernel headers"]
     assert status == "ok" and Path(where.split()[0], "include").is_dir(), where
