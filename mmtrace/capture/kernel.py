@@ -646,21 +646,31 @@ def _mmap_lock_args(btf, tps: dict, missing: list[str]) -> dict[str, int]:
     return out
 
 
+def compat_unavailable(tracefs: Tracefs) -> str:
+    """Why this host cannot follow ia32 syscalls at all, "" when it can (BTF
+    aside, see :func:`_compat_syscalls`): the i386 table of this architecture,
+    IA32 emulation built in (``do_fast_syscall_32``, the vDSO's entry of
+    arch/x86/entry/syscall_32.c, in kallsyms), the raw_syscalls tracepoints.
+    ``mmtrace doctor`` shows the same answer."""
+    if SYSCALL_NR_32.get(platform.machine()) is None:
+        return f"no 32-bit syscall table for {platform.machine()}"
+    if not any(kallsyms_has(("do_fast_syscall_32", "ia32_sys_call")).values()):
+        return "the kernel has no IA32 emulation (no do_fast_syscall_32)"
+    if not (tracefs.exists("raw_syscalls:sys_enter") and tracefs.exists("raw_syscalls:sys_exit")):
+        return "the raw_syscalls tracepoints are missing"
+    return ""
+
+
 def _compat_syscalls(tracefs: Tracefs, btf, syscalls: dict[str, int]) -> tuple[dict[str, int], str]:
     """(i386 numbers of the followed syscalls, "") when this host can follow ia32
-    syscalls, else ({}, why not).  Feature checks: the i386 table of this
-    architecture, IA32 emulation built in (``do_fast_syscall_32``, the
-    vDSO's entry of arch/x86/entry/syscall_32.c, in kallsyms), the raw_syscalls
-    tracepoints, and BTF for the registers and TS_COMPAT's word."""
+    syscalls, else ({}, why not).  Feature checks: :func:`compat_unavailable`,
+    and BTF for the registers and TS_COMPAT's word."""
     if os.environ.get(COMPAT_ENV, "1") == "0":
         return {}, f"{COMPAT_ENV}=0"
-    table = SYSCALL_NR_32.get(platform.machine())
-    if table is None:
-        return {}, f"no 32-bit syscall table for {platform.machine()}"
-    if not any(kallsyms_has(("do_fast_syscall_32", "ia32_sys_call")).values()):
-        return {}, "the kernel has no IA32 emulation (no do_fast_syscall_32)"
-    if not (tracefs.exists("raw_syscalls:sys_enter") and tracefs.exists("raw_syscalls:sys_exit")):
-        return {}, "the raw_syscalls tracepoints are missing"
+    why = compat_unavailable(tracefs)
+    if why:
+        return {}, why
+    table = SYSCALL_NR_32[platform.machine()]
     lacking = [f"{s}.{m}" for s, m in BTF_MEMBERS_COMPAT_SYSCALLS if not btf.has_member(s, m)]
     if lacking:
         return {}, f"BTF lacks {', '.join(lacking)}"

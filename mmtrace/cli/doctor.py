@@ -21,7 +21,7 @@ class Check:
 def run_checks() -> list[Check]:
     """Run every check; never raises."""
     from ..capture.kernel import OPTIONAL_TRACEPOINTS, REQUIRED_TRACEPOINTS, SYSCALL_NR, SYSCALLS, Tracefs, find_headers
-    from ..capture.kernel import COMPAT_ENV, SYSCALL_NR_32, kallsyms_has, tracepoints_without_callers
+    from ..capture.kernel import COMPAT_ENV, compat_unavailable, tracepoints_without_callers
 
     checks: list[Check] = []
     root = os.geteuid() == 0
@@ -109,15 +109,14 @@ def run_checks() -> list[Check]:
                   "", required=False)
         )
         # capture/session.py compat_reason: followed only where a target needs it
-        ia32 = tf.exists("raw_syscalls:sys_enter") and platform.machine() in SYSCALL_NR_32 and any(
-            kallsyms_has(("do_fast_syscall_32", "ia32_sys_call")).values())
+        why32 = compat_unavailable(tf)
+        ia32 = not why32
         checks.append(
             Check("32-bit (ia32) syscalls", ia32,
                   "can be followed: when the command or a -p process is a 32-bit program, for the whole system, "
                   f"or with 'record --compat' ({COMPAT_ENV}=1/0: always/never); it runs a program at every "
                   "syscall of the host" if ia32
-                  else "cannot be followed here (no IA32 emulation or no raw_syscalls): 32-bit processes are "
-                  "reported not modelled",
+                  else f"cannot be followed here ({why32}): 32-bit processes are reported not modelled",
                   "", required=False)
         )
     return checks + _huge_pages_check()
