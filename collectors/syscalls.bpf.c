@@ -78,6 +78,17 @@ static __always_inline int mmt_sc_end(s64 ret)
 	return 0;
 }
 
+#ifdef MMT_TS_COMPAT
+/* The raw hooks (MMT_SYSCALLS_RAW, MMT_COMPAT_SYSCALLS): is the task in an
+ * ia32 syscall (TS_COMPAT, see below), and a register of pt_regs' window. */
+static __always_inline int mmt_is_compat(struct task_struct *task)
+{
+	return *(u32 *)((char *)task + MMT_OFF_task_struct__thread_info + MMT_OFF_thread_info__status) & MMT_TS_COMPAT;
+}
+
+#define MMT_REG(w, r) ((w)[(MMT_OFF_pt_regs__##r - MMT_WIN_pt_regs_LO) / 8])
+#endif
+
 #ifdef MMT_COMPAT_SYSCALLS
 /*
  * ia32 (compat) syscalls of a 64-bit kernel.  They enter through
@@ -93,13 +104,8 @@ static __always_inline int mmt_sc_end(s64 ret)
  * TS_COMPAT is cleared only on the way back to user mode
  * (arch_exit_to_user_mode_prepare()), after sys_exit fired.
  */
-#define MMT_REG32(w, r) ((w)[(MMT_OFF_pt_regs__##r - MMT_WIN_pt_regs_LO) / 8] & 0xffffffffULL)
+#define MMT_REG32(w, r) (MMT_REG(w, r) & 0xffffffffULL)
 #define MMT_NR32_CASE(name) case MMT_NR32_##name: return (MMT_SC_NARGS_##name << 16) | MMT_SC_##name;
-
-static __always_inline int mmt_is_compat(struct task_struct *task)
-{
-	return *(u32 *)((char *)task + MMT_OFF_task_struct__thread_info + MMT_OFF_thread_info__status) & MMT_TS_COMPAT;
-}
 
 /* i386 number -> (nargs << 16 | mmtrace id); mmap2 and old mmap both become mmap. */
 static __always_inline u32 mmt_sc_of_nr32(u64 nr)
@@ -255,8 +261,6 @@ static __always_inline u32 mmt_sc_of_nr(u64 nr)
 	return 0;
 }
 
-#define MMT_REG(w, r) ((w)[(MMT_OFF_pt_regs__##r - MMT_WIN_pt_regs_LO) / 8])
-
 /* TP_PROTO(struct pt_regs *regs, long id) */
 RAW_TRACEPOINT_PROBE(sys_enter)
 {
@@ -270,7 +274,7 @@ RAW_TRACEPOINT_PROBE(sys_enter)
 
 	/* A 32-bit syscall's number is from another table (in_ia32_syscall()). */
 	task = bpf_get_current_task_btf();
-	if (*(u32 *)((char *)task + MMT_OFF_task_struct__thread_info + MMT_OFF_thread_info__status) & MMT_TS_COMPAT) {
+	if (mmt_is_compat(task)) {
 #ifdef MMT_COMPAT_SYSCALLS
 		return mmt_sc_enter32(ctx, task);
 #else
