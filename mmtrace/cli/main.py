@@ -376,9 +376,12 @@ def cmd_record(args, argv: list[str]) -> int:
     if args.dump_bpf:
         from ..capture.kernel import KernelError, make_plan
         from ..capture.loader import program_source
+        from ..capture.session import Target, compat_reason
 
         try:
-            plan = make_plan()
+            # the plan record would make for these targets (Session: ia32 hooks only where needed)
+            plan = make_plan(compat_off=compat_reason(Target(command=command, pids=args.pid or []),
+                                                      force=args.compat))
         except KernelError as e:
             _err(str(e))
             return 3

@@ -369,6 +369,18 @@ def test_dump_bpf():
     assert "RAW_TRACEPOINT_PROBE(ma_write)" in r.stdout and "-DMMT_OFF_mm_struct__mm_mt=" in r.stdout
 
 
+def test_dump_bpf_shows_the_plan_record_would_use():
+    """The ia32 hooks only where record would attach them (capture/session.py compat_reason)."""
+    from mmtrace.capture.kernel import Tracefs, compat_unavailable
+
+    plain = _run(["record", "--dump-bpf", "--", "/bin/true"])
+    forced = _run(["record", "--dump-bpf", "--compat", "--", "/bin/true"])
+    assert plain.returncode == 0 and forced.returncode == 0
+    cflags = [r.stdout.splitlines()[0] for r in (plain, forced)]
+    assert "-DMMT_COMPAT_SYSCALLS" not in cflags[0]
+    assert ("-DMMT_COMPAT_SYSCALLS" in cflags[1]) == (compat_unavailable(Tracefs()) == "")
+
+
 def test_stream_yields_batches(probe):
     batches = list(mmtrace.stream([str(probe)], interval=0.2))
     assert batches, "no batch"
