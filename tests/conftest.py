@@ -37,3 +37,16 @@ def raise_hugepages(n: int) -> None:
     if int(p.read_text()) < n:
         p.write_text(f"{n}\n")
     assert int(p.read_text()) >= n, f"the kernel kept vm.nr_hugepages below {n}"
+
+
+def compile_c(directory, name: str, source: str):
+    """``source`` written to ``directory/name.c`` and built (cc -O2) into
+    ``directory/name``; returns that executable's path."""
+    import subprocess
+    from pathlib import Path
+
+    src = Path(directory) / f"{name}.c"
+    src.write_text(source)
+    exe = src.with_suffix("")
+    subprocess.run(["cc", "-O2", "-o", str(exe), str(src)], check=True)
+    return exe

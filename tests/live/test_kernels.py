@@ -27,6 +27,7 @@ import numpy as np
 import mmtrace
 from mmtrace.cli.verify import verify
 from mmtrace.workloads import build
+from tests.conftest import compile_c
 
 
 def _record(out: Path, argv: list[str]) -> mmtrace.Trace:
@@ -120,10 +121,7 @@ def test_unmapped_area_in_a_full_address_space(root_only, tmp_path):
     below mmap_min_addr.  Root (CAP_SYS_RAWIO) may map below mmap_min_addr, so
     filling the address space shows which rule this kernel follows, and the
     cross-check must agree with every search either way."""
-    src = tmp_path / "fill.c"
-    src.write_text(FILL_C)
-    exe = tmp_path / "fill"
-    subprocess.run(["cc", "-O2", "-o", str(exe), str(src)], check=True)
+    exe = compile_c(tmp_path, "fill", FILL_C)
     out = tmp_path / "f.trace"
     p = subprocess.run([sys.executable, "-m", "mmtrace", "record", "-q", "-o", str(out), "--", str(exe)],
                        check=True, capture_output=True, text=True)

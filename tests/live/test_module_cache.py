@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import mmtrace
+from tests.conftest import compile_c
 
 pytestmark = pytest.mark.live
 
@@ -40,9 +41,7 @@ int main(void)
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("cacheloop")
-    (d / "loop.c").write_text(LOOP_C)
-    subprocess.run(["cc", "-O2", "-o", str(d / "loop"), str(d / "loop.c")], check=True)
-    return d / "loop"
+    return compile_c(d, "loop", LOOP_C)
 
 
 def _record(out: Path, cmd: list[str], cache: Path) -> mmtrace.Trace:

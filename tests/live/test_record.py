@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import mmtrace
+from tests.conftest import compile_c
 
 pytestmark = pytest.mark.live
 
@@ -411,11 +412,10 @@ int main(int argc, char **argv)
 
 def test_high_rate_nothing_lost(tmp_path):
     """~10 events per loop at full speed: every syscall must be in the trace."""
-    (tmp_path / "loop.c").write_text(LOOP_C)
-    subprocess.run(["cc", "-O2", "-o", str(tmp_path / "loop"), str(tmp_path / "loop.c")], check=True)
+    loop = compile_c(tmp_path, "loop", LOOP_C)
     n = 100_000
     out = tmp_path / "t"
-    r = _run(["record", "-q", "-o", str(out), "--", str(tmp_path / "loop"), str(n)])
+    r = _run(["record", "-q", "-o", str(out), "--", str(loop), str(n)])
     assert r.returncode == 0, r.stderr
     t = mmtrace.open(out)
     assert sum(t.lost.values()) == 0, t.lost

@@ -21,6 +21,7 @@ import pytest
 
 import mmtrace
 from mmtrace.capture.kernel import make_plan
+from tests.conftest import compile_c
 
 pytestmark = pytest.mark.live
 
@@ -56,9 +57,7 @@ POINTERS = {"ts", "ts_enter", "tree", "mm", "node", "val", "fn", "cpu", "tgid", 
 @pytest.fixture(scope="module")
 def prog(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("tpbtf")
-    (d / "prog.c").write_text(PROG_C)
-    subprocess.run(["cc", "-O2", "-o", str(d / "prog"), str(d / "prog.c")], check=True)
-    return d / "prog"
+    return compile_c(d, "prog", PROG_C)
 
 
 def _record(out: Path, prog: Path, tp_btf: bool) -> mmtrace.Trace:
