@@ -8,6 +8,15 @@
 #include "events.h"
 #include "compat.h"
 
+/* One bpf_probe_read_kernel per struct instead of one per member: the
+ * loader passes the smallest window [LO, LO+LEN) of the struct holding every
+ * member we read (capture/kernel.py), whatever order __randomize_layout gave
+ * them.  Members are then taken at constant offsets inside the window. */
+#define MMT_WIN_U64(win, s, m) ((win)[(MMT_OFF_##s##__##m - MMT_WIN_##s##_LO) / 8])
+/* The same slot filled by a direct load from ``p``, a pointer the verifier
+ * knows (tp_btf argument, bpf_rdonly_cast), instead of the window's read. */
+#define MMT_WIN_LOAD(win, s, m, p) (MMT_WIN_U64(win, s, m) = *(u64 *)((p) + MMT_OFF_##s##__##m))
+
 /* One ring buffer per kind.  Every record of a ring then has the same size,
  * so user space reads a whole batch as one strided numpy array straight from
  * the mmap'ed ring (mmtrace/capture/ring.py) instead of one Python callback

@@ -2,7 +2,7 @@
 /* Every mmap:* tracepoint this kernel has (see compat.h). */
 
 #if defined(MMT_HAVE_vm_unmapped_area) && defined(MMT_RAW_vm_unmapped_area)
-#define MMT_UA(w, m) ((w)[(MMT_OFF_vm_unmapped_area_info__##m - MMT_WIN_vm_unmapped_area_info_LO) / 8])
+#define MMT_UA(w, m) MMT_WIN_U64(w, vm_unmapped_area_info, m)
 
 /* TP_PROTO(unsigned long addr, struct vm_unmapped_area_info *info).  The raw
  * form fills the same record as the tracepoint's fields (TP_fast_assign in
@@ -27,12 +27,12 @@ RAW_TRACEPOINT_PROBE(vm_unmapped_area)
 	{
 		u64 info = ctx->args[1];
 
-		MMT_UA(w, flags) = *(u64 *)(info + MMT_OFF_vm_unmapped_area_info__flags);
-		MMT_UA(w, length) = *(u64 *)(info + MMT_OFF_vm_unmapped_area_info__length);
-		MMT_UA(w, low_limit) = *(u64 *)(info + MMT_OFF_vm_unmapped_area_info__low_limit);
-		MMT_UA(w, high_limit) = *(u64 *)(info + MMT_OFF_vm_unmapped_area_info__high_limit);
-		MMT_UA(w, align_mask) = *(u64 *)(info + MMT_OFF_vm_unmapped_area_info__align_mask);
-		MMT_UA(w, align_offset) = *(u64 *)(info + MMT_OFF_vm_unmapped_area_info__align_offset);
+		MMT_WIN_LOAD(w, vm_unmapped_area_info, flags, info);
+		MMT_WIN_LOAD(w, vm_unmapped_area_info, length, info);
+		MMT_WIN_LOAD(w, vm_unmapped_area_info, low_limit, info);
+		MMT_WIN_LOAD(w, vm_unmapped_area_info, high_limit, info);
+		MMT_WIN_LOAD(w, vm_unmapped_area_info, align_mask, info);
+		MMT_WIN_LOAD(w, vm_unmapped_area_info, align_offset, info);
 	}
 #else
 	bpf_probe_read_kernel(w, sizeof(w), (void *)(ctx->args[1] + MMT_WIN_vm_unmapped_area_info_LO));

@@ -86,7 +86,7 @@ static __always_inline int mmt_is_compat(struct task_struct *task)
 	return *(u32 *)((char *)task + MMT_OFF_task_struct__thread_info + MMT_OFF_thread_info__status) & MMT_TS_COMPAT;
 }
 
-#define MMT_REG(w, r) ((w)[(MMT_OFF_pt_regs__##r - MMT_WIN_pt_regs_LO) / 8])
+#define MMT_REG(w, r) MMT_WIN_U64(w, pt_regs, r)
 #endif
 
 #ifdef MMT_COMPAT_SYSCALLS

@@ -33,11 +33,7 @@ static __always_inline void mmt_note_huge(u64 tree, u64 sb, u64 start, u64 end)
 }
 #endif
 
-/* One bpf_probe_read_kernel per struct instead of one per member: the
- * loader passes the smallest window [LO, LO+LEN) of the struct holding every
- * member we read (capture/kernel.py), whatever order __randomize_layout gave
- * them.  Members are then taken at constant offsets inside the window. */
-#define MMT_WIN_U64(win, s, m) ((win)[(MMT_OFF_##s##__##m - MMT_WIN_##s##_LO) / 8])
+/* MMT_WIN_U64, MMT_WIN_LOAD: common.bpf.c */
 
 /* Is ``vma`` a VMA of the mm whose tree is ``tree``?  Reads the VMA's
  * window into ``w`` (zeroed when not).  Maple tree internal entries
@@ -50,12 +46,12 @@ static __always_inline int mmt_vma_of(u64 vma, u64 tree, u64 *w)
 #ifdef MMT_KF_rdonly_cast
 	/* Direct loads through a read-only BTF pointer: no helper call. */
 	vma = mmt_rdonly_cast(vma, MMT_BTF_vm_area_struct);
-	MMT_WIN_U64(w, vm_area_struct, vm_mm) = *(u64 *)(vma + MMT_OFF_vm_area_struct__vm_mm);
-	MMT_WIN_U64(w, vm_area_struct, vm_start) = *(u64 *)(vma + MMT_OFF_vm_area_struct__vm_start);
-	MMT_WIN_U64(w, vm_area_struct, vm_end) = *(u64 *)(vma + MMT_OFF_vm_area_struct__vm_end);
-	MMT_WIN_U64(w, vm_area_struct, vm_flags) = *(u64 *)(vma + MMT_OFF_vm_area_struct__vm_flags);
-	MMT_WIN_U64(w, vm_area_struct, vm_pgoff) = *(u64 *)(vma + MMT_OFF_vm_area_struct__vm_pgoff);
-	MMT_WIN_U64(w, vm_area_struct, vm_file) = *(u64 *)(vma + MMT_OFF_vm_area_struct__vm_file);
+	MMT_WIN_LOAD(w, vm_area_struct, vm_mm, vma);
+	MMT_WIN_LOAD(w, vm_area_struct, vm_start, vma);
+	MMT_WIN_LOAD(w, vm_area_struct, vm_end, vma);
+	MMT_WIN_LOAD(w, vm_area_struct, vm_flags, vma);
+	MMT_WIN_LOAD(w, vm_area_struct, vm_pgoff, vma);
+	MMT_WIN_LOAD(w, vm_area_struct, vm_file, vma);
 #else
 	bpf_probe_read_kernel(w, MMT_WIN_vm_area_struct_LEN, (void *)(vma + MMT_WIN_vm_area_struct_LO));
 #endif
@@ -196,12 +192,12 @@ static __always_inline int mmt_on_tree(struct bpf_raw_tracepoint_args *ctx, u16 
 	 * _tp_btf): mas is a struct ma_state * the verifier knows, read by
 	 * direct loads where a raw tracepoint needs one helper call per event
 	 * (~35 ns here: the most expensive step of this program). */
-	MMT_WIN_U64(m, ma_state, tree) = *(u64 *)(mas + MMT_OFF_ma_state__tree);
-	MMT_WIN_U64(m, ma_state, index) = *(u64 *)(mas + MMT_OFF_ma_state__index);
-	MMT_WIN_U64(m, ma_state, last) = *(u64 *)(mas + MMT_OFF_ma_state__last);
-	MMT_WIN_U64(m, ma_state, min) = *(u64 *)(mas + MMT_OFF_ma_state__min);
-	MMT_WIN_U64(m, ma_state, max) = *(u64 *)(mas + MMT_OFF_ma_state__max);
-	MMT_WIN_U64(m, ma_state, node) = *(u64 *)(mas + MMT_OFF_ma_state__node);
+	MMT_WIN_LOAD(m, ma_state, tree, mas);
+	MMT_WIN_LOAD(m, ma_state, index, mas);
+	MMT_WIN_LOAD(m, ma_state, last, mas);
+	MMT_WIN_LOAD(m, ma_state, min, mas);
+	MMT_WIN_LOAD(m, ma_state, max, mas);
+	MMT_WIN_LOAD(m, ma_state, node, mas);
 #else
 	bpf_probe_read_kernel(m, sizeof(m), (void *)(mas + MMT_WIN_ma_state_LO));
 #endif
