@@ -226,7 +226,7 @@ class Fleet:
         later = set(LATER_FIELDS.get(kind, {}))
         futs = self.client.map(event_parts, self.paths, kind=kind, pure=False)
         ref = ref_part = None
-        jobs: list[tuple[dict, list[str]]] = []
+        jobs: list[tuple[dict, list[tuple[str, tuple[str, ...]]]]] = []
         problems: list[tuple[str, str]] = []
         for path, f in zip(self.paths, futs):
             try:
@@ -248,7 +248,8 @@ class Fleet:
                 if chunk and rows + n > EVENT_ROWS_PER_PARTITION:
                     jobs.append((ids, chunk))
                     chunk, rows = [], 0
-                chunk.append(part)
+                # the later fields this part lacks, known from its footer already
+                chunk.append((part, tuple(sorted(later - set(schema.names)))))
                 rows += n
             if chunk:
                 jobs.append((ids, chunk))

@@ -215,32 +215,32 @@ def event_parts(path: str, kind: str) -> tuple[dict[str, str], list[tuple[str, o
     return ids, good, bad
 
 
-def read_event_parts(job: tuple[dict[str, str], list[str]], schema=None,
+def read_event_parts(job: tuple[dict[str, str], list[tuple[str, tuple[str, ...]]]], schema=None,
                      later: dict[str, int] | None = None) -> pd.DataFrame:
-    """Parts of one trace (``job`` = (ID_COLUMNS values, part paths)) as one frame,
-    ID_COLUMNS in front; with ``schema`` (Arrow) every part is read as that, a
-    field added later (``later``: name -> the value that means "not recorded",
-    events.schema.LATER_FIELDS) that an older part lacks filled with that value."""
+    """Parts of one trace (``job`` = (ID_COLUMNS values, [(part path, the later
+    fields it lacks)])) as one frame, ID_COLUMNS in front; with ``schema``
+    (Arrow) every part is read as that, a field added later (``later``: name ->
+    the value that means "not recorded", events.schema.LATER_FIELDS) that an
+    older part lacks filled with that value."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     ids, parts = job
-    tables = [_read_part(p, schema, later or {}) for p in parts]
+    tables = [_read_part(p, absent, schema, later or {}) for p, absent in parts]
     df = pa.concat_tables(tables).to_pandas() if tables else schema.empty_table().to_pandas()
     return with_ids(df, ids)
 
 
-def _read_part(path: str, schema, later: dict[str, int]):
-    """One part as ``schema`` (None: as stored), later fields it lacks filled (read_event_parts)."""
+def _read_part(path: str, absent: tuple[str, ...], schema, later: dict[str, int]):
+    """One part as ``schema`` (None: as stored), the later fields it lacks
+    (``absent``, from its footer: Fleet.events) filled (read_event_parts)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     if schema is None:
         return pq.read_table(path)
-    have = set(pq.read_schema(path).names)
-    absent = [f for f in schema if f.name not in have and f.name in later]
-    if not absent:
+    fill = [f for f in schema if f.name in absent and f.name in later]
+    if not fill:
         return pq.read_table(path, schema=schema)
-    t = pq.read_table(path, schema=pa.schema([f for f in schema if f.name in have]))
-    cols = {f.name: pa.array([later[f.name]] * t.num_rows, type=f.type) for f in absent}
-    return pa.table([t.column(f.name) if f.name in have else cols[f.name] for f in schema], schema=schema)
+    t = pq.read_table(path, schema=pa.schema([f for f in schema if f.name not in absent]))
+    cols = {f.name: pa.array([later[f.name]] * t.num_rows, type=f.type) for f in fill}
+    return pa.table([cols[f.name] if f.name in cols else t.column(f.name) for f in schema], schema=schema)
