@@ -625,25 +625,20 @@ def _mmap_lock_args(btf, tps: dict, missing: list[str]) -> dict[str, int]:
     want = {"mmap_lock:mmap_lock_acquire_returned": ("acquire_write", "acquire_success"),
             "mmap_lock:mmap_lock_released": ("released_write",)}
     for tp, keys in want.items():
-        if tp not in tps:
-            continue
         try:
-            args = btf.tracepoint_args(tp.split(":")[1])
+            args = btf.tracepoint_args(tp.split(":")[1]) if tp in tps else []
         except BtfError:
             args = []
         bools = [i for i, a in enumerate(args) if a == "int _Bool"]
-        if args[:1] != ["pointer to struct mm_struct"] or len(bools) < len(keys):
-            tps.pop(tp)
+        if args[:1] == ["pointer to struct mm_struct"] and len(bools) >= len(keys):
+            out.update(zip(keys, bools))
+    if len(out) == sum(len(keys) for keys in want.values()):
+        return out
+    # the collector needs both (mmap_lock.bpf.c): neither without the other
+    for tp in want:
+        if tps.pop(tp, None) is not None:
             missing.append(tp)
-            continue
-        out.update(zip(keys, bools))
-    if len(out) < 3:
-        # the collector needs both (mmap_lock.bpf.c): neither without the other
-        for tp in want:
-            if tps.pop(tp, None) is not None:
-                missing.append(tp)
-        return {}
-    return out
+    return {}
 
 
 def compat_unavailable(tracefs: Tracefs) -> str:
