@@ -34,15 +34,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mmtrace  # noqa: E402
+from mmtrace.capture.host import raise_hugepages  # noqa: E402
 from mmtrace.workloads import build  # noqa: E402
 
 CONFIGS = [(s, 3) for s in range(1, 11)] + [(s, 4) for s in (1, 2, 3)]
-
-
-def _raise_hugepages(n: int) -> None:
-    p = Path("/proc/sys/vm/nr_hugepages")
-    if int(p.read_text()) < n:
-        p.write_text(str(n))
 
 
 def one(out: Path, seed: int, procs: int) -> dict:
@@ -67,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", type=Path, help="keep the traces of runs with findings in this directory")
     p.add_argument("--json", type=Path, help="also write every run's figures here")
     a = p.parse_args(argv)
-    _raise_hugepages(8)
+    if raise_hugepages(8) < 8:
+        sys.exit("hugetlb_quiet.py: the kernel kept vm.nr_hugepages below 8")
     runs = []
     with tempfile.TemporaryDirectory(prefix="mmtrace-hq-") as tmp:
         for r in range(a.rounds):

@@ -29,14 +29,11 @@ def root_only():
 
 
 def raise_hugepages(n: int) -> None:
-    """At least ``n`` huge pages in the pool: vm.nr_hugepages raised if lower, never
-    lowered (other users of the machine share the pool)."""
-    from pathlib import Path
+    """At least ``n`` huge pages in the pool (mmtrace.capture.host.raise_hugepages:
+    raised if lower, never lowered), or the test fails."""
+    from mmtrace.capture.host import raise_hugepages as raise_pool
 
-    p = Path("/proc/sys/vm/nr_hugepages")
-    if int(p.read_text()) < n:
-        p.write_text(f"{n}\n")
-    assert int(p.read_text()) >= n, f"the kernel kept vm.nr_hugepages below {n}"
+    assert raise_pool(n) >= n, f"the kernel kept vm.nr_hugepages below {n}"
 
 
 def compile_c(directory, name: str, source: str):

@@ -70,6 +70,22 @@ class KmsgReader:
             self.fd = None
 
 
+def raise_hugepages(n: int) -> int:
+    """At least ``n`` huge pages in the pool: vm.nr_hugepages raised if lower,
+    never lowered (other users of the machine share the pool).  Returns the
+    value the kernel kept (it may give fewer when memory is short); OSError or
+    ValueError when the sysctl cannot be read or written (not root)."""
+    path = "/proc/sys/vm/nr_hugepages"
+    with open(path) as f:
+        cur = int(f.read().strip())
+    if cur < n:
+        with open(path, "w") as f:
+            f.write(f"{n}\n")
+        with open(path) as f:
+            cur = int(f.read().strip())
+    return cur
+
+
 def sample_hugepages() -> list[dict]:
     """One row per huge page size: ``ts``, ``size_kb`` and the pool counters
     ``nr_hugepages``, ``free_hugepages``, ``resv_hugepages``, ``surplus_hugepages``."""

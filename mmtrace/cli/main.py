@@ -614,12 +614,10 @@ def _give_to_sudo_user(*paths: Path, recursive: bool = True) -> None:
 
 
 def _ensure_hugepages(n: int) -> None:
-    path = "/proc/sys/vm/nr_hugepages"
+    from ..capture.host import raise_hugepages
+
     try:
-        cur = int(open(path).read().strip())
-        if cur < n:
-            with open(path, "w") as f:
-                f.write(str(n))
+        raise_hugepages(n)
     except (OSError, ValueError) as e:
         _err(f"note: could not reserve huge pages ({e}); hugetlb steps will be skipped")
 
