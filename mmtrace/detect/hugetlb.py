@@ -153,6 +153,19 @@ class _Model:
         self.steps: list[tuple[int, int]] = []  # (resv, cg) of each change of the event being applied
         self.pinned: dict[int, list] = defaultdict(list)  # tid -> folios its COW fault in progress holds
         self.fault_tid = 0  # the thread of the fault being applied
+        self.deltas: list[tuple[int, int, int, int]] = []  # (ts applied, tid, resv, cg) of every modeled change
+        # _Branches: ((tree, page), until, folio) the order this model follows
+        # assumed was unmapped from that folio by ``until``
+        self.expect: list[tuple] = []
+
+    def signature(self) -> tuple:
+        """What two models must share to predict the same from now on (``_Branches`` merges them)."""
+        return (self.resv, self.cg, self.unsure, tuple(sorted(self.optional)),
+                tuple(sorted((k, f.anon, f.restore, f.charged, f.pins, len(f.maps), f.cached is not None)
+                             for k, f in self.pte.items())),
+                tuple(sorted((o, tuple(sorted(c))) for o, c in self.consumed.items() if c)),
+                tuple((t, tuple((v.start, v.end, v.owner, v.unmapped) for v in vs)) for t, vs in sorted(self.vmas.items())),
+                tuple(sorted(self.tree_of_pid.items())))
 
     # -- helpers -------------------------------------------------------
     def _add(self, resv: int, cg: int, what: str) -> None:
@@ -236,9 +249,24 @@ class _Model:
         self._add(0, n, "hugetlb_reserve_pages")
         self._add(n, 0, "hugetlb_reserve_pages")
 
-    def fault(self, tree: int, addr: int, write: bool, free: int, resv: int, failed: bool | None = None) -> None:
+    def cow_others(self, tree: int, addr: int, write: bool, failed: bool | None = None) -> set[int]:
+        """The other trees mapping the folio a write fault at ``addr`` would copy
+        (``hugetlb_wp()``: copy when the folio is mapped more than once); empty
+        when the fault is no such decision."""
+        v = self.vma_at(tree, addr)
+        if failed or not write or v is None or not v.flags & _VM_WRITE or v.flags & VM_MAYSHARE:
+            return set()
+        f = self.pte.get((tree, addr - addr % self.h))
+        if f is None or not f.anon or len(f.maps) <= 1:
+            return set()
+        return {t for t, _ in f.maps if t != tree}
+
+    def fault(self, tree: int, addr: int, write: bool, free: int, resv: int, failed: bool | None = None,
+              reuse: bool = False) -> None:
         """A user fault at addr (R3); free/resv: the global counters just before
-        it; failed: whether it ended in SIGBUS (None: not recorded)."""
+        it; failed: whether it ended in SIGBUS (None: not recorded); ``reuse``:
+        the folio's other mappings were gone when ``hugetlb_wp()`` looked
+        (an order of concurrent work the trace cannot tell, ``_Branches``)."""
         v = self.vma_at(tree, addr)
         if v is None or not v.flags & (_VM_WRITE if write else _VM_READ):
             return  # no VMA, or access_error(): SIGSEGV before any allocation
@@ -247,6 +275,9 @@ class _Model:
             # its charges (out_uncharge_cgroup_reservation): nothing changed
             return
         page = addr - addr % self.h
+        if reuse and (tree, page) in self.pte:
+            self.log.append("hugetlb_wp reuses the folio (its other mappings were gone first)")
+            return
         # an unreserved page was there when the fault allocated (no SIGBUS),
         # whatever the counters said when it started (_fault_outcomes)
         pool = free - resv > 0
@@ -501,10 +532,10 @@ def _timeline(trace, hs: pd.DataFrame) -> list[tuple]:
             free = int(r.free_huge_pages) if r.free_huge_pages == r.free_huge_pages else 1 << 40
             resv = int(r.resv_huge_pages) if r.resv_huge_pages == r.resv_huge_pages else 0
             out = failed.get((int(r.tid), int(r.sample_ts))) if failed is not None else None
+            end = ends.get((int(r.tid), int(r.sample_ts)))
             evs.append((int(r.sample_ts) + 1, 2, "fault", (int(r.tgid), int(r.address), bool(int(r.error_code) & 2),
                                                           free, resv - (1 << 64) if resv >= _U63 else resv, out,
-                                                          int(r.tid)), int(r.tid)))
-            end = ends.get((int(r.tid), int(r.sample_ts)))
+                                                          int(r.tid), 1 << 62 if end is None else end), int(r.tid)))
             if end is not None:
                 # the fault returned before the thread's next sample
                 evs.append((end - 1, 0, "fault_end", int(r.tid), int(r.tid)))
@@ -622,9 +653,127 @@ def _apply_change(st: _Model, files, r, hb, ha, ts: int, surplus: int) -> None:
             st.remove_file(g.file[:2])
 
 
+class _Branches:
+    """The models of every order of concurrent work the trace cannot tell apart.
+
+    ``hugetlb_wp()`` copies a private folio mapped more than once and reuses
+    one mapped once (``folio_mapcount(old_folio) == 1``).  When another
+    process that maps the folio had something in progress while the fault
+    was handled (an munmap, MADV_DONTNEED or exit that zaps its mapping, or
+    its own COW fault on the same folio: both take ``hugetlb_fault_mutex``,
+    so the kernel serializes them in an order no timestamp shows), the
+    fault may have found the folio mapped once.  Each such fault forks the
+    model: one branch copies (the order of the timestamps), one reuses.  At
+    every sample where nothing traced is in progress the kernel's counters
+    decide: branches that disagree are dropped (unless none agrees: then
+    the disagreement is reported from the first), equal ones merged.
+    Beyond ``limit`` branches the models are marked unsure (no sample is
+    then exact) rather than following some orders and not others."""
+
+    limit = 16
+
+    def __init__(self, st: _Model, busy: _Busy) -> None:
+        self.models = [st]
+        self.busy = busy
+
+    def __iter__(self):
+        return iter(self.models)
+
+    def __getitem__(self, i: int) -> _Model:
+        return self.models[i]
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def rest(self) -> list[_Model]:
+        return self.models[1:]
+
+    def _in_doubt(self, b: _Model, t_ev: int, pl: tuple) -> list[tuple]:
+        """The other mappings of the folio a COW fault decides on that a process
+        in progress may have dropped first: [((tree, page), until)]."""
+        tgid, addr, write, _free, _resv, failed, _tid, end = pl
+        tree = b.tree_of_pid.get(tgid)
+        others = b.cow_others(tree, addr, write, failed) if tree is not None else set()
+        if not others:
+            return []
+        page = addr - addr % b.h
+        out = []
+        for p, t in list(b.tree_of_pid.items()):
+            if t in others and p != tgid:
+                until = self.busy.during(p, page, t_ev, end)
+                if until:
+                    out.append(((t, page), until))
+        return out
+
+    @staticmethod
+    def _possible(b: _Model, now: int) -> bool:
+        """A reuse branch stays possible only if, once what was in progress at its
+        fault is done, the other mappings it assumed gone are gone."""
+        left = []
+        for key, until, folio in b.expect:
+            if now <= until:
+                left.append((key, until, folio))
+            elif b.pte.get(key) is folio:
+                return False
+        b.expect = left
+        return True
+
+    def apply(self, t_ev: int, kind: str, pl: tuple, ev_tid: int, fn) -> None:
+        """Apply one model input to every branch (``fn(model, reuse)``), forking at a COW fault in doubt."""
+        if any(b.expect for b in self.models):
+            self.models = [b for b in self.models if self._possible(b, t_ev)] or self.models[:1]
+        out = []
+        for b in self.models:
+            alt = None
+            doubt = self._in_doubt(b, t_ev, pl) if kind == "fault" else []
+            if doubt:
+                if len(self.models) + len(out) < self.limit:
+                    import copy
+
+                    alt = copy.deepcopy(b)
+                    alt.expect = alt.expect + [(key, until, alt.pte.get(key)) for key, until in doubt]
+                else:
+                    b.unsure = "more orders of concurrent faults and unmaps than the model follows"
+            for m, reuse in ((b, False), (alt, True)):
+                if m is None:
+                    continue
+                m.steps = []
+                fn(m, reuse)
+                m.deltas += [(t_ev, ev_tid, dr, dc) for dr, dc in m.steps]
+                out.append(m)
+        self.models = out
+
+    def keep(self, agrees) -> None:
+        """Drop the branches the kernel's counters refute (``agrees(model)``), merge equal ones."""
+        if len(self.models) == 1:
+            return
+        ok = [b for b in self.models if agrees(b)] or self.models
+        seen: dict = {}
+        for b in ok:
+            seen.setdefault(b.signature(), b)
+        self.models = list(seen.values())
+
+
+def _take_evictions(st: _Model, base_g: int, cg_k: int, k_signed: int) -> None:
+    """R7: a shared file's eviction the kernel's counter shows has happened (and only then): take it."""
+    model = base_g + st.resv
+    if not (st.optional and (cg_k >= 0 and st.cg != cg_k or cg_k < 0 and model != k_signed)):
+        return
+    keys = list(st.optional)
+    for n in range(1, min(len(keys), 4) + 1):
+        for combo in combinations(keys, n):
+            d = [st.eviction(k) for k in combo]
+            dr, dc = sum(x[0] for x in d), sum(x[1] for x in d)
+            if (cg_k >= 0 and st.cg + dc == cg_k) or (cg_k < 0 and model + dr == k_signed):
+                for key in combo:
+                    st.evict(key)
+                return
+
+
 def _apply_event(st: _Model, kind: str, pl: tuple, files, tid_of_tree: dict, hpage: int, surplus: int,
-                 last_free: int, last_resv: int) -> None:
-    """Apply one model input (a VMA change, a madvise, a fallocate, a fault) to ``st``."""
+                 last_free: int, last_resv: int, reuse: bool = False) -> None:
+    """Apply one model input (a VMA change, a madvise, a fallocate, a fault) to
+    ``st``; ``reuse``: a COW fault finds its folio mapped once (``_Branches``)."""
     if kind == "change":
         cr, hb, ha = pl
         tid_of_tree[int(cr.pid)] = int(cr.tree)
@@ -671,7 +820,7 @@ def _apply_event(st: _Model, kind: str, pl: tuple, files, tid_of_tree: dict, hpa
         st.fault_end(pl[6])  # a thread has one fault at a time: a retried one ends the last
         if tree is not None:
             st.fault_tid = pl[6]
-            st.fault(tree, addr, write, free, resv, failed)
+            st.fault(tree, addr, write, free, resv, failed, reuse=reuse)
 
 
 def hugetlb_accounting(trace) -> pd.DataFrame:
@@ -692,12 +841,14 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     ``open`` (tids with something in progress), ``inflight`` (the
     (resv, cg) adjustments of the model's values that what those threads had
     in progress allows, None when too many), ``what`` (the modeled changes
-    since the previous sample).
+    since the previous sample), ``alternatives`` ((model_resv, model_cg) of
+    the other orders of concurrent faults and unmaps still possible, which
+    the next sample with nothing in progress decides: :class:`_Branches`).
     """
     hs = trace.raw_events("hugetlb")
     cols = ["ts", "pid", "tid", "cause", "syscall", "arg0", "arg1", "arg2", "ret", "nr_huge_pages", "free_huge_pages",
             "resv_huge_pages", "surplus_huge_pages", "model_resv", "kernel_delta", "model_delta", "pending",
-            "cg_rsvd", "model_cg", "evidence", "exact", "open", "inflight", "what"]
+            "cg_rsvd", "model_cg", "evidence", "exact", "open", "inflight", "what", "alternatives"]
     if len(hs) == 0:
         return pd.DataFrame(columns=cols)
     hs = hs.sort_values("ts", kind="stable").reset_index(drop=True)
@@ -713,7 +864,8 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
         st.parent_pid = {int(c): int(p) for p, c in zip(fk["tgid"], fk["child_tgid"]) if int(c) != int(p)}
     files = _vma_files(trace)
     evs = _timeline(trace, hs)
-    windows = _windows(trace, hs)
+    spans = _spans(trace, hs)
+    windows = _windows(trace, hs, spans)
     by_id = {v: k for k, v in (trace.metadata.get("probe_plan", {}).get("syscalls") or {}).items()}
     sc = trace.raw_events("syscall")
     call = {}
@@ -741,47 +893,41 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     surplus = 0
     last_free, last_resv = 1 << 40, 0
     prev_k = prev_m = base_g
-    tid_of_tree = st.tree_of_pid
-    deltas: list[tuple[int, int, int, int]] = []  # (ts applied, tid, resv, cg) of every modeled change
+    branches = _Branches(st, _Busy.of(trace, hs, hpage))
     for i, r in enumerate(hs.itertuples(index=False)):
         ts = int(r.ts)
-        st.log = []
+        for b in branches:
+            b.log = []
         while j < len(evs) and evs[j][0] <= ts:
             t_ev, _, kind, pl, ev_tid = evs[j]
             j += 1
-            st.steps = []
-            _apply_event(st, kind, pl, files, tid_of_tree, hpage, surplus, last_free, last_resv)
-            deltas += [(t_ev, ev_tid, dr, dc) for dr, dc in st.steps]
+            branches.apply(t_ev, kind, pl, ev_tid,
+                           lambda b, reuse: _apply_event(b, kind, pl, files, b.tree_of_pid, hpage, surplus,
+                                                         last_free, last_resv, reuse))
         surplus = int(r.surplus_huge_pages)
         k = int(resv_k[i])
         last_free, last_resv = int(r.free_huge_pages), (k - (1 << 64) if k >= _U63 else k)
         k_signed = k - (1 << 64) if k >= _U63 else k
         if base_g is None:
-            base_g = first - st.resv  # no pool sample before: the first sample is the baseline
+            base_g = first - branches[0].resv  # no pool sample before: the first sample is the baseline
             prev_k = prev_m = first
-        model = base_g + st.resv
         cg_k = -1
         if has_cg and int(r.cg_rsvd) != _NOCG:
             cg_k = int(r.cg_rsvd) // pages_per
-        # R7: an eviction the kernel shows has happened (and only then): take it
-        if st.optional and (cg_k >= 0 and st.cg != cg_k or cg_k < 0 and model != k_signed):
-            keys = list(st.optional)
-            for n in range(1, min(len(keys), 4) + 1):
-                hit = None
-                for combo in combinations(keys, n):
-                    d = [st.eviction(k) for k in combo]
-                    dr, dc = sum(x[0] for x in d), sum(x[1] for x in d)
-                    if (cg_k >= 0 and st.cg + dc == cg_k) or (cg_k < 0 and model + dr == k_signed):
-                        hit = combo
-                        break
-                if hit:
-                    for key in hit:
-                        st.evict(key)
-                    model = base_g + st.resv
-                    break
+        for b in branches:
+            _take_evictions(b, base_g, cg_k, k_signed)
         open_ = {sp[2] for sp in windows.get(i, ())}
+        if not open_:
+            # nothing in progress: the kernel's counters say which order it took
+            branches.keep(lambda b: (cg_k < 0 or b.cg == cg_k)
+                          and (cg_k >= 0 and not ev.get("exclusive_pool") or base_g + b.resv == k_signed))
+        st = branches[0]
+        model = base_g + st.resv
         exact = not open_ and not st.optional and not st.unsure
         a0, a1, a2, rt = call.get(i, (0, 0, 0, 0)) if int(r.cause) in (1, 4) else (0, 0, 0, 0)
+        what = list(dict.fromkeys(st.log))
+        if len(branches) > 1:
+            what.append(f"{len(branches)} orders of concurrent faults and unmaps still possible")
         rows.append({
             "ts": ts, "pid": int(r.tgid), "tid": int(r.tid),
             "cause": {1: "syscall", 2: "fault", 3: "exit_mmap", 4: "syscall_enter", 5: "sigbus"}.get(int(r.cause), "?"),
@@ -793,9 +939,11 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
             "pending": -sum(st.eviction(k)[0] for k in st.optional),
             "cg_rsvd": cg_k, "model_cg": st.cg if cg_k >= 0 else -1,
             "evidence": "cgroup" if cg_k >= 0 else "global", "exact": exact,
-            "open": ",".join(str(t) for t in sorted(open_)), "what": "; ".join(dict.fromkeys(st.log)),
+            "open": ",".join(str(t) for t in sorted(open_)), "what": "; ".join(what),
+            "alternatives": [(base_g + b.resv, b.cg if cg_k >= 0 else -1) for b in branches.rest()],
         })
         prev_k, prev_m = k_signed, model
+    deltas = branches[0].deltas
     transient = _transient(trace, hpage)
     # a fault that ends in SIGBUS charged the cgroup before it found no page
     # (alloc_hugetlb_folio(): hugetlb_cgroup_charge_cgroup_rsvd(), then
@@ -807,37 +955,102 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def _windows(trace, hs: pd.DataFrame) -> dict[int, list]:
-    """Sample index -> tids (other than the sampling one) with a syscall, a
-    fault or an exit in progress at that sample."""
-    spans: list[tuple[int, int, int]] = []  # (start, end, tid)
+def _spans(trace, hs: pd.DataFrame) -> np.ndarray:
+    """What the traced threads had in progress: rows (start, end, tid, tgid) of
+    every syscall, every hugetlb fault (from its sample until it returned,
+    :func:`_fault_ends`) and every exit (from the process's last sample to its
+    ``exit_mmap``; keyed by the tgid, as the exit's changes are)."""
+    spans: list[tuple[int, int, int, int]] = []
     sc = trace.raw_events("syscall")
     if len(sc):
         spans += list(zip(sc["ts_enter"].astype("int64").tolist(), sc["ts"].astype("int64").tolist(),
-                          sc["tid"].astype("int64").tolist()))
+                          sc["tid"].astype("int64").tolist(), sc["tgid"].astype("int64").tolist()))
     ts = hs["ts"].astype("int64").to_numpy()
     tid = hs["tid"].astype("int64").to_numpy()
     cause = hs["cause"].astype("int64").to_numpy()
     tgid = hs["tgid"].astype("int64").to_numpy()
-    # a fault: from its sample to the next sample of the same thread
-    last_of_tid: dict[int, int] = {}
     last_of_tgid: dict[int, int] = {}
     for i in range(len(ts)):
-        t = int(tid[i])
-        if cause[i] == 3 and int(tgid[i]) in last_of_tgid:
-            # exit: from the process's last sample to its exit_mmap (keyed by
-            # the tgid, as the exit's changes are)
-            spans.append((int(ts[last_of_tgid[int(tgid[i])]]), int(ts[i]), int(tgid[i])))
-        last_of_tid[t] = i
-        last_of_tgid[int(tgid[i])] = i
-    # a fault: from its sample until it has returned (_fault_ends)
+        g = int(tgid[i])
+        if cause[i] == 3 and g in last_of_tgid:
+            spans.append((int(ts[last_of_tgid[g]]), int(ts[i]), g, g))
+        last_of_tgid[g] = i
     ends = _fault_ends(trace, hs)
     for i in np.flatnonzero(cause == 2):
-        spans.append((int(ts[i]), ends.get((int(tid[i]), int(ts[i])), 1 << 62), int(tid[i])))
-    out: dict[int, list] = {}
-    if not spans:
+        spans.append((int(ts[i]), ends.get((int(tid[i]), int(ts[i])), 1 << 62), int(tid[i]), int(tgid[i])))
+    return np.array(spans, dtype=np.int64).reshape(-1, 4)
+
+
+# Calls that may zap a private folio's mapping in their own mm (munmap, a
+# MAP_FIXED mmap or mremap over it, MADV_DONTNEED, a brk shrink, shmdt);
+# mprotect, mlock, mseal and the rest split or flag VMAs but keep the pages.
+_ZAPPING = ("munmap", "mmap", "mremap", "madvise", "brk", "shmdt")
+
+
+class _Busy:
+    """Whether a process could have dropped its mapping of a page during an
+    interval: a zapping call (``_ZAPPING``) or its exit in progress, or a
+    fault of its own on that page (``hugetlb_wp()`` replacing the mapping).
+    ``spans``: (start, end, key) with key a tgid or (tgid, huge page)."""
+
+    def __init__(self, spans) -> None:
+        by: dict = defaultdict(list)
+        for s0, e0, key in spans:
+            by[key].append((s0, e0))
+        self._by: dict = {}
+        for key, lst in by.items():
+            a = np.array(sorted(lst), dtype=np.int64)
+            # sorted by start; the running maximum of the ends answers "does
+            # any span that starts before hi end after lo"
+            self._by[key] = (a[:, 0], np.maximum.accumulate(a[:, 1]))
+
+    @classmethod
+    def of(cls, trace, hs: pd.DataFrame, hpage: int) -> _Busy:
+        spans: list = []
+        sc = trace.raw_events("syscall")
+        if len(sc):
+            z = sc[sc["syscall"].isin(_ZAPPING)]
+            spans += zip(z["ts_enter"].astype("int64").tolist(), z["ts"].astype("int64").tolist(),
+                         z["tgid"].astype("int64").tolist())
+        ts = hs["ts"].astype("int64").tolist()
+        tid = hs["tid"].astype("int64").tolist()
+        tgid = hs["tgid"].astype("int64").tolist()
+        cause = hs["cause"].astype("int64").tolist()
+        addr = hs["address"].astype("int64").tolist() if "address" in hs.columns else [0] * len(ts)
+        last: dict[int, int] = {}
+        ends = _fault_ends(trace, hs)
+        for i in range(len(ts)):
+            g = tgid[i]
+            if cause[i] == 3 and g in last:
+                spans.append((last[g], ts[i], g))  # exit: from its last sample to exit_mmap (_spans)
+            last[g] = ts[i]
+            if cause[i] == 2:
+                spans.append((ts[i], ends.get((tid[i], ts[i]), 1 << 62), (g, addr[i] - addr[i] % hpage)))
+        return cls(spans)
+
+    def during(self, tgid: int, page: int, lo: int, hi: int) -> int:
+        """The end of the last such span of ``tgid`` overlapping [lo, hi), 0 if none."""
+        out = 0
+        for key in (tgid, (tgid, page)):
+            x = self._by.get(key)
+            if x is None:
+                continue
+            k = int(np.searchsorted(x[0], hi, side="left"))
+            if k > 0 and int(x[1][k - 1]) > lo:
+                out = max(out, int(x[1][k - 1]))
         return out
-    sp = np.array(spans, dtype=np.int64)
+
+
+def _windows(trace, hs: pd.DataFrame, spans: np.ndarray | None = None) -> dict[int, list]:
+    """Sample index -> tids (other than the sampling one) with a syscall, a
+    fault or an exit in progress at that sample (:func:`_spans`)."""
+    ts = hs["ts"].astype("int64").to_numpy()
+    tid = hs["tid"].astype("int64").to_numpy()
+    spans = _spans(trace, hs) if spans is None else spans
+    out: dict[int, list] = {}
+    if not len(spans):
+        return out
+    sp = spans[:, :3]
     order = np.argsort(sp[:, 0], kind="stable")
     sp = sp[order]
     starts = sp[:, 0]
@@ -959,9 +1172,14 @@ def hugetlb_anomalies(trace, acc: pd.DataFrame | None = None) -> list[dict]:
             })
         detail = f"({r.what or 'no modeled hugetlb change since the previous sample'})"
         infl = r.inflight if isinstance(r.inflight, (list, tuple)) else None
+        alts = list(getattr(r, "alternatives", None) or ())  # other orders still possible (_Branches)
+
+        def unexplained(diffs, pick):
+            return all(d and (r.exact or infl is None or not any(pick(x) == d for x in infl)) for d in diffs)
+
         if r.evidence == "cgroup":
             diff = int(r.cg_rsvd) - (int(r.model_cg) + off_cg)
-            if diff and (r.exact or infl is None or not any(c == diff for _, c in infl)):
+            if unexplained([diff] + [int(r.cg_rsvd) - (c + off_cg) for _, c in alts], lambda x: x[1]):
                 exact = bool(r.exact)
                 out.append(_disagreement(r, exact, (
                         f"at {what} of pid {r.pid}, the command's hugetlb cgroup holds {int(r.cg_rsvd)} reserved "
@@ -977,8 +1195,9 @@ def hugetlb_anomalies(trace, acc: pd.DataFrame | None = None) -> list[dict]:
                     off_cg += diff  # reported once: compare from the kernel's value on
         kd, md = int(r.kernel_delta), int(r.model_delta)
         gdiff = r.model_resv + off_g
-        gdiff = (int(r.resv_huge_pages) - (1 << 64) if r.resv_huge_pages >= _U63 else int(r.resv_huge_pages)) - gdiff
-        if gdiff and (r.exact or infl is None or not any(x == gdiff for x, _ in infl)):
+        k_signed = int(r.resv_huge_pages) - (1 << 64) if r.resv_huge_pages >= _U63 else int(r.resv_huge_pages)
+        gdiff = k_signed - gdiff
+        if unexplained([gdiff] + [k_signed - (g + off_g) for g, _ in alts], lambda x: x[0]):
             exact = bool(r.exact) and bool(ev.get("exclusive_pool"))
             hint = ""
             if gdiff < 0 and r.cause == "syscall" and r.ret < 0 and r.syscall in (

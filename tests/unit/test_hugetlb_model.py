@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 
 from mmtrace.detect import hugetlb as H
@@ -58,3 +59,98 @@ def test_cow_fault_holds_the_old_folio_until_it_returns():
     assert st.cg == cg + 1  # still held by the owner's fault
     st.fault_end(1)
     assert st.cg == cg  # freed as the fault returns: its charge goes
+
+
+def _shared_after_fork():
+    """An owner (tree 1, pid 10) whose faulted page its fork child (tree 2, pid 20) maps too."""
+    st = H._Model(HP)
+    owner = H._Vma(0, HP, 0x3, (0, 0, 0), 0)
+    st.reserve(owner)
+    child = H._Vma(0, HP, 0x3, (0, 0, 0), 0)
+    st.vmas[1], st.vmas[2] = [owner], [child]
+    st.tree_of_pid.update({10: 1, 20: 2})
+    st.fault(1, 0, True, free=10, resv=1)
+    f = st.pte[(1, 0)]
+    f.maps.add((2, 0))
+    st.pte[(2, 0)] = f
+    return st
+
+
+def _fault(st, reuse, tid=10):
+    st.fault_end(tid)
+    st.fault_tid = tid
+    st.fault(st.tree_of_pid[tid], 0, True, free=10, resv=0, reuse=reuse)
+
+
+def test_cow_fault_during_the_other_mappings_unmap_follows_both_orders():
+    """hugetlb_wp() copies a folio mapped twice and reuses one mapped once:
+    when the child (pid 20) is in a call (ts 100-300) while the owner's
+    write fault (ts 150-250) is handled, both may have happened first.  The
+    model forks; the counter at the next quiet sample decides."""
+    st = _shared_after_fork()
+    cg0 = st.cg
+    busy = H._Busy([(100, 300, 20), (150, 250, 10)])  # the child's munmap, the owner's fault
+    br = H._Branches(st, busy)
+    pl = (10, 0, True, 10, 0, False, 10, 250)
+    br.apply(151, "fault", pl, 10, lambda b, reuse: _fault(b, reuse))
+    assert len(br) == 2
+    copied, reused = br[0], br[1]
+    assert copied.cg == cg0 + 1 and reused.cg == cg0  # the copy is charged (cow_from_owner), reuse is not
+    assert copied.pte[(1, 0)] is not copied.pte[(2, 0)] and reused.pte[(1, 0)] is reused.pte[(2, 0)]
+    # the kernel reused: a quiet sample with the cgroup at cg0 keeps only that branch
+    br.keep(lambda b: b.cg == cg0)
+    assert len(br) == 1 and br[0] is reused
+    # a refuting sample that no branch explains keeps them all: the check reports it
+    br2 = H._Branches(_shared_after_fork(), busy)
+    br2.apply(151, "fault", pl, 10, lambda b, reuse: _fault(b, reuse))
+    br2.keep(lambda b: False)
+    assert len(br2) == 2
+
+
+def test_cow_fault_with_nothing_concurrent_does_not_fork():
+    st = _shared_after_fork()
+    busy = H._Busy([(400, 500, 20), (100, 300, (20, HP))])  # its munmap after; a fault elsewhere
+    br = H._Branches(st, busy)
+    br.apply(151, "fault", (10, 0, True, 10, 0, False, 10, 250), 10, lambda b, reuse: _fault(b, reuse))
+    assert len(br) == 1 and br[0].pte[(1, 0)] is not br[0].pte[(2, 0)]
+
+
+def test_equal_branches_merge():
+    st = _shared_after_fork()
+    br = H._Branches(st, H._Busy([]))
+    import copy
+
+    br.models.append(copy.deepcopy(st))
+    br.keep(lambda b: True)
+    assert len(br) == 1
+
+
+def test_cow_faults_of_both_processes_on_one_folio_follow_both_orders():
+    """Both take hugetlb_fault_mutex (same mapping and index): the kernel
+    serializes them in an order their start times do not show."""
+    busy = H._Busy([(140, 260, (20, 0))])  # the child's own fault on page 0
+    br = H._Branches(_shared_after_fork(), busy)
+    br.apply(151, "fault", (10, 0, True, 10, 0, False, 10, 250), 10, lambda b, reuse: _fault(b, reuse))
+    assert len(br) == 2
+    # a call of the child that zaps nothing (mprotect is not _ZAPPING) leaves one order
+    sc = H._Busy([])
+    assert not sc.during(20, 0, 151, 250)
+
+
+def test_reuse_branch_goes_when_the_other_mapping_outlives_what_was_in_progress():
+    """The reuse order assumed the child's call (ts 100-300) dropped its mapping
+    first: once that call is over with the mapping still there, it is impossible."""
+    busy = H._Busy([(100, 300, 20)])
+    br = H._Branches(_shared_after_fork(), busy)
+    br.apply(151, "fault", (10, 0, True, 10, 0, False, 10, 250), 10, lambda b, reuse: _fault(b, reuse))
+    assert len(br) == 2
+    br.apply(200, "madvise", (), 20, lambda b, reuse: None)
+    assert len(br) == 2  # still in progress
+    br.apply(301, "madvise", (), 20, lambda b, reuse: None)  # the call changed nothing of page 0
+    assert len(br) == 1 and br[0].pte[(1, 0)] is not br[0].pte[(2, 0)]  # only the copy is left
+    # when the call did unmap it, both orders stay possible
+    br = H._Branches(_shared_after_fork(), busy)
+    br.apply(151, "fault", (10, 0, True, 10, 0, False, 10, 250), 10, lambda b, reuse: _fault(b, reuse))
+    br.apply(299, "change", (), 20, lambda b, reuse: b._drop(2, 0))
+    br.apply(301, "madvise", (), 20, lambda b, reuse: None)
+    assert len(br) == 2
