@@ -41,8 +41,26 @@ static __always_inline int mmt_on_mmap_lock(u64 mm, u16 op)
 	u64 id = mmt_task_id(task);
 	struct mmt_mmap_lock *e;
 	struct mmt_syscall *s;
+	u64 cur;
+	u32 users;
 
 	if (!mmt_is_traced(id >> 32))
+		return 0;
+	/*
+	 * An address space no one else holds (mm_users == 1: no other thread,
+	 * no CLONE_VM sharer, no /proc/PID/maps reader or ptracer, which take
+	 * mmget() first) has no one to show the call's silent changes to before
+	 * its exit, where the model then applies them: the record, most of this
+	 * hook's cost on a single-threaded process, is not needed.  No thread
+	 * can appear before the exit (the only one is in this call); an outside
+	 * reader that takes mmget() after this instant and reads before the exit
+	 * sees the change up to the zap's duration before the model places it,
+	 * as on a kernel without these tracepoints.
+	 */
+	cur = mmt_task_mm(task);
+	/* read through the BTF-typed pointer (a direct load), before comparing */
+	users = cur ? *(u32 *)(cur + MMT_OFF_mm_struct__mm_users) : 2;
+	if (cur == mm && users <= 1)
 		return 0;
 	/* only inside a followed syscall (syscalls.bpf.c keeps it per task) */
 	s = pending.task_storage_get(task, 0, 0);

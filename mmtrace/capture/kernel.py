@@ -160,6 +160,7 @@ BTF_MEMBERS = (
     ("task_struct", "comm"),
     ("task_struct", "stack"),
     ("mm_struct", "mm_mt"),
+    ("mm_struct", "mm_users"),
     ("mm_struct", "brk"),
     ("mm_struct", "start_brk"),
     ("vm_area_struct", "vm_start"),
