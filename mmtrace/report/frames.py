@@ -243,9 +243,15 @@ class ReportData:
                 for c in ("ts", "pid", "ret", "nr_huge_pages", "free_huge_pages", "surplus_huge_pages",
                           "model_resv", "kernel_delta", "model_delta", "pending", "kernel_resv"):
                     h[c] = h[c].astype(np.int64)
+                if "alternatives" in h.columns:
+                    # text, as the page and CSV show it ("resv/cg" of each other
+                    # order): one type in every trace, empty or not
+                    h["alternatives"] = [" ".join(f"{r}/{c}" for r, c in x) for x in h["alternatives"]]
             else:
                 h.insert(h.columns.get_loc("ret") + 1, "call", pd.Series([], dtype=object))
                 h["kernel_resv"] = pd.Series([], dtype=np.int64)
+                if "alternatives" in h.columns:
+                    h["alternatives"] = pd.Series([], dtype=object)
             return h
         return self._cached("hugetlb", build)
 
