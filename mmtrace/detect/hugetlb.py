@@ -157,6 +157,7 @@ class _Model:
         # _Branches: ((tree, page), until, folio) the order this model follows
         # assumed was unmapped from that folio by ``until``
         self.expect: list[tuple] = []
+        self.impossible = False  # the trace refuted this model's order (_Branches drops it)
 
     def signature(self) -> tuple:
         """What two models must share to predict the same from now on (``_Branches`` merges them)."""
@@ -261,12 +262,26 @@ class _Model:
             return set()
         return {t for t, _ in f.maps if t != tree}
 
+    def dry_owner_cow(self, tree: int, addr: int, write: bool, free: int, resv: int,
+                      failed: bool | None = None) -> bool:
+        """Whether a write fault at ``addr`` is the owner's COW of a shared folio
+        started with no unreserved page (``_Branches``: whether one was freed
+        before ``alloc_hugetlb_folio()`` looked, the counters cannot say)."""
+        if failed or not write or free - resv > 0:
+            return False
+        v = self.vma_at(tree, addr)
+        if v is None or not v.owner or not v.flags & _VM_WRITE or v.flags & VM_MAYSHARE:
+            return False
+        f = self.pte.get((tree, addr - addr % self.h))
+        return f is not None and f.anon and len(f.maps) > 1
+
     def fault(self, tree: int, addr: int, write: bool, free: int, resv: int, failed: bool | None = None,
-              reuse: bool = False) -> None:
+              order: str = "") -> None:
         """A user fault at addr (R3); free/resv: the global counters just before
-        it; failed: whether it ended in SIGBUS (None: not recorded); ``reuse``:
-        the folio's other mappings were gone when ``hugetlb_wp()`` looked
-        (an order of concurrent work the trace cannot tell, ``_Branches``)."""
+        it; failed: whether it ended in SIGBUS (None: not recorded); ``order``
+        (an order of concurrent work the trace cannot tell, ``_Branches``):
+        ``"reuse"``, the folio's other mappings were gone when ``hugetlb_wp()``
+        looked; ``"copy"``, the owner's COW found a free page after all."""
         v = self.vma_at(tree, addr)
         if v is None or not v.flags & (_VM_WRITE if write else _VM_READ):
             return  # no VMA, or access_error(): SIGSEGV before any allocation
@@ -275,7 +290,7 @@ class _Model:
             # its charges (out_uncharge_cgroup_reservation): nothing changed
             return
         page = addr - addr % self.h
-        if reuse and (tree, page) in self.pte:
+        if order == "reuse" and (tree, page) in self.pte:
             self.log.append("hugetlb_wp reuses the folio (its other mappings were gone first)")
             return
         # an unreserved page was there when the fault allocated (no SIGBUS),
@@ -291,7 +306,7 @@ class _Model:
             # (alloc_hugetlb_folio(): MAP_CHG_ENFORCED, from Peter Xu's 2025
             # rework of avoid_reserve): it never takes the resv_map's reservation
             # (no SIGBUS either way: the counters at the fault's start decide)
-            if v.owner and f.anon and not pool:
+            if v.owner and f.anon and not pool and order != "copy":
                 # hugetlb_wp() -> unmap_ref_private(): the owner cannot copy, so
                 # the page is taken from the other (non-owner) mappings, which
                 # are marked HPAGE_RESV_UNMAPPED, and the owner reuses it
@@ -301,7 +316,8 @@ class _Model:
                         other.unmapped = True
                         self._drop(*m)
                 return
-            self._alloc_private(tree, v, page, avail, replace=True, enforced=bool(v.owner and f.anon))
+            self._alloc_private(tree, v, page, avail or order == "copy", replace=True,
+                                enforced=bool(v.owner and f.anon))
             return
         key, fp = self.fpage(v, page)[:2], self.fpage(v, page)[2]
         cf = self.cache[key].get(fp) if v.file[1] else None
@@ -316,7 +332,11 @@ class _Model:
                 self.pte[(tree, page)] = cf
             return
         if v.unmapped:
-            return  # hugetlb_no_page(): "killed due to inadequate hugepage pool", SIGBUS
+            # hugetlb_no_page(): "killed due to inadequate hugepage pool", SIGBUS;
+            # a fault known to have returned without one refutes this model's order
+            if failed is False:
+                self.impossible = True
+            return
         if cf is not None and not write:
             # hugetlb_no_page(): a private read maps the file's page itself
             cf.maps.add((tree, page))
@@ -567,14 +587,26 @@ def _fault_outcomes(trace, hs: pd.DataFrame) -> dict[tuple[int, int], bool] | No
 
 def _fault_ends(trace, hs: pd.DataFrame) -> dict[tuple[int, int], int]:
     """(tid, fault sample ts) -> a time before which the fault has returned:
-    the thread's next sample, or its next fork or exit (sched events, which
-    user code between faults may do without a sampled syscall), whichever
-    comes first."""
+    the thread's next sample, its next fork or exit (sched events, which
+    user code between faults may do without a sampled syscall), its next
+    user page fault (``exceptions:page_fault_user``: it is back in user
+    space) or the entry of its next followed syscall, whichever comes
+    first."""
     x = hs[["ts", "tid", "cause"]].astype("int64")
-    proc = trace.raw_events("proc") if hasattr(trace, "raw_events") else pd.DataFrame()
-    if len(proc):
-        p = proc[proc["what"].isin(["fork", "exit"])][["ts", "tid"]].astype("int64")
-        x = pd.concat([x, p.assign(cause=0)], ignore_index=True)
+    parts = [x]
+    if hasattr(trace, "raw_events"):
+        proc = trace.raw_events("proc")
+        if len(proc):
+            parts.append(proc[proc["what"].isin(["fork", "exit"])][["ts", "tid"]].astype("int64").assign(cause=0))
+        uf = trace.raw_events("fault")
+        if len(uf):
+            # the fault's own exception is stamped before its sample: only later ones count
+            parts.append(uf[["ts", "tid"]].astype("int64").assign(cause=0))
+        sc = trace.raw_events("syscall")
+        if len(sc):
+            parts.append(sc[["ts_enter", "tid"]].rename(columns={"ts_enter": "ts"}).astype("int64").assign(cause=0))
+    if len(parts) > 1:
+        x = pd.concat(parts, ignore_index=True)
     x = x.sort_values(["tid", "ts"], kind="stable")
     nxt = x.groupby("tid")["ts"].shift(-1)
     f = x[(x["cause"] == 2) & nxt.notna()]
@@ -663,14 +695,19 @@ class _Branches:
     its own COW fault on the same folio: both take ``hugetlb_fault_mutex``,
     so the kernel serializes them in an order no timestamp shows), the
     fault may have found the folio mapped once.  Each such fault forks the
-    model: one branch copies (the order of the timestamps), one reuses.  At
+    model: one branch copies (the order of the timestamps), one reuses.
+    Likewise the owner's COW that starts with no unreserved page: whether
+    one was freed before ``alloc_hugetlb_folio()`` looked decides between
+    the copy and ``unmap_ref_private()`` (which marks the other mappings
+    HPAGE_RESV_UNMAPPED); a later fault of such a mapping that returns
+    without SIGBUS refutes the second.  At
     every sample where nothing traced is in progress the kernel's counters
     decide: branches that disagree are dropped (unless none agrees: then
     the disagreement is reported from the first), equal ones merged.
-    Beyond ``limit`` branches the models are marked unsure (no sample is
+    Beyond ``limit`` branches every model is marked unsure (no sample is
     then exact) rather than following some orders and not others."""
 
-    limit = 16
+    limit = 64
 
     def __init__(self, st: _Model, busy: _Busy) -> None:
         self.models = [st]
@@ -719,39 +756,54 @@ class _Branches:
         return True
 
     def apply(self, t_ev: int, kind: str, pl: tuple, ev_tid: int, fn) -> None:
-        """Apply one model input to every branch (``fn(model, reuse)``), forking at a COW fault in doubt."""
-        if any(b.expect for b in self.models):
-            self.models = [b for b in self.models if self._possible(b, t_ev)] or self.models[:1]
+        """Apply one model input to every branch (``fn(model, order)``, ``_Model.fault``),
+        forking at a COW fault in doubt."""
+        if any(b.expect or b.impossible for b in self.models):
+            self.models = [b for b in self.models if not b.impossible and self._possible(b, t_ev)] \
+                or self.models[:1]
+        if len(self.models) > self.limit // 2 and kind == "fault":
+            self._merge_equal()
         out = []
         for b in self.models:
-            alt = None
-            doubt = self._in_doubt(b, t_ev, pl) if kind == "fault" else []
-            if doubt:
-                if len(self.models) + len(out) < self.limit:
-                    import copy
+            orders = [""]
+            if kind == "fault":
+                doubt = self._in_doubt(b, t_ev, pl)
+                tree = b.tree_of_pid.get(pl[0])
+                if doubt:
+                    orders.append("reuse")
+                if tree is not None and b.dry_owner_cow(tree, *pl[1:6]):
+                    orders.append("copy")
+            if len(orders) > 1 and len(self.models) + len(out) + len(orders) - 1 > self.limit:
+                # the orders followed are no longer all the possible ones: none is exact
+                for m in (*self.models, *out):
+                    m.unsure = "more orders of concurrent faults and unmaps than the model follows"
+                orders = [""]
+            if len(orders) > 1:
+                import copy
 
-                    alt = copy.deepcopy(b)
-                    alt.expect = alt.expect + [(key, until, alt.pte.get(key)) for key, until in doubt]
-                else:
-                    b.unsure = "more orders of concurrent faults and unmaps than the model follows"
-            for m, reuse in ((b, False), (alt, True)):
-                if m is None:
-                    continue
+                forks = [copy.deepcopy(b) for _ in orders[1:]]  # before b is changed
+            for order in orders:
+                m = forks.pop(0) if order else b
+                if order == "reuse":
+                    m.expect = m.expect + [(key, until, m.pte.get(key)) for key, until in doubt]
                 m.steps = []
-                fn(m, reuse)
+                fn(m, order)
                 m.deltas += [(t_ev, ev_tid, dr, dc) for dr, dc in m.steps]
                 out.append(m)
         self.models = out
+
+    def _merge_equal(self) -> None:
+        seen: dict = {}
+        for b in self.models:
+            seen.setdefault(b.signature(), b)
+        self.models = list(seen.values())
 
     def keep(self, agrees) -> None:
         """Drop the branches the kernel's counters refute (``agrees(model)``), merge equal ones."""
         if len(self.models) == 1:
             return
-        ok = [b for b in self.models if agrees(b)] or self.models
-        seen: dict = {}
-        for b in ok:
-            seen.setdefault(b.signature(), b)
-        self.models = list(seen.values())
+        self.models = [b for b in self.models if agrees(b)] or self.models
+        self._merge_equal()
 
 
 def _take_evictions(st: _Model, base_g: int, cg_k: int, k_signed: int) -> None:
@@ -771,9 +823,9 @@ def _take_evictions(st: _Model, base_g: int, cg_k: int, k_signed: int) -> None:
 
 
 def _apply_event(st: _Model, kind: str, pl: tuple, files, tid_of_tree: dict, hpage: int, surplus: int,
-                 last_free: int, last_resv: int, reuse: bool = False) -> None:
+                 last_free: int, last_resv: int, order: str = "") -> None:
     """Apply one model input (a VMA change, a madvise, a fallocate, a fault) to
-    ``st``; ``reuse``: a COW fault finds its folio mapped once (``_Branches``)."""
+    ``st``; ``order``: the outcome of a COW fault in doubt (``_Model.fault``, ``_Branches``)."""
     if kind == "change":
         cr, hb, ha = pl
         tid_of_tree[int(cr.pid)] = int(cr.tree)
@@ -820,7 +872,7 @@ def _apply_event(st: _Model, kind: str, pl: tuple, files, tid_of_tree: dict, hpa
         st.fault_end(pl[6])  # a thread has one fault at a time: a retried one ends the last
         if tree is not None:
             st.fault_tid = pl[6]
-            st.fault(tree, addr, write, free, resv, failed, reuse=reuse)
+            st.fault(tree, addr, write, free, resv, failed, order=order)
 
 
 def hugetlb_accounting(trace) -> pd.DataFrame:
@@ -902,8 +954,8 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
             t_ev, _, kind, pl, ev_tid = evs[j]
             j += 1
             branches.apply(t_ev, kind, pl, ev_tid,
-                           lambda b, reuse: _apply_event(b, kind, pl, files, b.tree_of_pid, hpage, surplus,
-                                                         last_free, last_resv, reuse))
+                           lambda b, order: _apply_event(b, kind, pl, files, b.tree_of_pid, hpage, surplus,
+                                                         last_free, last_resv, order))
         surplus = int(r.surplus_huge_pages)
         k = int(resv_k[i])
         last_free, last_resv = int(r.free_huge_pages), (k - (1 << 64) if k >= _U63 else k)

@@ -76,10 +76,10 @@ def _shared_after_fork():
     return st
 
 
-def _fault(st, reuse, tid=10):
+def _fault(st, order, tid=10):
     st.fault_end(tid)
     st.fault_tid = tid
-    st.fault(st.tree_of_pid[tid], 0, True, free=10, resv=0, reuse=reuse)
+    st.fault(st.tree_of_pid[tid], 0, True, free=10, resv=0, order=order)
 
 
 def test_cow_fault_during_the_other_mappings_unmap_follows_both_orders():
@@ -92,7 +92,7 @@ def test_cow_fault_during_the_other_mappings_unmap_follows_both_orders():
     busy = H._Busy([(100, 300, 20), (150, 250, 10)])  # the child's munmap, the owner's fault
     br = H._Branches(st, busy)
     pl = (10, 0, True, 10, 0, False, 10, 250)
-    br.apply(151, "fault", pl, 10, lambda b, reuse: _fault(b, reuse))
+    br.apply(151, "fault", pl, 10, lambda b, order: _fault(b, order))
     assert len(br) == 2
     copied, reused = br[0], br[1]
     assert copied.cg == cg0 + 1 and reused.cg == cg0  # the copy is charged (cow_from_owner), reuse is not
@@ -102,7 +102,7 @@ def test_cow_fault_during_the_other_mappings_unmap_follows_both_orders():
     assert len(br) == 1 and br[0] is reused
     # a refuting sample that no branch explains keeps them all: the check reports it
     br2 = H._Branches(_shared_after_fork(), busy)
-    br2.apply(151, "fault", pl, 10, lambda b, reuse: _fault(b, reuse))
+    br2.apply(151, "fault", pl, 10, lambda b, order: _fault(b, order))
     br2.keep(lambda b: False)
     assert len(br2) == 2
 
@@ -111,7 +111,7 @@ def test_cow_fault_with_nothing_concurrent_does_not_fork():
     st = _shared_after_fork()
     busy = H._Busy([(400, 500, 20), (100, 300, (20, HP))])  # its munmap after; a fault elsewhere
     br = H._Branches(st, busy)
-    br.apply(151, "fault", (10, 0, True, 10, 0, False, 10, 250), 10, lambda b, reuse: _fault(b, reuse))
+    br.apply(151, "fault", (10, 0, True, 10, 0, False, 10, 250), 10, lambda b, order: _fault(b, order))
     assert len(br) == 1 and br[0].pte[(1, 0)] is not br[0].pte[(2, 0)]
 
 
@@ -130,7 +130,7 @@ def test_cow_faults_of_both_processes_on_one_folio_follow_both_orders():
     serializes them in an order their start times do not show."""
     busy = H._Busy([(140, 260, (20, 0))])  # the child's own fault on page 0
     br = H._Branches(_shared_after_fork(), busy)
-    br.apply(151, "fault", (10, 0, True, 10, 0, False, 10, 250), 10, lambda b, reuse: _fault(b, reuse))
+    br.apply(151, "fault", (10, 0, True, 10, 0, False, 10, 250), 10, lambda b, order: _fault(b, order))
     assert len(br) == 2
     # a call of the child that zaps nothing (mprotect is not _ZAPPING) leaves one order
     sc = H._Busy([])
@@ -142,15 +142,43 @@ def test_reuse_branch_goes_when_the_other_mapping_outlives_what_was_in_progress(
     first: once that call is over with the mapping still there, it is impossible."""
     busy = H._Busy([(100, 300, 20)])
     br = H._Branches(_shared_after_fork(), busy)
-    br.apply(151, "fault", (10, 0, True, 10, 0, False, 10, 250), 10, lambda b, reuse: _fault(b, reuse))
+    br.apply(151, "fault", (10, 0, True, 10, 0, False, 10, 250), 10, lambda b, order: _fault(b, order))
     assert len(br) == 2
-    br.apply(200, "madvise", (), 20, lambda b, reuse: None)
+    br.apply(200, "madvise", (), 20, lambda b, order: None)
     assert len(br) == 2  # still in progress
-    br.apply(301, "madvise", (), 20, lambda b, reuse: None)  # the call changed nothing of page 0
+    br.apply(301, "madvise", (), 20, lambda b, order: None)  # the call changed nothing of page 0
     assert len(br) == 1 and br[0].pte[(1, 0)] is not br[0].pte[(2, 0)]  # only the copy is left
     # when the call did unmap it, both orders stay possible
     br = H._Branches(_shared_after_fork(), busy)
-    br.apply(151, "fault", (10, 0, True, 10, 0, False, 10, 250), 10, lambda b, reuse: _fault(b, reuse))
-    br.apply(299, "change", (), 20, lambda b, reuse: b._drop(2, 0))
-    br.apply(301, "madvise", (), 20, lambda b, reuse: None)
+    br.apply(151, "fault", (10, 0, True, 10, 0, False, 10, 250), 10, lambda b, order: _fault(b, order))
+    br.apply(299, "change", (), 20, lambda b, order: b._drop(2, 0))
+    br.apply(301, "madvise", (), 20, lambda b, order: None)
     assert len(br) == 2
+
+
+def test_owner_cow_on_a_dry_pool_follows_copy_and_unmap_ref_private():
+    """The owner's COW starts with free == resv: if no page is freed before
+    alloc_hugetlb_folio() looks, unmap_ref_private() takes the page from the
+    child (HPAGE_RESV_UNMAPPED); if one is, the owner copies.  The child's
+    later fault there returning without SIGBUS refutes the first."""
+    st = _shared_after_fork()
+    cg0 = st.cg
+    br = H._Branches(st, H._Busy([]))
+
+    def owner_cow(b, order):
+        b.fault_tid = 10
+        b.fault(1, 0, True, free=3, resv=3, failed=False, order=order)
+
+    br.apply(151, "fault", (10, 0, True, 3, 3, False, 10, 250), 10, owner_cow)
+    assert len(br) == 2
+    took, copied = br[0], br[1]
+    assert took.vmas[2][0].unmapped and took.cg == cg0
+    assert not copied.vmas[2][0].unmapped and copied.cg == cg0 + 1
+
+    def child_fault(b, order):
+        b.fault_tid = 20
+        b.fault(2, 0, True, free=5, resv=3, failed=False, order=order)
+
+    br.apply(400, "fault", (20, 0, True, 5, 3, False, 20, 450), 20, child_fault)
+    br.apply(500, "madvise", (), 20, lambda b, order: None)
+    assert len(br) == 1 and br[0] is copied and br[0].cg == cg0 + 1  # the child reuses the old folio
