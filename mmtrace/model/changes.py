@@ -23,6 +23,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from operator import itemgetter
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -30,9 +31,9 @@ import pandas as pd
 from ..events.flags import MAPS_PERM_BITS, PROT_GROWSDOWN, VMA_PERM_BITS
 from .replay import Engine, snapshot_trees
 from .stream import Source, no_gc
-from .vmatree import VM_GROWSDOWN, VmaTree, perms_of
+from .vmatree import V_DEV, V_FLAGS, V_INO, V_PTR, VM_GROWSDOWN, VmaTree, join_pieces, perms_of
 
-__all__ = ["changes", "iter_changes", "CHANGE_COLUMNS", "classify", "ChangeObserver"]
+__all__ = ["changes", "iter_changes", "CHANGE_COLUMNS", "classify", "ChangeObserver", "VmaDelta"]
 
 _NOSPAN = 1 << 65
 _WHOLE = 1 << 65  # above every address: "the whole tree"
@@ -40,7 +41,7 @@ _SETUP = ("fork_copy", "exec_setup")
 _PERM_TEXT = np.array([perms_of(f) for f in range(MAPS_PERM_BITS + 1)], dtype=object)  # by vm_flags & MAPS_PERM_BITS
 _PAGE = 4096  # lengths are rounded up to pages by the kernel: widen spans by one
 _NO_ARGS = (0, 0, 0, 0, 0, 0, 0)  # arg0..arg5, ret of a kernel path
-_PTR, _FLAGS = itemgetter(0), itemgetter(1)
+_PTR, _FLAGS, _DEV, _INO = itemgetter(V_PTR), itemgetter(V_FLAGS), itemgetter(V_DEV), itemgetter(V_INO)
 
 CHANGE_COLUMNS = (
     "ts", "ts_end", "pid", "tid", "tree", "cause", "kind", "syscall",
@@ -103,11 +104,15 @@ class _Buffers:
     """Closed change groups not yet made into a frame: one ``meta`` tuple per
     group (``ts``, ``ts_end``, ``pid``, ``tid``, ``tree``, ``cause``,
     ``syscall``, arg0..arg5, ret, ``moved``, forced kind, setup label, pieces
-    before, pieces after) and the pieces themselves, flat, in group order:
+    before, pieces after, tree uid, ``done``: the instant from which the
+    tree holds the change) and the pieces themselves, flat, in group order:
     ``bs``/``be``/``bv`` (start, end, value) of the old state around the
-    group's span, ``as_``/``ae``/``av`` of the new one."""
+    group's span, ``as_``/``ae``/``av`` of the new one.  ``binds``: (groups
+    closed before it, ts, tgid, tree uid or 0) of each change of a process's
+    tree (:meth:`ChangeObserver.bind`), ``bind_vmas`` the VMAs of that tree
+    then."""
 
-    __slots__ = ("meta", "bs", "be", "bv", "as_", "ae", "av")
+    __slots__ = ("meta", "bs", "be", "bv", "as_", "ae", "av", "binds", "bind_vmas")
 
     def __init__(self) -> None:
         self.meta: list[tuple] = []
@@ -117,9 +122,11 @@ class _Buffers:
         self.as_: list[int] = []
         self.ae: list[int] = []
         self.av: list[tuple] = []
+        self.binds: list[tuple] = []
+        self.bind_vmas: list[list[tuple]] = []
 
     def __len__(self) -> int:
-        return len(self.meta)
+        return len(self.meta) + len(self.binds)
 
 
 class ChangeObserver:
@@ -137,12 +144,17 @@ class ChangeObserver:
         self.buf = _Buffers()
         self._ts = self._tid = self._tgid = self._cur = self._cause = self._key = ()
         self._args: list[tuple] = []
+        self._vis: list | None = None
+        # the trees the replay starts from (attach snapshots), as binds before any change
+        for tgid, t in engine.bind.items():
+            self.bind(tgid, t, -(1 << 63))
 
     # -- per window ----------------------------------------------------------------
     def load(self, w) -> None:
         """The columns of window ``w`` the hooks read, as lists by record."""
         c = w.cols
         sc = self.sc = self.e.sc
+        self._vis = None
         self._args = list(zip(*(sc[k] for k in ("arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "ret")))) \
             if len(w.sc.get("ts", ())) else []
         self._ts = c["ts"].tolist()
@@ -206,7 +218,7 @@ class ChangeObserver:
             s0, e1 = starts[i], ends[j - 1]
             g.undo.append((s0 if s0 < lo else lo, e1 if e1 > hi else hi, starts[i:j], ends[i:j], t.vals[i:j]))
 
-    def _close(self, t: VmaTree, *, force_kind: str = "", ts_end: int | None = None) -> None:
+    def _close(self, t: VmaTree, *, force_kind: str = "", ts_end: int | None = None, done: int | None = None) -> None:
         """End the open group of ``t``: buffer its metadata and the pieces around
         its span before and after it.
 
@@ -214,7 +226,8 @@ class ChangeObserver:
         group (the tree now: ``[i0, i1)``) and before it (``[j0, j1)`` of the
         tree now with the group's undo log applied there, two pieces beyond
         its reach on each side kept for those neighbours).  :func:`_frame`
-        joins each side into VMAs and keeps those not on both sides."""
+        joins each side into VMAs and keeps those not on both sides.  ``done``:
+        the instant from which the tree holds the change (default: its ``ts_end``)."""
         g = self.open.pop(t.uid, None)
         if g is None:
             return
@@ -267,9 +280,10 @@ class ChangeObserver:
                 buf.av += V[i0:i1]
         lbl = self.label.get(t.uid)
         setup = lbl if lbl in _SETUP and t.uid not in self.owner else ""
+        te = g.ts_end if ts_end is None else ts_end
         buf.meta.append((
-            g.ts, g.ts_end if ts_end is None else ts_end, self._pid(t, g.tgid), g.tid, t.ptr or 0, g.cause, g.name,
-            *g.args, g.moved, force_kind, setup, nb, na,
+            g.ts, te, self._pid(t, g.tgid), g.tid, t.ptr or 0, g.cause, g.name,
+            *g.args, g.moved, force_kind, setup, nb, na, t.uid, te if done is None else done,
         ))
 
     # -- engine hooks ----------------------------------------------------------
@@ -341,7 +355,22 @@ class ChangeObserver:
             self._span(g, 0, 1 << 64)  # brk and the rest: compare whole trees
 
     def syscall_exit_end(self, t: VmaTree, row: int) -> None:
-        self._close(t)
+        # The exit's correction is in the tree from the instant its record was
+        # placed at (stream._placed_instants: "vis"), which may precede the exit.
+        vis = self._vis
+        if vis is None:
+            vis = self._vis = self.sc.get("vis") or self.sc["ts"]
+        self._close(t, done=vis[row])
+
+    def bind(self, tgid: int, t: VmaTree | None, ts: int) -> None:
+        """From ``ts`` on, process ``tgid``'s mm is tree ``t`` (None: none).
+
+        Buffered with the tree's VMAs now: a group of ``t`` still open (a
+        vfork parent's last change) is in them before its row is made."""
+        buf = self.buf
+        buf.binds.append((len(buf.meta), ts, tgid, 0 if t is None else t.uid))
+        buf.bind_vmas.append([] if t is None else
+                             [(s, e, v[V_PTR], v[V_FLAGS], v[V_DEV], v[V_INO]) for s, e, v in join_pieces(t.starts, t.ends, t.vals)])
 
     def touch(self, t: VmaTree, lo: int, hi: int, ts: int, tgid: int) -> None:
         g = self.open.get(t.uid)
@@ -396,20 +425,21 @@ def _empty() -> pd.DataFrame:
     return pd.DataFrame(cols, columns=list(CHANGE_COLUMNS))
 
 
-def _join(gid: np.ndarray, s: np.ndarray, e: np.ndarray, p: np.ndarray, f: np.ndarray):
+def _join(gid: np.ndarray, s: np.ndarray, e: np.ndarray, p: np.ndarray, f: np.ndarray, *more: np.ndarray):
     """Pieces (sorted within each group) joined into VMAs: adjacent pieces of one
     VMA pointer and flags are one VMA (the rule of
-    :func:`mmtrace.model.vmatree.join_pieces`, on arrays)."""
+    :func:`mmtrace.model.vmatree.join_pieces`, on arrays); ``more``: other
+    columns of the pieces, the first piece's value kept."""
     n = len(s)
     if n == 0:
-        return gid, s, e, p, f
+        return (gid, s, e, p, f, *more)
     cont = np.zeros(n, bool)
     cont[1:] = (p[1:] != 0) & (p[1:] == p[:-1]) & (f[1:] == f[:-1]) & (s[1:] == e[:-1]) & (gid[1:] == gid[:-1])
     first = np.flatnonzero(~cont)
     last = np.empty_like(first)
     last[:-1] = first[1:] - 1
     last[-1] = n - 1
-    return gid[first], s[first], e[last], p[first], f[first]
+    return (gid[first], s[first], e[last], p[first], f[first], *(m[first] for m in more))
 
 
 def _segments(gid: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
@@ -424,17 +454,56 @@ def _rows_of(offs: np.ndarray, items: list, keep: np.ndarray) -> list[list]:
     return [items[o[k]:o[k + 1]] for k in np.flatnonzero(keep).tolist()]
 
 
-def _frame(buf: _Buffers) -> pd.DataFrame:
-    """The closed groups of ``buf`` as change rows with :data:`CHANGE_COLUMNS` (unsorted).
+class VmaDelta(NamedTuple):
+    """What the rows of a change frame did to the trees, columnar; given to the
+    ``sink`` of :func:`iter_changes`.
+
+    Per VMA each row removed or added (what ``before_vmas`` / ``after_vmas``
+    hold, with the file): ``row`` (its row in the frame; sorted), ``side``
+    (0: went away, 1: appeared), ``start``, ``end``, ``vma`` (pointer),
+    ``vm_flags``, ``dev`` (kernel dev_t), ``ino`` (0: anonymous).  Per row:
+    ``uid`` (the tree's incarnation: pointers are reused), ``done`` (the
+    instant from which the tree holds the change: its ``ts_end``, or for an
+    exit-time correction placed earlier that instant).  ``binds``: int64
+    rows (before, ts, tgid, uid) of each change of which tree a process has
+    (``uid`` 0: none), in replay order; ``before``: the frame rows completed
+    before it (the trees the replay starts from: ts -2**63);
+    ``bind_vmas``: per bind, the VMAs of the tree then, as (start, end,
+    vma, vm_flags, dev, ino)."""
+
+    row: np.ndarray
+    side: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    vma: np.ndarray
+    vm_flags: np.ndarray
+    dev: np.ndarray
+    ino: np.ndarray
+    uid: np.ndarray
+    done: np.ndarray
+    binds: np.ndarray
+    bind_vmas: list
+
+
+def _frame(buf: _Buffers, sink=None) -> pd.DataFrame:
+    """The closed groups of ``buf`` as change rows with :data:`CHANGE_COLUMNS`
+    (unsorted: in the order the groups closed).
 
     Columnar: each side's pieces are joined into VMAs (:func:`_join`), the
     VMAs found on both sides cancel (a lexsort by group and (start, end,
     pointer, flags), equal neighbours dropped), and what remains is
     classified (:func:`_kinds`) and counted per group.  Groups whose change
-    is empty (no forced kind) give no row."""
+    is empty (no forced kind) give no row.  ``sink``: called as
+    ``sink(frame, VmaDelta)`` when the frame has rows (the files of the
+    VMAs are read from the pieces only then)."""
     G = len(buf.meta)
     if G == 0:
-        return _empty()
+        df = _empty()
+        if sink is not None and buf.binds:
+            z = np.zeros(0, _U64)
+            sink(df, VmaDelta(z.astype(np.int64), z.astype(np.int8), z, z, z, z, z, z, z.astype(np.int64),
+                              z.astype(np.int64), np.array(buf.binds, np.int64).reshape(-1, 4), buf.bind_vmas))
+        return df
     meta = list(zip(*buf.meta))
     nbp = np.array(meta[17], dtype=np.int64)
     nap = np.array(meta[18], dtype=np.int64)
@@ -442,9 +511,11 @@ def _frame(buf: _Buffers) -> pd.DataFrame:
     sides = []
     for side, (S, E, V, npc) in enumerate(((buf.bs, buf.be, buf.bv, nbp), (buf.as_, buf.ae, buf.av, nap))):
         gid = np.repeat(np.arange(G), npc)
-        j = _join(gid, _u64(S), _u64(E), np.fromiter(map(_PTR, V), _U64, len(V)), np.fromiter(map(_FLAGS, V), _U64, len(V)))
+        files = (np.fromiter(map(_DEV, V), _U64, len(V)), np.fromiter(map(_INO, V), _U64, len(V))) if sink else ()
+        j = _join(gid, _u64(S), _u64(E), np.fromiter(map(_PTR, V), _U64, len(V)), np.fromiter(map(_FLAGS, V), _U64, len(V)),
+                  *files)
         sides.append(j + (np.full(len(j[0]), side, np.int8),))
-    gid, s, e, p, f, side = (np.concatenate(x) for x in zip(*(x for x in sides)))
+    gid, s, e, p, f, *files, side = (np.concatenate(x) for x in zip(*(x for x in sides)))
     # VMAs on both sides (equal in start, end, pointer and flags) did not change
     o = np.lexsort((side, f, p, e, s, gid))
     gid, s, e, p, f, side = gid[o], s[o], e[o], p[o], f[o], side[o]
@@ -454,6 +525,7 @@ def _frame(buf: _Buffers) -> pd.DataFrame:
     drop[:-1] |= same
     keep = ~drop
     gid, s, e, p, f, side = gid[keep], s[keep], e[keep], p[keep], f[keep], side[keep]
+    files = [x[o][keep] for x in files]
     ln = e - s
     out = {}
     for name, m in (("before", side == 0), ("after", side == 1)):
@@ -512,17 +584,28 @@ def _frame(buf: _Buffers) -> pd.DataFrame:
         data[f"{name}_vmas"] = _rows_of(offs, list(zip(s_, e_, p_.tolist(), f_.tolist())), rows)
     for c in ("cause", "kind", "syscall"):
         data[c] = data[c].tolist()  # as str columns, like every other text column of a frame
-    return pd.DataFrame(data, columns=list(CHANGE_COLUMNS))
+    df = pd.DataFrame(data, columns=list(CHANGE_COLUMNS))
+    if sink is not None and (len(df) or buf.binds):
+        before = np.zeros(G + 1, np.int64)  # groups -> the rows among them
+        np.cumsum(rows, out=before[1:])
+        m = rows[gid]
+        binds = np.array(buf.binds, np.int64).reshape(-1, 4)
+        binds[:, 0] = before[binds[:, 0]]
+        sink(df, VmaDelta(before[gid[m]], side[m], s[m], e[m], p[m], f[m], files[0][m], files[1][m],
+                          np.array(meta[19], np.int64)[rows], np.array(meta[20], np.int64)[rows], binds, buf.bind_vmas))
+    return df
 
 
-def iter_changes(trace, *, window: int | None = None) -> Iterator[pd.DataFrame]:
+def iter_changes(trace, *, window: int | None = None, sink=None) -> Iterator[pd.DataFrame]:
     """The change rows of ``trace`` window by window (memory: live VMAs + one window).
 
     One :meth:`Engine.run_lists` pass over :meth:`Source.windows` with a
     :class:`ChangeObserver`; yields, after each window, the changes completed
     in it (columns as :func:`changes`, in completion order: a group still
     open at a window's end is yielded with the window that ends it).
-    ``window``: tree writes per window (default: the model's).
+    ``window``: tree writes per window (default: the model's).  ``sink``:
+    called as ``sink(frame, delta)`` before each frame is yielded, ``delta``
+    the frame's :class:`VmaDelta` (e.g. :class:`mmtrace.model.timeline.VmaTimeline.add`).
     """
     from .model import DEFAULT_CHECKPOINT_EVERY
 
@@ -539,12 +622,12 @@ def iter_changes(trace, *, window: int | None = None) -> Iterator[pd.DataFrame]:
             e.apply(w)
             if len(obs.buf):
                 buf, obs.buf = obs.buf, _Buffers()
-                df = _frame(buf)
+                df = _frame(buf, sink)
                 if len(df):
                     yield df
         obs.finish()
         if len(obs.buf):
-            df = _frame(obs.buf)
+            df = _frame(obs.buf, sink)
             obs.buf = _Buffers()
             if len(df):
                 yield df

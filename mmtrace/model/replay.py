@@ -73,7 +73,8 @@ class Engine:
     :class:`mmtrace.model.changes.ChangeObserver`): ``load(window)``,
     ``write(tree, record, lo, hi)``, ``before(tree, lo, hi)`` (an exit-time
     correction), ``before_whole(tree)``, ``syscall_exit_begin/end(tree, row)``,
-    ``born``, ``touch``, ``fork_done``, ``exec_done``, ``exit``, ``ts_of(record)``.
+    ``born``, ``touch``, ``fork_done``, ``exec_done``, ``exit``, ``ts_of(record)``,
+    ``bind(tgid, tree or None, ts)`` (the process's mm is now that tree).
     """
 
     def __init__(self, source: Source, initial: dict[int, VmaTree] | None = None) -> None:
@@ -160,7 +161,7 @@ class Engine:
         self.trees[ptr] = t
         if is_current and self.tree_of(tgid) is None:
             # current->mm of a process we knew nothing of (no attach snapshot)
-            self.bind[tgid] = t
+            self._bind(tgid, t, ts)
         if self.observer is not None:
             self.observer.born(t, ts, tgid, "fork_copy" if t.dup_ts >= 0 else "exec_setup" if not is_current else "kernel")
         return t
@@ -340,6 +341,16 @@ class Engine:
             obs.syscall_exit_end(t, row)
 
     # -- proc events -----------------------------------------------------------
+    def _bind(self, tgid: int, t: VmaTree | None, ts: int) -> None:
+        """From ``ts`` on, process ``tgid``'s mm is tree ``t`` (None: it has none)."""
+        if t is None:
+            if self.bind.pop(tgid, None) is None:
+                return
+        else:
+            self.bind[tgid] = t
+        if self.observer is not None:
+            self.observer.bind(tgid, t, ts)
+
     def _on_proc(self, row: int) -> None:
         p = self.proc
         what, tgid, fl, ptr = p["what"][row], p["tgid"][row], p["flags"][row], p["tree"][row]
@@ -351,7 +362,7 @@ class Engine:
             if fl & 0x2:  # CLONE_VM (vfork, posix_spawn): the parent's tree
                 pt = self.bind.get(tgid)
                 if pt is not None:
-                    self.bind[child] = pt
+                    self._bind(child, pt, ts)
                 return
             t = self.trees.get(ptr) if ptr else None
             if t is None:
@@ -371,7 +382,7 @@ class Engine:
                 if self.observer is not None and len(t) != before:
                     self.observer.touch(t, 0, 1 << 64, ts, tgid)
                 t.dup_ts = -1
-            self.bind[child] = t
+            self._bind(child, t, ts)
             if self.observer is not None:
                 self.observer.fork_done(t, ts, child)
         elif what == "exec":
@@ -381,13 +392,14 @@ class Engine:
                 if ptr:
                     self.trees[ptr] = t
             self.unadopted.pop(tgid, None)
-            self.bind[tgid] = t
+            self._bind(tgid, t, ts)
             if self.observer is not None:
                 self.observer.exec_done(t, ts, tgid)
         elif what == "exit":
             if fl & 0x4:  # group dead
                 self.unadopted.pop(tgid, None)
-                t = self.bind.pop(tgid, None)
+                t = self.bind.get(tgid)
+                self._bind(tgid, None, ts)
                 if t is not None and t.ptr is None:
                     t.dead = True
 

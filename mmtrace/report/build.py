@@ -17,7 +17,7 @@ __all__ = ["write_report", "ReportResult", "default_output", "parse_formats", "O
 #: always written, csv by default) and ``png`` (the static figures as well).
 OUTPUT_FORMATS = ("csv", "parquet", "png")
 
-STAGES = {"replay: changes": 5, "hugetlb and anomalies": 1, "replay: VMAs over time": 3,
+STAGES = {"replay: changes": 5, "hugetlb and anomalies": 1, "VMAs over time": 1,
           "tables": 2, "plots": 3, "index.html": 1}
 
 
@@ -99,7 +99,7 @@ def write_report(trace, out_dir=None, fmt: str = "csv", *, progress: Progress | 
         with progress.stage("hugetlb and anomalies"):
             rd.safe("hugetlb")
             rd.safe("anomalies")
-        with progress.stage("replay: VMAs over time"):
+        with progress.stage("VMAs over time"):  # fed by the changes pass
             rd.safe("vma_counts")
             rd.safe("processes")
         with progress.stage("tables"):

@@ -12,8 +12,10 @@ function of :mod:`mmtrace.report` accepts a trace path, a trace, or a
 - :meth:`ReportData.vmas`: every VMA's lifetime (what the address-space
   timeline draws).
 
-The last two come from one replay of the model (``Model.sweep``) answering
-"which VMAs does process P have right after change C" for every change.
+The last two answer "which VMAs does process P have right after change C"
+for every change, from the change rows themselves
+(:class:`mmtrace.model.timeline.VmaTimeline`, fed by the same pass as the
+changes table).
 """
 
 from __future__ import annotations
@@ -258,8 +260,8 @@ class ReportData:
     # -- light views of the big tables (all the text summary and the page read) --------------------
     def change_index(self) -> pd.DataFrame:
         """Every change, light: ``ts``, ``ts_end``, ``pid``, ``tid``, ``kind``,
-        ``cause``, ``syscall``, ``ret``, ``call`` (what the summary, the
-        page's labels and the VMA sweep read).  Kept by the streamed report
+        ``cause``, ``syscall``, ``ret``, ``call`` (what the summary and the
+        page's labels read).  Kept by the streamed report
         (:func:`mmtrace.report.stream.stream_changes`) instead of the frame."""
         from .stream import CHANGE_INDEX
 
@@ -302,8 +304,41 @@ class ReportData:
 
     # -- the model: VMAs over time --------------------------------------------------------
     def _sweep(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(vma_counts, vmas) from the VMA timeline the changes pass fed
+        (:class:`mmtrace.model.timeline.VmaTimeline`): the streamed report's
+        (:func:`mmtrace.report.stream.stream_changes`), else one pass of
+        :func:`mmtrace.model.iter_changes` made here."""
         if "sweep" in self._c:
             return self._c["sweep"]
+        tl = self._c.get("timeline")
+        if tl is None:
+            from ..model import iter_changes
+
+            tl = self.timeline()
+            for _ in iter_changes(self.trace, sink=tl.add):
+                pass
+        vc = tl.counts()
+        lt = tl.lifetimes()
+        from ..events.flags import perms
+
+        paths = getattr(_model(self.trace), "paths", {}) or {}
+        lt.insert(3, "perms", [perms(int(f)) for f in lt["vm_flags"]])
+        lt["path"] = [paths.get((int(d), int(i)), "") if i else "" for d, i in zip(lt["dev"], lt["ino"])]
+        lt = lt.drop(columns=["dev"]).rename(columns={"ino": "inode"}).sort_values(["pid", "start", "born_ts"], ignore_index=True)
+        self._c["sweep"] = (vc, lt)
+        self._c.pop("timeline", None)
+        return vc, lt
+
+    def timeline(self):
+        """A fresh :class:`mmtrace.model.timeline.VmaTimeline` of the trace, to feed
+        with :func:`mmtrace.model.iter_changes` (``sink=timeline.add``)."""
+        from ..model.timeline import VmaTimeline
+
+        # the end of the recording, else the last change's end (as the queries of Model.sweep had it)
+        return VmaTimeline.for_trace(self.trace, self.t1 or None)
+
+    def _sweep_replay(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The old path (a second replay, ``Model.sweep`` at every change's ts_end): for the differential test."""
         ch = self.change_index()
         procs = self.trace.processes(counts=False)
         end = self.t1 or (int(ch["ts_end"].max()) if len(ch) else 0)
@@ -360,7 +395,6 @@ class ReportData:
         lt.insert(3, "perms", [perms(int(f)) for f in lt["vm_flags"]])
         lt["path"] = [paths.get((int(d), int(i)), "") if i else "" for d, i in zip(lt["dev"], lt["ino"])]
         lt = lt.drop(columns=["dev"]).rename(columns={"ino": "inode"}).astype({"inode": np.uint64}).sort_values(["pid", "start", "born_ts"], ignore_index=True)
-        self._c["sweep"] = (vc, lt)
         return vc, lt
 
     def vma_counts(self) -> pd.DataFrame:

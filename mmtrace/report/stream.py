@@ -10,10 +10,14 @@ one replay), and for each window's change rows:
   :func:`~mmtrace.detect.merges` on the window, with the trace's maple tree
   writes cut to the window's time span) and appends them the same way;
 - keeps, instead of the frames, a light index of the changes (pid, tid, ts,
-  ts_end, kind, cause, syscall, ret, call: what the text summary, the
-  sweep's queries and the page's labels read), the same of the splits and
-  merges (with ``count``), and bounded samples of their full rows for the
-  page's tables (:class:`Sampler`).
+  ts_end, kind, cause, syscall, ret, call: what the text summary and the
+  page's labels read), the same of the splits and merges (with ``count``),
+  and bounded samples of their full rows for the page's tables
+  (:class:`Sampler`);
+- feeds each window's rows, in the order they completed, to the VMA
+  timeline (:class:`mmtrace.model.timeline.VmaTimeline`: the VMA counts
+  and lifetimes, :meth:`ReportData.vma_counts` / :meth:`~ReportData.vmas`,
+  with no second replay).
 
 Rows are written in ``ts`` order, as ``trace.changes()`` sorts them: a
 window's rows are held back until the next window's rows are known (a change
@@ -204,7 +208,8 @@ def stream_changes(rd, out: Path, fmts, *, page_rows: dict, progress=None) -> di
         tables["changes"].write(table)
         samples["changes"].add(table)
 
-    for w in iter_changes(trace):
+    timeline = rd.timeline()
+    for w in iter_changes(trace, sink=timeline.add):
         if len(w) == 0:
             continue
         w = w.sort_values("ts", kind="stable")
@@ -238,6 +243,7 @@ def stream_changes(rd, out: Path, fmts, *, page_rows: dict, progress=None) -> di
     rd._c["merge_index"] = cat(sm_index["merges"], SM_INDEX)
     rd._c["change_sample"] = (samples["changes"].frame(), samples["changes"].total)
     rd._c["sm_sample"] = (samples["splits_merges"].frame(), samples["splits_merges"].total)
+    rd._c["timeline"] = timeline
     rd._c["streamed"] = True
     del n_events
     return {n: t.paths for n, t in tables.items()}
