@@ -28,17 +28,16 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..events.flags import MAPS_PERM_BITS, PROT_GROWSDOWN, VMA_PERM_BITS
+from ..events.flags import PROT_GROWSDOWN, VMA_PERM_BITS
 from .replay import Engine, snapshot_trees
 from .stream import Source, no_gc
-from .vmatree import V_DEV, V_FLAGS, V_INO, V_PTR, VM_GROWSDOWN, VmaTree, join_pieces, perms_of
+from .vmatree import V_DEV, V_FLAGS, V_INO, V_PTR, VM_GROWSDOWN, VmaTree, join_pieces, perms_column
 
 __all__ = ["changes", "iter_changes", "CHANGE_COLUMNS", "classify", "ChangeObserver", "VmaDelta"]
 
 _NOSPAN = 1 << 65
 _WHOLE = 1 << 65  # above every address: "the whole tree"
 _SETUP = ("fork_copy", "exec_setup")
-_PERM_TEXT = np.array([perms_of(f) for f in range(MAPS_PERM_BITS + 1)], dtype=object)  # by vm_flags & MAPS_PERM_BITS
 _PAGE = 4096  # lengths are rounded up to pages by the kernel: widen spans by one
 _NO_ARGS = (0, 0, 0, 0, 0, 0, 0)  # arg0..arg5, ret of a kernel path
 _PTR, _FLAGS, _DEV, _INO = itemgetter(V_PTR), itemgetter(V_FLAGS), itemgetter(V_DEV), itemgetter(V_INO)
@@ -579,7 +578,7 @@ def _frame(buf: _Buffers, sink=None) -> pd.DataFrame:
         offs = np.zeros(G + 1, np.int64)
         np.cumsum(n_, out=offs[1:])
         s_, e_, p_, f_ = s[m].tolist(), e[m].tolist(), p[m], f[m]
-        perms = _PERM_TEXT[(f_ & _U64(MAPS_PERM_BITS)).astype(np.intp)].tolist()
+        perms = perms_column(f_).tolist()
         data[name] = _rows_of(offs, list(zip(s_, e_, perms)), rows)
         data[f"{name}_vmas"] = _rows_of(offs, list(zip(s_, e_, p_.tolist(), f_.tolist())), rows)
     for c in ("cause", "kind", "syscall"):

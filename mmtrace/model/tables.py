@@ -16,13 +16,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..events.flags import MAPS_PERM_BITS
-from .vmatree import perms_of
+from .vmatree import perms_column
 
 __all__ = ["hex_text", "flat_vmas", "changes_arrow", "write_changes_csv"]
 
 _NIB = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-_PERM_TEXT = np.array([perms_of(f) for f in range(MAPS_PERM_BITS + 1)], dtype=object)
 _ADDR = ("tree", "lo", "hi", "arg0")
 
 
@@ -70,7 +68,7 @@ def _vma_text(col, with_ptr: bool) -> pa.Array:
     """One text cell per row: its VMAs (start, end, vma, vm_flags) as ``0xS-0xE perms[ vma=0x.. flags=0x..]``, "; "-joined."""
     offs, v = flat_vmas(col)
     offs = offs.astype(np.int32)
-    perms = pa.array(_PERM_TEXT[(v[:, 3] & np.uint64(MAPS_PERM_BITS)).astype(np.int64)], type=pa.string())
+    perms = pa.array(perms_column(v[:, 3]), type=pa.string())
     parts = [hex_text(v[:, 0]), "-", hex_text(v[:, 1]), " ", perms]
     if with_ptr:
         parts += [" vma=", hex_text(v[:, 2]), " flags=", hex_text(v[:, 3])]

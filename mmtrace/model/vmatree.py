@@ -17,6 +17,8 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from typing import NamedTuple
 
+import numpy as np
+
 from ..events.flags import (
     MAPS_PERM_BITS,
     VM_DONTCOPY,
@@ -51,6 +53,7 @@ __all__ = [
     "VM_HUGETLB",
     "PAGE_SHIFT",
     "perms_of",
+    "perms_column",
     "flags_of_perms",
 ]
 
@@ -72,6 +75,14 @@ _PERMS = [perms(f) for f in range(0x100)]
 def perms_of(vm_flags: int) -> str:
     """The 4 permission characters /proc/PID/maps shows for ``vm_flags``."""
     return _PERMS[vm_flags & MAPS_PERM_BITS]
+
+
+_PERMS_ARR = np.array(_PERMS[:MAPS_PERM_BITS + 1], dtype=object)
+
+
+def perms_column(vm_flags) -> np.ndarray:
+    """:func:`perms_of` of each of an array of ``vm_flags`` (object array of str)."""
+    return _PERMS_ARR[(np.asarray(vm_flags, dtype=np.uint64) & np.uint64(MAPS_PERM_BITS)).astype(np.intp)]
 
 
 def flags_of_perms(perms: str) -> int:

@@ -21,13 +21,11 @@ changes table).
 from __future__ import annotations
 
 import errno
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..events.flags import MAPS_PERM_BITS
 
 __all__ = ["ReportData", "report_data", "format_call", "ADDRESS_ARGS", "RETURNS_ADDRESS"]
 
@@ -317,13 +315,12 @@ class ReportData:
             tl = self.timeline()
             for _ in iter_changes(self.trace, sink=tl.add):
                 pass
+        from ..model.vmatree import perms_column
+
         vc = tl.counts()
         lt = tl.lifetimes()
-        from ..events.flags import perms
-
-        paths = getattr(_model(self.trace), "paths", {}) or {}
-        lt.insert(3, "perms", [perms(int(f)) for f in lt["vm_flags"]])
-        lt["path"] = [paths.get((int(d), int(i)), "") if i else "" for d, i in zip(lt["dev"], lt["ino"])]
+        lt.insert(3, "perms", perms_column(lt["vm_flags"].to_numpy()))
+        lt["path"] = _paths_of(getattr(_model(self.trace), "paths", {}) or {}, lt["dev"].to_numpy(), lt["ino"].to_numpy())
         lt = lt.drop(columns=["dev"]).rename(columns={"ino": "inode"}).sort_values(["pid", "start", "born_ts"], ignore_index=True)
         self._c["sweep"] = (vc, lt)
         self._c.pop("timeline", None)
@@ -336,66 +333,6 @@ class ReportData:
 
         # the end of the recording, else the last change's end (as the queries of Model.sweep had it)
         return VmaTimeline.for_trace(self.trace, self.t1 or None)
-
-    def _sweep_replay(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """The old path (a second replay, ``Model.sweep`` at every change's ts_end): for the differential test."""
-        ch = self.change_index()
-        procs = self.trace.processes(counts=False)
-        end = self.t1 or (int(ch["ts_end"].max()) if len(ch) else 0)
-        qs: set[tuple[int, int]] = set()
-        for p in procs.itertuples(index=False):
-            if p.start_ts == p.start_ts:
-                qs.add((int(p.pid), int(p.start_ts)))
-            if not (p.exit_ts == p.exit_ts) and end:
-                qs.add((int(p.pid), end))
-        qs.update(zip(ch["pid"].astype(int).tolist(), ch["ts_end"].astype(int).tolist()))
-        queries = sorted(qs, key=lambda q: (q[1], q[0]))
-        counts: list[tuple] = []
-        life: list[tuple] = []
-        live: dict[int, dict] = {}
-        paths = getattr(_model(self.trace), "paths", {}) or {}
-        n = len(queries)
-        step = max(1, n // 200)
-        for i, (pid, at, ans) in enumerate(_sweep(self.trace, queries)):
-            cur = _vma_keys(ans)
-            prev = live.setdefault(pid, {})
-            if cur.keys() != prev.keys():
-                gone = prev.keys() - cur.keys()
-                came = cur.keys() - prev.keys()
-                # A VMA first known from a /proc snapshot (no pointer) that the
-                # trace then names with its pointer and flags is the same VMA.
-                named = {(k[0], k[1], k[3] & MAPS_PERM_BITS): k for k in came} if any(not k[2] for k in gone) else {}
-                for k in gone:
-                    born = prev.pop(k)
-                    twin = named.get((k[0], k[1], k[3] & MAPS_PERM_BITS)) if not k[2] else None
-                    if twin is not None:
-                        prev[twin] = born
-                        came.discard(twin)
-                    else:
-                        life.append((pid, *k, born, at))
-                for k in came:
-                    prev[k] = at
-            counts.append((at, pid, len(cur), sum(k[1] - k[0] for k in cur)))
-            if self.progress is not None and i % step == 0:
-                self.progress.update(i / n)
-        for pid, d in live.items():
-            for k, born in d.items():
-                life.append((pid, *k, born, -1))
-        vc = pd.DataFrame(counts, columns=["ts", "pid", "vmas", "mapped"])
-        vc = vc.astype({"ts": np.int64, "pid": np.int64, "vmas": np.int64, "mapped": np.uint64})
-        # No address space: before a fork's copy, or for an instant of an exec
-        # (old tree gone, new one not yet bound); keep only the final teardown.
-        last = ~vc.duplicated("pid", keep="last")
-        vc = vc[(vc["vmas"] > 0) | last].reset_index(drop=True)
-        lt = pd.DataFrame(life, columns=["pid", "start", "end", "vma", "vm_flags", "dev", "ino", "born_ts", "died_ts"])
-        lt = lt.astype({"pid": np.int64, "start": np.uint64, "end": np.uint64, "vma": np.uint64,
-                        "vm_flags": np.uint64, "born_ts": np.int64, "died_ts": np.int64})
-        from ..events.flags import perms
-
-        lt.insert(3, "perms", [perms(int(f)) for f in lt["vm_flags"]])
-        lt["path"] = [paths.get((int(d), int(i)), "") if i else "" for d, i in zip(lt["dev"], lt["ino"])]
-        lt = lt.drop(columns=["dev"]).rename(columns={"ino": "inode"}).astype({"inode": np.uint64}).sort_values(["pid", "start", "born_ts"], ignore_index=True)
-        return vc, lt
 
     def vma_counts(self) -> pd.DataFrame:
         """VMAs per process over time: ``ts``, ``pid``, ``vmas`` (count, as
@@ -504,30 +441,16 @@ def _model(trace):
     return model_of(trace)
 
 
-def _sweep(trace, queries):
-    """(pid, at, (starts, ends, vals) | None) per query, one replay; falls back to
-    one model query per instant if the model's sweep is unavailable."""
-    m = _model(trace)
-    try:
-        yield from m.sweep(queries, frames=False)
-        return
-    except TypeError:  # an older/newer sweep without frames=
-        pass
-    warnings.warn("Model.sweep(frames=False) unavailable: querying the model instant by instant", stacklevel=2)
-    for pid, at in queries:
-        df = m.vmas(pid, at)
-        vals = [(int(v), int(f), 0, 0, 0) for v, f in zip(df["vma"], df["vm_flags"])]
-        yield pid, at, (df["start"].tolist(), df["end"].tolist(), vals) if len(df) else None
-
-
-def _vma_keys(ans) -> dict[tuple, None]:
-    """{(start, end, vma, vm_flags, dev, ino): None} of one tree (pieces of one VMA joined)."""
-    if ans is None:
-        return {}
-    from ..model.vmatree import join_pieces
-
-    return {(s, e, v[0], v[1], v[3] if len(v) > 4 else 0, v[4] if len(v) > 4 else 0): None
-            for s, e, v in join_pieces(*ans)}
+def _paths_of(paths: dict, dev: np.ndarray, ino: np.ndarray) -> np.ndarray:
+    """The path of each (kernel dev_t, inode) from ``paths`` ("" when unknown or anonymous),
+    looked up once per distinct file."""
+    out = np.full(len(ino), "", dtype=object)
+    f = np.flatnonzero(ino != 0)
+    if len(f):
+        files, inv = np.unique(np.stack([dev[f], ino[f]], axis=1), axis=0, return_inverse=True)
+        names = np.array([paths.get((int(d), int(i)), "") for d, i in files.tolist()] + [""], dtype=object)
+        out[f] = names[inv.reshape(-1)]
+    return out
 
 
 def _EMPTY_CHANGES() -> pd.DataFrame:  # noqa: N802 - a constant's maker
