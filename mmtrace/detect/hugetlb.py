@@ -74,6 +74,7 @@ the kernel's own counter went below zero.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -265,15 +266,12 @@ class _Model:
     def dry_owner_cow(self, tree: int, addr: int, write: bool, free: int, resv: int,
                       failed: bool | None = None) -> bool:
         """Whether a write fault at ``addr`` is the owner's COW of a shared folio
-        started with no unreserved page (``_Branches``: whether one was freed
-        before ``alloc_hugetlb_folio()`` looked, the counters cannot say)."""
-        if failed or not write or free - resv > 0:
+        (:meth:`cow_others`) started with no unreserved page (``_Branches``:
+        whether one was freed before ``alloc_hugetlb_folio()`` looked, the
+        counters cannot say)."""
+        if free - resv > 0 or not self.cow_others(tree, addr, write, failed):
             return False
-        v = self.vma_at(tree, addr)
-        if v is None or not v.owner or not v.flags & _VM_WRITE or v.flags & VM_MAYSHARE:
-            return False
-        f = self.pte.get((tree, addr - addr % self.h))
-        return f is not None and f.anon and len(f.maps) > 1
+        return bool(self.vma_at(tree, addr).owner)
 
     def fault(self, tree: int, addr: int, write: bool, free: int, resv: int, failed: bool | None = None,
               order: str = "") -> None:
@@ -509,7 +507,7 @@ def hugetlb_evidence(trace) -> dict:
     return ev
 
 
-def _timeline(trace, hs: pd.DataFrame) -> list[tuple]:
+def _timeline(trace, hs: pd.DataFrame, ends: dict | None = None) -> list[tuple]:
     """Model inputs in time order: (ts, order, kind, payload)."""
     evs: list[tuple] = []
     ch = trace.changes()
@@ -547,7 +545,7 @@ def _timeline(trace, hs: pd.DataFrame) -> list[tuple]:
         mm = pd.merge_asof(left, right, left_on="ts", right_on="sample_ts", by=["tid", "address"], direction="forward")
         mm["sample_ts"] = mm["sample_ts"].fillna(mm["ts"]).astype("int64")
         failed = _fault_outcomes(trace, hs)
-        ends = _fault_ends(trace, hs)
+        ends = _fault_ends(trace, hs) if ends is None else ends
         for r in mm.itertuples(index=False):
             free = int(r.free_huge_pages) if r.free_huge_pages == r.free_huge_pages else 1 << 40
             resv = int(r.resv_huge_pages) if r.resv_huge_pages == r.resv_huge_pages else 0
@@ -779,8 +777,6 @@ class _Branches:
                     m.unsure = "more orders of concurrent faults and unmaps than the model follows"
                 orders = [""]
             if len(orders) > 1:
-                import copy
-
                 forks = [copy.deepcopy(b) for _ in orders[1:]]  # before b is changed
             for order in orders:
                 m = forks.pop(0) if order else b
@@ -915,8 +911,9 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
         # a fork's child tgid -> its parent's (threads share the mm: not a fork of an mm)
         st.parent_pid = {int(c): int(p) for p, c in zip(fk["tgid"], fk["child_tgid"]) if int(c) != int(p)}
     files = _vma_files(trace)
-    evs = _timeline(trace, hs)
-    spans = _spans(trace, hs)
+    ends = _fault_ends(trace, hs)  # once: the timeline, the spans and _Busy read it
+    evs = _timeline(trace, hs, ends)
+    spans = _spans(trace, hs, ends)
     windows = _windows(trace, hs, spans)
     by_id = {v: k for k, v in (trace.metadata.get("probe_plan", {}).get("syscalls") or {}).items()}
     sc = trace.raw_events("syscall")
@@ -945,7 +942,7 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     surplus = 0
     last_free, last_resv = 1 << 40, 0
     prev_k = prev_m = base_g
-    branches = _Branches(st, _Busy.of(trace, hs, hpage))
+    branches = _Branches(st, _Busy.of(trace, hs, hpage, ends))
     for i, r in enumerate(hs.itertuples(index=False)):
         ts = int(r.ts)
         for b in branches:
@@ -1007,7 +1004,7 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def _spans(trace, hs: pd.DataFrame) -> np.ndarray:
+def _spans(trace, hs: pd.DataFrame, ends: dict | None = None) -> np.ndarray:
     """What the traced threads had in progress: rows (start, end, tid, tgid) of
     every syscall, every hugetlb fault (from its sample until it returned,
     :func:`_fault_ends`) and every exit (from the process's last sample to its
@@ -1027,7 +1024,7 @@ def _spans(trace, hs: pd.DataFrame) -> np.ndarray:
         if cause[i] == 3 and g in last_of_tgid:
             spans.append((int(ts[last_of_tgid[g]]), int(ts[i]), g, g))
         last_of_tgid[g] = i
-    ends = _fault_ends(trace, hs)
+    ends = _fault_ends(trace, hs) if ends is None else ends
     for i in np.flatnonzero(cause == 2):
         spans.append((int(ts[i]), ends.get((int(tid[i]), int(ts[i])), 1 << 62), int(tid[i]), int(tgid[i])))
     return np.array(spans, dtype=np.int64).reshape(-1, 4)
@@ -1057,7 +1054,7 @@ class _Busy:
             self._by[key] = (a[:, 0], np.maximum.accumulate(a[:, 1]))
 
     @classmethod
-    def of(cls, trace, hs: pd.DataFrame, hpage: int) -> _Busy:
+    def of(cls, trace, hs: pd.DataFrame, hpage: int, ends: dict | None = None) -> _Busy:
         spans: list = []
         sc = trace.raw_events("syscall")
         if len(sc):
@@ -1070,7 +1067,7 @@ class _Busy:
         cause = hs["cause"].astype("int64").tolist()
         addr = hs["address"].astype("int64").tolist() if "address" in hs.columns else [0] * len(ts)
         last: dict[int, int] = {}
-        ends = _fault_ends(trace, hs)
+        ends = _fault_ends(trace, hs) if ends is None else ends
         for i in range(len(ts)):
             g = tgid[i]
             if cause[i] == 3 and g in last:
