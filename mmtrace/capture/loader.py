@@ -16,6 +16,7 @@ import base64
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import platform
 import stat
@@ -40,6 +41,11 @@ __all__ = ["Collector", "BccMissing", "program_source", "ring_sizes", "DEFAULT_B
 # Ring for tree writes, in MiB; at ~1 M events/s (160 bytes each) it holds
 # 200 ms, ten times the drain period.
 DEFAULT_BUFFER_MB = 32
+# Bytes of records drained and not yet taken by the writer past which the
+# drain thread leaves records in the kernel's rings unless one is half full
+# (see Collector.drain): twice the recorder's early-flush threshold, so a
+# flush in progress never stops the draining of a recorder that keeps up.
+PENDING_LIMIT = 16 << 20
 _CACHE_ENV = "MMTRACE_CACHE_DIR"
 
 
@@ -449,6 +455,7 @@ class Collector:
             self._loaded.close()
             raise
         self._pending: dict[str, list[np.ndarray]] = {k: [] for k in self._rings}
+        self.pending_limit: int | None = PENDING_LIMIT  # None: no limit (see drain)
         self.stack_table = self.files = None
         if stacks:
             from .stacks import FileNotes, StackTable
@@ -491,10 +498,31 @@ class Collector:
         self.drain()
 
     def drain(self) -> None:
-        """Copy everything submitted so far out of the rings, freeing their space."""
+        """Copy what was submitted so far out of the rings, freeing their space.
+
+        While the records drained and not yet taken stay under
+        ``pending_limit`` bytes, everything is taken; past it, records wait
+        in the kernel's rings, whose pages are not in the recorder's RSS
+        (:class:`RingReader` maps them only while copying), so a writer that
+        falls behind for a moment costs no memory.  A ring more than half
+        full is emptied whatever the budget: the bound moves the waiting
+        into the rings, it never makes a ring overflow and lose records."""
         with self._lock:
+            budget = math.inf if self.pending_limit is None else self.pending_limit - self.pending_bytes()
+            backlog = {k: ring.backlog() for k, ring in self._rings.items()}
+            total = sum(backlog.values())
             for k, ring in self._rings.items():
-                arr = ring.read()
+                if not backlog[k]:
+                    continue
+                if backlog[k] > ring.size // 2 or total <= budget:
+                    share = backlog[k]
+                elif budget > 0:
+                    # Short of room, each ring gets its share of the budget, so
+                    # no kind waits (and fills its ring) behind another.
+                    share = budget * backlog[k] // total
+                else:
+                    continue
+                arr = ring.read(max(1, share // ring.rec.itemsize))
                 if len(arr):
                     self._pending[k].append(arr)
                     if self.files is not None and k == "tree_write":
@@ -510,6 +538,10 @@ class Collector:
             pending = self._pending
             self._pending = {k: [] for k in self._rings}
         return {k: np.concatenate(p) if len(p) > 1 else p[0] for k, p in pending.items() if p}
+
+    def backlog(self) -> int:
+        """Bytes still in the kernel's rings, not yet drained."""
+        return sum(r.backlog() for r in self._rings.values())
 
     def pending_count(self) -> int:
         return sum(len(a) for parts in self._pending.values() for a in parts)
@@ -541,11 +573,16 @@ class Collector:
                 out[int.from_bytes(k, "little")] = v[:48].split(b"\0", 1)[0].decode(errors="replace")
         return out
 
+    def stop_draining(self) -> None:
+        """Stop the drain thread: from now on only :meth:`drain` called by the
+        owner (``Session.tables`` does) moves records out of the rings."""
+        self._stop.set()
+        self._thread.join()
+
     def close(self, wait: bool = False) -> None:
         """Stop draining and detach.  Detaching ends in the background unless
         ``wait`` (see :meth:`Loaded.close`); the traced set is emptied first."""
-        self._stop.set()
-        self._thread.join()
+        self.stop_draining()
         for ring in self._rings.values():
             ring.close()
         if not wait:

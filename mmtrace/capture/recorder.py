@@ -49,15 +49,16 @@ _arrow_system_pool()
 
 from ..trace.writer import DiskFull, TraceWriter  # noqa: E402 (after the pool is chosen)
 from .kernel import KernelError
-from .loader import DEFAULT_BUFFER_MB
+from .loader import DEFAULT_BUFFER_MB, PENDING_LIMIT
 from .session import Session, Target
 
 __all__ = ["RecordOptions", "RecordResult", "record", "RecordError", "check_options"]
 
 
 # Records drained but not written that make the recorder flush before its
-# interval (about 50k tree writes): bounds the recorder's memory at full speed.
-FLUSH_BYTES = 8 << 20
+# interval (about 50k tree writes): half of what the drain thread holds at
+# most (loader.PENDING_LIMIT), so the recorder flushes before draining stops.
+FLUSH_BYTES = PENDING_LIMIT // 2
 
 
 class RecordError(RuntimeError):
@@ -373,6 +374,22 @@ def _loop(opts: RecordOptions, session: Session, writer: TraceWriter, meta: dict
         session.poll(0)
         session.sample_host()
         flush()
+        # The drain held back what passed PENDING_LIMIT: take what still waits
+        # in the rings, a budget at a time while that makes progress (a process
+        # traced with -p may still be producing), then the rest at once, so
+        # every record submitted before the stop is in the trace.  The drain
+        # thread stops first: a batch it moved after our last take would be lost.
+        session.collector.stop_draining()
+        prev = None
+        for _ in range(64):
+            left = session.collector.backlog()
+            if not left or (prev is not None and left >= prev):
+                break
+            prev = left
+            flush()
+        if session.collector.backlog():
+            session.collector.pending_limit = None
+            flush()
         lost = session.lost()
         meta.update(
             complete=True,

@@ -49,12 +49,19 @@ class RingReader:
         self._cpos = np.frombuffer(self._cons, dtype=np.uint64, count=1)
         self._ppos = np.frombuffer(self._prod, dtype=np.uint64, count=1)
 
-    def read(self) -> np.ndarray:
-        """Copy out every submitted record and release its space to the kernel."""
+    def backlog(self) -> int:
+        """Bytes the kernel has reserved or submitted and :meth:`read` not yet taken."""
+        return int(self._ppos[0]) - int(self._cpos[0])
+
+    def read(self, limit: int | None = None) -> np.ndarray:
+        """Copy out every submitted record (at most ``limit``) and release
+        its space to the kernel."""
         c = int(self._cpos[0])
         p = int(self._ppos[0])
         rec = self.rec.itemsize
         n = (p - c) // rec
+        if limit is not None:
+            n = min(n, limit)
         if n <= 0:
             return np.empty(0, dtype=self.rec["payload"])
         # The data area starts 2 pages in (ringbuf_map_mmap_user(), kernel/bpf/ringbuf.c).

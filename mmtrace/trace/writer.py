@@ -8,8 +8,12 @@ Layout (format 1)::
       procfs/maps/part-NNNNNN.parquet     /proc/PID/maps snapshots, CLOCK_MONOTONIC stamped
       procfs/attach/part-NNNNNN.parquet   processes already running when tracing began
 
-Parts are Snappy-compressed: about 30% larger than zstd here, but five
-times faster to read back and cheaper to write on the traced host.  Every
+Parts are LZ4-compressed (Parquet's LZ4_RAW): the size of Snappy here
+(about 70% larger than zstd), five times faster to read back than zstd,
+and the cheapest to write on the traced host.  Only dictionary and string
+columns are dictionary-encoded: Parquet's default dictionary-encodes every
+column, which for the integer columns (timestamps, addresses) costs most
+of the write and, behind LZ4, saves nothing (``benchmarks/drain.py``).  Every
 page carries a CRC32 (``write_page_checksum``) that the reader verifies, so
 a corrupted part is reported as damaged instead of read as wrong events.
 
@@ -33,7 +37,7 @@ import pyarrow.parquet as pq
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["TraceWriter", "FORMAT", "FORMAT_VERSION", "DiskFull"]
+__all__ = ["TraceWriter", "write_part", "FORMAT", "FORMAT_VERSION", "DiskFull"]
 
 FORMAT = "mmtrace-trace"
 FORMAT_VERSION = 1
@@ -41,6 +45,13 @@ FORMAT_VERSION = 1
 
 class DiskFull(OSError):
     """Writing the trace failed for lack of space; what was written before stays valid."""
+
+
+def write_part(table: pa.Table, path: str | os.PathLike) -> None:
+    """Write one part as the recorder does (see the module docstring)."""
+    dict_cols = [f.name for f in table.schema
+                 if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    pq.write_table(table, path, compression="lz4", use_dictionary=dict_cols, write_page_checksum=True)
 
 
 class TraceWriter:
@@ -101,7 +112,7 @@ class TraceWriter:
         n = self._parts.get(table, 0) + 1
         self._parts[table] = n
         at = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
-        self._atomic(d / f"part-{n:06d}.parquet", lambda p: pq.write_table(at, p, compression="snappy", write_page_checksum=True))
+        self._atomic(d / f"part-{n:06d}.parquet", lambda p: write_part(at, p))
         self.rows[table] = self.rows.get(table, 0) + len(df)
 
     def write_metadata(self, meta: dict) -> None:

@@ -198,10 +198,12 @@ def with_findings(tmp_path_factory) -> Path:
     value is a different trace, not a detectably damaged one)."""
     import pyarrow.parquet as pq
 
+    from mmtrace.trace.writer import write_part
+
     out = tmp_path_factory.mktemp("fuzz") / "findings.trace"
     shutil.copytree(DATA / "synthetic-failed-split-vma.trace", out)
     for p in out.glob("*/*/part-*.parquet"):
-        pq.write_table(pq.read_table(p), p, compression="snappy", write_page_checksum=True)
+        write_part(pq.read_table(p), p)
     return out
 
 
