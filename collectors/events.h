@@ -188,6 +188,11 @@ struct mmt_hugetlb {
 	/* The sampling task's own hugetlb cgroup: rsvd_hugepage[hstate].usage
 	 * (hugetlb.<size>.rsvd.current, in base pages), ~0 when not read. */
 	__u64 cg_rsvd;
+	/* bpf_ktime_get_ns() once the counters are read: they were read at some
+	 * instant of [h.ts, ts_read], which may be long (an interrupt, or the
+	 * vCPU descheduled by the host, between the two), and whatever other
+	 * CPUs did meanwhile may show (detect/hugetlb.py _read_ends). */
+	__u64 ts_read;
 };
 
 /* mmt_mmap_lock.what */

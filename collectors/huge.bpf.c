@@ -72,6 +72,7 @@ static __always_inline void mmt_emit_huge(u64 id, u64 tree, u16 cause, u16 sc, u
 #else
 	e->cg_rsvd = ~0ULL;
 #endif
+	e->ts_read = bpf_ktime_get_ns();
 	mmt_submit(e);
 }
 #else

@@ -59,10 +59,12 @@ R7 a shared file's reservations outlive its mappings: they go when its inode
 
 Evidence.  The counters are read in the kernel at syscall entry and exit of
 every traced syscall of an mm holding hugetlb VMAs, at its hugetlb faults
-(before they are handled) and at its ``exit_mmap``.  A sample is *exact* when
-no other traced thread had a syscall, fault or exit in progress at that
-instant and no optional change is pending: the model's value then has no
-freedom.  The cgroup counter cannot be moved by untraced processes; the
+(before they are handled) and at its ``exit_mmap``.  A sample's counters are
+read at some instant between its stamp and the end of the reads
+(``_read_ends``: microseconds apart at times, when the vCPU stops between the
+two).  A sample is *exact* when no other traced thread had a syscall, fault
+or exit in progress during that interval and no optional change is pending:
+the model's value then has no freedom.  The cgroup counter cannot be moved by untraced processes; the
 global one can, so global samples are exact only in a trace that says the
 pool was the traced processes' alone (``hugetlb_evidence.exclusive_pool``).
 
@@ -74,11 +76,12 @@ the kernel's own counter went below zero.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
-from itertools import combinations
+from itertools import accumulate, combinations
 
 import numpy as np
 import pandas as pd
@@ -159,6 +162,7 @@ class _Model:
         # assumed was unmapped from that folio by ``until``
         self.expect: list[tuple] = []
         self.impossible = False  # the trace refuted this model's order (_Branches drops it)
+        self.at: dict[int, tuple[int, int]] = {}  # sample index -> (resv, cg) there, until _Branches.settle
 
     def signature(self) -> tuple:
         """What two models must share to predict the same from now on (``_Branches`` merges them)."""
@@ -707,9 +711,13 @@ class _Branches:
 
     limit = 64
 
-    def __init__(self, st: _Model, busy: _Busy) -> None:
+    def __init__(self, st: _Model, busy: _Busy, transient: dict | None = None) -> None:
         self.models = [st]
         self.busy = busy
+        self.transient = transient or {}
+        # samples taken while something was in progress, to be decided once
+        # all of it has ended: (index, last end, spans, ts, agrees)
+        self.pending: list[tuple] = []
 
     def __iter__(self):
         return iter(self.models)
@@ -793,6 +801,36 @@ class _Branches:
         for b in self.models:
             seen.setdefault(b.signature(), b)
         self.models = list(seen.values())
+
+    def defer(self, i: int, ts: int, spans: list, agrees) -> None:
+        """Sample ``i`` was read while ``spans`` (start, end, tid) were in
+        progress: once they have all ended, the changes each order made in
+        them are known, and an order whose value at ``i`` no prefix of those
+        changes brings to the kernel's is refuted (:meth:`settle`;
+        ``agrees(model, (resv, cg) at i, adjustments)``)."""
+        if len(self.models) == 1:
+            return
+        for b in self.models:
+            b.at[i] = (b.resv, b.cg)
+        self.pending.append((i, max(e0 for _, e0, _ in spans), spans, ts, agrees))
+
+    def settle(self, now: int) -> None:
+        """Decide the deferred samples whose spans ended before ``now`` (every
+        change in them applied): drop the orders they refute, merge equal ones."""
+        ready = [p for p in self.pending if p[1] < now]
+        if not ready:
+            return
+        self.pending = [p for p in self.pending if p[1] >= now]
+        for i, _, spans, ts, agrees in ready:
+            if len(self.models) > 1:
+                self.models = [b for b in self.models if i not in b.at
+                               or agrees(b, b.at[i], _states(b.deltas, spans, ts, self.transient))] or self.models
+            for b in self.models:
+                b.at.pop(i, None)
+        self._merge_equal()
+        if len(self.models) == 1:
+            self.pending = []
+            self.models[0].at.clear()
 
     def keep(self, agrees) -> None:
         """Drop the branches the kernel's counters refute (``agrees(model)``), merge equal ones."""
@@ -885,10 +923,11 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     ``cg_rsvd`` (the command's hugetlb cgroup counter in huge pages, -1
     without one) and ``model_cg``, ``evidence`` ("cgroup" or "global"),
     ``exact`` (no other traced thread had a syscall, fault or exit in
-    progress and nothing optional was pending: the model has no freedom),
+    progress while the counters were read, :func:`_read_ends`, and nothing
+    optional was pending: the model has no freedom),
     ``open`` (tids with something in progress), ``inflight`` (the
     (resv, cg) adjustments of the model's values that what those threads had
-    in progress allows, None when too many), ``what`` (the modeled changes
+    in progress allows), ``what`` (the modeled changes
     since the previous sample), ``alternatives`` ((model_resv, model_cg) of
     the other orders of concurrent faults and unmaps still possible, which
     the next sample with nothing in progress decides: :class:`_Branches`).
@@ -914,7 +953,7 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     ends = _fault_ends(trace, hs)  # once: the timeline, the spans and _Busy read it
     evs = _timeline(trace, hs, ends)
     spans = _spans(trace, hs, ends)
-    windows = _windows(trace, hs, spans)
+    windows = _windows(trace, hs, spans, _read_ends(trace, hs))
     by_id = {v: k for k, v in (trace.metadata.get("probe_plan", {}).get("syscalls") or {}).items()}
     sc = trace.raw_events("syscall")
     call = {}
@@ -942,7 +981,14 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     surplus = 0
     last_free, last_resv = 1 << 40, 0
     prev_k = prev_m = base_g
-    branches = _Branches(st, _Busy.of(trace, hs, hpage, ends))
+    transient = _transient(trace, hpage)
+    # a fault that ends in SIGBUS charged the cgroup before it found no page
+    # (alloc_hugetlb_folio(): hugetlb_cgroup_charge_cgroup_rsvd(), then
+    # dequeue fails and out_uncharge_cgroup_reservation undoes it)
+    for (tid, ts0), failed in (_fault_outcomes(trace, hs) or {}).items():
+        if failed:
+            transient[(tid, ts0)] = [(0, 1)]
+    branches = _Branches(st, _Busy.of(trace, hs, hpage, ends), transient)
     for i, r in enumerate(hs.itertuples(index=False)):
         ts = int(r.ts)
         for b in branches:
@@ -953,6 +999,7 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
             branches.apply(t_ev, kind, pl, ev_tid,
                            lambda b, order: _apply_event(b, kind, pl, files, b.tree_of_pid, hpage, surplus,
                                                          last_free, last_resv, order))
+        branches.settle(ts)
         surplus = int(r.surplus_huge_pages)
         k = int(resv_k[i])
         last_free, last_resv = int(r.free_huge_pages), (k - (1 << 64) if k >= _U63 else k)
@@ -970,6 +1017,11 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
             # nothing in progress: the kernel's counters say which order it took
             branches.keep(lambda b: (cg_k < 0 or b.cg == cg_k)
                           and (cg_k >= 0 and not ev.get("exclusive_pool") or base_g + b.resv == k_signed))
+        else:
+            # something in progress: they say it once that is done
+            branches.defer(i, ts, windows[i], lambda b, at, adj, cg_k=cg_k, k_signed=k_signed, base_g=base_g: any(
+                (cg_k < 0 or at[1] + y == cg_k)
+                and (cg_k >= 0 and not ev.get("exclusive_pool") or base_g + at[0] + x == k_signed) for x, y in adj))
         st = branches[0]
         model = base_g + st.resv
         exact = not open_ and not st.optional and not st.unsure
@@ -992,15 +1044,7 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
             "alternatives": [(base_g + b.resv, b.cg if cg_k >= 0 else -1) for b in branches.rest()],
         })
         prev_k, prev_m = k_signed, model
-    deltas = branches[0].deltas
-    transient = _transient(trace, hpage)
-    # a fault that ends in SIGBUS charged the cgroup before it found no page
-    # (alloc_hugetlb_folio(): hugetlb_cgroup_charge_cgroup_rsvd(), then
-    # dequeue fails and out_uncharge_cgroup_reservation undoes it)
-    for (tid, ts0), failed in (_fault_outcomes(trace, hs) or {}).items():
-        if failed:
-            transient[(tid, ts0)] = [(0, 1)]
-    _inflight(rows, windows, deltas, transient)
+    _inflight(rows, windows, branches[0].deltas, transient)
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -1090,12 +1134,59 @@ class _Busy:
         return out
 
 
-def _windows(trace, hs: pd.DataFrame, spans: np.ndarray | None = None) -> dict[int, list]:
+def _read_ends(trace, hs: pd.DataFrame) -> np.ndarray:
+    """Per sample, a time by which its counters had been read: they were read
+    at some instant of [ts, read end], not at ``ts`` itself.
+
+    The sample's ``ts`` is stamped before the reads (``mmt_fill_hdr()``), and
+    the CPU may stop between the two for an interrupt, or the host may
+    deschedule the vCPU (seen: a task's syscall-entry sample read the +1
+    that another CPU's fault charged in ``alloc_hugetlb_folio()``
+    (``hugetlb_cgroup_charge_cgroup_rsvd()``, then undone at
+    ``out_uncharge_cgroup_reservation`` as the fault found no page), a fault
+    whose own sample was stamped 0.6-0.8 us after the first one's).
+    Traces that stamp the end of the reads (``ts_read``,
+    collectors/huge.bpf.c) say when; older ones only bound it by the
+    sampling thread's next stamped event (its program had returned by then)."""
+    ts = hs["ts"].astype("int64").to_numpy()
+    if "ts_read" in hs.columns:
+        rd = hs["ts_read"].astype("int64").to_numpy()
+        if len(rd) and (rd > 0).all():
+            return np.maximum(rd, ts)
+    tid = hs["tid"].astype("int64").to_numpy()
+    parts = [(ts, tid)]
+    if hasattr(trace, "raw_events"):
+        for kind, col in (("syscall", "ts_enter"), ("syscall", "ts"), ("fault", "ts"), ("proc", "ts"),
+                          ("tree_write", "ts")):
+            e = trace.raw_events(kind)
+            if len(e):
+                parts.append((e[col].astype("int64").to_numpy(), e["tid"].astype("int64").to_numpy()))
+    t_all = np.concatenate([p[0] for p in parts])
+    k_all = np.concatenate([p[1] for p in parts])
+    o = np.lexsort((t_all, k_all))  # by thread, then time
+    t_all, k_all = t_all[o], k_all[o]
+    # the first stamp of the same thread after the sample's own; the last
+    # sample of a thread (its exit_mmap) keeps its stamp
+    lo = np.searchsorted(k_all, tid, "left")
+    n = np.searchsorted(k_all, tid, "right") - lo
+    out = ts.copy()
+    for i in range(len(ts)):
+        seg = t_all[lo[i]:lo[i] + n[i]]
+        k = int(np.searchsorted(seg, ts[i], "right"))
+        if k < len(seg):
+            out[i] = int(seg[k])
+    return out
+
+
+def _windows(trace, hs: pd.DataFrame, spans: np.ndarray | None = None,
+             read_ends: np.ndarray | None = None) -> dict[int, list]:
     """Sample index -> tids (other than the sampling one) with a syscall, a
-    fault or an exit in progress at that sample (:func:`_spans`)."""
+    fault or an exit in progress while that sample's counters were read,
+    [ts, read end) (:func:`_spans`, :func:`_read_ends`)."""
     ts = hs["ts"].astype("int64").to_numpy()
     tid = hs["tid"].astype("int64").to_numpy()
     spans = _spans(trace, hs) if spans is None else spans
+    rd = ts if read_ends is None else read_ends
     out: dict[int, list] = {}
     if not len(spans):
         return out
@@ -1104,7 +1195,7 @@ def _windows(trace, hs: pd.DataFrame, spans: np.ndarray | None = None) -> dict[i
     sp = sp[order]
     starts = sp[:, 0]
     for i in range(len(ts)):
-        k = int(np.searchsorted(starts, ts[i], side="left"))
+        k = int(np.searchsorted(starts, rd[i], side="left"))
         seg = sp[max(0, k - 4096):k]
         hit = seg[(seg[:, 1] > ts[i]) & (seg[:, 2] != tid[i])]
         if len(hit):
@@ -1142,40 +1233,56 @@ def _transient(trace, hpage: int) -> dict[tuple[int, int], list[tuple[int, int]]
     return out
 
 
+def _states(deltas: list[tuple], spans: list[tuple[int, int, int]], now: int,
+            transient: dict) -> set[tuple[int, int]]:
+    """What the kernel may already have done (or not yet done) of the
+    operations in ``spans`` (start, end, tid) at ``now``: the (resv, cg)
+    adjustments to the model's value (which applied its changes up to
+    ``now``).  ``deltas``: the model's changes (ts applied, tid, resv, cg) in
+    time order (``_Model.deltas``).
+
+    A thread makes its changes in order (each ``_Model._add`` step), so its
+    spans together allow any prefix of its changes in them, or the state a
+    call that changes nothing passes through (``_transient``) on top of those
+    before it; threads combine in every way: a set of sums, which grows with
+    the values reachable, not with the number of operations in progress."""
+    by: dict[int, list] = defaultdict(list)
+    for s0, e0, tid in spans:
+        by[tid].append((s0, e0))
+    opts = {(0, 0)}
+    for tid, sp in by.items():
+        lo, hi = min(s0 for s0, _ in sp) - 1, max(e0 for _, e0 in sp) + 1
+        tr = [(s0, x) for s0, _ in sp for x in transient.get((tid, s0), ())]
+        i0 = bisect.bisect_right(deltas, min(lo, now), key=_ts_of)
+        i1 = bisect.bisect_right(deltas, hi, key=_ts_of)
+        mine = [d for d in deltas[i0:i1] if d[1] == tid]
+        t = [d[0] for d in mine]
+        cr = list(accumulate((d[2] for d in mine), initial=0))
+        cc = list(accumulate((d[3] for d in mine), initial=0))
+        a, d = bisect.bisect_right(t, lo), bisect.bisect_right(t, now)
+        steps = {(cr[k] - cr[d], cc[k] - cc[d]) for k in range(a, len(mine) + 1)} | {(0, 0)}
+        for s0, (x, y) in tr:
+            k = bisect.bisect_right(t, s0)
+            steps.add((cr[k] - cr[d] + x, cc[k] - cc[d] + y))
+        if steps != {(0, 0)}:
+            opts = {(a0 + x, b0 + y) for a0, b0 in opts for x, y in steps}
+    return opts
+
+
+def _ts_of(d: tuple) -> int:
+    return d[0]
+
+
 def _inflight(rows: list[dict], windows: dict[int, list], deltas: list[tuple],
               transient: dict | None = None) -> None:
     """Per sample, what the kernel may already have done (or not yet done) of
-    the operations other traced threads had in progress: the (resv, cg)
-    adjustments to the model's value that still agree (``inflight``), with
-    the states a call that changes nothing passes through (``_transient``)."""
+    the operations other traced threads had in progress (:func:`_states`):
+    the (resv, cg) adjustments to the model's value that still agree
+    (``inflight``)."""
     transient = transient or {}
-    by_tid: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    tmp: dict[int, list] = defaultdict(list)
-    for t, tid, dr, dc in deltas:
-        tmp[tid].append((t, dr, dc))
-    for tid, lst in tmp.items():
-        lst.sort(key=lambda x: x[0])  # stable: one event's steps keep the kernel's order
-        a = np.array(lst, dtype=np.int64)
-        # cumulative sums with a leading 0: prefix k = C[k]
-        by_tid[tid] = (a[:, 0], np.concatenate(([0], np.cumsum(a[:, 1]))), np.concatenate(([0], np.cumsum(a[:, 2]))))
-
-    def prefixes(tid: int, lo: int, now: int, hi: int) -> set[tuple[int, int]]:
-        """Where tid's changes in (lo, hi] may stand at ``now``, relative to the
-        model (which applied those up to ``now``): any prefix of them, since the
-        kernel makes a thread's changes in order (each ``_Model._add`` step)."""
-        if tid not in by_tid:
-            return {(0, 0)}
-        t, cr, cc = by_tid[tid]
-        a, d, b = (int(np.searchsorted(t, x, "right")) for x in (lo, now, hi))
-        return {(int(cr[k] - cr[d]), int(cc[k] - cc[d])) for k in range(a, b + 1)} | {(0, 0)}
-
+    deltas = sorted(deltas, key=_ts_of)  # stable: one event's steps keep the kernel's order
     for i, row in enumerate(rows):
-        spans = windows.get(i, [])
-        opts = {(0, 0)}
-        for s0, e0, tid in spans[:64]:
-            steps = prefixes(tid, s0 - 1, row["ts"], e0 + 1) | set(transient.get((tid, s0), ()))
-            opts = {(a + x, b + y) for a, b in opts for x, y in steps}
-        row["inflight"] = sorted(opts) if len(spans) <= 64 else None
+        row["inflight"] = sorted(_states(deltas, windows.get(i, []), row["ts"], transient))
 
 
 def errno_name(n: int) -> str:

@@ -182,3 +182,25 @@ def test_owner_cow_on_a_dry_pool_follows_copy_and_unmap_ref_private():
     br.apply(400, "fault", (20, 0, True, 5, 3, False, 20, 450), 20, child_fault)
     br.apply(500, "madvise", (), 20, lambda b, order: None)
     assert len(br) == 1 and br[0] is copied and br[0].cg == cg0 + 1  # the child reuses the old folio
+
+
+def test_a_sample_read_late_sees_what_another_cpu_did_meanwhile():
+    """The counters are read after the sample's stamp, up to ts_read
+    (collectors/huge.bpf.c): another thread's fault that began in between
+    (and charged the cgroup before it found no page) is in progress at
+    that sample, and its transient +1 explains what the sample read."""
+    hs = pd.DataFrame({"ts": [100, 110, 140], "ts_read": [130, 112, 141], "tid": [1, 2, 2], "cause": [4, 2, 5]})
+    ends = H._read_ends(None, hs)
+    assert list(ends) == [130, 112, 141]
+    spans = np.array([[110, 140, 2, 2]], dtype=np.int64)  # tid 2's fault, from its sample to its SIGBUS
+    w = H._windows(None, hs, spans, ends)
+    assert w == {0: [(110, 140, 2)]}
+    assert H._windows(None, hs, spans) == {}  # at its stamp alone, nothing was in progress
+    rows = [{"ts": 100}]
+    H._inflight(rows, w, [], {(2, 110): [(0, 1)]})
+    assert rows[0]["inflight"] == [(0, 0), (0, 1)]
+
+
+def test_without_ts_read_the_read_ends_by_the_threads_next_stamp():
+    hs = pd.DataFrame({"ts": [100, 110, 150], "tid": [1, 2, 1], "cause": [4, 2, 1]})
+    assert list(H._read_ends(None, hs)) == [150, 110, 150]
