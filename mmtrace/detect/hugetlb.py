@@ -952,7 +952,7 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     files = _vma_files(trace)
     ends = _fault_ends(trace, hs)  # once: the timeline, the spans and _Busy read it
     evs = _timeline(trace, hs, ends)
-    spans = _spans(trace, hs, ends)
+    spans = _spans(trace, hs, ends, hpage)
     windows = _windows(trace, hs, spans, _read_ends(trace, hs))
     by_id = {v: k for k, v in (trace.metadata.get("probe_plan", {}).get("syscalls") or {}).items()}
     sc = trace.raw_events("syscall")
@@ -988,7 +988,7 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     for (tid, ts0), failed in (_fault_outcomes(trace, hs) or {}).items():
         if failed:
             transient[(tid, ts0)] = [(0, 1)]
-    branches = _Branches(st, _Busy.of(trace, hs, hpage, ends), transient)
+    branches = _Branches(st, _Busy.of(spans), transient)
     for i, r in enumerate(hs.itertuples(index=False)):
         ts = int(r.ts)
         for b in branches:
@@ -1048,36 +1048,46 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def _spans(trace, hs: pd.DataFrame, ends: dict | None = None) -> np.ndarray:
-    """What the traced threads had in progress: rows (start, end, tid, tgid) of
-    every syscall, every hugetlb fault (from its sample until it returned,
-    :func:`_fault_ends`) and every exit (from the process's last sample to its
-    ``exit_mmap``; keyed by the tgid, as the exit's changes are)."""
-    spans: list[tuple[int, int, int, int]] = []
-    sc = trace.raw_events("syscall")
-    if len(sc):
-        spans += list(zip(sc["ts_enter"].astype("int64").tolist(), sc["ts"].astype("int64").tolist(),
-                          sc["tid"].astype("int64").tolist(), sc["tgid"].astype("int64").tolist()))
-    ts = hs["ts"].astype("int64").to_numpy()
-    tid = hs["tid"].astype("int64").to_numpy()
-    cause = hs["cause"].astype("int64").to_numpy()
-    tgid = hs["tgid"].astype("int64").to_numpy()
-    last_of_tgid: dict[int, int] = {}
-    for i in range(len(ts)):
-        g = int(tgid[i])
-        if cause[i] == 3 and g in last_of_tgid:
-            spans.append((int(ts[last_of_tgid[g]]), int(ts[i]), g, g))
-        last_of_tgid[g] = i
-    ends = _fault_ends(trace, hs) if ends is None else ends
-    for i in np.flatnonzero(cause == 2):
-        spans.append((int(ts[i]), ends.get((int(tid[i]), int(ts[i])), 1 << 62), int(tid[i]), int(tgid[i])))
-    return np.array(spans, dtype=np.int64).reshape(-1, 4)
-
-
 # Calls that may zap a private folio's mapping in their own mm (munmap, a
 # MAP_FIXED mmap or mremap over it, MADV_DONTNEED, a brk shrink, shmdt);
 # mprotect, mlock, mseal and the rest split or flag VMAs but keep the pages.
 _ZAPPING = ("munmap", "mmap", "mremap", "madvise", "brk", "shmdt")
+# _spans' kinds
+_SPAN_CALL, _SPAN_ZAP, _SPAN_EXIT, _SPAN_FAULT = 0, 1, 2, 3
+
+
+def _spans(trace, hs: pd.DataFrame, ends: dict | None = None, hpage: int = 0) -> np.ndarray:
+    """What the traced threads had in progress: rows (start, end, tid, tgid,
+    kind, page) of every syscall (kind ``_SPAN_ZAP`` for ``_ZAPPING`` calls,
+    else ``_SPAN_CALL``), every exit (``_SPAN_EXIT``: from the process's last
+    sample to its ``exit_mmap``; keyed by the tgid, as the exit's changes
+    are) and every hugetlb fault (``_SPAN_FAULT``: from its sample until it
+    returned, :func:`_fault_ends`; ``page``, its huge page when ``hpage`` is
+    given).  :func:`_windows` and :class:`_Busy` read them."""
+    spans: list[tuple[int, int, int, int, int, int]] = []
+    sc = trace.raw_events("syscall")
+    if len(sc):
+        kind = np.where(sc["syscall"].isin(_ZAPPING).to_numpy(), _SPAN_ZAP, _SPAN_CALL).tolist()
+        spans += list(zip(sc["ts_enter"].astype("int64").tolist(), sc["ts"].astype("int64").tolist(),
+                          sc["tid"].astype("int64").tolist(), sc["tgid"].astype("int64").tolist(), kind,
+                          [0] * len(kind)))
+    ts = hs["ts"].astype("int64").to_numpy()
+    tid = hs["tid"].astype("int64").to_numpy()
+    cause = hs["cause"].astype("int64").to_numpy()
+    tgid = hs["tgid"].astype("int64").to_numpy()
+    addr = hs["address"].astype("int64").to_numpy() if "address" in hs.columns else np.zeros(len(ts), np.int64)
+    last_of_tgid: dict[int, int] = {}
+    for i in range(len(ts)):
+        g = int(tgid[i])
+        if cause[i] == 3 and g in last_of_tgid:
+            spans.append((int(ts[last_of_tgid[g]]), int(ts[i]), g, g, _SPAN_EXIT, 0))
+        last_of_tgid[g] = i
+    ends = _fault_ends(trace, hs) if ends is None else ends
+    for i in np.flatnonzero(cause == 2):
+        page = int(addr[i]) - int(addr[i]) % hpage if hpage else 0
+        spans.append((int(ts[i]), ends.get((int(tid[i]), int(ts[i])), 1 << 62), int(tid[i]), int(tgid[i]),
+                      _SPAN_FAULT, page))
+    return np.array(spans, dtype=np.int64).reshape(-1, 6)
 
 
 class _Busy:
@@ -1098,28 +1108,10 @@ class _Busy:
             self._by[key] = (a[:, 0], np.maximum.accumulate(a[:, 1]))
 
     @classmethod
-    def of(cls, trace, hs: pd.DataFrame, hpage: int, ends: dict | None = None) -> _Busy:
-        spans: list = []
-        sc = trace.raw_events("syscall")
-        if len(sc):
-            z = sc[sc["syscall"].isin(_ZAPPING)]
-            spans += zip(z["ts_enter"].astype("int64").tolist(), z["ts"].astype("int64").tolist(),
-                         z["tgid"].astype("int64").tolist())
-        ts = hs["ts"].astype("int64").tolist()
-        tid = hs["tid"].astype("int64").tolist()
-        tgid = hs["tgid"].astype("int64").tolist()
-        cause = hs["cause"].astype("int64").tolist()
-        addr = hs["address"].astype("int64").tolist() if "address" in hs.columns else [0] * len(ts)
-        last: dict[int, int] = {}
-        ends = _fault_ends(trace, hs) if ends is None else ends
-        for i in range(len(ts)):
-            g = tgid[i]
-            if cause[i] == 3 and g in last:
-                spans.append((last[g], ts[i], g))  # exit: from its last sample to exit_mmap (_spans)
-            last[g] = ts[i]
-            if cause[i] == 2:
-                spans.append((ts[i], ends.get((tid[i], ts[i]), 1 << 62), (g, addr[i] - addr[i] % hpage)))
-        return cls(spans)
+    def of(cls, spans: np.ndarray) -> _Busy:
+        """From :func:`_spans` (with pages): zapping calls and exits by tgid, faults by (tgid, page)."""
+        return cls([(s0, e0, g if kind != _SPAN_FAULT else (g, page))
+                    for s0, e0, _tid, g, kind, page in spans.tolist() if kind != _SPAN_CALL])
 
     def during(self, tgid: int, page: int, lo: int, hi: int) -> int:
         """The end of the last such span of ``tgid`` overlapping [lo, hi), 0 if none."""
