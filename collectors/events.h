@@ -169,6 +169,7 @@ struct mmt_fault {
 #define MMT_HC_EXIT_MMAP 3	/* the end of exit_mmap: all VMAs of the mm released */
 #define MMT_HC_SYSCALL_ENTER 4	/* entry of a traced syscall of an mm with hugetlb VMAs */
 #define MMT_HC_SIGBUS 5		/* a fault of the sampling thread ended in SIGBUS (BUS_ADRERR) */
+#define MMT_HC_WAIT 6		/* entry of wait4/waitid (not followed): the thread's faults have returned */
 
 /* hugetlb reservations have no tracepoint: read the hstate's counters
  * (the same ones /sys/kernel/mm/hugepages/<size>/ shows), reached from a

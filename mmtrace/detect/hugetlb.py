@@ -267,15 +267,20 @@ class _Model:
             return set()
         return {t for t, _ in f.maps if t != tree}
 
+    def owner_cow(self, tree: int, addr: int, write: bool, failed: bool | None = None) -> bool:
+        """Whether a write fault at ``addr`` is the owner's COW of a shared folio
+        (:meth:`cow_others`): ``hugetlb_wp()`` with cow_from_owner, which copies
+        if ``alloc_hugetlb_folio()`` finds an unreserved page and else takes the
+        page from the other mappings (``unmap_ref_private()``)."""
+        return bool(self.cow_others(tree, addr, write, failed)) and bool(self.vma_at(tree, addr).owner)
+
     def dry_owner_cow(self, tree: int, addr: int, write: bool, free: int, resv: int,
                       failed: bool | None = None) -> bool:
         """Whether a write fault at ``addr`` is the owner's COW of a shared folio
-        (:meth:`cow_others`) started with no unreserved page (``_Branches``:
+        (:meth:`owner_cow`) started with no unreserved page (``_Branches``:
         whether one was freed before ``alloc_hugetlb_folio()`` looked, the
         counters cannot say)."""
-        if free - resv > 0 or not self.cow_others(tree, addr, write, failed):
-            return False
-        return bool(self.vma_at(tree, addr).owner)
+        return free - resv <= 0 and self.owner_cow(tree, addr, write, failed)
 
     def fault(self, tree: int, addr: int, write: bool, free: int, resv: int, failed: bool | None = None,
               order: str = "") -> None:
@@ -283,7 +288,9 @@ class _Model:
         it; failed: whether it ended in SIGBUS (None: not recorded); ``order``
         (an order of concurrent work the trace cannot tell, ``_Branches``):
         ``"reuse"``, the folio's other mappings were gone when ``hugetlb_wp()``
-        looked; ``"copy"``, the owner's COW found a free page after all."""
+        looked; ``"copy"``, the owner's COW found a free page after all;
+        ``"unmap"``, the owner's COW found none, though there was one when it
+        started (another allocation took it first)."""
         v = self.vma_at(tree, addr)
         if v is None or not v.flags & (_VM_WRITE if write else _VM_READ):
             return  # no VMA, or access_error(): SIGSEGV before any allocation
@@ -308,7 +315,7 @@ class _Model:
             # (alloc_hugetlb_folio(): MAP_CHG_ENFORCED, from Peter Xu's 2025
             # rework of avoid_reserve): it never takes the resv_map's reservation
             # (no SIGBUS either way: the counters at the fault's start decide)
-            if v.owner and f.anon and not pool and order != "copy":
+            if v.owner and f.anon and (not pool or order == "unmap") and order != "copy":
                 # hugetlb_wp() -> unmap_ref_private(): the owner cannot copy, so
                 # the page is taken from the other (non-owner) mappings, which
                 # are marked HPAGE_RESV_UNMAPPED, and the owner reuses it
@@ -702,7 +709,9 @@ class _Branches:
     one was freed before ``alloc_hugetlb_folio()`` looked decides between
     the copy and ``unmap_ref_private()`` (which marks the other mappings
     HPAGE_RESV_UNMAPPED); a later fault of such a mapping that returns
-    without SIGBUS refutes the second.  At
+    without SIGBUS refutes the second.  And the owner's COW that starts with
+    one while some sample during it shows none (another process's fault
+    took it): both again.  At
     every sample where nothing traced is in progress the kernel's counters
     decide: branches that disagree are dropped (unless none agrees: then
     the disagreement is reported from the first), equal ones merged.
@@ -711,9 +720,11 @@ class _Branches:
 
     limit = 64
 
-    def __init__(self, st: _Model, busy: _Busy, transient: dict | None = None) -> None:
+    def __init__(self, st: _Model, busy: _Busy, transient: dict | None = None, dry=None) -> None:
         self.models = [st]
         self.busy = busy
+        # dry(lo, hi): whether a sample in [lo, hi] saw no unreserved page (_pool_dry)
+        self.dry = dry or (lambda lo, hi: False)
         self.transient = transient or {}
         # samples taken while something was in progress, to be decided once
         # all of it has ended: (index, last end, spans, ts, agrees)
@@ -777,12 +788,19 @@ class _Branches:
                 tree = b.tree_of_pid.get(pl[0])
                 if doubt:
                     orders.append("reuse")
-                if tree is not None and b.dry_owner_cow(tree, *pl[1:6]):
-                    orders.append("copy")
+                if tree is not None and b.owner_cow(tree, pl[1], pl[2], pl[5]):
+                    if pl[3] - pl[4] <= 0:
+                        orders.append("copy")
+                    elif self.dry(t_ev, pl[7]):
+                        # a page there at its start, none at some sample while
+                        # it ran: another allocation may have taken the last
+                        # one before alloc_hugetlb_folio() looked
+                        orders.append("unmap")
             if len(orders) > 1 and len(self.models) + len(out) + len(orders) - 1 > self.limit:
                 # the orders followed are no longer all the possible ones: none is exact
                 for m in (*self.models, *out):
-                    m.unsure = "more orders of concurrent faults and unmaps than the model follows"
+                    m.unsure = m.unsure or (f"at ts {t_ev}, more than {self.limit} orders of concurrent "
+                                            "faults and unmaps were possible, more than the model follows")
                 orders = [""]
             if len(orders) > 1:
                 forks = [copy.deepcopy(b) for _ in orders[1:]]  # before b is changed
@@ -812,7 +830,12 @@ class _Branches:
             return
         for b in self.models:
             b.at[i] = (b.resv, b.cg)
-        self.pending.append((i, max(e0 for _, e0, _ in spans), spans, ts, agrees))
+        # a fault's changes are applied at its start (_timeline) and the
+        # transient ones it may pass through are allowed (_states): it is
+        # known once started, but for the old folio a COW fault holds until
+        # it returns (settle: the orders holding one are not judged)
+        known = max(s0 + 1 if kind == _SPAN_FAULT else e0 for s0, e0, _, kind in spans)
+        self.pending.append((i, known, spans, ts, agrees))
 
     def settle(self, now: int) -> None:
         """Decide the deferred samples whose spans ended before ``now`` (every
@@ -823,7 +846,8 @@ class _Branches:
         self.pending = [p for p in self.pending if p[1] >= now]
         for i, _, spans, ts, agrees in ready:
             if len(self.models) > 1:
-                self.models = [b for b in self.models if i not in b.at
+                running = {tid for _, e0, tid, kind in spans if kind == _SPAN_FAULT and e0 >= now}
+                self.models = [b for b in self.models if i not in b.at or any(b.pinned.get(t) for t in running)
                                or agrees(b, b.at[i], _states(b.deltas, spans, ts, self.transient))] or self.models
             for b in self.models:
                 b.at.pop(i, None)
@@ -838,6 +862,20 @@ class _Branches:
             return
         self.models = [b for b in self.models if agrees(b)] or self.models
         self._merge_equal()
+
+
+def _pool_dry(hs: pd.DataFrame):
+    """dry(lo, hi): whether a sample stamped in [lo, hi] read no unreserved
+    page (free_huge_pages <= resv_huge_pages)."""
+    ts = hs["ts"].astype("int64").to_numpy()
+    free = hs["free_huge_pages"].to_numpy(np.uint64).astype(np.float64)
+    resv = hs["resv_huge_pages"].to_numpy(np.uint64).astype(np.float64)
+    dry = np.concatenate(([0], np.cumsum(free <= resv)))
+
+    def during(lo: int, hi: int) -> bool:
+        a, b = np.searchsorted(ts, lo, "left"), np.searchsorted(ts, hi, "right")
+        return bool(dry[b] - dry[a])
+    return during
 
 
 def _take_evictions(st: _Model, base_g: int, cg_k: int, k_signed: int) -> None:
@@ -913,7 +951,8 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     """The modeled reservations against the kernel's counters, one row per kernel sample.
 
     Columns: ``ts``, ``pid`` (tgid of the sampled event), ``tid``, ``cause``
-    (syscall, syscall_enter, fault, exit_mmap), ``syscall``, ``arg0``..``arg2``,
+    (syscall, syscall_enter, fault, exit_mmap, sigbus, wait: the entry of
+    wait4/waitid), ``syscall``, ``arg0``..``arg2``,
     ``ret`` (of that syscall), ``nr_huge_pages``, ``free_huge_pages``,
     ``resv_huge_pages``, ``surplus_huge_pages`` (the kernel's hstate
     counters, read in the kernel), ``model_resv`` (the baseline plus the
@@ -930,12 +969,14 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     in progress allows), ``what`` (the modeled changes
     since the previous sample), ``alternatives`` ((model_resv, model_cg) of
     the other orders of concurrent faults and unmaps still possible, which
-    the next sample with nothing in progress decides: :class:`_Branches`).
+    the next sample with nothing in progress decides: :class:`_Branches`),
+    ``unsure`` (why the model lost track, from then on: no sample is exact;
+    "" while it has not).
     """
     hs = trace.raw_events("hugetlb")
     cols = ["ts", "pid", "tid", "cause", "syscall", "arg0", "arg1", "arg2", "ret", "nr_huge_pages", "free_huge_pages",
             "resv_huge_pages", "surplus_huge_pages", "model_resv", "kernel_delta", "model_delta", "pending",
-            "cg_rsvd", "model_cg", "evidence", "exact", "open", "inflight", "what", "alternatives"]
+            "cg_rsvd", "model_cg", "evidence", "exact", "open", "inflight", "what", "alternatives", "unsure"]
     if len(hs) == 0:
         return pd.DataFrame(columns=cols)
     hs = hs.sort_values("ts", kind="stable").reset_index(drop=True)
@@ -982,13 +1023,18 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     last_free, last_resv = 1 << 40, 0
     prev_k = prev_m = base_g
     transient = _transient(trace, hpage)
-    # a fault that ends in SIGBUS charged the cgroup before it found no page
+    # a fault may pass through the charge of a page it does not keep: one
+    # that ends in SIGBUS charged the cgroup before it found no page
     # (alloc_hugetlb_folio(): hugetlb_cgroup_charge_cgroup_rsvd(), then
-    # dequeue fails and out_uncharge_cgroup_reservation undoes it)
-    for (tid, ts0), failed in (_fault_outcomes(trace, hs) or {}).items():
-        if failed:
-            transient[(tid, ts0)] = [(0, 1)]
-    branches = _Branches(st, _Busy.of(spans), transient)
+    # dequeue fails and out_uncharge_cgroup_reservation undoes it); one that
+    # found its page table entry changed once it had a folio backs out
+    # (hugetlb_no_page(): backout; hugetlb_wp(): out_release_all) with
+    # restore_reserve_on_error() and folio_put(): the unreserved folio's
+    # charge, or the reservation it consumed, comes back
+    for ts0, tid0 in zip(hs.loc[hs["cause"] == 2, "ts"].astype("int64").tolist(),
+                         hs.loc[hs["cause"] == 2, "tid"].astype("int64").tolist()):
+        transient[(tid0, ts0)] = [(0, 1), (-1, 0)]
+    branches = _Branches(st, _Busy.of(spans), transient, _pool_dry(hs))
     for i, r in enumerate(hs.itertuples(index=False)):
         ts = int(r.ts)
         for b in branches:
@@ -1031,7 +1077,8 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
             what.append(f"{len(branches)} orders of concurrent faults and unmaps still possible")
         rows.append({
             "ts": ts, "pid": int(r.tgid), "tid": int(r.tid),
-            "cause": {1: "syscall", 2: "fault", 3: "exit_mmap", 4: "syscall_enter", 5: "sigbus"}.get(int(r.cause), "?"),
+            "cause": {1: "syscall", 2: "fault", 3: "exit_mmap", 4: "syscall_enter", 5: "sigbus",
+                      6: "wait"}.get(int(r.cause), "?"),
             "syscall": by_id.get(int(r.sc), "") if int(r.cause) in (1, 4) else "",
             "arg0": int(a0), "arg1": int(a1), "arg2": int(a2), "ret": int(rt) if int(r.cause) == 1 else 0,
             "nr_huge_pages": int(r.nr_huge_pages), "free_huge_pages": int(r.free_huge_pages),
@@ -1042,6 +1089,7 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
             "evidence": "cgroup" if cg_k >= 0 else "global", "exact": exact,
             "open": ",".join(str(t) for t in sorted(open_)), "what": "; ".join(what),
             "alternatives": [(base_g + b.resv, b.cg if cg_k >= 0 else -1) for b in branches.rest()],
+            "unsure": st.unsure,
         })
         prev_k, prev_m = k_signed, model
     _inflight(rows, windows, branches[0].deltas, transient)
@@ -1059,9 +1107,9 @@ _SPAN_CALL, _SPAN_ZAP, _SPAN_EXIT, _SPAN_FAULT = 0, 1, 2, 3
 def _spans(trace, hs: pd.DataFrame, ends: dict | None = None, hpage: int = 0) -> np.ndarray:
     """What the traced threads had in progress: rows (start, end, tid, tgid,
     kind, page) of every syscall (kind ``_SPAN_ZAP`` for ``_ZAPPING`` calls,
-    else ``_SPAN_CALL``), every exit (``_SPAN_EXIT``: from the process's last
-    sample to its ``exit_mmap``; keyed by the tgid, as the exit's changes
-    are) and every hugetlb fault (``_SPAN_FAULT``: from its sample until it
+    else ``_SPAN_CALL``), every exit (``_SPAN_EXIT``: from its sched_process_exit,
+    else the process's last sample, to its ``exit_mmap``; keyed by the tgid,
+    as the exit's changes are) and every hugetlb fault (``_SPAN_FAULT``: from its sample until it
     returned, :func:`_fault_ends`; ``page``, its huge page when ``hpage`` is
     given).  :func:`_windows` and :class:`_Busy` read them."""
     spans: list[tuple[int, int, int, int, int, int]] = []
@@ -1076,11 +1124,24 @@ def _spans(trace, hs: pd.DataFrame, ends: dict | None = None, hpage: int = 0) ->
     cause = hs["cause"].astype("int64").to_numpy()
     tgid = hs["tgid"].astype("int64").to_numpy()
     addr = hs["address"].astype("int64").to_numpy() if "address" in hs.columns else np.zeros(len(ts), np.int64)
+    # do_exit(): sched_process_exit fires before exit_mm() where the event
+    # still names the mm (collectors/proc.bpf.c), and the mm's teardown
+    # (exit_mmap) comes after: the exit is in progress from then, not from
+    # the process's last sample (which may be long before: a parent waiting
+    # for its children in a call not followed)
+    exits: dict[int, list[int]] = defaultdict(list)
+    proc = trace.raw_events("proc") if hasattr(trace, "raw_events") else ()
+    if len(proc):
+        pe = proc[(proc["what"] == "exit") & (proc["mm"] != 0)]
+        for g, t in zip(pe["tgid"].astype("int64").tolist(), pe["ts"].astype("int64").tolist()):
+            exits[g].append(t)
     last_of_tgid: dict[int, int] = {}
     for i in range(len(ts)):
         g = int(tgid[i])
         if cause[i] == 3 and g in last_of_tgid:
-            spans.append((int(ts[last_of_tgid[g]]), int(ts[i]), g, g, _SPAN_EXIT, 0))
+            lo = int(ts[last_of_tgid[g]])
+            lo = max([t for t in exits.get(g, ()) if lo < t <= int(ts[i])], default=lo)
+            spans.append((lo, int(ts[i]), g, g, _SPAN_EXIT, 0))
         last_of_tgid[g] = i
     ends = _fault_ends(trace, hs) if ends is None else ends
     for i in np.flatnonzero(cause == 2):
@@ -1172,9 +1233,10 @@ def _read_ends(trace, hs: pd.DataFrame) -> np.ndarray:
 
 def _windows(trace, hs: pd.DataFrame, spans: np.ndarray | None = None,
              read_ends: np.ndarray | None = None) -> dict[int, list]:
-    """Sample index -> tids (other than the sampling one) with a syscall, a
-    fault or an exit in progress while that sample's counters were read,
-    [ts, read end) (:func:`_spans`, :func:`_read_ends`)."""
+    """Sample index -> [(start, end, tid, kind)] of the spans of threads (other
+    than the sampling one) with a syscall, a fault or an exit in progress
+    while that sample's counters were read, [ts, read end) (:func:`_spans`,
+    :func:`_read_ends`)."""
     ts = hs["ts"].astype("int64").to_numpy()
     tid = hs["tid"].astype("int64").to_numpy()
     spans = _spans(trace, hs) if spans is None else spans
@@ -1182,7 +1244,8 @@ def _windows(trace, hs: pd.DataFrame, spans: np.ndarray | None = None,
     out: dict[int, list] = {}
     if not len(spans):
         return out
-    sp = spans[:, :3]
+    # (start, end, tid, kind): the kind tells _Branches.defer when a span's changes are all known
+    sp = spans[:, [0, 1, 2, 4]] if spans.shape[1] > 4 else np.column_stack([spans[:, :3], np.full(len(spans), -1)])
     order = np.argsort(sp[:, 0], kind="stable")
     sp = sp[order]
     starts = sp[:, 0]
@@ -1228,7 +1291,7 @@ def _transient(trace, hpage: int) -> dict[tuple[int, int], list[tuple[int, int]]
 def _states(deltas: list[tuple], spans: list[tuple[int, int, int]], now: int,
             transient: dict) -> set[tuple[int, int]]:
     """What the kernel may already have done (or not yet done) of the
-    operations in ``spans`` (start, end, tid) at ``now``: the (resv, cg)
+    operations in ``spans`` (start, end, tid[, kind]) at ``now``: the (resv, cg)
     adjustments to the model's value (which applied its changes up to
     ``now``).  ``deltas``: the model's changes (ts applied, tid, resv, cg) in
     time order (``_Model.deltas``).
@@ -1239,7 +1302,7 @@ def _states(deltas: list[tuple], spans: list[tuple[int, int, int]], now: int,
     before it; threads combine in every way: a set of sums, which grows with
     the values reachable, not with the number of operations in progress."""
     by: dict[int, list] = defaultdict(list)
-    for s0, e0, tid in spans:
+    for s0, e0, tid, *_ in spans:
         by[tid].append((s0, e0))
     opts = {(0, 0)}
     for tid, sp in by.items():
@@ -1321,6 +1384,7 @@ def hugetlb_anomalies(trace, acc: pd.DataFrame | None = None) -> list[dict]:
         detail = f"({r.what or 'no modeled hugetlb change since the previous sample'})"
         infl = r.inflight if isinstance(r.inflight, (list, tuple)) else None
         alts = list(getattr(r, "alternatives", None) or ())  # other orders still possible (_Branches)
+        unsure = getattr(r, "unsure", "") or ""
 
         def unexplained(diffs, pick):
             return all(d and (r.exact or infl is None or not any(pick(x) == d for x in infl)) for d in diffs)
@@ -1334,7 +1398,8 @@ def hugetlb_anomalies(trace, acc: pd.DataFrame | None = None) -> list[dict]:
                         f"page(s) (hugetlb.*.rsvd.current) but the model of mm/hugetlb.c has "
                         f"{int(r.model_cg) + off_cg} {detail}"
                         + ("; the sample is exact: no other traced thread was in a syscall, fault or exit"
-                           if exact else f"; not decided: thread(s) {r.open} had a syscall, fault or exit in "
+                           if exact else f"; not decided: the model lost track earlier ({unsure})" if unsure
+                           else f"; not decided: thread(s) {r.open} had a syscall, fault or exit in "
                            "progress at that instant, and no order of their changes gives the kernel's value"
                            if r.open else "; not decided: a shared file's reservations may be released at any "
                            "time (inode eviction)" if r.pending else "; not decided: the model lost track earlier")
@@ -1359,6 +1424,8 @@ def hugetlb_anomalies(trace, acc: pd.DataFrame | None = None) -> list[dict]:
             if exact:
                 why = "; the sample is exact: the pool was the traced processes' alone and no other traced " \
                       "thread was in a syscall, fault or exit"
+            elif unsure:
+                why = f"; not decided: the model lost track earlier ({unsure})"
             elif r.open:
                 why = f"; not decided: thread(s) {r.open} had a syscall, fault or exit in progress"
             else:
