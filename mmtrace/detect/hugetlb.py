@@ -167,8 +167,10 @@ class _Model:
     def signature(self) -> tuple:
         """What two models must share to predict the same from now on (``_Branches`` merges them)."""
         return (self.resv, self.cg, self.unsure, tuple(sorted(self.optional)),
-                tuple(sorted((k, f.anon, f.restore, f.charged, f.pins, len(f.maps), f.cached is not None)
+                tuple(sorted((k, f.anon, f.restore, f.charged, f.pins, tuple(sorted(f.maps)), f.cached is not None)
                              for k, f in self.pte.items())),
+                tuple(sorted((t, len(fs)) for t, fs in self.pinned.items() if fs)),
+                tuple((k, u, self.pte.get(k) is f) for k, u, f in self.expect),
                 tuple(sorted((o, tuple(sorted(c))) for o, c in self.consumed.items() if c)),
                 tuple((t, tuple((v.start, v.end, v.owner, v.unmapped) for v in vs)) for t, vs in sorted(self.vmas.items())),
                 tuple(sorted(self.tree_of_pid.items())))
@@ -815,9 +817,21 @@ class _Branches:
         self.models = out
 
     def _merge_equal(self) -> None:
+        """Models that predict the same from now on become one (the first not
+        refuted).  Their pasts may differ: another value at a sample still
+        to be decided (``defer``), other changes in the spans it reads: the
+        one kept then no longer answers for those samples (an order is
+        dropped only when every past that leads to it is refuted)."""
         seen: dict = {}
         for b in self.models:
-            seen.setdefault(b.signature(), b)
+            k = b.signature()
+            a = seen.get(k)
+            if a is None or a.impossible and not b.impossible:
+                if a is not None and (a.at != b.at or a.deltas != b.deltas):
+                    b.at = {}
+                seen[k] = b
+            elif a.at and (a.at != b.at or a.deltas != b.deltas):
+                a.at = {}
         self.models = list(seen.values())
 
     def defer(self, i: int, ts: int, spans: list, agrees) -> None:
