@@ -2,8 +2,8 @@
 """How often the hugetlb model cries wolf: issue 12's target over many recordings.
 
 Records the bundled hugetlb churn with forks (``mmtrace/workloads/hugetlb_churn.c``,
-the configurations of ``tests/live/test_hugetlb_live.py``: seeds 1-10 with 3
-processes, 1-3 with 4) ``--rounds`` times, and prints per configuration and in
+the first 13 configurations of ``tests/live/test_hugetlb_live.py``: seeds
+1-10 with 3 processes, 1-3 with 4) ``--rounds`` times, and prints per configuration and in
 all:
 
   runs            recordings made
@@ -19,8 +19,9 @@ all:
 ``t.hugetlb()``), ``--keep-all`` every trace; the others are deleted.
 ``--load DIR`` records nothing: it analyses the traces kept in DIR (named
 ``r<round>-s<seed>-p<procs>.trace``) with the model on ``sys.path``, so that two
-models can be compared on the same recordings (run it once with each on
-PYTHONPATH).  Recording needs root and vm.nr_hugepages >= 8 (raised if
+models can be compared on the same recordings (the script puts its own
+checkout first: run each checkout's copy, or a copy outside any checkout with
+PYTHONPATH naming the model).  Recording needs root and vm.nr_hugepages >= 8 (raised if
 lower, as the tests do).
 """
 
