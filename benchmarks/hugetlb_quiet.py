@@ -2,8 +2,8 @@
 """How often the hugetlb model cries wolf: issue 12's target over many recordings.
 
 Records the bundled hugetlb churn with forks (``mmtrace/workloads/hugetlb_churn.c``,
-the configurations of ``tests/live/test_hugetlb_live.py``: seeds 1-10 with 3
-processes, 1-3 with 4) ``--rounds`` times, and prints per configuration and in
+the first 13 configurations of ``tests/live/test_hugetlb_live.py``: seeds
+1-10 with 3 processes, 1-3 with 4) ``--rounds`` times, and prints per configuration and in
 all:
 
   runs            recordings made
@@ -12,17 +12,24 @@ all:
   samples / exact hugetlb cgroup samples compared, and how many were exact
   exact mismatch  exact samples where the model's cgroup count differs from the kernel's
 
-    sudo .venv/bin/python benchmarks/hugetlb_quiet.py --rounds 5 [--keep DIR] [--json FILE]
+    sudo .venv/bin/python benchmarks/hugetlb_quiet.py --rounds 5 [--keep DIR [--keep-all]] [--json FILE]
+    .venv/bin/python benchmarks/hugetlb_quiet.py --load DIR [--json FILE]
 
 ``--keep DIR`` keeps the traces of runs with findings there (for a look with
-``t.hugetlb()``); the others are deleted.  Needs root (it records) and
-vm.nr_hugepages >= 8 (raised if lower, as the tests do).
+``t.hugetlb()``), ``--keep-all`` every trace; the others are deleted.
+``--load DIR`` records nothing: it analyses the traces kept in DIR (named
+``r<round>-s<seed>-p<procs>.trace``) with the model on ``sys.path``, so that two
+models can be compared on the same recordings (the script puts its own
+checkout first: run each checkout's copy, or a copy outside any checkout with
+PYTHONPATH naming the model).  Recording needs root and vm.nr_hugepages >= 8 (raised if
+lower, as the tests do).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -40,11 +47,15 @@ from mmtrace.workloads import build  # noqa: E402
 CONFIGS = [(s, 3) for s in range(1, 11)] + [(s, 4) for s in (1, 2, 3)]
 
 
-def one(out: Path, seed: int, procs: int) -> dict:
-    """Record one churn run into ``out`` and count what the model says of it."""
+def record(out: Path, seed: int, procs: int) -> None:
+    """Record one churn run into ``out``."""
     subprocess.run([sys.executable, "-m", "mmtrace", "record", "-q", "-o", str(out), "--",
                     str(build("hugetlb_churn")), "--seed", str(seed), "--ops", "300", "--pages", "6",
                     "--procs", str(procs)], check=True, stdout=subprocess.DEVNULL)
+
+
+def measure(out: Path, seed: int, procs: int) -> dict:
+    """Count what the model says of the trace ``out``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t = mmtrace.open(out)
@@ -60,24 +71,39 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=3, help="recordings per configuration (default: %(default)s)")
     p.add_argument("--keep", type=Path, help="keep the traces of runs with findings in this directory")
+    p.add_argument("--keep-all", action="store_true", help="with --keep: keep every trace, not only those with findings")
+    p.add_argument("--load", type=Path, help="record nothing: analyse the traces kept in this directory")
     p.add_argument("--json", type=Path, help="also write every run's figures here")
     a = p.parse_args(argv)
+    runs = []
+    if a.load:
+        for out in sorted(a.load.glob("r*-s*-p*.trace"), key=lambda x: [int(n) for n in re.findall(r"\d+", x.name)]):
+            r, seed, procs = (int(n) for n in re.findall(r"\d+", out.name))
+            runs.append(_print(r, measure(out, seed, procs)))
+        return _summary(runs, a.json)
     if raise_hugepages(8) < 8:
         sys.exit("hugetlb_quiet.py: the kernel kept vm.nr_hugepages below 8")
-    runs = []
     with tempfile.TemporaryDirectory(prefix="mmtrace-hq-") as tmp:
         for r in range(a.rounds):
             for seed, procs in CONFIGS:
                 out = Path(tmp) / f"r{r}-s{seed}-p{procs}.trace"
-                res = one(out, seed, procs)
+                record(out, seed, procs)
+                res = _print(r, measure(out, seed, procs))
                 runs.append(res)
-                if res["findings"] and a.keep:
+                if (res["findings"] or a.keep_all) and a.keep:
                     a.keep.mkdir(parents=True, exist_ok=True)
                     shutil.copytree(out, a.keep / out.name, dirs_exist_ok=True)
                 shutil.rmtree(out, ignore_errors=True)
-                print(f"round {r + 1} seed {seed} procs {procs}: {res['samples']} samples, {res['exact']} exact, "
-                      f"{res['exact_mismatch']} exact mismatches, findings {res['findings'] or 'none'}",
-                      file=sys.stderr)
+    return _summary(runs, a.json)
+
+
+def _print(r: int, res: dict) -> dict:
+    print(f"round {r + 1} seed {res['seed']} procs {res['procs']}: {res['samples']} samples, {res['exact']} exact, "
+          f"{res['exact_mismatch']} exact mismatches, findings {res['findings'] or 'none'}", file=sys.stderr)
+    return res
+
+
+def _summary(runs: list[dict], json_out: Path | None) -> int:
     kinds = Counter()
     for x in runs:
         kinds.update(x["findings"])
@@ -87,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(1 for x in runs if x['findings'].get('model_kernel_disagree'))})")
     print(f"cgroup samples: {sum(x['samples'] for x in runs):,}  exact: {sum(x['exact'] for x in runs):,}  "
           f"exact mismatches: {sum(x['exact_mismatch'] for x in runs):,}")
-    if a.json:
-        a.json.write_text(json.dumps(runs, indent=1))
+    if json_out:
+        json_out.write_text(json.dumps(runs, indent=1))
     return 0
 
 

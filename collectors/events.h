@@ -169,6 +169,7 @@ struct mmt_fault {
 #define MMT_HC_EXIT_MMAP 3	/* the end of exit_mmap: all VMAs of the mm released */
 #define MMT_HC_SYSCALL_ENTER 4	/* entry of a traced syscall of an mm with hugetlb VMAs */
 #define MMT_HC_SIGBUS 5		/* a fault of the sampling thread ended in SIGBUS (BUS_ADRERR) */
+#define MMT_HC_WAIT 6		/* entry of wait4/waitid (not followed): the thread's faults have returned */
 
 /* hugetlb reservations have no tracepoint: read the hstate's counters
  * (the same ones /sys/kernel/mm/hugepages/<size>/ shows), reached from a
@@ -188,6 +189,11 @@ struct mmt_hugetlb {
 	/* The sampling task's own hugetlb cgroup: rsvd_hugepage[hstate].usage
 	 * (hugetlb.<size>.rsvd.current, in base pages), ~0 when not read. */
 	__u64 cg_rsvd;
+	/* bpf_ktime_get_ns() once the counters are read: they were read at some
+	 * instant of [h.ts, ts_read], which may be long (an interrupt, or the
+	 * vCPU descheduled by the host, between the two), and whatever other
+	 * CPUs did meanwhile may show (detect/hugetlb.py _read_ends). */
+	__u64 ts_read;
 };
 
 /* mmt_mmap_lock.what */

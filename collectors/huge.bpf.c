@@ -72,6 +72,7 @@ static __always_inline void mmt_emit_huge(u64 id, u64 tree, u16 cause, u16 sc, u
 #else
 	e->cg_rsvd = ~0ULL;
 #endif
+	e->ts_read = bpf_ktime_get_ns();
 	mmt_submit(e);
 }
 #else
@@ -129,6 +130,41 @@ TRACEPOINT_PROBE(signal, signal_generate)
 	if ((u32)id != (u32)args->pid || !mmt_huge_seen() || !mmt_is_traced(id >> 32))
 		return 0;
 	mmt_emit_huge(id, mmt_tree_of(mmt_current_mm()), MMT_HC_SIGBUS, 0, 0);
+	return 0;
+}
+#endif
+
+#if defined(MMT_HAVE_HUGETLB) && (defined(MMT_HAVE_sys_enter_wait4) || defined(MMT_HAVE_sys_enter_waitid))
+/* A parent waiting for its children enters wait4/waitid, which are not
+ * followed (they change no address space): without a sample here its last
+ * hugetlb fault would seem in progress until it next does something traced,
+ * which may be long after, and every sample meanwhile inexact.  The entry of
+ * a syscall is back from every fault of the thread (detect/hugetlb.py
+ * _fault_ends); the counters are one more sample. */
+static __always_inline void mmt_huge_wait(void)
+{
+	u64 id = bpf_get_current_pid_tgid();
+
+	if (!mmt_huge_seen() || !mmt_is_traced(id >> 32))
+		return;
+	mmt_emit_huge(id, mmt_tree_of(mmt_current_mm()), MMT_HC_WAIT, 0, 0);
+}
+#endif
+
+#if defined(MMT_HAVE_HUGETLB) && defined(MMT_HAVE_sys_enter_wait4)
+TRACEPOINT_PROBE(syscalls, sys_enter_wait4)
+{
+	MMT_EMPTY_RETURN;
+	mmt_huge_wait();
+	return 0;
+}
+#endif
+
+#if defined(MMT_HAVE_HUGETLB) && defined(MMT_HAVE_sys_enter_waitid)
+TRACEPOINT_PROBE(syscalls, sys_enter_waitid)
+{
+	MMT_EMPTY_RETURN;
+	mmt_huge_wait();
 	return 0;
 }
 #endif

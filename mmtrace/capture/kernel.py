@@ -54,10 +54,14 @@ OPTIONAL_TRACEPOINTS = (
     "mmap:vma_mas_szero",  # v6.1-v6.2 only
     "exceptions:page_fault_user",  # faults in hugetlb ranges
     "signal:signal_generate",  # a hugetlb fault that found no page (SIGBUS)
+    # a parent's wait for its children: its hugetlb faults have returned (collectors/huge.bpf.c)
+    "syscalls:sys_enter_wait4",
+    "syscalls:sys_enter_waitid",
     # when a syscall's silent tree changes become visible (collectors/mmap_lock.bpf.c)
     "mmap_lock:mmap_lock_acquire_returned",
     "mmap_lock:mmap_lock_released",
 )
+_WAIT_TRACEPOINTS = ("syscalls:sys_enter_wait4", "syscalls:sys_enter_waitid")
 # Syscalls that change an address space, in mmtrace's id order (ids are stable
 # within a trace only; the trace stores this table).
 SYSCALLS = (
@@ -384,7 +388,8 @@ class ProbePlan:
             flags += [f"-DMMT_WIN_{struct}_LO={lo}", f"-DMMT_WIN_{struct}_LEN={length}"]
         for tp in self.tracepoints:
             cat, name = tp.split(":")
-            if cat in ("maple_tree", "mmap", "exceptions", "signal", "mmap_lock") and name != "ma_write":
+            if (cat in ("maple_tree", "mmap", "exceptions", "signal", "mmap_lock") and name != "ma_write"
+                    or tp in _WAIT_TRACEPOINTS):
                 flags.append(f"-DMMT_HAVE_{name}")
         if self.features.get("hugetlb"):
             flags.append("-DMMT_HAVE_HUGETLB")

@@ -59,10 +59,12 @@ R7 a shared file's reservations outlive its mappings: they go when its inode
 
 Evidence.  The counters are read in the kernel at syscall entry and exit of
 every traced syscall of an mm holding hugetlb VMAs, at its hugetlb faults
-(before they are handled) and at its ``exit_mmap``.  A sample is *exact* when
-no other traced thread had a syscall, fault or exit in progress at that
-instant and no optional change is pending: the model's value then has no
-freedom.  The cgroup counter cannot be moved by untraced processes; the
+(before they are handled) and at its ``exit_mmap``.  A sample's counters are
+read at some instant between its stamp and the end of the reads
+(``_read_ends``: microseconds apart at times, when the vCPU stops between the
+two).  A sample is *exact* when no other traced thread had a syscall, fault
+or exit in progress during that interval and no optional change is pending:
+the model's value then has no freedom.  The cgroup counter cannot be moved by untraced processes; the
 global one can, so global samples are exact only in a trace that says the
 pool was the traced processes' alone (``hugetlb_evidence.exclusive_pool``).
 
@@ -74,11 +76,12 @@ the kernel's own counter went below zero.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
-from itertools import combinations
+from itertools import accumulate, combinations
 
 import numpy as np
 import pandas as pd
@@ -159,12 +162,15 @@ class _Model:
         # assumed was unmapped from that folio by ``until``
         self.expect: list[tuple] = []
         self.impossible = False  # the trace refuted this model's order (_Branches drops it)
+        self.at: dict[int, tuple[int, int]] = {}  # sample index -> (resv, cg) there, until _Branches.settle
 
     def signature(self) -> tuple:
         """What two models must share to predict the same from now on (``_Branches`` merges them)."""
         return (self.resv, self.cg, self.unsure, tuple(sorted(self.optional)),
-                tuple(sorted((k, f.anon, f.restore, f.charged, f.pins, len(f.maps), f.cached is not None)
+                tuple(sorted((k, f.anon, f.restore, f.charged, f.pins, tuple(sorted(f.maps)), f.cached is not None)
                              for k, f in self.pte.items())),
+                tuple(sorted((t, len(fs)) for t, fs in self.pinned.items() if fs)),
+                tuple((k, u, self.pte.get(k) is f) for k, u, f in self.expect),
                 tuple(sorted((o, tuple(sorted(c))) for o, c in self.consumed.items() if c)),
                 tuple((t, tuple((v.start, v.end, v.owner, v.unmapped) for v in vs)) for t, vs in sorted(self.vmas.items())),
                 tuple(sorted(self.tree_of_pid.items())))
@@ -263,15 +269,20 @@ class _Model:
             return set()
         return {t for t, _ in f.maps if t != tree}
 
+    def owner_cow(self, tree: int, addr: int, write: bool, failed: bool | None = None) -> bool:
+        """Whether a write fault at ``addr`` is the owner's COW of a shared folio
+        (:meth:`cow_others`): ``hugetlb_wp()`` with cow_from_owner, which copies
+        if ``alloc_hugetlb_folio()`` finds an unreserved page and else takes the
+        page from the other mappings (``unmap_ref_private()``)."""
+        return bool(self.cow_others(tree, addr, write, failed)) and bool(self.vma_at(tree, addr).owner)
+
     def dry_owner_cow(self, tree: int, addr: int, write: bool, free: int, resv: int,
                       failed: bool | None = None) -> bool:
         """Whether a write fault at ``addr`` is the owner's COW of a shared folio
-        (:meth:`cow_others`) started with no unreserved page (``_Branches``:
+        (:meth:`owner_cow`) started with no unreserved page (``_Branches``:
         whether one was freed before ``alloc_hugetlb_folio()`` looked, the
         counters cannot say)."""
-        if free - resv > 0 or not self.cow_others(tree, addr, write, failed):
-            return False
-        return bool(self.vma_at(tree, addr).owner)
+        return free - resv <= 0 and self.owner_cow(tree, addr, write, failed)
 
     def fault(self, tree: int, addr: int, write: bool, free: int, resv: int, failed: bool | None = None,
               order: str = "") -> None:
@@ -279,7 +290,9 @@ class _Model:
         it; failed: whether it ended in SIGBUS (None: not recorded); ``order``
         (an order of concurrent work the trace cannot tell, ``_Branches``):
         ``"reuse"``, the folio's other mappings were gone when ``hugetlb_wp()``
-        looked; ``"copy"``, the owner's COW found a free page after all."""
+        looked; ``"copy"``, the owner's COW found a free page after all;
+        ``"unmap"``, the owner's COW found none, though there was one when it
+        started (another allocation took it first)."""
         v = self.vma_at(tree, addr)
         if v is None or not v.flags & (_VM_WRITE if write else _VM_READ):
             return  # no VMA, or access_error(): SIGSEGV before any allocation
@@ -304,7 +317,7 @@ class _Model:
             # (alloc_hugetlb_folio(): MAP_CHG_ENFORCED, from Peter Xu's 2025
             # rework of avoid_reserve): it never takes the resv_map's reservation
             # (no SIGBUS either way: the counters at the fault's start decide)
-            if v.owner and f.anon and not pool and order != "copy":
+            if v.owner and f.anon and (not pool or order == "unmap") and order != "copy":
                 # hugetlb_wp() -> unmap_ref_private(): the owner cannot copy, so
                 # the page is taken from the other (non-owner) mappings, which
                 # are marked HPAGE_RESV_UNMAPPED, and the owner reuses it
@@ -698,7 +711,9 @@ class _Branches:
     one was freed before ``alloc_hugetlb_folio()`` looked decides between
     the copy and ``unmap_ref_private()`` (which marks the other mappings
     HPAGE_RESV_UNMAPPED); a later fault of such a mapping that returns
-    without SIGBUS refutes the second.  At
+    without SIGBUS refutes the second.  And the owner's COW that starts with
+    one while some sample during it shows none (another process's fault
+    took it): both again.  At
     every sample where nothing traced is in progress the kernel's counters
     decide: branches that disagree are dropped (unless none agrees: then
     the disagreement is reported from the first), equal ones merged.
@@ -707,9 +722,15 @@ class _Branches:
 
     limit = 64
 
-    def __init__(self, st: _Model, busy: _Busy) -> None:
+    def __init__(self, st: _Model, busy: _Busy, transient: dict | None = None, dry=None) -> None:
         self.models = [st]
         self.busy = busy
+        # dry(lo, hi): whether a sample in [lo, hi] saw no unreserved page (_pool_dry)
+        self.dry = dry or (lambda lo, hi: False)
+        self.transient = transient or {}
+        # samples taken while something was in progress, to be decided once
+        # all of it has ended: (index, last end, spans, ts, agrees)
+        self.pending: list[tuple] = []
 
     def __iter__(self):
         return iter(self.models)
@@ -769,12 +790,19 @@ class _Branches:
                 tree = b.tree_of_pid.get(pl[0])
                 if doubt:
                     orders.append("reuse")
-                if tree is not None and b.dry_owner_cow(tree, *pl[1:6]):
-                    orders.append("copy")
+                if tree is not None and b.owner_cow(tree, pl[1], pl[2], pl[5]):
+                    if pl[3] - pl[4] <= 0:
+                        orders.append("copy")
+                    elif self.dry(t_ev, pl[7]):
+                        # a page there at its start, none at some sample while
+                        # it ran: another allocation may have taken the last
+                        # one before alloc_hugetlb_folio() looked
+                        orders.append("unmap")
             if len(orders) > 1 and len(self.models) + len(out) + len(orders) - 1 > self.limit:
                 # the orders followed are no longer all the possible ones: none is exact
                 for m in (*self.models, *out):
-                    m.unsure = "more orders of concurrent faults and unmaps than the model follows"
+                    m.unsure = m.unsure or (f"at ts {t_ev}, more than {self.limit} orders of concurrent "
+                                            "faults and unmaps were possible, more than the model follows")
                 orders = [""]
             if len(orders) > 1:
                 forks = [copy.deepcopy(b) for _ in orders[1:]]  # before b is changed
@@ -789,10 +817,58 @@ class _Branches:
         self.models = out
 
     def _merge_equal(self) -> None:
+        """Models that predict the same from now on become one (the first not
+        refuted).  Their pasts may differ: another value at a sample still
+        to be decided (``defer``), other changes in the spans it reads: the
+        one kept then no longer answers for those samples (an order is
+        dropped only when every past that leads to it is refuted)."""
         seen: dict = {}
         for b in self.models:
-            seen.setdefault(b.signature(), b)
+            k = b.signature()
+            a = seen.get(k)
+            if a is None or a.impossible and not b.impossible:
+                if a is not None and (a.at != b.at or a.deltas != b.deltas):
+                    b.at = {}
+                seen[k] = b
+            elif a.at and (a.at != b.at or a.deltas != b.deltas):
+                a.at = {}
         self.models = list(seen.values())
+
+    def defer(self, i: int, ts: int, spans: list, agrees) -> None:
+        """Sample ``i`` was read while ``spans`` (start, end, tid) were in
+        progress: once they have all ended, the changes each order made in
+        them are known, and an order whose value at ``i`` no prefix of those
+        changes brings to the kernel's is refuted (:meth:`settle`;
+        ``agrees(model, (resv, cg) at i, adjustments)``)."""
+        if len(self.models) == 1:
+            return
+        for b in self.models:
+            b.at[i] = (b.resv, b.cg)
+        # a fault's changes are applied at its start (_timeline) and the
+        # transient ones it may pass through are allowed (_states): it is
+        # known once started, but for the old folio a COW fault holds until
+        # it returns (settle: the orders holding one are not judged)
+        known = max(s0 + 1 if kind == _SPAN_FAULT else e0 for s0, e0, _, kind in spans)
+        self.pending.append((i, known, spans, ts, agrees))
+
+    def settle(self, now: int) -> None:
+        """Decide the deferred samples whose spans ended before ``now`` (every
+        change in them applied): drop the orders they refute, merge equal ones."""
+        ready = [p for p in self.pending if p[1] < now]
+        if not ready:
+            return
+        self.pending = [p for p in self.pending if p[1] >= now]
+        for i, _, spans, ts, agrees in ready:
+            if len(self.models) > 1:
+                running = {tid for _, e0, tid, kind in spans if kind == _SPAN_FAULT and e0 >= now}
+                self.models = [b for b in self.models if i not in b.at or any(b.pinned.get(t) for t in running)
+                               or agrees(b, b.at[i], _states(b.deltas, spans, ts, self.transient))] or self.models
+            for b in self.models:
+                b.at.pop(i, None)
+        self._merge_equal()
+        if len(self.models) == 1:
+            self.pending = []
+            self.models[0].at.clear()
 
     def keep(self, agrees) -> None:
         """Drop the branches the kernel's counters refute (``agrees(model)``), merge equal ones."""
@@ -800,6 +876,20 @@ class _Branches:
             return
         self.models = [b for b in self.models if agrees(b)] or self.models
         self._merge_equal()
+
+
+def _pool_dry(hs: pd.DataFrame):
+    """dry(lo, hi): whether a sample stamped in [lo, hi] read no unreserved
+    page (free_huge_pages <= resv_huge_pages)."""
+    ts = hs["ts"].astype("int64").to_numpy()
+    free = hs["free_huge_pages"].to_numpy(np.uint64).astype(np.float64)
+    resv = hs["resv_huge_pages"].to_numpy(np.uint64).astype(np.float64)
+    dry = np.concatenate(([0], np.cumsum(free <= resv)))
+
+    def during(lo: int, hi: int) -> bool:
+        a, b = np.searchsorted(ts, lo, "left"), np.searchsorted(ts, hi, "right")
+        return bool(dry[b] - dry[a])
+    return during
 
 
 def _take_evictions(st: _Model, base_g: int, cg_k: int, k_signed: int) -> None:
@@ -875,7 +965,8 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     """The modeled reservations against the kernel's counters, one row per kernel sample.
 
     Columns: ``ts``, ``pid`` (tgid of the sampled event), ``tid``, ``cause``
-    (syscall, syscall_enter, fault, exit_mmap), ``syscall``, ``arg0``..``arg2``,
+    (syscall, syscall_enter, fault, exit_mmap, sigbus, wait: the entry of
+    wait4/waitid), ``syscall``, ``arg0``..``arg2``,
     ``ret`` (of that syscall), ``nr_huge_pages``, ``free_huge_pages``,
     ``resv_huge_pages``, ``surplus_huge_pages`` (the kernel's hstate
     counters, read in the kernel), ``model_resv`` (the baseline plus the
@@ -885,18 +976,21 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     ``cg_rsvd`` (the command's hugetlb cgroup counter in huge pages, -1
     without one) and ``model_cg``, ``evidence`` ("cgroup" or "global"),
     ``exact`` (no other traced thread had a syscall, fault or exit in
-    progress and nothing optional was pending: the model has no freedom),
+    progress while the counters were read, :func:`_read_ends`, and nothing
+    optional was pending: the model has no freedom),
     ``open`` (tids with something in progress), ``inflight`` (the
     (resv, cg) adjustments of the model's values that what those threads had
-    in progress allows, None when too many), ``what`` (the modeled changes
+    in progress allows), ``what`` (the modeled changes
     since the previous sample), ``alternatives`` ((model_resv, model_cg) of
     the other orders of concurrent faults and unmaps still possible, which
-    the next sample with nothing in progress decides: :class:`_Branches`).
+    the next sample with nothing in progress decides: :class:`_Branches`),
+    ``unsure`` (why the model lost track, from then on: no sample is exact;
+    "" while it has not).
     """
     hs = trace.raw_events("hugetlb")
     cols = ["ts", "pid", "tid", "cause", "syscall", "arg0", "arg1", "arg2", "ret", "nr_huge_pages", "free_huge_pages",
             "resv_huge_pages", "surplus_huge_pages", "model_resv", "kernel_delta", "model_delta", "pending",
-            "cg_rsvd", "model_cg", "evidence", "exact", "open", "inflight", "what", "alternatives"]
+            "cg_rsvd", "model_cg", "evidence", "exact", "open", "inflight", "what", "alternatives", "unsure"]
     if len(hs) == 0:
         return pd.DataFrame(columns=cols)
     hs = hs.sort_values("ts", kind="stable").reset_index(drop=True)
@@ -913,8 +1007,8 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     files = _vma_files(trace)
     ends = _fault_ends(trace, hs)  # once: the timeline, the spans and _Busy read it
     evs = _timeline(trace, hs, ends)
-    spans = _spans(trace, hs, ends)
-    windows = _windows(trace, hs, spans)
+    spans = _spans(trace, hs, ends, hpage)
+    windows = _windows(trace, hs, spans, _read_ends(trace, hs))
     by_id = {v: k for k, v in (trace.metadata.get("probe_plan", {}).get("syscalls") or {}).items()}
     sc = trace.raw_events("syscall")
     call = {}
@@ -942,7 +1036,19 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     surplus = 0
     last_free, last_resv = 1 << 40, 0
     prev_k = prev_m = base_g
-    branches = _Branches(st, _Busy.of(trace, hs, hpage, ends))
+    transient = _transient(trace, hpage)
+    # a fault may pass through the charge of a page it does not keep: one
+    # that ends in SIGBUS charged the cgroup before it found no page
+    # (alloc_hugetlb_folio(): hugetlb_cgroup_charge_cgroup_rsvd(), then
+    # dequeue fails and out_uncharge_cgroup_reservation undoes it); one that
+    # found its page table entry changed once it had a folio backs out
+    # (hugetlb_no_page(): backout; hugetlb_wp(): out_release_all) with
+    # restore_reserve_on_error() and folio_put(): the unreserved folio's
+    # charge, or the reservation it consumed, comes back
+    for ts0, tid0 in zip(hs.loc[hs["cause"] == 2, "ts"].astype("int64").tolist(),
+                         hs.loc[hs["cause"] == 2, "tid"].astype("int64").tolist()):
+        transient[(tid0, ts0)] = [(0, 1), (-1, 0)]
+    branches = _Branches(st, _Busy.of(spans), transient, _pool_dry(hs))
     for i, r in enumerate(hs.itertuples(index=False)):
         ts = int(r.ts)
         for b in branches:
@@ -953,6 +1059,7 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
             branches.apply(t_ev, kind, pl, ev_tid,
                            lambda b, order: _apply_event(b, kind, pl, files, b.tree_of_pid, hpage, surplus,
                                                          last_free, last_resv, order))
+        branches.settle(ts)
         surplus = int(r.surplus_huge_pages)
         k = int(resv_k[i])
         last_free, last_resv = int(r.free_huge_pages), (k - (1 << 64) if k >= _U63 else k)
@@ -970,6 +1077,11 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
             # nothing in progress: the kernel's counters say which order it took
             branches.keep(lambda b: (cg_k < 0 or b.cg == cg_k)
                           and (cg_k >= 0 and not ev.get("exclusive_pool") or base_g + b.resv == k_signed))
+        else:
+            # something in progress: they say it once that is done
+            branches.defer(i, ts, windows[i], lambda b, at, adj, cg_k=cg_k, k_signed=k_signed, base_g=base_g: any(
+                (cg_k < 0 or at[1] + y == cg_k)
+                and (cg_k >= 0 and not ev.get("exclusive_pool") or base_g + at[0] + x == k_signed) for x, y in adj))
         st = branches[0]
         model = base_g + st.resv
         exact = not open_ and not st.optional and not st.unsure
@@ -979,7 +1091,8 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
             what.append(f"{len(branches)} orders of concurrent faults and unmaps still possible")
         rows.append({
             "ts": ts, "pid": int(r.tgid), "tid": int(r.tid),
-            "cause": {1: "syscall", 2: "fault", 3: "exit_mmap", 4: "syscall_enter", 5: "sigbus"}.get(int(r.cause), "?"),
+            "cause": {1: "syscall", 2: "fault", 3: "exit_mmap", 4: "syscall_enter", 5: "sigbus",
+                      6: "wait"}.get(int(r.cause), "?"),
             "syscall": by_id.get(int(r.sc), "") if int(r.cause) in (1, 4) else "",
             "arg0": int(a0), "arg1": int(a1), "arg2": int(a2), "ret": int(rt) if int(r.cause) == 1 else 0,
             "nr_huge_pages": int(r.nr_huge_pages), "free_huge_pages": int(r.free_huge_pages),
@@ -990,50 +1103,66 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
             "evidence": "cgroup" if cg_k >= 0 else "global", "exact": exact,
             "open": ",".join(str(t) for t in sorted(open_)), "what": "; ".join(what),
             "alternatives": [(base_g + b.resv, b.cg if cg_k >= 0 else -1) for b in branches.rest()],
+            "unsure": st.unsure,
         })
         prev_k, prev_m = k_signed, model
-    deltas = branches[0].deltas
-    transient = _transient(trace, hpage)
-    # a fault that ends in SIGBUS charged the cgroup before it found no page
-    # (alloc_hugetlb_folio(): hugetlb_cgroup_charge_cgroup_rsvd(), then
-    # dequeue fails and out_uncharge_cgroup_reservation undoes it)
-    for (tid, ts0), failed in (_fault_outcomes(trace, hs) or {}).items():
-        if failed:
-            transient[(tid, ts0)] = [(0, 1)]
-    _inflight(rows, windows, deltas, transient)
+    _inflight(rows, windows, branches[0].deltas, transient)
     return pd.DataFrame(rows, columns=cols)
-
-
-def _spans(trace, hs: pd.DataFrame, ends: dict | None = None) -> np.ndarray:
-    """What the traced threads had in progress: rows (start, end, tid, tgid) of
-    every syscall, every hugetlb fault (from its sample until it returned,
-    :func:`_fault_ends`) and every exit (from the process's last sample to its
-    ``exit_mmap``; keyed by the tgid, as the exit's changes are)."""
-    spans: list[tuple[int, int, int, int]] = []
-    sc = trace.raw_events("syscall")
-    if len(sc):
-        spans += list(zip(sc["ts_enter"].astype("int64").tolist(), sc["ts"].astype("int64").tolist(),
-                          sc["tid"].astype("int64").tolist(), sc["tgid"].astype("int64").tolist()))
-    ts = hs["ts"].astype("int64").to_numpy()
-    tid = hs["tid"].astype("int64").to_numpy()
-    cause = hs["cause"].astype("int64").to_numpy()
-    tgid = hs["tgid"].astype("int64").to_numpy()
-    last_of_tgid: dict[int, int] = {}
-    for i in range(len(ts)):
-        g = int(tgid[i])
-        if cause[i] == 3 and g in last_of_tgid:
-            spans.append((int(ts[last_of_tgid[g]]), int(ts[i]), g, g))
-        last_of_tgid[g] = i
-    ends = _fault_ends(trace, hs) if ends is None else ends
-    for i in np.flatnonzero(cause == 2):
-        spans.append((int(ts[i]), ends.get((int(tid[i]), int(ts[i])), 1 << 62), int(tid[i]), int(tgid[i])))
-    return np.array(spans, dtype=np.int64).reshape(-1, 4)
 
 
 # Calls that may zap a private folio's mapping in their own mm (munmap, a
 # MAP_FIXED mmap or mremap over it, MADV_DONTNEED, a brk shrink, shmdt);
 # mprotect, mlock, mseal and the rest split or flag VMAs but keep the pages.
 _ZAPPING = ("munmap", "mmap", "mremap", "madvise", "brk", "shmdt")
+# _spans' kinds
+_SPAN_CALL, _SPAN_ZAP, _SPAN_EXIT, _SPAN_FAULT = 0, 1, 2, 3
+
+
+def _spans(trace, hs: pd.DataFrame, ends: dict | None = None, hpage: int = 0) -> np.ndarray:
+    """What the traced threads had in progress: rows (start, end, tid, tgid,
+    kind, page) of every syscall (kind ``_SPAN_ZAP`` for ``_ZAPPING`` calls,
+    else ``_SPAN_CALL``), every exit (``_SPAN_EXIT``: from its sched_process_exit,
+    else the process's last sample, to its ``exit_mmap``; keyed by the tgid,
+    as the exit's changes are) and every hugetlb fault (``_SPAN_FAULT``: from its sample until it
+    returned, :func:`_fault_ends`; ``page``, its huge page when ``hpage`` is
+    given).  :func:`_windows` and :class:`_Busy` read them."""
+    spans: list[tuple[int, int, int, int, int, int]] = []
+    sc = trace.raw_events("syscall")
+    if len(sc):
+        kind = np.where(sc["syscall"].isin(_ZAPPING).to_numpy(), _SPAN_ZAP, _SPAN_CALL).tolist()
+        spans += list(zip(sc["ts_enter"].astype("int64").tolist(), sc["ts"].astype("int64").tolist(),
+                          sc["tid"].astype("int64").tolist(), sc["tgid"].astype("int64").tolist(), kind,
+                          [0] * len(kind)))
+    ts = hs["ts"].astype("int64").to_numpy()
+    tid = hs["tid"].astype("int64").to_numpy()
+    cause = hs["cause"].astype("int64").to_numpy()
+    tgid = hs["tgid"].astype("int64").to_numpy()
+    addr = hs["address"].astype("int64").to_numpy() if "address" in hs.columns else np.zeros(len(ts), np.int64)
+    # do_exit(): sched_process_exit fires before exit_mm() where the event
+    # still names the mm (collectors/proc.bpf.c), and the mm's teardown
+    # (exit_mmap) comes after: the exit is in progress from then, not from
+    # the process's last sample (which may be long before: a parent waiting
+    # for its children in a call not followed)
+    exits: dict[int, list[int]] = defaultdict(list)
+    proc = trace.raw_events("proc") if hasattr(trace, "raw_events") else ()
+    if len(proc):
+        pe = proc[(proc["what"] == "exit") & (proc["mm"] != 0)]
+        for g, t in zip(pe["tgid"].astype("int64").tolist(), pe["ts"].astype("int64").tolist()):
+            exits[g].append(t)
+    last_of_tgid: dict[int, int] = {}
+    for i in range(len(ts)):
+        g = int(tgid[i])
+        if cause[i] == 3 and g in last_of_tgid:
+            lo = int(ts[last_of_tgid[g]])
+            lo = max([t for t in exits.get(g, ()) if lo < t <= int(ts[i])], default=lo)
+            spans.append((lo, int(ts[i]), g, g, _SPAN_EXIT, 0))
+        last_of_tgid[g] = i
+    ends = _fault_ends(trace, hs) if ends is None else ends
+    for i in np.flatnonzero(cause == 2):
+        page = int(addr[i]) - int(addr[i]) % hpage if hpage else 0
+        spans.append((int(ts[i]), ends.get((int(tid[i]), int(ts[i])), 1 << 62), int(tid[i]), int(tgid[i]),
+                      _SPAN_FAULT, page))
+    return np.array(spans, dtype=np.int64).reshape(-1, 6)
 
 
 class _Busy:
@@ -1054,28 +1183,10 @@ class _Busy:
             self._by[key] = (a[:, 0], np.maximum.accumulate(a[:, 1]))
 
     @classmethod
-    def of(cls, trace, hs: pd.DataFrame, hpage: int, ends: dict | None = None) -> _Busy:
-        spans: list = []
-        sc = trace.raw_events("syscall")
-        if len(sc):
-            z = sc[sc["syscall"].isin(_ZAPPING)]
-            spans += zip(z["ts_enter"].astype("int64").tolist(), z["ts"].astype("int64").tolist(),
-                         z["tgid"].astype("int64").tolist())
-        ts = hs["ts"].astype("int64").tolist()
-        tid = hs["tid"].astype("int64").tolist()
-        tgid = hs["tgid"].astype("int64").tolist()
-        cause = hs["cause"].astype("int64").tolist()
-        addr = hs["address"].astype("int64").tolist() if "address" in hs.columns else [0] * len(ts)
-        last: dict[int, int] = {}
-        ends = _fault_ends(trace, hs) if ends is None else ends
-        for i in range(len(ts)):
-            g = tgid[i]
-            if cause[i] == 3 and g in last:
-                spans.append((last[g], ts[i], g))  # exit: from its last sample to exit_mmap (_spans)
-            last[g] = ts[i]
-            if cause[i] == 2:
-                spans.append((ts[i], ends.get((tid[i], ts[i]), 1 << 62), (g, addr[i] - addr[i] % hpage)))
-        return cls(spans)
+    def of(cls, spans: np.ndarray) -> _Busy:
+        """From :func:`_spans` (with pages): zapping calls and exits by tgid, faults by (tgid, page)."""
+        return cls([(s0, e0, g if kind != _SPAN_FAULT else (g, page))
+                    for s0, e0, _tid, g, kind, page in spans.tolist() if kind != _SPAN_CALL])
 
     def during(self, tgid: int, page: int, lo: int, hi: int) -> int:
         """The end of the last such span of ``tgid`` overlapping [lo, hi), 0 if none."""
@@ -1090,21 +1201,70 @@ class _Busy:
         return out
 
 
-def _windows(trace, hs: pd.DataFrame, spans: np.ndarray | None = None) -> dict[int, list]:
-    """Sample index -> tids (other than the sampling one) with a syscall, a
-    fault or an exit in progress at that sample (:func:`_spans`)."""
+def _read_ends(trace, hs: pd.DataFrame) -> np.ndarray:
+    """Per sample, a time by which its counters had been read: they were read
+    at some instant of [ts, read end], not at ``ts`` itself.
+
+    The sample's ``ts`` is stamped before the reads (``mmt_fill_hdr()``), and
+    the CPU may stop between the two for an interrupt, or the host may
+    deschedule the vCPU (seen: a task's syscall-entry sample read the +1
+    that another CPU's fault charged in ``alloc_hugetlb_folio()``
+    (``hugetlb_cgroup_charge_cgroup_rsvd()``, then undone at
+    ``out_uncharge_cgroup_reservation`` as the fault found no page), a fault
+    whose own sample was stamped 0.6-0.8 us after the first one's).
+    Traces that stamp the end of the reads (``ts_read``,
+    collectors/huge.bpf.c) say when; older ones only bound it by the
+    sampling thread's next stamped event (its program had returned by then)."""
+    ts = hs["ts"].astype("int64").to_numpy()
+    if "ts_read" in hs.columns:
+        rd = hs["ts_read"].astype("int64").to_numpy()
+        if len(rd) and (rd > 0).all():
+            return np.maximum(rd, ts)
+    tid = hs["tid"].astype("int64").to_numpy()
+    parts = [(ts, tid)]
+    if hasattr(trace, "raw_events"):
+        for kind, col in (("syscall", "ts_enter"), ("syscall", "ts"), ("fault", "ts"), ("proc", "ts"),
+                          ("tree_write", "ts")):
+            e = trace.raw_events(kind)
+            if len(e):
+                parts.append((e[col].astype("int64").to_numpy(), e["tid"].astype("int64").to_numpy()))
+    t_all = np.concatenate([p[0] for p in parts])
+    k_all = np.concatenate([p[1] for p in parts])
+    o = np.lexsort((t_all, k_all))  # by thread, then time
+    t_all, k_all = t_all[o], k_all[o]
+    # the first stamp of the same thread after the sample's own; the last
+    # sample of a thread (its exit_mmap) keeps its stamp
+    lo = np.searchsorted(k_all, tid, "left")
+    n = np.searchsorted(k_all, tid, "right") - lo
+    out = ts.copy()
+    for i in range(len(ts)):
+        seg = t_all[lo[i]:lo[i] + n[i]]
+        k = int(np.searchsorted(seg, ts[i], "right"))
+        if k < len(seg):
+            out[i] = int(seg[k])
+    return out
+
+
+def _windows(trace, hs: pd.DataFrame, spans: np.ndarray | None = None,
+             read_ends: np.ndarray | None = None) -> dict[int, list]:
+    """Sample index -> [(start, end, tid, kind)] of the spans of threads (other
+    than the sampling one) with a syscall, a fault or an exit in progress
+    while that sample's counters were read, [ts, read end) (:func:`_spans`,
+    :func:`_read_ends`)."""
     ts = hs["ts"].astype("int64").to_numpy()
     tid = hs["tid"].astype("int64").to_numpy()
     spans = _spans(trace, hs) if spans is None else spans
+    rd = ts if read_ends is None else read_ends
     out: dict[int, list] = {}
     if not len(spans):
         return out
-    sp = spans[:, :3]
+    # (start, end, tid, kind): the kind tells _Branches.defer when a span's changes are all known
+    sp = spans[:, [0, 1, 2, 4]] if spans.shape[1] > 4 else np.column_stack([spans[:, :3], np.full(len(spans), -1)])
     order = np.argsort(sp[:, 0], kind="stable")
     sp = sp[order]
     starts = sp[:, 0]
     for i in range(len(ts)):
-        k = int(np.searchsorted(starts, ts[i], side="left"))
+        k = int(np.searchsorted(starts, rd[i], side="left"))
         seg = sp[max(0, k - 4096):k]
         hit = seg[(seg[:, 1] > ts[i]) & (seg[:, 2] != tid[i])]
         if len(hit):
@@ -1142,40 +1302,56 @@ def _transient(trace, hpage: int) -> dict[tuple[int, int], list[tuple[int, int]]
     return out
 
 
+def _states(deltas: list[tuple], spans: list[tuple[int, int, int]], now: int,
+            transient: dict) -> set[tuple[int, int]]:
+    """What the kernel may already have done (or not yet done) of the
+    operations in ``spans`` (start, end, tid[, kind]) at ``now``: the (resv, cg)
+    adjustments to the model's value (which applied its changes up to
+    ``now``).  ``deltas``: the model's changes (ts applied, tid, resv, cg) in
+    time order (``_Model.deltas``).
+
+    A thread makes its changes in order (each ``_Model._add`` step), so its
+    spans together allow any prefix of its changes in them, or the state a
+    call that changes nothing passes through (``_transient``) on top of those
+    before it; threads combine in every way: a set of sums, which grows with
+    the values reachable, not with the number of operations in progress."""
+    by: dict[int, list] = defaultdict(list)
+    for s0, e0, tid, *_ in spans:
+        by[tid].append((s0, e0))
+    opts = {(0, 0)}
+    for tid, sp in by.items():
+        lo, hi = min(s0 for s0, _ in sp) - 1, max(e0 for _, e0 in sp) + 1
+        tr = [(s0, x) for s0, _ in sp for x in transient.get((tid, s0), ())]
+        i0 = bisect.bisect_right(deltas, min(lo, now), key=_ts_of)
+        i1 = bisect.bisect_right(deltas, hi, key=_ts_of)
+        mine = [d for d in deltas[i0:i1] if d[1] == tid]
+        t = [d[0] for d in mine]
+        cr = list(accumulate((d[2] for d in mine), initial=0))
+        cc = list(accumulate((d[3] for d in mine), initial=0))
+        a, d = bisect.bisect_right(t, lo), bisect.bisect_right(t, now)
+        steps = {(cr[k] - cr[d], cc[k] - cc[d]) for k in range(a, len(mine) + 1)} | {(0, 0)}
+        for s0, (x, y) in tr:
+            k = bisect.bisect_right(t, s0)
+            steps.add((cr[k] - cr[d] + x, cc[k] - cc[d] + y))
+        if steps != {(0, 0)}:
+            opts = {(a0 + x, b0 + y) for a0, b0 in opts for x, y in steps}
+    return opts
+
+
+def _ts_of(d: tuple) -> int:
+    return d[0]
+
+
 def _inflight(rows: list[dict], windows: dict[int, list], deltas: list[tuple],
               transient: dict | None = None) -> None:
     """Per sample, what the kernel may already have done (or not yet done) of
-    the operations other traced threads had in progress: the (resv, cg)
-    adjustments to the model's value that still agree (``inflight``), with
-    the states a call that changes nothing passes through (``_transient``)."""
+    the operations other traced threads had in progress (:func:`_states`):
+    the (resv, cg) adjustments to the model's value that still agree
+    (``inflight``)."""
     transient = transient or {}
-    by_tid: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    tmp: dict[int, list] = defaultdict(list)
-    for t, tid, dr, dc in deltas:
-        tmp[tid].append((t, dr, dc))
-    for tid, lst in tmp.items():
-        lst.sort(key=lambda x: x[0])  # stable: one event's steps keep the kernel's order
-        a = np.array(lst, dtype=np.int64)
-        # cumulative sums with a leading 0: prefix k = C[k]
-        by_tid[tid] = (a[:, 0], np.concatenate(([0], np.cumsum(a[:, 1]))), np.concatenate(([0], np.cumsum(a[:, 2]))))
-
-    def prefixes(tid: int, lo: int, now: int, hi: int) -> set[tuple[int, int]]:
-        """Where tid's changes in (lo, hi] may stand at ``now``, relative to the
-        model (which applied those up to ``now``): any prefix of them, since the
-        kernel makes a thread's changes in order (each ``_Model._add`` step)."""
-        if tid not in by_tid:
-            return {(0, 0)}
-        t, cr, cc = by_tid[tid]
-        a, d, b = (int(np.searchsorted(t, x, "right")) for x in (lo, now, hi))
-        return {(int(cr[k] - cr[d]), int(cc[k] - cc[d])) for k in range(a, b + 1)} | {(0, 0)}
-
+    deltas = sorted(deltas, key=_ts_of)  # stable: one event's steps keep the kernel's order
     for i, row in enumerate(rows):
-        spans = windows.get(i, [])
-        opts = {(0, 0)}
-        for s0, e0, tid in spans[:64]:
-            steps = prefixes(tid, s0 - 1, row["ts"], e0 + 1) | set(transient.get((tid, s0), ()))
-            opts = {(a + x, b + y) for a, b in opts for x, y in steps}
-        row["inflight"] = sorted(opts) if len(spans) <= 64 else None
+        row["inflight"] = sorted(_states(deltas, windows.get(i, []), row["ts"], transient))
 
 
 def errno_name(n: int) -> str:
@@ -1222,6 +1398,7 @@ def hugetlb_anomalies(trace, acc: pd.DataFrame | None = None) -> list[dict]:
         detail = f"({r.what or 'no modeled hugetlb change since the previous sample'})"
         infl = r.inflight if isinstance(r.inflight, (list, tuple)) else None
         alts = list(getattr(r, "alternatives", None) or ())  # other orders still possible (_Branches)
+        unsure = getattr(r, "unsure", "") or ""
 
         def unexplained(diffs, pick):
             return all(d and (r.exact or infl is None or not any(pick(x) == d for x in infl)) for d in diffs)
@@ -1235,7 +1412,8 @@ def hugetlb_anomalies(trace, acc: pd.DataFrame | None = None) -> list[dict]:
                         f"page(s) (hugetlb.*.rsvd.current) but the model of mm/hugetlb.c has "
                         f"{int(r.model_cg) + off_cg} {detail}"
                         + ("; the sample is exact: no other traced thread was in a syscall, fault or exit"
-                           if exact else f"; not decided: thread(s) {r.open} had a syscall, fault or exit in "
+                           if exact else f"; not decided: the model lost track earlier ({unsure})" if unsure
+                           else f"; not decided: thread(s) {r.open} had a syscall, fault or exit in "
                            "progress at that instant, and no order of their changes gives the kernel's value"
                            if r.open else "; not decided: a shared file's reservations may be released at any "
                            "time (inode eviction)" if r.pending else "; not decided: the model lost track earlier")
@@ -1260,6 +1438,8 @@ def hugetlb_anomalies(trace, acc: pd.DataFrame | None = None) -> list[dict]:
             if exact:
                 why = "; the sample is exact: the pool was the traced processes' alone and no other traced " \
                       "thread was in a syscall, fault or exit"
+            elif unsure:
+                why = f"; not decided: the model lost track earlier ({unsure})"
             elif r.open:
                 why = f"; not decided: thread(s) {r.open} had a syscall, fault or exit in progress"
             else:

@@ -219,6 +219,7 @@ KINDS: dict[str, EventKind] = {
                 ("cause", "u2"),
                 ("sc", "u2"),
                 ("cg_rsvd", _U8),
+                ("ts_read", _U8),
             ),
         ),
         # collectors/mmap_lock.bpf.c: a followed syscall's mmap_lock leaves write mode
@@ -237,7 +238,8 @@ KINDS: dict[str, EventKind] = {
 # schema check and fill them with that value.
 LATER_FIELDS: dict[str, dict[str, int]] = {
     # the traced command's hugetlb cgroup counter (~0: no cgroup sample), see collectors/huge.bpf.c
-    "hugetlb": {"cg_rsvd": (1 << 64) - 1},
+    # ... and when the sample's counters had been read (0: not recorded)
+    "hugetlb": {"cg_rsvd": (1 << 64) - 1, "ts_read": 0},
     # record -g's user stacks (collectors/stacks.bpf.c): STACK_NONE, not captured
     "syscall": {"stack_id": -1, "ret_addr": 0},
     "proc": {"stack_id": -1, "ret_addr": 0},

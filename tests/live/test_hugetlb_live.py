@@ -59,19 +59,23 @@ def test_churn_without_forks_is_exact_and_quiet(root_only, pool, tmp_path, seed)
 
 
 # (seed, processes at once): ten seeds as the workload's default, three with
-# one generation more (more children overlapping, a drier pool)
-_FORK_RUNS = [(s, 3) for s in range(1, 11)] + [(s, 4) for s in (1, 2, 3)]
+# one generation more (more children overlapping, a drier pool), two with
+# five and six processes at once
+_FORK_RUNS = [(s, 3) for s in range(1, 11)] + [(s, 4) for s in (1, 2, 3)] + [(4, 5), (1, 6)]
+# The one note a correct model may give: it followed fewer orders of
+# concurrent work than were possible (_Branches.limit), said so, and from
+# then on claims no sample exact (detect/hugetlb.py _disagreement).
+_LOST_TRACK = "not decided: the model lost track earlier ("
 
 
 @pytest.mark.parametrize("seed,procs", _FORK_RUNS)
 def test_churn_with_forks_is_exact_and_quiet(root_only, pool, tmp_path, seed, procs):
-    """Parent and up to three generations of children at once on private
+    """Parent and up to five generations of children at once on private
     pages: COW of folios shared across fork (a COW fault holding the old folio
     while another process unmaps it), the owner's DONTNEED restoring
     reservations, unmap_ref_private and SIGBUS when the pool runs dry (a fault
     waiting on hugetlb_fault_mutex while others free pages), failed mmaps,
-    exits.  Never a kernel-side claim, never a hidden disagreement (see
-    below for the part of issue 12's target that is measured, not asserted)."""
+    exits, parents waiting in wait4.  Issue 12's target: no finding."""
     t = _record(tmp_path / "f.trace", [str(build("hugetlb_churn")), "--seed", str(seed), "--ops", "300",
                                        "--pages", "6", "--procs", str(procs)])
     assert t.metadata["hugetlb_evidence"]["cgroup"], t.metadata["hugetlb_evidence"]
@@ -79,32 +83,27 @@ def test_churn_with_forks_is_exact_and_quiet(root_only, pool, tmp_path, seed, pr
     a = t.anomalies()
     h = t.hugetlb()
     assert (h["cause"] == "fault").sum() > 20 and t.raw_events("proc")["what"].eq("fork").sum() >= 2
-    cg = h[(h["evidence"] == "cgroup") & h["exact"]]
-    assert len(cg) > 50
-    # What holds on every run: no claim from the kernel's side (its counter
-    # below zero, "released twice", its own warning) on a kernel without the
-    # bug, and no disagreement hidden: an exact sample where the model's count
-    # differs from the cgroup's is an error finding.  Issue 12's target (no
-    # finding at all) is measured by benchmarks/hugetlb_quiet.py, not
-    # asserted per run: since the model follows every order of concurrent COW
-    # faults and unmaps (detect/hugetlb.py _Branches), 204 of 205 recordings
-    # under load had no finding and none an error; the one left had
-    # "undecided" notes (more concurrent orders than the model follows).
-    kernel_side = {"kernel_counter_underflow", "negative_reservation", "kernel_warning"}
-    assert not set(a["kind"].astype(str)) & kernel_side, a.to_string()
-    assert set(a["kind"].astype(str)) <= {"model_kernel_disagree", "model_kernel_undecided"}, a.to_string()
-    mismatch = cg[cg["cg_rsvd"] != cg["model_cg"]]
-    if len(mismatch):
-        assert (a["kind"] == "model_kernel_disagree").any(), mismatch.head().to_string()
-    undecided = int((a["kind"] == "model_kernel_undecided").sum())
+    cg = h[h["evidence"] == "cgroup"]
+    ex = cg[cg["exact"]]
+    assert len(ex) > 50
+    # no error: no claim from the kernel's side (its counter below zero,
+    # "released twice", its own warning) on a kernel without the bug, and no
+    # exact sample where the model's count differs from the cgroup's
+    assert not (a["severity"] == "error").any(), a.to_string()
+    assert (ex["cg_rsvd"] == ex["model_cg"]).all(), ex[ex["cg_rsvd"] != ex["model_cg"]].head().to_string()
+    # no note either, but the one that says the model lost track, and that
+    # rarely: a note that some order of the work in progress should have
+    # explained, or one at a sample whose evidence was exact, fails
+    notes = a[a["severity"] == "note"]
+    assert (notes["kind"] == "model_kernel_undecided").all(), notes.to_string()
+    assert notes["explanation"].str.contains(_LOST_TRACK, regex=False).all(), notes.to_string()
+    assert len(notes) <= len(cg) // 100, notes.to_string()
     # a SIGBUS sample closes the fault it reports (collectors/huge.bpf.c);
     # how many there are depends on the shared pool, so none is not a failure
     prev = h.groupby("tid")["cause"].shift(1)
     assert (prev[h["cause"] == "sigbus"] == "fault").all()
-    n, exact = _exact_report(t)
-    print(f"forks seed {seed} procs {procs}: {n} samples compared, {exact} exact, "
-          f"{int((h['cause'] == 'sigbus').sum())} SIGBUS samples, {len(mismatch)} exact mismatches, "
-          f"{undecided} undecided notes")
+    print(f"forks seed {seed} procs {procs}: {len(cg)} samples compared, {len(ex)} exact, "
+          f"{int((h['cause'] == 'sigbus').sum())} SIGBUS samples, {len(notes)} notes")
 
 
 def test_scenarios_raise_no_anomaly(root_only, pool, tmp_path):

@@ -130,3 +130,24 @@ def test_cli_errors_are_one_line(tmp_path):
 def test_core_import_does_not_need_dask():
     r = _cli("--version", pre="sys.modules['dask'] = None; sys.modules['distributed'] = None; import mmtrace.fleet")
     assert r.returncode == 0, r.stderr
+
+
+def test_hugetlb_list_columns_write_with_one_schema_when_a_trace_has_none():
+    """The hugetlb table's list column (``inflight``) and ``alternatives``:
+    a trace with no hugetlb sample (zero rows: Arrow types the column null)
+    and one whose lists are all empty (no item type) are written with the
+    schema of the traces whose values show it (fleet/report.py)."""
+    from mmtrace.fleet.report import _parquet_bytes, _table_schema, _to_arrow
+    from mmtrace.fleet.tasks import trace_ids
+    from mmtrace.report import ReportData
+
+    t = mmtrace.open(DEMO)
+    df = with_ids(table(ReportData(t), "hugetlb"), trace_ids(t)).assign(host="h")
+    assert len(df) and df["inflight"].map(len).gt(0).all()
+    no_lists = df.copy()
+    no_lists["inflight"] = [[] for _ in range(len(df))]
+    parts = [_to_arrow(x) for x in (df.iloc[:0].copy(), no_lists, df)]
+    schema = _table_schema([(tb.schema, known, tb.num_rows) for tb, known in parts])
+    assert schema.field("inflight").type == parts[2][0].schema.field("inflight").type
+    assert "string" in str(schema.field("alternatives").type)
+    assert [_parquet_bytes(p, schema) is None for p in parts] == [True, False, False]

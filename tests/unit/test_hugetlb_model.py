@@ -182,3 +182,80 @@ def test_owner_cow_on_a_dry_pool_follows_copy_and_unmap_ref_private():
     br.apply(400, "fault", (20, 0, True, 5, 3, False, 20, 450), 20, child_fault)
     br.apply(500, "madvise", (), 20, lambda b, order: None)
     assert len(br) == 1 and br[0] is copied and br[0].cg == cg0 + 1  # the child reuses the old folio
+
+
+def test_a_sample_read_late_sees_what_another_cpu_did_meanwhile():
+    """The counters are read after the sample's stamp, up to ts_read
+    (collectors/huge.bpf.c): another thread's fault that began in between
+    (and charged the cgroup before it found no page) is in progress at
+    that sample, and its transient +1 explains what the sample read."""
+    hs = pd.DataFrame({"ts": [100, 110, 140], "ts_read": [130, 112, 141], "tid": [1, 2, 2], "cause": [4, 2, 5]})
+    ends = H._read_ends(None, hs)
+    assert list(ends) == [130, 112, 141]
+    # tid 2's fault, from its sample to its SIGBUS
+    spans = np.array([[110, 140, 2, 2, H._SPAN_FAULT, 0]], dtype=np.int64)
+    w = H._windows(None, hs, spans, ends)
+    assert w == {0: [(110, 140, 2, H._SPAN_FAULT)]}
+    assert H._windows(None, hs, spans) == {}  # at its stamp alone, nothing was in progress
+    rows = [{"ts": 100}]
+    H._inflight(rows, w, [], {(2, 110): [(0, 1)]})
+    assert rows[0]["inflight"] == [(0, 0), (0, 1)]
+
+
+def test_without_ts_read_the_read_ends_by_the_threads_next_stamp():
+    hs = pd.DataFrame({"ts": [100, 110, 150], "tid": [1, 2, 1], "cause": [4, 2, 1]})
+    assert list(H._read_ends(None, hs)) == [150, 110, 150]
+
+
+def _dry_owner_cow_orders():
+    """Two orders after the owner's COW on a dry pool: unmap_ref_private (cg
+    as before) and the copy (cg + 1), as in the test above."""
+    st = _shared_after_fork()
+    br = H._Branches(st, H._Busy([]), {(30, 150): [(0, 1), (-1, 0)]})
+
+    def owner_cow(b, order):
+        b.fault_tid = 10
+        b.fault(1, 0, True, free=3, resv=3, failed=False, order=order)
+
+    br.apply(151, "fault", (10, 0, True, 3, 3, False, 10, 250), 10, owner_cow)
+    assert len(br) == 2
+    return br, st.cg - 1  # the cgroup's count before the COW
+
+
+def test_a_busy_sample_decides_the_orders_once_its_spans_have_ended():
+    """A sample read while tid 20 had an mprotect (changes nothing) in
+    progress: once that is over, an order whose value no prefix of its
+    changes brings to the kernel's is refuted (_Branches.defer/settle)."""
+    br, cg0 = _dry_owner_cow_orders()
+    agrees = lambda b, at, adj: any(at[1] + y == cg0 + 2 for x, y in adj)  # noqa: E731 (the kernel: the copy)
+    br.defer(7, 260, [(255, 280, 20, H._SPAN_CALL)], agrees)
+    br.settle(270)
+    assert len(br) == 2  # the call is still in progress
+    br.settle(281)
+    assert len(br) == 1 and br[0].cg == cg0 + 2 and not br.pending
+
+
+def test_a_fault_in_progress_may_show_the_charge_it_backs_out_of():
+    """hugetlb_no_page() backout / hugetlb_wp() out_release_all: a fault may
+    hold the charge of a folio it then frees, and return without SIGBUS:
+    an order one page short is not refuted by a sample read meanwhile.  A
+    fault's changes are known from its start: no need to wait for its end."""
+    br, cg0 = _dry_owner_cow_orders()
+    agrees = lambda b, at, adj: any(at[1] + y == cg0 + 2 for x, y in adj)  # noqa: E731
+    br.defer(7, 260, [(150, 1 << 62, 30, H._SPAN_FAULT)], agrees)  # tid 30's fault, its end unknown
+    br.settle(261)
+    assert len(br) == 2 and not br.pending
+
+
+def test_an_exit_is_in_progress_from_sched_process_exit_not_from_the_last_sample():
+    """A parent waits (wait4, not followed) long after its last sample, then
+    exits: its exit span starts at sched_process_exit (the event still names
+    the mm: exit_mm() has not run), not at that last sample."""
+    empty = pd.DataFrame({"ts_enter": [], "ts": [], "tid": [], "tgid": [], "syscall": []})
+    proc = pd.DataFrame({"ts": [900], "tid": [5], "tgid": [5], "what": ["exit"], "mm": [0xFFFF1]})
+    tr = SimpleNamespace(raw_events=lambda kind: proc if kind == "proc" else empty)
+    hs = pd.DataFrame({"ts": [100, 950], "tid": [5, 5], "tgid": [5, 5], "cause": [1, 3], "address": [0, 0]})
+    sp = H._spans(tr, hs, {}, HP)
+    assert sp.tolist() == [[900, 950, 5, 5, H._SPAN_EXIT, 0]]
+    proc["mm"] = 0  # an event after exit_mm(): the teardown was before it
+    assert H._spans(tr, hs, {}, HP).tolist() == [[100, 950, 5, 5, H._SPAN_EXIT, 0]]
