@@ -16,7 +16,7 @@ import pandas as pd
 from ..events.flags import VM_GROWSDOWN, VM_UNMAPPED_AREA_TOPDOWN
 from ..trace.kernelinfo import KernelInfo
 
-__all__ = ["unmapped_area_check", "first_fit"]
+__all__ = ["unmapped_area_check", "first_fit", "UnmappedAreaCheck"]
 
 _ERR = 1 << 64
 
@@ -112,7 +112,96 @@ def first_fit(
         return gap
 
 
-def unmapped_area_check(trace) -> pd.DataFrame:
+_COLUMNS = ["ts", "pid", "tid", "addr", "err", "length", "low_limit", "high_limit", "align_mask", "align_offset",
+            "topdown", "free", "in_limits", "expected", "agrees", "vmas"]
+
+
+class UnmappedAreaCheck:
+    """The check of every ``vm_unmapped_area`` event of ``trace``, fed by a replay.
+
+    :attr:`at` holds, per event (in ts order), the instant whose trees the
+    kernel searched: every change before the event (the search runs before
+    the new VMA is stored).  A replay calls the object as ``check(engine, k)``
+    when its trees are those of ``at[k]`` (:meth:`mmtrace.model.replay.Engine.apply_probed`,
+    e.g. through ``iter_changes(trace, probe=(check.at, check))``, so that the
+    changes pass answers it); :meth:`frame` then gives the rows of
+    :func:`unmapped_area_check`.
+    """
+
+    def __init__(self, trace) -> None:
+        ev = trace.raw_events("unmapped_area")
+        self.n = len(ev)
+        if self.n == 0:
+            self.at = np.zeros(0, np.int64)
+            return
+        kern = KernelInfo(trace.metadata)
+        self.mmap_min = kern.mmap_min_addr
+        self.guard = kern.stack_guard_gap
+        self.mm_mt = kern.mm_mt
+        ev = ev.sort_values("ts", kind="stable")
+        self._l = {c: [int(x) for x in ev[c].tolist()] for c in ("ts", "tgid", "tid", "mm", "addr", "length", "low_limit",
+                                                                  "high_limit", "align_mask", "align_offset", "flags")}
+        self.at = ev["ts"].to_numpy().astype(np.int64) - 1
+        self._rows: list = [None] * self.n
+        # per event: (kernel's address or None, answer of the v6.4+ rule, of 6.1's)
+        self._answers: list = [None] * self.n
+
+    def __call__(self, engine, k: int) -> None:
+        """Check event ``k`` against the trees of ``engine`` (those of ``at[k]``)."""
+        from ..model.vmatree import V_FLAGS, join_pieces
+
+        L = self._l
+        mm = L["mm"][k]
+        # The search runs on current->mm, which during exec is already the new
+        # mm while the process is still bound to the old one: look the tree up
+        # by its pointer.
+        tree = engine.trees.get(mm + self.mm_mt) if mm else None
+        if tree is None:
+            tree = engine.tree_of(L["tgid"][k])
+        v3 = [(s, e, v[V_FLAGS]) for s, e, v in join_pieces(tree.starts, tree.ends, tree.vals)] if tree is not None else []
+        addr = L["addr"][k]
+        err = addr - _ERR if addr >= _ERR - 4095 else 0
+        length, low, high, amask, aoff = (L[c][k] for c in ("length", "low_limit", "high_limit", "align_mask", "align_offset"))
+        topdown = bool(L["flags"][k] & VM_UNMAPPED_AREA_TOPDOWN)
+        # Both rules of the low limit (first_fit's clamp_low): which one this
+        # kernel follows is decided in frame(), from the whole trace.  They
+        # differ only for a low limit below mmap_min_addr.
+        exp = first_fit(v3, length, low, high, amask, aoff, topdown, mmap_min_addr=self.mmap_min, guard=self.guard)
+        exp_61 = exp if low >= self.mmap_min else first_fit(v3, length, low, high, amask, aoff, topdown,
+                                                             mmap_min_addr=self.mmap_min, guard=self.guard, clamp_low=False)
+        if err:
+            free = in_limits = True
+        else:
+            end = addr + length
+            free = not any(s < end and addr < e for s, e, _ in v3)
+            in_limits = low <= addr and end <= high and ((addr - aoff) & amask) == 0
+        self._answers[k] = (None if err else addr, exp, exp_61)
+        self._rows[k] = (L["ts"][k], L["tgid"][k], L["tid"][k], 0 if err else addr, err, length, low, high, amask,
+                         aoff, topdown, free, in_limits, len(v3))
+
+    def frame(self) -> pd.DataFrame:
+        """The rows of :func:`unmapped_area_check`, once every event was checked."""
+        if self.n == 0:
+            return pd.DataFrame(columns=_COLUMNS)
+        # Feature check, from the trace itself: since v6.4 ("mm: move
+        # 'mmap_min_addr' logic from callers into vm_unmapped_area()") the search
+        # never starts below mmap_min_addr; 6.1's unmapped_area{,_topdown}() in
+        # mm/mmap.c start at the caller's low_limit.  The rules give different
+        # answers only in a nearly full address space; one answer that only 6.1's
+        # rule gives says the kernel follows it, and then all of the trace must.
+        old_rule = any(got == e61 and got != e for got, e, e61 in self._answers)
+        cols = list(zip(*self._rows))
+        expected, agrees = [], []
+        for (got, e, e61), free, in_limits in zip(self._answers, cols[11], cols[12]):
+            exp = e61 if old_rule else e
+            expected.append(exp or 0)
+            agrees.append((exp is None) if got is None else (free and in_limits and exp == got))
+        data = dict(zip(_COLUMNS[:13], cols[:13]))
+        data.update(expected=expected, agrees=agrees, vmas=cols[13])
+        return pd.DataFrame({c: list(data[c]) for c in _COLUMNS}, columns=_COLUMNS)
+
+
+def unmapped_area_check(trace, fed: UnmappedAreaCheck | None = None) -> pd.DataFrame:
     """One row per ``vm_unmapped_area`` event.
 
     Columns: ``ts``, ``pid``, ``tid``, ``addr`` (what the kernel returned;
@@ -122,65 +211,18 @@ def unmapped_area_check(trace) -> pd.DataFrame:
     tree), ``in_limits`` (inside [low_limit, high_limit) and aligned as
     asked), ``expected`` (the first-fit answer of the rebuilt tree, 0 for
     -ENOMEM), ``agrees`` (free, in limits, and equal to ``expected``),
-    ``vmas`` (VMAs in the rebuilt tree at that instant).
+    ``vmas`` (VMAs in the rebuilt tree at that instant).  ``fed``: an
+    :class:`UnmappedAreaCheck` of ``trace`` another replay already fed (the
+    report's changes pass); else one replay of the model is made here.
     """
-    from ..model.model import model_of
+    if fed is None:
+        from ..model.model import model_of
 
-    ev = trace.raw_events("unmapped_area")
-    cols = ["ts", "pid", "tid", "addr", "err", "length", "low_limit", "high_limit", "align_mask", "align_offset",
-            "topdown", "free", "in_limits", "expected", "agrees", "vmas"]
-    if len(ev) == 0:
-        return pd.DataFrame(columns=cols)
-    kern = KernelInfo(trace.metadata)
-    mmap_min = kern.mmap_min_addr
-    guard = kern.stack_guard_gap
-    model = model_of(trace)
-    mm_mt = kern.mm_mt
-    # The search runs on current->mm, which during exec is already the new
-    # mm while the process is still bound to the old one: look the tree up
-    # by its pointer, at the instant just before the event.
-    ev = ev.sort_values("ts", kind="stable")
-    engine = model.engine()
-    rows = []
-    answers = []  # (kernel's address or None, answer of the v6.4+ rule, of 6.1's)
-    for r in ev.itertuples(index=False):
-        engine.run(max(model._pos(int(r.ts) - 1), engine.pos))
-        tree = engine.trees.get(int(r.mm) + mm_mt) if int(r.mm) else None
-        if tree is None:
-            tree = engine.tree_of(int(r.tgid))
-        vmas = [(v.start, v.end, v.vm_flags, v.vma) for v in tree.vmas()] if tree is not None else []
-        addr = int(r.addr)
-        err = addr - _ERR if addr >= _ERR - 4095 else 0
-        length = int(r.length)
-        topdown = bool(int(r.flags) & VM_UNMAPPED_AREA_TOPDOWN)
-        v3 = [(s, e, f) for s, e, f, _ in vmas]
-        # Both rules of the low limit (first_fit's clamp_low): which one
-        # this kernel follows is decided below, from the whole trace.
-        exp, exp_61 = (first_fit(v3, length, int(r.low_limit), int(r.high_limit), int(r.align_mask),
-                                 int(r.align_offset), topdown, mmap_min_addr=mmap_min, guard=guard, clamp_low=c)
-                       for c in (True, False))
-        if err:
-            free = in_limits = True
-        else:
-            free = not any(s < addr + length and addr < e for s, e, _ in v3)
-            in_limits = (int(r.low_limit) <= addr and addr + length <= int(r.high_limit)
-                         and ((addr - int(r.align_offset)) & int(r.align_mask)) == 0)
-        answers.append((None if err else addr, exp, exp_61))
-        rows.append({
-            "ts": int(r.ts), "pid": int(r.tgid), "tid": int(r.tid), "addr": 0 if err else addr, "err": err,
-            "length": length, "low_limit": int(r.low_limit), "high_limit": int(r.high_limit),
-            "align_mask": int(r.align_mask), "align_offset": int(r.align_offset), "topdown": topdown,
-            "free": free, "in_limits": in_limits, "vmas": len(vmas),
-        })
-    # Feature check, from the trace itself: since v6.4 ("mm: move
-    # 'mmap_min_addr' logic from callers into vm_unmapped_area()") the search
-    # never starts below mmap_min_addr; 6.1's unmapped_area{,_topdown}() in
-    # mm/mmap.c start at the caller's low_limit.  The rules give different
-    # answers only in a nearly full address space; one answer that only 6.1's
-    # rule gives says the kernel follows it, and then all of the trace must.
-    old_rule = any(got == e61 and got != e for got, e, e61 in answers)
-    for row, (got, e, e61) in zip(rows, answers):
-        exp = e61 if old_rule else e
-        row["expected"] = exp or 0
-        row["agrees"] = (exp is None) if got is None else (row["free"] and row["in_limits"] and exp == got)
-    return pd.DataFrame(rows, columns=cols)
+        fed = UnmappedAreaCheck(trace)
+        if fed.n:
+            model = model_of(trace)
+            engine = model.engine()
+            k = 0
+            for w in model.source.windows(model.every):
+                k = engine.apply_probed(w, fed.at, k, lambda i: fed(engine, i))
+    return fed.frame()

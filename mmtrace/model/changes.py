@@ -595,7 +595,7 @@ def _frame(buf: _Buffers, sink=None) -> pd.DataFrame:
     return df
 
 
-def iter_changes(trace, *, window: int | None = None, sink=None) -> Iterator[pd.DataFrame]:
+def iter_changes(trace, *, window: int | None = None, sink=None, probe=None) -> Iterator[pd.DataFrame]:
     """The change rows of ``trace`` window by window (memory: live VMAs + one window).
 
     One :meth:`Engine.run_lists` pass over :meth:`Source.windows` with a
@@ -605,6 +605,10 @@ def iter_changes(trace, *, window: int | None = None, sink=None) -> Iterator[pd.
     ``window``: tree writes per window (default: the model's).  ``sink``:
     called as ``sink(frame, delta)`` before each frame is yielded, ``delta``
     the frame's :class:`VmaDelta` (e.g. :class:`mmtrace.model.timeline.VmaTimeline.add`).
+    ``probe``: ``(at, fn)``, sorted instants and a function called as
+    ``fn(engine, k)`` when the trees are as they were at ``at[k]``
+    (:meth:`Engine.apply_probed`; e.g. the unmapped-area check, fed by this
+    same pass).
     """
     from .model import DEFAULT_CHECKPOINT_EVERY
 
@@ -616,9 +620,15 @@ def iter_changes(trace, *, window: int | None = None, sink=None) -> Iterator[pd.
     e = Engine(src, snapshot_trees(snaps))
     obs = ChangeObserver(e)
     e.observer = obs
+    at, fn = probe if probe is not None else ((), None)
+    k = 0
+    look = (lambda i: fn(e, i)) if fn is not None else None
     with no_gc():
         for w in src.windows(window or DEFAULT_CHECKPOINT_EVERY):
-            e.apply(w)
+            if look is not None:
+                k = e.apply_probed(w, at, k, look)
+            else:
+                e.apply(w)
             if len(obs.buf):
                 buf, obs.buf = obs.buf, _Buffers()
                 df = _frame(buf, sink)

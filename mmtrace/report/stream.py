@@ -14,6 +14,10 @@ one replay), and for each window's change rows:
   page's labels read), the same of the splits and merges (with ``count``),
   and bounded samples of their full rows for the page's tables
   (:class:`Sampler`);
+- answers the unmapped-area check (:class:`mmtrace.detect.unmapped_area.UnmappedAreaCheck`)
+  at each ``vm_unmapped_area`` event's instant from the same replay
+  (``iter_changes(probe=...)``): ``trace.anomalies()`` then reads it, with no
+  replay of its own;
 - feeds each window's rows, in the order they completed, to the VMA
   timeline (:class:`mmtrace.model.timeline.VmaTimeline`: the VMA counts
   and lifetimes, :meth:`ReportData.vma_counts` / :meth:`~ReportData.vmas`,
@@ -162,6 +166,34 @@ class _Table:
                 self.pq.close()
 
 
+class _Probe:
+    """An :class:`mmtrace.detect.unmapped_area.UnmappedAreaCheck` fed by the changes
+    pass; a failure stops it (``ok`` False) instead of the pass."""
+
+    def __init__(self, check) -> None:
+        self.check, self.ok = check, True
+        self.probe = (check.at, self)
+
+    def __call__(self, engine, k: int) -> None:
+        if self.ok:
+            try:
+                self.check(engine, k)
+            except Exception:  # noqa: BLE001 - the check alone will say why (anomalies)
+                self.ok = False
+
+
+def _unmapped_area(trace) -> _Probe | None:
+    if not hasattr(trace, "unmapped_area_check"):
+        return None
+    from ..detect.unmapped_area import UnmappedAreaCheck
+
+    try:
+        check = UnmappedAreaCheck(trace)
+    except Exception:  # noqa: BLE001 - as above
+        return None
+    return _Probe(check) if check.n else None
+
+
 def stream_changes(rd, out: Path, fmts, *, page_rows: dict, progress=None) -> dict[str, dict[str, Path]]:
     """Write changes, splits and merges of ``rd.trace`` into ``out`` in one pass and
     keep in ``rd`` what the rest of the report reads (see the module's doc).
@@ -209,7 +241,10 @@ def stream_changes(rd, out: Path, fmts, *, page_rows: dict, progress=None) -> di
         samples["changes"].add(table)
 
     timeline = rd.timeline()
-    for w in iter_changes(trace, sink=timeline.add):
+    # the unmapped-area check, answered by this same pass (no replay of its own);
+    # if it fails, trace.anomalies() runs it alone later and records the error
+    ua = _unmapped_area(trace)
+    for w in iter_changes(trace, sink=timeline.add, probe=ua.probe if ua is not None else None):
         if len(w) == 0:
             continue
         w = w.sort_values("ts", kind="stable")
@@ -228,6 +263,8 @@ def stream_changes(rd, out: Path, fmts, *, page_rows: dict, progress=None) -> di
             progress.update(min(1.0, (int(w["ts_end"].max()) - t_lo) / (t_hi - t_lo)))
     if held is not None and len(held):
         emit(held)
+    if ua is not None and ua.ok:
+        trace.unmapped_area_check(ua.check)
     from ..detect.structure import _OUT_COLUMNS
 
     empty["changes"] = _EMPTY_CHANGES()
