@@ -10,6 +10,8 @@ alignment, and the stack guard gap of VM_GROWSDOWN neighbours).
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 import numpy as np
 import pandas as pd
 
@@ -165,15 +167,23 @@ class UnmappedAreaCheck:
         topdown = bool(L["flags"][k] & VM_UNMAPPED_AREA_TOPDOWN)
         # Both rules of the low limit (first_fit's clamp_low): which one this
         # kernel follows is decided in frame(), from the whole trace.  They
-        # differ only for a low limit below mmap_min_addr.
+        # differ only for a low limit below mmap_min_addr, and top-down only
+        # when the clamped search fails: a gap that fits above mmap_min_addr is
+        # the first from the top either way, and the top-down answer depends on
+        # the gap's end and its neighbours, not on where the search may start.
         exp = first_fit(v3, length, low, high, amask, aoff, topdown, mmap_min_addr=self.mmap_min, guard=self.guard)
-        exp_61 = exp if low >= self.mmap_min else first_fit(v3, length, low, high, amask, aoff, topdown,
-                                                             mmap_min_addr=self.mmap_min, guard=self.guard, clamp_low=False)
+        if low >= self.mmap_min or (topdown and exp is not None):
+            exp_61 = exp
+        else:
+            exp_61 = first_fit(v3, length, low, high, amask, aoff, topdown, mmap_min_addr=self.mmap_min,
+                               guard=self.guard, clamp_low=False)
         if err:
             free = in_limits = True
         else:
             end = addr + length
-            free = not any(s < end and addr < e for s, e, _ in v3)
+            # v3 is sorted and disjoint: only the last VMA starting below end can overlap
+            i = bisect_left(v3, (end,)) - 1
+            free = i < 0 or v3[i][1] <= addr
             in_limits = low <= addr and end <= high and ((addr - aoff) & amask) == 0
         self._answers[k] = (None if err else addr, exp, exp_61)
         self._rows[k] = (L["ts"][k], L["tgid"][k], L["tid"][k], 0 if err else addr, err, length, low, high, amask,

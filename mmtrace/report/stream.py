@@ -133,11 +133,12 @@ class _Table:
         self.columns = columns
         self.out, self.name, self.fmts = out, name, fmts
 
-    def write(self, df: pd.DataFrame) -> None:
+    def write(self, df: pd.DataFrame, cells: dict | None = None) -> None:
+        """Append ``df``; ``cells``: CSV cells of some columns already made (:func:`mmtrace.report.csvfast.csv_columns`)."""
         if len(df) == 0:
             return
         if self.csv is not None:
-            self.csv.write(df)
+            self.csv.write(df, cells)
         if "parquet" in self.fmts:
             import pyarrow.parquet as pq
 
@@ -203,6 +204,7 @@ def stream_changes(rd, out: Path, fmts, *, page_rows: dict, progress=None) -> di
     from ..detect import split_merge_table
     from ..detect import splits as _splits
     from ..model import iter_changes
+    from ..model.tables import vma_text
     from .frames import _calls, _comm, _EMPTY_CHANGES
 
     trace = rd.trace
@@ -237,7 +239,9 @@ def stream_changes(rd, out: Path, fmts, *, page_rows: dict, progress=None) -> di
             samples["splits_merges"].add(f)
         index.append(ch[CHANGE_INDEX])
         table = ch.drop(columns=["before_vmas", "after_vmas"])
-        tables["changes"].write(table)
+        # before/after ((start, end, perms) lists) as CSV text from the numbers of before_vmas/after_vmas
+        cells = {c: vma_text(ch[f"{c}_vmas"].tolist()) for c in ("before", "after")} if tables["changes"].csv else None
+        tables["changes"].write(table, cells)
         samples["changes"].add(table)
 
     timeline = rd.timeline()
