@@ -18,7 +18,8 @@ import pandas as pd
 
 from ..model.names import comm_at
 
-__all__ = ["split_merge_points", "split_merge_table", "split_merge_counts", "splits", "merges", "write_sequences"]
+__all__ = ["split_merge_points", "split_merge_table", "split_merge_counts", "splits", "merges", "write_sequences",
+           "vma_dicts"]
 
 _OUT_COLUMNS = [
     "ts", "ts_end", "pid", "tid", "comm", "cause", "syscall", "arg0", "arg1", "arg2", "arg3", "ret",
@@ -208,7 +209,7 @@ def write_sequences(trace, ch: pd.DataFrame) -> list[str]:
     return out
 
 
-def _fmt_vmas(col) -> list[list[dict]]:
+def vma_dicts(col) -> list[list[dict]]:
     """Each row's VMAs ((start, end, vma pointer, vm_flags) tuples) as
     {start, end, perms, vm_flags, vma} dicts; the numbers read and the perms
     made for the whole column at once."""
@@ -259,7 +260,7 @@ def split_merge_table(ch: pd.DataFrame) -> list[tuple[int, list[int], list[int],
     return out
 
 
-def _found(trace, ch: pd.DataFrame, what: str, points=None) -> pd.DataFrame:
+def _found(trace, ch: pd.DataFrame, what: str, points=None, dicts: bool = True) -> pd.DataFrame:
     if points is None:
         points = split_merge_table(ch)
     picked = []
@@ -274,8 +275,9 @@ def _found(trace, ch: pd.DataFrame, what: str, points=None) -> pd.DataFrame:
     df["kind"] = [k for _, k, _ in picked]
     df["count"] = [len(p) for _, _, p in picked]
     df["at"] = [[int(x) for x in p] for _, _, p in picked]
-    df["before"] = _fmt_vmas(src["before_vmas"].tolist())
-    df["after"] = _fmt_vmas(src["after_vmas"].tolist())
+    for side in ("before", "after"):
+        v = src[f"{side}_vmas"].tolist()
+        df[side] = vma_dicts(v) if dicts else v
     df["writes"] = write_sequences(trace, src)
     df["comm"] = comm_at(trace, df["pid"], df["ts"])
     return df[_OUT_COLUMNS]
@@ -306,7 +308,7 @@ def split_merge_counts(ch: pd.DataFrame, points=None) -> pd.DataFrame:
     return df.groupby("pid", sort=False, as_index=False).sum()
 
 
-def splits(trace, ch: pd.DataFrame | None = None, points=None) -> pd.DataFrame:
+def splits(trace, ch: pd.DataFrame | None = None, points=None, *, dicts: bool = True) -> pd.DataFrame:
     """One row per change that split VMAs.
 
     Columns: ``ts``, ``ts_end``, ``pid``, ``tid``, ``comm``, ``cause``
@@ -316,12 +318,15 @@ def splits(trace, ch: pd.DataFrame | None = None, points=None) -> pd.DataFrame:
     {start, end, perms, vm_flags, vma} of the VMAs that went away /
     appeared), ``writes`` (the maple tree writes that showed it).
     ``points``: :func:`split_merge_table` of ``ch``, if already made.
+    ``dicts`` False: ``before``/``after`` hold the (start, end, vma pointer,
+    vm_flags) tuples of ``before_vmas``/``after_vmas`` instead (what
+    :func:`vma_dicts` makes the dicts of; the report's CSV reads the numbers).
     """
-    return _found(trace, trace.changes() if ch is None else ch, "split", points)
+    return _found(trace, trace.changes() if ch is None else ch, "split", points, dicts)
 
 
-def merges(trace, ch: pd.DataFrame | None = None, points=None) -> pd.DataFrame:
-    """One row per change that merged VMAs; columns as :func:`splits`, with
+def merges(trace, ch: pd.DataFrame | None = None, points=None, *, dicts: bool = True) -> pd.DataFrame:
+    """One row per change that merged VMAs; columns (and ``dicts``) as :func:`splits`, with
     ``kind`` "merge" (adjacent VMAs joined) or "new_range_merge" (a new
     range taken into an existing neighbour)."""
-    return _found(trace, trace.changes() if ch is None else ch, "merge", points)
+    return _found(trace, trace.changes() if ch is None else ch, "merge", points, dicts)

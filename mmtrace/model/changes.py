@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
+from itertools import chain
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -40,7 +41,7 @@ _WHOLE = 1 << 65  # above every address: "the whole tree"
 _SETUP = ("fork_copy", "exec_setup")
 _PAGE = 4096  # lengths are rounded up to pages by the kernel: widen spans by one
 _NO_ARGS = (0, 0, 0, 0, 0, 0, 0)  # arg0..arg5, ret of a kernel path
-_PTR, _FLAGS, _DEV, _INO = itemgetter(V_PTR), itemgetter(V_FLAGS), itemgetter(V_DEV), itemgetter(V_INO)
+_PF, _PFDI = itemgetter(V_PTR, V_FLAGS), itemgetter(V_PTR, V_FLAGS, V_DEV, V_INO)  # of a piece's value
 
 CHANGE_COLUMNS = (
     "ts", "ts_end", "pid", "tid", "tree", "cause", "kind", "syscall",
@@ -508,11 +509,12 @@ def _frame(buf: _Buffers, sink=None) -> pd.DataFrame:
     nap = np.array(meta[18], dtype=np.int64)
     # the pieces, each side joined into VMAs
     sides = []
+    fields, nf = (_PFDI, 4) if sink else (_PF, 2)
     for side, (S, E, V, npc) in enumerate(((buf.bs, buf.be, buf.bv, nbp), (buf.as_, buf.ae, buf.av, nap))):
         gid = np.repeat(np.arange(G), npc)
-        files = (np.fromiter(map(_DEV, V), _U64, len(V)), np.fromiter(map(_INO, V), _U64, len(V))) if sink else ()
-        j = _join(gid, _u64(S), _u64(E), np.fromiter(map(_PTR, V), _U64, len(V)), np.fromiter(map(_FLAGS, V), _U64, len(V)),
-                  *files)
+        # pointer, flags (and the file) of every piece in one pass
+        pf = np.fromiter(chain.from_iterable(map(fields, V)), _U64, nf * len(V)).reshape(len(V), nf)
+        j = _join(gid, _u64(S), _u64(E), *(pf[:, k] for k in range(nf)))
         sides.append(j + (np.full(len(j[0]), side, np.int8),))
     gid, s, e, p, f, *files, side = (np.concatenate(x) for x in zip(*(x for x in sides)))
     # VMAs on both sides (equal in start, end, pointer and flags) did not change

@@ -66,15 +66,20 @@ def flat_vmas(col) -> tuple[np.ndarray, np.ndarray]:
     return offs, v
 
 
-def vma_text(col, with_ptr: bool = False) -> pa.Array:
-    """One text cell per row: its VMAs (start, end, vma, vm_flags) as ``0xS-0xE perms[ vma=0x.. flags=0x..]``, "; "-joined."""
+def vma_text(col, with_ptr: bool | str = False) -> pa.Array:
+    """One text cell per row: its VMAs (start, end, vma, vm_flags) as
+    ``0xS-0xE perms[ vma=0x.. flags=0x..]``, "; "-joined; ``with_ptr``
+    ``"vma"``: ``0xS-0xE perms[ vma=0x..]``, the pointer where not 0 (as the
+    report writes the VMA dicts of splits and merges)."""
     offs, v = flat_vmas(col)
     offs = offs.astype(np.int32)
     perms = pa.array(perms_column(v[:, 3]), type=pa.string())
     parts = [hex_text(v[:, 0]), "-", hex_text(v[:, 1]), " ", perms]
-    if with_ptr:
+    if with_ptr is True:
         parts += [" vma=", hex_text(v[:, 2]), " flags=", hex_text(v[:, 3])]
     text = pc.binary_join_element_wise(*parts, "")
+    if with_ptr == "vma":
+        text = pc.if_else(pa.array(v[:, 2] != 0), pc.binary_join_element_wise(text, " vma=", hex_text(v[:, 2]), ""), text)
     return pc.binary_join(pa.ListArray.from_arrays(pa.array(offs), text), "; ")
 
 

@@ -210,6 +210,7 @@ def stream_changes(rd, out: Path, fmts, *, page_rows: dict, progress=None) -> di
     trace = rd.trace
     tw = trace.raw_events("tree_write")
     tables = {n: _Table(out, n, fmts, []) for n in ("changes", "splits", "merges")}
+    tuples = "parquet" not in fmts  # splits/merges keep their VMAs as numbers (see emit)
     memo: dict = {}
     index: list[pd.DataFrame] = []
     sm_index: dict[str, list[pd.DataFrame]] = {"splits": [], "merges": []}
@@ -229,12 +230,15 @@ def stream_changes(rd, out: Path, fmts, *, page_rows: dict, progress=None) -> di
             lo, hi = int(ch["ts"].min()), int(ch["ts_end"].max())
             sl = _TraceSlice(trace, tw, lo, hi)
         for name, fn in (("splits", _splits), ("merges", _merges)):
-            f = fn(sl, ch, pts) if pts else None
+            # CSV only: before/after as the numbers, their text made per column
+            # (the page's sample gets its dicts at the end)
+            f = fn(sl, ch, pts, dicts=not tuples) if pts else None
             if f is None or len(f) == 0:
                 continue
             f = f.copy()
             f.insert(f.columns.get_loc("ret") + 1, "call", _calls(f, 4, memo))
-            tables[name].write(f)
+            cells = {c: vma_text(f[c].tolist(), "vma") for c in ("before", "after")} if tuples else None
+            tables[name].write(f, cells)
             sm_index[name].append(f[SM_INDEX])
             samples["splits_merges"].add(f)
         index.append(ch[CHANGE_INDEX])
@@ -283,7 +287,13 @@ def stream_changes(rd, out: Path, fmts, *, page_rows: dict, progress=None) -> di
     rd._c["split_index"] = cat(sm_index["splits"], SM_INDEX)
     rd._c["merge_index"] = cat(sm_index["merges"], SM_INDEX)
     rd._c["change_sample"] = (samples["changes"].frame(), samples["changes"].total)
-    rd._c["sm_sample"] = (samples["splits_merges"].frame(), samples["splits_merges"].total)
+    sm = samples["splits_merges"].frame()
+    if tuples and len(sm):
+        from ..detect.structure import vma_dicts
+
+        for c in ("before", "after"):
+            sm[c] = vma_dicts(sm[c].tolist())
+    rd._c["sm_sample"] = (sm, samples["splits_merges"].total)
     rd._c["timeline"] = timeline
     rd._c["streamed"] = True
     del n_events
