@@ -33,6 +33,7 @@ _MASK = (1 << 64) - 1
 _ADDR = {"start", "end", "lo", "hi", "at", "vma", "tree", "trees"}
 _VMA_LISTS = {"before", "after"}
 _NEEDS_QUOTE = r'[,"\r\n]'
+_TEXT_TYPES = {str, type(None)}
 _START_END, _PERMS, _VMA = itemgetter("start", "end"), itemgetter("perms"), itemgetter("vma")
 
 
@@ -157,7 +158,8 @@ def _column(df: pd.DataFrame, c: str, sc: list[str] | None, sc_arr: pa.Array | N
             lens = np.fromiter(map(len, vals), dtype=np.int64, count=len(vals))
             flat = [str(v) for v in chain.from_iterable(vals)]
             return _list_join(lens, pa.array(flat, type=pa.string()))
-        if any(not (isinstance(x, str) or x is None or (isinstance(x, float) and x != x)) for x in vals):
+        if not set(map(type, vals)) <= _TEXT_TYPES and any(
+                not (isinstance(x, str) or x is None or (isinstance(x, float) and x != x)) for x in vals):
             raise Unsupported(f"column {c!r}: values that are not text")
         return _text_cells(col)
     if isinstance(col.dtype, pd.CategoricalDtype):
@@ -167,6 +169,11 @@ def _column(df: pd.DataFrame, c: str, sc: list[str] | None, sc_arr: pa.Array | N
 
 def _quote(a: pa.Array) -> pa.Array:
     """Quote as csv.QUOTE_MINIMAL does (doubling quotes inside)."""
+    data = a.buffers()[2] if a.type in (pa.string(), pa.large_string()) else None
+    if data is not None:
+        b = np.frombuffer(data, dtype=np.uint8)
+        if not ((b == 44) | (b == 34) | (b == 13) | (b == 10)).any():  # no , " CR LF in any cell
+            return a
     needs = pc.match_substring_regex(a, _NEEDS_QUOTE)
     if not pc.any(needs).as_py():
         return a

@@ -64,16 +64,21 @@ class Sampler:
     def add(self, df: pd.DataFrame) -> None:
         if len(df) == 0:
             return
-        df = df.assign(_seq=np.arange(self.total, self.total + len(df)))
+        seq = np.arange(self.total, self.total + len(df))
         self.total += len(df)
         by = [c for c in self.by if c in df.columns]
-        for key, g in df.groupby(by, sort=False, observed=True) if by else [((), df)]:
+        # each group's row positions, groups in order of their first row (as groupby(sort=False) yields them);
+        # only the rows kept are copied out of df
+        groups = sorted(df.groupby(by, sort=False, observed=True).indices.items(), key=lambda kv: kv[1][0]) \
+            if by else [((), np.arange(len(df)))]
+        for key, pos in groups:
             st = self._groups.setdefault(key if isinstance(key, tuple) else (key,), [1, 0, [], None])
-            idx = st[1] + np.arange(len(g))
-            keep = g[idx % st[0] == 0].assign(_gi=idx[idx % st[0] == 0])
-            st[1] += len(g)
+            idx = st[1] + np.arange(len(pos))
+            m = idx % st[0] == 0
+            keep = df.iloc[pos[m]].assign(_seq=seq[pos[m]], _gi=idx[m])
+            st[1] += len(pos)
             st[2].append(keep)
-            st[3] = g.iloc[[-1]].assign(_gi=st[1] - 1)
+            st[3] = df.iloc[pos[-1:]].assign(_seq=seq[pos[-1:]], _gi=st[1] - 1)
             self._kept += len(keep)
         while self._kept > 2 * self.cap:
             self._thin()
