@@ -114,6 +114,8 @@ def first_fit(
         return gap
 
 
+_FIELDS = ("ts", "tgid", "tid", "mm", "addr", "length", "low_limit", "high_limit", "align_mask", "align_offset", "flags")
+_CHUNK = 4096  # events whose fields are Python ints at a time
 _COLUMNS = ["ts", "pid", "tid", "addr", "err", "length", "low_limit", "high_limit", "align_mask", "align_offset",
             "topdown", "free", "in_limits", "expected", "agrees", "vmas"]
 
@@ -141,30 +143,45 @@ class UnmappedAreaCheck:
         self.guard = kern.stack_guard_gap
         self.mm_mt = kern.mm_mt
         ev = ev.sort_values("ts", kind="stable")
-        self._l = {c: [int(x) for x in ev[c].tolist()] for c in ("ts", "tgid", "tid", "mm", "addr", "length", "low_limit",
-                                                                  "high_limit", "align_mask", "align_offset", "flags")}
+        # the events' fields as numpy, made Python ints a chunk at a time (_lists)
+        self._ev = {c: ev[c].to_numpy() for c in _FIELDS}
+        self._l: dict = {}
+        self._l0 = -1
         self.at = ev["ts"].to_numpy().astype(np.int64) - 1
-        self._rows: list = [None] * self.n
-        # per event: (kernel's address or None, answer of the v6.4+ rule, of 6.1's)
-        self._answers: list = [None] * self.n
+        # per event: the range held no VMA, it is in the limits, VMAs in the tree, the
+        # answers of the v6.4+ rule and of 6.1's
+        self._free = [True] * self.n
+        self._in_limits = [True] * self.n
+        self._nvmas = [0] * self.n
+        self._exp: list = [None] * self.n
+        self._exp61: list = [None] * self.n
+
+    def _lists(self, k: int) -> int:
+        """Make event ``k``'s chunk of fields Python lists (``_l``); returns ``k``'s index in it."""
+        k0 = k - k % _CHUNK
+        if k0 != self._l0:
+            self._l = {c: [int(x) for x in v[k0:k0 + _CHUNK].tolist()] for c, v in self._ev.items()}
+            self._l0 = k0
+        return k - k0
 
     def __call__(self, engine, k: int) -> None:
         """Check event ``k`` against the trees of ``engine`` (those of ``at[k]``)."""
         from ..model.vmatree import V_FLAGS, join_pieces
 
+        j = self._lists(k)
         L = self._l
-        mm = L["mm"][k]
+        mm = L["mm"][j]
         # The search runs on current->mm, which during exec is already the new
         # mm while the process is still bound to the old one: look the tree up
         # by its pointer.
         tree = engine.trees.get(mm + self.mm_mt) if mm else None
         if tree is None:
-            tree = engine.tree_of(L["tgid"][k])
+            tree = engine.tree_of(L["tgid"][j])
         v3 = [(s, e, v[V_FLAGS]) for s, e, v in join_pieces(tree.starts, tree.ends, tree.vals)] if tree is not None else []
-        addr = L["addr"][k]
-        err = addr - _ERR if addr >= _ERR - 4095 else 0
-        length, low, high, amask, aoff = (L[c][k] for c in ("length", "low_limit", "high_limit", "align_mask", "align_offset"))
-        topdown = bool(L["flags"][k] & VM_UNMAPPED_AREA_TOPDOWN)
+        addr = L["addr"][j]
+        err = addr >= _ERR - 4095
+        length, low, high, amask, aoff = (L[c][j] for c in ("length", "low_limit", "high_limit", "align_mask", "align_offset"))
+        topdown = bool(L["flags"][j] & VM_UNMAPPED_AREA_TOPDOWN)
         # Both rules of the low limit (first_fit's clamp_low): which one this
         # kernel follows is decided in frame(), from the whole trace.  They
         # differ only for a low limit below mmap_min_addr, and top-down only
@@ -177,17 +194,15 @@ class UnmappedAreaCheck:
         else:
             exp_61 = first_fit(v3, length, low, high, amask, aoff, topdown, mmap_min_addr=self.mmap_min,
                                guard=self.guard, clamp_low=False)
-        if err:
-            free = in_limits = True
-        else:
+        if not err:
             end = addr + length
             # v3 is sorted and disjoint: only the last VMA starting below end can overlap
             i = bisect_left(v3, (end,)) - 1
-            free = i < 0 or v3[i][1] <= addr
-            in_limits = low <= addr and end <= high and ((addr - aoff) & amask) == 0
-        self._answers[k] = (None if err else addr, exp, exp_61)
-        self._rows[k] = (L["ts"][k], L["tgid"][k], L["tid"][k], 0 if err else addr, err, length, low, high, amask,
-                         aoff, topdown, free, in_limits, len(v3))
+            self._free[k] = i < 0 or v3[i][1] <= addr
+            self._in_limits[k] = low <= addr and end <= high and ((addr - aoff) & amask) == 0
+        self._exp[k] = exp
+        self._exp61[k] = exp_61
+        self._nvmas[k] = len(v3)
 
     def frame(self) -> pd.DataFrame:
         """The rows of :func:`unmapped_area_check`, once every event was checked."""
@@ -199,16 +214,28 @@ class UnmappedAreaCheck:
         # mm/mmap.c start at the caller's low_limit.  The rules give different
         # answers only in a nearly full address space; one answer that only 6.1's
         # rule gives says the kernel follows it, and then all of the trace must.
-        old_rule = any(got == e61 and got != e for got, e, e61 in self._answers)
-        cols = list(zip(*self._rows))
-        expected, agrees = [], []
-        for (got, e, e61), free, in_limits in zip(self._answers, cols[11], cols[12]):
-            exp = e61 if old_rule else e
-            expected.append(exp or 0)
-            agrees.append((exp is None) if got is None else (free and in_limits and exp == got))
-        data = dict(zip(_COLUMNS[:13], cols[:13]))
-        data.update(expected=expected, agrees=agrees, vmas=cols[13])
-        return pd.DataFrame({c: list(data[c]) for c in _COLUMNS}, columns=_COLUMNS)
+        ev = self._ev
+        addr = ev["addr"].astype(np.uint64)
+        err_m = addr >= np.uint64(_ERR - 4095)
+        got = np.where(err_m, np.uint64(0), addr).tolist()  # the kernel's address (0: -errno)
+        is_err = err_m.tolist()
+        old_rule = any(g == e61 and g != e for g, e, e61 in zip((None if x else g for g, x in zip(got, is_err)),
+                                                               self._exp, self._exp61))
+        exp = self._exp61 if old_rule else self._exp
+        agrees = [(e is None) if x else (f and il and e == g)
+                  for g, x, e, f, il in zip(got, is_err, exp, self._free, self._in_limits)]
+        # Python ints per column, as the rows were: pandas picks each column's dtype from the values
+        data = {
+            "ts": ev["ts"].tolist(), "pid": ev["tgid"].tolist(), "tid": ev["tid"].tolist(), "addr": got,
+            "err": np.where(err_m, addr.view(np.int64), 0).tolist(),  # -errno: addr - 2**64
+            "length": ev["length"].tolist(), "low_limit": ev["low_limit"].tolist(),
+            "high_limit": ev["high_limit"].tolist(), "align_mask": ev["align_mask"].tolist(),
+            "align_offset": ev["align_offset"].tolist(),
+            "topdown": ((ev["flags"].astype(np.uint64) & np.uint64(VM_UNMAPPED_AREA_TOPDOWN)) != 0).tolist(),
+            "free": self._free, "in_limits": self._in_limits, "expected": [e or 0 for e in exp], "agrees": agrees,
+            "vmas": self._nvmas,
+        }
+        return pd.DataFrame(data, columns=_COLUMNS)
 
 
 def unmapped_area_check(trace, fed: UnmappedAreaCheck | None = None) -> pd.DataFrame:

@@ -109,15 +109,48 @@ class Sampler:
         return df.drop(columns=["_seq", "_gi"])
 
 
+class _Writes:
+    """The trace's maple tree writes, the columns :func:`mmtrace.detect.structure.write_sequences`
+    reads, by ts range through the one windowed reader (:class:`mmtrace.trace.windows.KindReader`:
+    a few parts decoded at a time, not the whole table)."""
+
+    COLUMNS = ["ts", "tree", "tid", "fn", "index", "last", "val"]
+
+    def __init__(self, trace) -> None:
+        from ..trace.windows import KindReader
+
+        self._code: dict[str, int] = {}
+        self.reader = KindReader(trace, "tree_write", self.COLUMNS, self._decode)
+
+    def _decode(self, getcol, n: int) -> dict[str, np.ndarray]:
+        from ..trace.windows import num, strings
+
+        codes, names = strings(getcol("fn"))
+        lut = np.array([self._code.setdefault(x, len(self._code)) for x in names] + [0], np.int32)
+        nan = self._code.setdefault("nan", len(self._code)) if (codes < 0).any() else 0
+        out = {c: num(getcol(c), c) for c in self.COLUMNS if c != "fn"}
+        out["fn"] = np.where(codes < 0, nan, lut[codes])
+        return out
+
+    def between(self, lo: int, hi: int) -> pd.DataFrame:
+        """The writes with ``lo <= ts <= hi``, sorted by ts, as ``raw_events("tree_write")`` has them."""
+        cols = self.reader.between(lo - 1, hi)
+        cats = list(self._code)
+        if cols is None:
+            return pd.DataFrame({c: pd.Categorical([], categories=cats) if c == "fn" else np.zeros(0, np.uint64)
+                                 for c in self.COLUMNS})
+        df = pd.DataFrame({c: cols[c] for c in self.COLUMNS if c != "fn"})
+        df["fn"] = pd.Categorical.from_codes(cols["fn"], categories=cats)
+        return df
+
+
 class _TraceSlice:
     """The trace, with ``raw_events("tree_write")`` cut to ``[lo, hi]`` ns: what
     :func:`mmtrace.detect.structure.write_sequences` reads for one window."""
 
-    def __init__(self, trace, tw: pd.DataFrame, lo: int, hi: int) -> None:
+    def __init__(self, trace, writes: _Writes, lo: int, hi: int) -> None:
         self._trace = trace
-        ts = tw["ts"].to_numpy(np.int64) if len(tw) else np.zeros(0, np.int64)
-        a, b = np.searchsorted(ts, lo, side="left"), np.searchsorted(ts, hi, side="right")
-        self._tw = tw.iloc[a:b]
+        self._tw = writes.between(lo, hi)
 
     def raw_events(self, kind: str) -> pd.DataFrame:
         return self._tw if kind == "tree_write" else self._trace.raw_events(kind)
@@ -213,7 +246,7 @@ def stream_changes(rd, out: Path, fmts, *, page_rows: dict, progress=None) -> di
     from .frames import _calls, _comm, _EMPTY_CHANGES
 
     trace = rd.trace
-    tw = trace.raw_events("tree_write")
+    tw = _Writes(trace)
     tables = {n: _Table(out, n, fmts, []) for n in ("changes", "splits", "merges")}
     tuples = "parquet" not in fmts  # splits/merges keep their VMAs as numbers (see emit)
     memo: dict = {}
