@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from .vmatree import perms_column
 
-__all__ = ["hex_text", "flat_vmas", "vma_text", "changes_arrow", "write_changes_csv"]
+__all__ = ["hex_text", "flat_vmas", "vma_text", "vma_texts", "changes_arrow", "write_changes_csv"]
 
 _NIB = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _ADDR = ("tree", "lo", "hi", "arg0")
@@ -66,34 +66,50 @@ def flat_vmas(col) -> tuple[np.ndarray, np.ndarray]:
     return offs, v
 
 
-def vma_text(col, with_ptr: bool | str = False) -> pa.Array:
-    """One text cell per row: its VMAs (start, end, vma, vm_flags) as
-    ``0xS-0xE perms[ vma=0x.. flags=0x..]``, "; "-joined; ``with_ptr``
-    ``"vma"``: ``0xS-0xE perms[ vma=0x..]``, the pointer where not 0 (as the
+def vma_texts(col, forms=("plain",)) -> dict[str, pa.Array]:
+    """Text cells of a column of VMA lists ((start, end, vma, vm_flags) tuples), one
+    per row, its VMAs "; "-joined, in each of ``forms`` (the column read once):
+    ``plain`` ``0xS-0xE perms``; ``full`` ``0xS-0xE perms vma=0x.. flags=0x..``;
+    ``vma`` ``0xS-0xE perms[ vma=0x..]``, the pointer where not 0 (as the
     report writes the VMA dicts of splits and merges)."""
     offs, v = flat_vmas(col)
-    offs = offs.astype(np.int32)
+    offs = pa.array(offs.astype(np.int32))
     perms = pa.array(perms_column(v[:, 3]), type=pa.string())
-    parts = [hex_text(v[:, 0]), "-", hex_text(v[:, 1]), " ", perms]
-    if with_ptr is True:
-        parts += [" vma=", hex_text(v[:, 2]), " flags=", hex_text(v[:, 3])]
-    text = pc.binary_join_element_wise(*parts, "")
-    if with_ptr == "vma":
-        text = pc.if_else(pa.array(v[:, 2] != 0), pc.binary_join_element_wise(text, " vma=", hex_text(v[:, 2]), ""), text)
-    return pc.binary_join(pa.ListArray.from_arrays(pa.array(offs), text), "; ")
+    base = pc.binary_join_element_wise(hex_text(v[:, 0]), "-", hex_text(v[:, 1]), " ", perms, "")
+    out = {}
+    for f in forms:
+        if f == "plain":
+            text = base
+        elif f == "full":
+            text = pc.binary_join_element_wise(base, " vma=", hex_text(v[:, 2]), " flags=", hex_text(v[:, 3]), "")
+        elif f == "vma":
+            text = pc.if_else(pa.array(v[:, 2] != 0), pc.binary_join_element_wise(base, " vma=", hex_text(v[:, 2]), ""),
+                              base)
+        else:
+            raise ValueError(f"unknown form {f!r}: plain, full or vma")
+        out[f] = pc.binary_join(pa.ListArray.from_arrays(offs, text), "; ")
+    return out
+
+
+def vma_text(col, with_ptr: bool | str = False) -> pa.Array:
+    """:func:`vma_texts` of one form: ``plain`` (``with_ptr`` False), ``full`` (True) or ``vma``."""
+    form = "full" if with_ptr is True else "vma" if with_ptr == "vma" else "plain"
+    return vma_texts(col, (form,))[form]
 
 
 def changes_arrow(ch: pd.DataFrame) -> pa.Table:
     """``changes()`` as flat Arrow columns: numbers stay numbers (``tree``,
     ``lo``, ``hi``, ``arg0`` as hex text), ``before``/``after`` as
     ``0xS-0xE perms; ...`` and ``before_vmas``/``after_vmas`` with the VMA
-    pointer and vm_flags too."""
+    pointer and vm_flags too (each side's VMAs read once for both)."""
     cols = {}
+    texts = {}
     for c in ch.columns:
-        if c in ("before", "after"):
-            cols[c] = vma_text(ch[f"{c}_vmas"].tolist(), False)
-        elif c in ("before_vmas", "after_vmas"):
-            cols[c] = vma_text(ch[c].tolist(), True)
+        side = c.removesuffix("_vmas")
+        if side in ("before", "after") and f"{side}_vmas" in ch.columns:
+            if side not in texts:
+                texts[side] = vma_texts(ch[f"{side}_vmas"].tolist(), ("plain", "full"))
+            cols[c] = texts[side]["plain" if c == side else "full"]
         elif c in _ADDR:
             cols[c] = hex_text(ch[c].to_numpy())
         elif ch[c].dtype == object:
