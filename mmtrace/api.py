@@ -188,13 +188,15 @@ class Trace(TraceFile):
         df.insert(2, "comm", self.comm_at(df["pid"], df["ts"]))
         return df.sort_values("ts", kind="stable", ignore_index=True)
 
-    def unmapped_area_check(self) -> pd.DataFrame:
+    def unmapped_area_check(self, fed=None) -> pd.DataFrame:
         """Each ``mmap:vm_unmapped_area`` checked against a first-fit search of the rebuilt
-        tree.  See :func:`mmtrace.detect.unmapped_area_check` for columns."""
+        tree.  See :func:`mmtrace.detect.unmapped_area_check` for columns; ``fed``:
+        an :class:`mmtrace.detect.unmapped_area.UnmappedAreaCheck` a replay already
+        answered (the report's changes pass), else the model replays once here."""
         from .detect import unmapped_area_check
 
         def check() -> pd.DataFrame:
-            u = unmapped_area_check(self)
+            u = unmapped_area_check(self, fed)
             u["possibly_stale"] = self.after_gaps(u).to_numpy(bool)  # the tree may miss changes there
             return u
 

@@ -50,3 +50,50 @@ def assert_same_report(path, tmp: Path, *, window: int | None = None) -> int:
         b = (tmp / "streamed" / f"{name}.csv").read_bytes()
         assert a == b, name
     return (tmp / "whole" / "changes.csv").read_bytes().count(b"\n") - 1
+
+
+class OldSampler:
+    """:class:`mmtrace.report.stream.Sampler`'s ``add`` as it was (main at b423de2: each
+    group's rows copied out of a copy of the chunk); the rest is the new class's."""
+
+    def __new__(cls, cap: int, by=("pid", "kind", "cause")):
+        import numpy as np
+
+        from mmtrace.report.stream import Sampler
+
+        s = Sampler(cap, by)
+
+        def add(df):
+            if len(df) == 0:
+                return
+            df = df.assign(_seq=np.arange(s.total, s.total + len(df)))
+            s.total += len(df)
+            by_ = [c for c in s.by if c in df.columns]
+            for key, g in df.groupby(by_, sort=False, observed=True) if by_ else [((), df)]:
+                st = s._groups.setdefault(key if isinstance(key, tuple) else (key,), [1, 0, [], None])
+                idx = st[1] + np.arange(len(g))
+                keep = g[idx % st[0] == 0].assign(_gi=idx[idx % st[0] == 0])
+                st[1] += len(g)
+                st[2].append(keep)
+                st[3] = g.iloc[[-1]].assign(_gi=st[1] - 1)
+                s._kept += len(keep)
+            while s._kept > 2 * s.cap:
+                s._thin()
+
+        s.add = add
+        return s
+
+
+def assert_same_samples(frames, cap: int, by=("pid", "kind", "cause")) -> int:
+    """The new and the old Sampler fed the same chunks keep the same rows; returns the rows kept."""
+    import pandas as pd
+
+    from mmtrace.report.stream import Sampler
+
+    new, old = Sampler(cap, by), OldSampler(cap, by)
+    for f in frames:
+        new.add(f)
+        old.add(f)
+    a, b = new.frame(), old.frame()
+    pd.testing.assert_frame_equal(a, b)
+    return len(a)

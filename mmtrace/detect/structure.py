@@ -16,10 +16,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..events.flags import perms
 from ..model.names import comm_at
 
-__all__ = ["split_merge_points", "split_merge_table", "split_merge_counts", "splits", "merges", "write_sequences"]
+__all__ = ["split_merge_points", "split_merge_table", "split_merge_counts", "splits", "merges", "write_sequences",
+           "vma_dicts"]
 
 _OUT_COLUMNS = [
     "ts", "ts_end", "pid", "tid", "comm", "cause", "syscall", "arg0", "arg1", "arg2", "arg3", "ret",
@@ -132,44 +132,96 @@ def split_merge_points(
     return tuple([p for p, k in zip(x, w) if k == what] for what in (0, 1, 2))
 
 
+_SHOWN = 32  # writes shown per change, then "; ... N more"
+_SPAN_VEC = 4096  # changes spanning more writes than this are looked at one by one
+
+
 def write_sequences(trace, ch: pd.DataFrame) -> list[str]:
     """For each change row, the maple tree writes that showed it, as text.
 
     ``fn [index, last] = val`` per store on the change's tree between its
-    first and last event, by the same thread (kernel paths: any thread).
+    first and last event, by the same thread (kernel paths: any thread),
+    the first 32 of them (then ``; ... N more``).  Columnar: the writes in
+    each change's span are picked with numpy and their text made by Arrow
+    kernels, joined per change.
     """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from ..model.tables import hex_text
+
     tw = trace.raw_events("tree_write")
     if len(tw) == 0 or len(ch) == 0:
         return [""] * len(ch)
     tw = tw.sort_values("ts", kind="stable")
     ts = tw["ts"].to_numpy(np.int64)
+    n = len(ch)
     # each change's [ts, ts_end] as index ranges into the sorted writes, all at once
-    lo_ix = np.searchsorted(ts, ch["ts"].to_numpy(np.int64), side="left").tolist()
-    hi_ix = np.searchsorted(ts, ch["ts_end"].to_numpy(np.int64), side="right").tolist()
-    tree = tw["tree"].to_numpy(np.uint64).tolist()
-    tid = tw["tid"].to_numpy(np.int64).tolist()
-    fn = tw["fn"].astype(str).tolist()
-    idx = tw["index"].to_numpy(np.uint64).tolist()
-    last = tw["last"].to_numpy(np.uint64).tolist()
-    val = tw["val"].to_numpy(np.uint64).tolist()
-    out = []
-    for a, b, r_tree, r_tid, r_sc in zip(lo_ix, hi_ix, ch["tree"].to_numpy(np.uint64).tolist(),
-                                         ch["tid"].to_numpy(np.int64).tolist(), ch["syscall"].tolist()):
-        if r_sc:
-            sel = [i for i in range(a, b) if tree[i] == r_tree and tid[i] == r_tid]
-        else:
-            sel = [i for i in range(a, b) if tree[i] == r_tree]
-        text = "; ".join(
-            f"{fn[i]} [{idx[i]:#x}, {last[i]:#x}] = {val[i]:#x}" if val[i] else f"{fn[i]} [{idx[i]:#x}, {last[i]:#x}] = NULL"
-            for i in sel[:32]
-        )
-        out.append(text + (f"; ... {len(sel) - 32} more" if len(sel) > 32 else ""))
+    lo_ix = np.searchsorted(ts, ch["ts"].to_numpy(np.int64), side="left")
+    hi_ix = np.searchsorted(ts, ch["ts_end"].to_numpy(np.int64), side="right")
+    cnt = np.maximum(hi_ix - lo_ix, 0)
+    tree = tw["tree"].to_numpy(np.uint64)
+    tid = tw["tid"].to_numpy(np.int64)
+    r_tree = ch["tree"].to_numpy(np.uint64)
+    r_tid = ch["tid"].to_numpy(np.int64)
+    by_tid = np.array([bool(x) for x in ch["syscall"].tolist()], dtype=bool)
+    small = cnt <= _SPAN_VEC
+    # (change, write) pairs of the small spans, in change then ts order
+    rows = np.flatnonzero(small)
+    c = cnt[rows]
+    r = np.repeat(rows, c)
+    start = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum(c, out=start[1:])
+    i = lo_ix[r] + (np.arange(len(r)) - np.repeat(start[:-1], c))
+    for k in np.flatnonzero(~small).tolist():  # long spans: the pairs found one change at a time
+        span = np.arange(lo_ix[k], hi_ix[k])
+        m = (tree[span] == r_tree[k]) & (~by_tid[k] | (tid[span] == r_tid[k]))
+        i = np.concatenate([i, span[m]])
+        r = np.concatenate([r, np.full(int(m.sum()), k, np.int64)])
+    if (~small).any():
+        o = np.argsort(r, kind="stable")
+        r, i = r[o], i[o]
+    m = (tree[i] == r_tree[r]) & (~by_tid[r] | (tid[i] == r_tid[r]))
+    r, i = r[m], i[m]
+    sel = np.bincount(r, minlength=n)
+    first = np.zeros(n + 1, np.int64)
+    np.cumsum(sel, out=first[1:])
+    keep = (np.arange(len(r)) - first[r]) < _SHOWN
+    r, i = r[keep], i[keep]
+    fn = tw["fn"]
+    if isinstance(fn.dtype, pd.CategoricalDtype):
+        codes = fn.cat.codes.to_numpy()
+        names = [str(x) for x in fn.cat.categories.tolist()] + ["nan"]
+        codes = np.where(codes < 0, len(names) - 1, codes)
+    else:
+        codes, uniq = pd.factorize(fn.astype(str))
+        names = [str(x) for x in uniq]
+    val = tw["val"].to_numpy(np.uint64)[i]
+    text = pc.binary_join_element_wise(
+        pa.array(names, type=pa.string()).take(pa.array(codes[i])), " [",
+        hex_text(tw["index"].to_numpy(np.uint64)[i]), ", ", hex_text(tw["last"].to_numpy(np.uint64)[i]), "] = ",
+        pc.if_else(pa.array(val != 0), hex_text(val), "NULL"), "")
+    offs = np.zeros(n + 1, np.int32)
+    np.cumsum(np.minimum(sel, _SHOWN), out=offs[1:])
+    out = pc.binary_join(pa.ListArray.from_arrays(pa.array(offs), text), "; ").to_pylist()
+    for k in np.flatnonzero(sel > _SHOWN).tolist():
+        out[k] += f"; ... {int(sel[k]) - _SHOWN} more"
     return out
 
 
-def _fmt_vmas(vmas: list[tuple]) -> list[dict]:
-    return [{"start": int(s), "end": int(e), "perms": perms(int(f)), "vm_flags": int(f), "vma": int(p)}
-            for s, e, p, f in vmas]
+def vma_dicts(col) -> list[list[dict]]:
+    """Each row's VMAs ((start, end, vma pointer, vm_flags) tuples) as
+    {start, end, perms, vm_flags, vma} dicts; the numbers read and the perms
+    made for the whole column at once."""
+    from ..model.tables import flat_vmas
+    from ..model.vmatree import perms_column
+
+    offs, v = flat_vmas(col)
+    st, en, ptr, fl = (v[:, k].tolist() for k in range(4))
+    dicts = [{"start": s, "end": e, "perms": p, "vm_flags": f, "vma": q}
+             for s, e, p, f, q in zip(st, en, perms_column(v[:, 3]).tolist(), fl, ptr)]
+    o = offs.tolist()
+    return [dicts[o[k]:o[k + 1]] for k in range(len(o) - 1)]
 
 
 _WHOLE_TREE = ("fork_copy", "exec_setup", "exit")  # trees copied, built or torn down: no splits or merges
@@ -208,7 +260,7 @@ def split_merge_table(ch: pd.DataFrame) -> list[tuple[int, list[int], list[int],
     return out
 
 
-def _found(trace, ch: pd.DataFrame, what: str, points=None) -> pd.DataFrame:
+def _found(trace, ch: pd.DataFrame, what: str, points=None, dicts: bool = True) -> pd.DataFrame:
     if points is None:
         points = split_merge_table(ch)
     picked = []
@@ -223,8 +275,9 @@ def _found(trace, ch: pd.DataFrame, what: str, points=None) -> pd.DataFrame:
     df["kind"] = [k for _, k, _ in picked]
     df["count"] = [len(p) for _, _, p in picked]
     df["at"] = [[int(x) for x in p] for _, _, p in picked]
-    df["before"] = [_fmt_vmas(v) for v in src["before_vmas"].tolist()]
-    df["after"] = [_fmt_vmas(v) for v in src["after_vmas"].tolist()]
+    for side in ("before", "after"):
+        v = src[f"{side}_vmas"].tolist()
+        df[side] = vma_dicts(v) if dicts else v
     df["writes"] = write_sequences(trace, src)
     df["comm"] = comm_at(trace, df["pid"], df["ts"])
     return df[_OUT_COLUMNS]
@@ -255,7 +308,7 @@ def split_merge_counts(ch: pd.DataFrame, points=None) -> pd.DataFrame:
     return df.groupby("pid", sort=False, as_index=False).sum()
 
 
-def splits(trace, ch: pd.DataFrame | None = None, points=None) -> pd.DataFrame:
+def splits(trace, ch: pd.DataFrame | None = None, points=None, *, dicts: bool = True) -> pd.DataFrame:
     """One row per change that split VMAs.
 
     Columns: ``ts``, ``ts_end``, ``pid``, ``tid``, ``comm``, ``cause``
@@ -265,12 +318,15 @@ def splits(trace, ch: pd.DataFrame | None = None, points=None) -> pd.DataFrame:
     {start, end, perms, vm_flags, vma} of the VMAs that went away /
     appeared), ``writes`` (the maple tree writes that showed it).
     ``points``: :func:`split_merge_table` of ``ch``, if already made.
+    ``dicts`` False: ``before``/``after`` hold the (start, end, vma pointer,
+    vm_flags) tuples of ``before_vmas``/``after_vmas`` instead (what
+    :func:`vma_dicts` makes the dicts of; the report's CSV reads the numbers).
     """
-    return _found(trace, trace.changes() if ch is None else ch, "split", points)
+    return _found(trace, trace.changes() if ch is None else ch, "split", points, dicts)
 
 
-def merges(trace, ch: pd.DataFrame | None = None, points=None) -> pd.DataFrame:
-    """One row per change that merged VMAs; columns as :func:`splits`, with
+def merges(trace, ch: pd.DataFrame | None = None, points=None, *, dicts: bool = True) -> pd.DataFrame:
+    """One row per change that merged VMAs; columns (and ``dicts``) as :func:`splits`, with
     ``kind`` "merge" (adjacent VMAs joined) or "new_range_merge" (a new
     range taken into an existing neighbour)."""
-    return _found(trace, trace.changes() if ch is None else ch, "merge", points)
+    return _found(trace, trace.changes() if ch is None else ch, "merge", points, dicts)

@@ -10,13 +10,15 @@ alignment, and the stack guard gap of VM_GROWSDOWN neighbours).
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 import numpy as np
 import pandas as pd
 
 from ..events.flags import VM_GROWSDOWN, VM_UNMAPPED_AREA_TOPDOWN
 from ..trace.kernelinfo import KernelInfo
 
-__all__ = ["unmapped_area_check", "first_fit"]
+__all__ = ["unmapped_area_check", "first_fit", "UnmappedAreaCheck"]
 
 _ERR = 1 << 64
 
@@ -112,7 +114,131 @@ def first_fit(
         return gap
 
 
-def unmapped_area_check(trace) -> pd.DataFrame:
+_FIELDS = ("ts", "tgid", "tid", "mm", "addr", "length", "low_limit", "high_limit", "align_mask", "align_offset", "flags")
+_CHUNK = 4096  # events whose fields are Python ints at a time
+_COLUMNS = ["ts", "pid", "tid", "addr", "err", "length", "low_limit", "high_limit", "align_mask", "align_offset",
+            "topdown", "free", "in_limits", "expected", "agrees", "vmas"]
+
+
+class UnmappedAreaCheck:
+    """The check of every ``vm_unmapped_area`` event of ``trace``, fed by a replay.
+
+    :attr:`at` holds, per event (in ts order), the instant whose trees the
+    kernel searched: every change before the event (the search runs before
+    the new VMA is stored).  A replay calls the object as ``check(engine, k)``
+    when its trees are those of ``at[k]`` (:meth:`mmtrace.model.replay.Engine.apply_probed`,
+    e.g. through ``iter_changes(trace, probe=(check.at, check))``, so that the
+    changes pass answers it); :meth:`frame` then gives the rows of
+    :func:`unmapped_area_check`.
+    """
+
+    def __init__(self, trace) -> None:
+        ev = trace.raw_events("unmapped_area")
+        self.n = len(ev)
+        if self.n == 0:
+            self.at = np.zeros(0, np.int64)
+            return
+        kern = KernelInfo(trace.metadata)
+        self.mmap_min = kern.mmap_min_addr
+        self.guard = kern.stack_guard_gap
+        self.mm_mt = kern.mm_mt
+        ev = ev.sort_values("ts", kind="stable")
+        # the events' fields as numpy, made Python ints a chunk at a time (_lists)
+        self._ev = {c: ev[c].to_numpy() for c in _FIELDS}
+        self._l: dict = {}
+        self._l0 = -1
+        self.at = ev["ts"].to_numpy().astype(np.int64) - 1
+        # per event: the range held no VMA, it is in the limits, VMAs in the tree, the
+        # answers of the v6.4+ rule and of 6.1's
+        self._free = [True] * self.n
+        self._in_limits = [True] * self.n
+        self._nvmas = [0] * self.n
+        self._exp: list = [None] * self.n
+        self._exp61: list = [None] * self.n
+
+    def _lists(self, k: int) -> int:
+        """Make event ``k``'s chunk of fields Python lists (``_l``); returns ``k``'s index in it."""
+        k0 = k - k % _CHUNK
+        if k0 != self._l0:
+            self._l = {c: [int(x) for x in v[k0:k0 + _CHUNK].tolist()] for c, v in self._ev.items()}
+            self._l0 = k0
+        return k - k0
+
+    def __call__(self, engine, k: int) -> None:
+        """Check event ``k`` against the trees of ``engine`` (those of ``at[k]``)."""
+        from ..model.vmatree import V_FLAGS, join_pieces
+
+        j = self._lists(k)
+        L = self._l
+        mm = L["mm"][j]
+        # The search runs on current->mm, which during exec is already the new
+        # mm while the process is still bound to the old one: look the tree up
+        # by its pointer.
+        tree = engine.trees.get(mm + self.mm_mt) if mm else None
+        if tree is None:
+            tree = engine.tree_of(L["tgid"][j])
+        v3 = [(s, e, v[V_FLAGS]) for s, e, v in join_pieces(tree.starts, tree.ends, tree.vals)] if tree is not None else []
+        addr = L["addr"][j]
+        err = addr >= _ERR - 4095
+        length, low, high, amask, aoff = (L[c][j] for c in ("length", "low_limit", "high_limit", "align_mask", "align_offset"))
+        topdown = bool(L["flags"][j] & VM_UNMAPPED_AREA_TOPDOWN)
+        # Both rules of the low limit (first_fit's clamp_low): which one this
+        # kernel follows is decided in frame(), from the whole trace.  They
+        # differ only for a low limit below mmap_min_addr, and top-down only
+        # when the clamped search fails: a gap that fits above mmap_min_addr is
+        # the first from the top either way, and the top-down answer depends on
+        # the gap's end and its neighbours, not on where the search may start.
+        exp = first_fit(v3, length, low, high, amask, aoff, topdown, mmap_min_addr=self.mmap_min, guard=self.guard)
+        if low >= self.mmap_min or (topdown and exp is not None):
+            exp_61 = exp
+        else:
+            exp_61 = first_fit(v3, length, low, high, amask, aoff, topdown, mmap_min_addr=self.mmap_min,
+                               guard=self.guard, clamp_low=False)
+        if not err:
+            end = addr + length
+            # v3 is sorted and disjoint: only the last VMA starting below end can overlap
+            i = bisect_left(v3, (end,)) - 1
+            self._free[k] = i < 0 or v3[i][1] <= addr
+            self._in_limits[k] = low <= addr and end <= high and ((addr - aoff) & amask) == 0
+        self._exp[k] = exp
+        self._exp61[k] = exp_61
+        self._nvmas[k] = len(v3)
+
+    def frame(self) -> pd.DataFrame:
+        """The rows of :func:`unmapped_area_check`, once every event was checked."""
+        if self.n == 0:
+            return pd.DataFrame(columns=_COLUMNS)
+        # Feature check, from the trace itself: since v6.4 ("mm: move
+        # 'mmap_min_addr' logic from callers into vm_unmapped_area()") the search
+        # never starts below mmap_min_addr; 6.1's unmapped_area{,_topdown}() in
+        # mm/mmap.c start at the caller's low_limit.  The rules give different
+        # answers only in a nearly full address space; one answer that only 6.1's
+        # rule gives says the kernel follows it, and then all of the trace must.
+        ev = self._ev
+        addr = ev["addr"].astype(np.uint64)
+        err_m = addr >= np.uint64(_ERR - 4095)
+        got = np.where(err_m, np.uint64(0), addr).tolist()  # the kernel's address (0: -errno)
+        is_err = err_m.tolist()
+        old_rule = any(g == e61 and g != e for g, e, e61 in zip((None if x else g for g, x in zip(got, is_err)),
+                                                               self._exp, self._exp61))
+        exp = self._exp61 if old_rule else self._exp
+        agrees = [(e is None) if x else (f and il and e == g)
+                  for g, x, e, f, il in zip(got, is_err, exp, self._free, self._in_limits)]
+        # Python ints per column, as the rows were: pandas picks each column's dtype from the values
+        data = {
+            "ts": ev["ts"].tolist(), "pid": ev["tgid"].tolist(), "tid": ev["tid"].tolist(), "addr": got,
+            "err": np.where(err_m, addr.view(np.int64), 0).tolist(),  # -errno: addr - 2**64
+            "length": ev["length"].tolist(), "low_limit": ev["low_limit"].tolist(),
+            "high_limit": ev["high_limit"].tolist(), "align_mask": ev["align_mask"].tolist(),
+            "align_offset": ev["align_offset"].tolist(),
+            "topdown": ((ev["flags"].astype(np.uint64) & np.uint64(VM_UNMAPPED_AREA_TOPDOWN)) != 0).tolist(),
+            "free": self._free, "in_limits": self._in_limits, "expected": [e or 0 for e in exp], "agrees": agrees,
+            "vmas": self._nvmas,
+        }
+        return pd.DataFrame(data, columns=_COLUMNS)
+
+
+def unmapped_area_check(trace, fed: UnmappedAreaCheck | None = None) -> pd.DataFrame:
     """One row per ``vm_unmapped_area`` event.
 
     Columns: ``ts``, ``pid``, ``tid``, ``addr`` (what the kernel returned;
@@ -122,65 +248,18 @@ def unmapped_area_check(trace) -> pd.DataFrame:
     tree), ``in_limits`` (inside [low_limit, high_limit) and aligned as
     asked), ``expected`` (the first-fit answer of the rebuilt tree, 0 for
     -ENOMEM), ``agrees`` (free, in limits, and equal to ``expected``),
-    ``vmas`` (VMAs in the rebuilt tree at that instant).
+    ``vmas`` (VMAs in the rebuilt tree at that instant).  ``fed``: an
+    :class:`UnmappedAreaCheck` of ``trace`` another replay already fed (the
+    report's changes pass); else one replay of the model is made here.
     """
-    from ..model.model import model_of
+    if fed is None:
+        from ..model.model import model_of
 
-    ev = trace.raw_events("unmapped_area")
-    cols = ["ts", "pid", "tid", "addr", "err", "length", "low_limit", "high_limit", "align_mask", "align_offset",
-            "topdown", "free", "in_limits", "expected", "agrees", "vmas"]
-    if len(ev) == 0:
-        return pd.DataFrame(columns=cols)
-    kern = KernelInfo(trace.metadata)
-    mmap_min = kern.mmap_min_addr
-    guard = kern.stack_guard_gap
-    model = model_of(trace)
-    mm_mt = kern.mm_mt
-    # The search runs on current->mm, which during exec is already the new
-    # mm while the process is still bound to the old one: look the tree up
-    # by its pointer, at the instant just before the event.
-    ev = ev.sort_values("ts", kind="stable")
-    engine = model.engine()
-    rows = []
-    answers = []  # (kernel's address or None, answer of the v6.4+ rule, of 6.1's)
-    for r in ev.itertuples(index=False):
-        engine.run(max(model._pos(int(r.ts) - 1), engine.pos))
-        tree = engine.trees.get(int(r.mm) + mm_mt) if int(r.mm) else None
-        if tree is None:
-            tree = engine.tree_of(int(r.tgid))
-        vmas = [(v.start, v.end, v.vm_flags, v.vma) for v in tree.vmas()] if tree is not None else []
-        addr = int(r.addr)
-        err = addr - _ERR if addr >= _ERR - 4095 else 0
-        length = int(r.length)
-        topdown = bool(int(r.flags) & VM_UNMAPPED_AREA_TOPDOWN)
-        v3 = [(s, e, f) for s, e, f, _ in vmas]
-        # Both rules of the low limit (first_fit's clamp_low): which one
-        # this kernel follows is decided below, from the whole trace.
-        exp, exp_61 = (first_fit(v3, length, int(r.low_limit), int(r.high_limit), int(r.align_mask),
-                                 int(r.align_offset), topdown, mmap_min_addr=mmap_min, guard=guard, clamp_low=c)
-                       for c in (True, False))
-        if err:
-            free = in_limits = True
-        else:
-            free = not any(s < addr + length and addr < e for s, e, _ in v3)
-            in_limits = (int(r.low_limit) <= addr and addr + length <= int(r.high_limit)
-                         and ((addr - int(r.align_offset)) & int(r.align_mask)) == 0)
-        answers.append((None if err else addr, exp, exp_61))
-        rows.append({
-            "ts": int(r.ts), "pid": int(r.tgid), "tid": int(r.tid), "addr": 0 if err else addr, "err": err,
-            "length": length, "low_limit": int(r.low_limit), "high_limit": int(r.high_limit),
-            "align_mask": int(r.align_mask), "align_offset": int(r.align_offset), "topdown": topdown,
-            "free": free, "in_limits": in_limits, "vmas": len(vmas),
-        })
-    # Feature check, from the trace itself: since v6.4 ("mm: move
-    # 'mmap_min_addr' logic from callers into vm_unmapped_area()") the search
-    # never starts below mmap_min_addr; 6.1's unmapped_area{,_topdown}() in
-    # mm/mmap.c start at the caller's low_limit.  The rules give different
-    # answers only in a nearly full address space; one answer that only 6.1's
-    # rule gives says the kernel follows it, and then all of the trace must.
-    old_rule = any(got == e61 and got != e for got, e, e61 in answers)
-    for row, (got, e, e61) in zip(rows, answers):
-        exp = e61 if old_rule else e
-        row["expected"] = exp or 0
-        row["agrees"] = (exp is None) if got is None else (row["free"] and row["in_limits"] and exp == got)
-    return pd.DataFrame(rows, columns=cols)
+        fed = UnmappedAreaCheck(trace)
+        if fed.n:
+            model = model_of(trace)
+            engine = model.engine()
+            k = 0
+            for w in model.source.windows(model.every):
+                k = engine.apply_probed(w, fed.at, k, lambda i: fed(engine, i))
+    return fed.frame()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
+from itertools import chain
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -40,7 +41,7 @@ _WHOLE = 1 << 65  # above every address: "the whole tree"
 _SETUP = ("fork_copy", "exec_setup")
 _PAGE = 4096  # lengths are rounded up to pages by the kernel: widen spans by one
 _NO_ARGS = (0, 0, 0, 0, 0, 0, 0)  # arg0..arg5, ret of a kernel path
-_PTR, _FLAGS, _DEV, _INO = itemgetter(V_PTR), itemgetter(V_FLAGS), itemgetter(V_DEV), itemgetter(V_INO)
+_PF, _PFDI = itemgetter(V_PTR, V_FLAGS), itemgetter(V_PTR, V_FLAGS, V_DEV, V_INO)  # of a piece's value
 
 CHANGE_COLUMNS = (
     "ts", "ts_end", "pid", "tid", "tree", "cause", "kind", "syscall",
@@ -508,11 +509,12 @@ def _frame(buf: _Buffers, sink=None) -> pd.DataFrame:
     nap = np.array(meta[18], dtype=np.int64)
     # the pieces, each side joined into VMAs
     sides = []
+    fields, nf = (_PFDI, 4) if sink else (_PF, 2)
     for side, (S, E, V, npc) in enumerate(((buf.bs, buf.be, buf.bv, nbp), (buf.as_, buf.ae, buf.av, nap))):
         gid = np.repeat(np.arange(G), npc)
-        files = (np.fromiter(map(_DEV, V), _U64, len(V)), np.fromiter(map(_INO, V), _U64, len(V))) if sink else ()
-        j = _join(gid, _u64(S), _u64(E), np.fromiter(map(_PTR, V), _U64, len(V)), np.fromiter(map(_FLAGS, V), _U64, len(V)),
-                  *files)
+        # pointer, flags (and the file) of every piece in one pass
+        pf = np.fromiter(chain.from_iterable(map(fields, V)), _U64, nf * len(V)).reshape(len(V), nf)
+        j = _join(gid, _u64(S), _u64(E), *(pf[:, k] for k in range(nf)))
         sides.append(j + (np.full(len(j[0]), side, np.int8),))
     gid, s, e, p, f, *files, side = (np.concatenate(x) for x in zip(*(x for x in sides)))
     # VMAs on both sides (equal in start, end, pointer and flags) did not change
@@ -595,7 +597,7 @@ def _frame(buf: _Buffers, sink=None) -> pd.DataFrame:
     return df
 
 
-def iter_changes(trace, *, window: int | None = None, sink=None) -> Iterator[pd.DataFrame]:
+def iter_changes(trace, *, window: int | None = None, sink=None, probe=None) -> Iterator[pd.DataFrame]:
     """The change rows of ``trace`` window by window (memory: live VMAs + one window).
 
     One :meth:`Engine.run_lists` pass over :meth:`Source.windows` with a
@@ -605,6 +607,10 @@ def iter_changes(trace, *, window: int | None = None, sink=None) -> Iterator[pd.
     ``window``: tree writes per window (default: the model's).  ``sink``:
     called as ``sink(frame, delta)`` before each frame is yielded, ``delta``
     the frame's :class:`VmaDelta` (e.g. :class:`mmtrace.model.timeline.VmaTimeline.add`).
+    ``probe``: ``(at, fn)``, sorted instants and a function called as
+    ``fn(engine, k)`` when the trees are as they were at ``at[k]``
+    (:meth:`Engine.apply_probed`; e.g. the unmapped-area check, fed by this
+    same pass).
     """
     from .model import DEFAULT_CHECKPOINT_EVERY
 
@@ -616,9 +622,15 @@ def iter_changes(trace, *, window: int | None = None, sink=None) -> Iterator[pd.
     e = Engine(src, snapshot_trees(snaps))
     obs = ChangeObserver(e)
     e.observer = obs
+    at, fn = probe if probe is not None else ((), None)
+    k = 0
+    look = (lambda i: fn(e, i)) if fn is not None else None
     with no_gc():
         for w in src.windows(window or DEFAULT_CHECKPOINT_EVERY):
-            e.apply(w)
+            if look is not None:
+                k = e.apply_probed(w, at, k, look)
+            else:
+                e.apply(w)
             if len(obs.buf):
                 buf, obs.buf = obs.buf, _Buffers()
                 df = _frame(buf, sink)

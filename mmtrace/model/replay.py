@@ -424,6 +424,31 @@ class Engine:
         self.load(w)
         self.run_lists(w.lists(0, stop), 0)
 
+    def apply_probed(self, w: Window, at, k: int, fn) -> int:
+        """Load ``w`` and apply all its records, stopping at instants to look at the trees.
+
+        ``at``: sorted instants (ns); for each ``at[k], at[k+1], ...`` up to
+        ``w.hi``, ``fn(k)`` is called once every record with ``ts <= at[k]``
+        is applied (and none after: the state :meth:`run` ``(at[k])`` gives).
+        Returns the first ``k`` not answered (the next window's first)."""
+        self.load(w)
+        lists = w.lists()
+        n = len(w)
+        k1 = int(np.searchsorted(at, w.hi, side="right")) if w.hi != np.inf else len(at)
+        i = 0
+        with no_gc():
+            if k1 > k:
+                stops = np.searchsorted(w.cols["ts"], np.asarray(at[k:k1], np.int64), side="right").tolist()
+                for j in stops:
+                    if j > i:
+                        self._run(*(x[i:j] for x in lists), i)
+                        i = j
+                    fn(k)
+                    k += 1
+            if i < n:
+                self._run(*(lists if i == 0 else (x[i:] for x in lists)), i)
+        return k
+
     def run_lists(self, lists: tuple, base: int) -> None:
         """Apply records given as :meth:`Window.lists` of the loaded window from record ``base`` on
         (cyclic GC paused: values are acyclic tuples)."""

@@ -18,37 +18,39 @@ import pyarrow.compute as pc
 
 from .vmatree import perms_column
 
-__all__ = ["hex_text", "flat_vmas", "changes_arrow", "write_changes_csv"]
+__all__ = ["hex_text", "flat_vmas", "vma_text", "vma_texts", "changes_arrow", "write_changes_csv"]
 
 _NIB = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _ADDR = ("tree", "lo", "hi", "arg0")
 
 
+def _hex4() -> np.ndarray:
+    """The 4 ASCII hex digits of every 16-bit value, as one little-endian uint32 each."""
+    global _H4
+    if _H4 is None:
+        v = np.arange(1 << 16, dtype=np.uint32)
+        ch = _NIB[np.stack([(v >> s) & 15 for s in (12, 8, 4, 0)], axis=1)].astype(np.uint32)
+        _H4 = ch[:, 0] | (ch[:, 1] << 8) | (ch[:, 2] << 16) | (ch[:, 3] << 24)
+    return _H4
+
+
+_H4: np.ndarray | None = None
+
+
 def hex_text(a) -> pa.Array:
-    """``0x`` hex text of unsigned 64-bit integers (``0x0`` for 0), vectorised: an
-    18-byte row ``0x`` + 16 nibbles per value, the leading zero nibbles masked
-    out, the kept bytes and their row lengths made into an Arrow string array."""
-    a = np.ascontiguousarray(np.asarray(a, dtype=np.uint64).astype(">u8"))
+    """``0x`` hex text of unsigned 64-bit integers (``0x0`` for 0), vectorised: 16
+    digits per value from a table of every 16-bit value's four, the leading
+    zeros trimmed by Arrow (``ascii_ltrim``), ``0x`` prepended."""
+    a = np.asarray(a, dtype=np.uint64)
     n = len(a)
-    b = a.view(np.uint8).reshape(n, 8)
-    nib = np.empty((n, 18), dtype=np.uint8)
-    nib[:, 0], nib[:, 1] = ord("0"), ord("x")
-    hi_, lo_ = b >> 4, b & 15
-    nib[:, 2::2] = _NIB[hi_]
-    nib[:, 3::2] = _NIB[lo_]
-    digits = np.empty((n, 16), dtype=np.uint8)
-    digits[:, 0::2], digits[:, 1::2] = hi_, lo_
-    # keep "0x", then from the first non-zero nibble on (the last nibble always)
-    nz = digits != 0
-    nz[:, 15] = True
-    keep = np.empty((n, 18), dtype=bool)
-    keep[:, :2] = True
-    keep[:, 2:] = np.logical_or.accumulate(nz, axis=1)
-    lens = keep.sum(axis=1, dtype=np.int32)
-    offs = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(lens, out=offs[1:])
-    data = nib[keep]
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offs), pa.py_buffer(data.tobytes()))
+    quads = np.ascontiguousarray(a.astype(">u8")).view(">u2").reshape(n, 4)
+    digits = pa.StringArray.from_buffers(n, pa.py_buffer(np.arange(0, 16 * n + 1, 16, dtype=np.int32)),
+                                         pa.py_buffer(np.ascontiguousarray(_hex4()[quads])))
+    out = pc.binary_join_element_wise("0x", pc.ascii_ltrim(digits, "0"), "")
+    zero = a == 0
+    if zero.any():
+        out = pc.if_else(pa.array(zero), "0x0", out)
+    return out
 
 
 def flat_vmas(col) -> tuple[np.ndarray, np.ndarray]:
@@ -64,29 +66,50 @@ def flat_vmas(col) -> tuple[np.ndarray, np.ndarray]:
     return offs, v
 
 
-def _vma_text(col, with_ptr: bool) -> pa.Array:
-    """One text cell per row: its VMAs (start, end, vma, vm_flags) as ``0xS-0xE perms[ vma=0x.. flags=0x..]``, "; "-joined."""
+def vma_texts(col, forms=("plain",)) -> dict[str, pa.Array]:
+    """Text cells of a column of VMA lists ((start, end, vma, vm_flags) tuples), one
+    per row, its VMAs "; "-joined, in each of ``forms`` (the column read once):
+    ``plain`` ``0xS-0xE perms``; ``full`` ``0xS-0xE perms vma=0x.. flags=0x..``;
+    ``vma`` ``0xS-0xE perms[ vma=0x..]``, the pointer where not 0 (as the
+    report writes the VMA dicts of splits and merges)."""
     offs, v = flat_vmas(col)
-    offs = offs.astype(np.int32)
+    offs = pa.array(offs.astype(np.int32))
     perms = pa.array(perms_column(v[:, 3]), type=pa.string())
-    parts = [hex_text(v[:, 0]), "-", hex_text(v[:, 1]), " ", perms]
-    if with_ptr:
-        parts += [" vma=", hex_text(v[:, 2]), " flags=", hex_text(v[:, 3])]
-    text = pc.binary_join_element_wise(*parts, "")
-    return pc.binary_join(pa.ListArray.from_arrays(pa.array(offs), text), "; ")
+    base = pc.binary_join_element_wise(hex_text(v[:, 0]), "-", hex_text(v[:, 1]), " ", perms, "")
+    out = {}
+    for f in forms:
+        if f == "plain":
+            text = base
+        elif f == "full":
+            text = pc.binary_join_element_wise(base, " vma=", hex_text(v[:, 2]), " flags=", hex_text(v[:, 3]), "")
+        elif f == "vma":
+            text = pc.if_else(pa.array(v[:, 2] != 0), pc.binary_join_element_wise(base, " vma=", hex_text(v[:, 2]), ""),
+                              base)
+        else:
+            raise ValueError(f"unknown form {f!r}: plain, full or vma")
+        out[f] = pc.binary_join(pa.ListArray.from_arrays(offs, text), "; ")
+    return out
+
+
+def vma_text(col, with_ptr: bool | str = False) -> pa.Array:
+    """:func:`vma_texts` of one form: ``plain`` (``with_ptr`` False), ``full`` (True) or ``vma``."""
+    form = "full" if with_ptr is True else "vma" if with_ptr == "vma" else "plain"
+    return vma_texts(col, (form,))[form]
 
 
 def changes_arrow(ch: pd.DataFrame) -> pa.Table:
     """``changes()`` as flat Arrow columns: numbers stay numbers (``tree``,
     ``lo``, ``hi``, ``arg0`` as hex text), ``before``/``after`` as
     ``0xS-0xE perms; ...`` and ``before_vmas``/``after_vmas`` with the VMA
-    pointer and vm_flags too."""
+    pointer and vm_flags too (each side's VMAs read once for both)."""
     cols = {}
+    texts = {}
     for c in ch.columns:
-        if c in ("before", "after"):
-            cols[c] = _vma_text(ch[f"{c}_vmas"].tolist(), False)
-        elif c in ("before_vmas", "after_vmas"):
-            cols[c] = _vma_text(ch[c].tolist(), True)
+        side = c.removesuffix("_vmas")
+        if side in ("before", "after") and f"{side}_vmas" in ch.columns:
+            if side not in texts:
+                texts[side] = vma_texts(ch[f"{side}_vmas"].tolist(), ("plain", "full"))
+            cols[c] = texts[side]["plain" if c == side else "full"]
         elif c in _ADDR:
             cols[c] = hex_text(ch[c].to_numpy())
         elif ch[c].dtype == object:

@@ -16,6 +16,7 @@ nor lists) raise :class:`Unsupported`; callers then use the Python path.
 from __future__ import annotations
 
 from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,8 @@ _MASK = (1 << 64) - 1
 _ADDR = {"start", "end", "lo", "hi", "at", "vma", "tree", "trees"}
 _VMA_LISTS = {"before", "after"}
 _NEEDS_QUOTE = r'[,"\r\n]'
+_TEXT_TYPES = {str, type(None)}
+_START_END, _PERMS, _VMA = itemgetter("start", "end"), itemgetter("perms"), itemgetter("vma")
 
 
 class Unsupported(TypeError):
@@ -74,11 +77,18 @@ def _vma_cells(col: list) -> pa.Array:
     if not flat:
         return pa.array([""] * len(col), type=pa.string())
     if isinstance(flat[0], dict):
-        st = [d["start"] for d in flat]
-        en = [d["end"] for d in flat]
-        pe = [d.get("perms", "") for d in flat]
-        ptr = _u64([d.get("vma") or 0 for d in flat])
-        text = pc.binary_join_element_wise(_hex(st), "-", _hex(en), " ", pa.array(pe, type=pa.string()), "")
+        try:  # dicts with every key (splits()/merges()): the ints read without a Python loop
+            n = len(flat)
+            se = np.fromiter(chain.from_iterable(map(_START_END, flat)), dtype=np.uint64, count=2 * n).reshape(n, 2)
+            st, en = se[:, 0], se[:, 1]
+            pe = list(map(_PERMS, flat))
+            ptr = np.fromiter(map(_VMA, flat), dtype=np.uint64, count=n)
+        except (KeyError, TypeError, ValueError, OverflowError):
+            st = _u64([d["start"] for d in flat])
+            en = _u64([d["end"] for d in flat])
+            pe = [d.get("perms", "") for d in flat]
+            ptr = _u64([d.get("vma") or 0 for d in flat])
+        text = pc.binary_join_element_wise(hex_text(st), "-", hex_text(en), " ", pa.array(pe, type=pa.string()), "")
         with_ptr = pc.binary_join_element_wise(text, " vma=", hex_text(ptr), "")
         text = pc.if_else(pa.array(ptr != 0), with_ptr, text)
     else:
@@ -148,7 +158,8 @@ def _column(df: pd.DataFrame, c: str, sc: list[str] | None, sc_arr: pa.Array | N
             lens = np.fromiter(map(len, vals), dtype=np.int64, count=len(vals))
             flat = [str(v) for v in chain.from_iterable(vals)]
             return _list_join(lens, pa.array(flat, type=pa.string()))
-        if any(not (isinstance(x, str) or x is None or (isinstance(x, float) and x != x)) for x in vals):
+        if not set(map(type, vals)) <= _TEXT_TYPES and any(
+                not (isinstance(x, str) or x is None or (isinstance(x, float) and x != x)) for x in vals):
             raise Unsupported(f"column {c!r}: values that are not text")
         return _text_cells(col)
     if isinstance(col.dtype, pd.CategoricalDtype):
@@ -158,6 +169,11 @@ def _column(df: pd.DataFrame, c: str, sc: list[str] | None, sc_arr: pa.Array | N
 
 def _quote(a: pa.Array) -> pa.Array:
     """Quote as csv.QUOTE_MINIMAL does (doubling quotes inside)."""
+    data = a.buffers()[2] if a.type in (pa.string(), pa.large_string()) else None
+    if data is not None:
+        b = np.frombuffer(data, dtype=np.uint8)
+        if not ((b == 44) | (b == 34) | (b == 13) | (b == 10)).any():  # no , " CR LF in any cell
+            return a
     needs = pc.match_substring_regex(a, _NEEDS_QUOTE)
     if not pc.any(needs).as_py():
         return a
@@ -165,25 +181,30 @@ def _quote(a: pa.Array) -> pa.Array:
     return pc.if_else(needs, quoted, a)
 
 
-def csv_columns(df: pd.DataFrame) -> list[pa.Array]:
-    """Every column of ``df`` as its quoted CSV cells (what csv_frame + to_csv write)."""
+def csv_columns(df: pd.DataFrame, cells: dict | None = None) -> list[pa.Array]:
+    """Every column of ``df`` as its quoted CSV cells (what csv_frame + to_csv write).
+    ``cells``: {column: its cells (unquoted), already made} (e.g. ``before``/``after``
+    of changes from the numbers of ``before_vmas``/``after_vmas``:
+    :func:`mmtrace.model.tables.vma_text`)."""
     sc = sc_arr = None
     if "syscall" in df.columns:
         sc = ["" if s is None or s != s or str(s) in ("", "nan", "<NA>") else str(s) for s in df["syscall"].tolist()]
         sc_arr = pa.array(sc, type=pa.string())
-    return [_quote(_column(df, c, sc, sc_arr)) for c in df.columns]
+    cells = cells or {}
+    return [_quote(cells[c] if c in cells else _column(df, c, sc, sc_arr)) for c in df.columns]
 
 
 def _header(df: pd.DataFrame) -> bytes:
     return (",".join(_quote(pa.array([str(c) for c in df.columns], type=pa.string())).to_pylist()) + "\n").encode()
 
 
-def csv_bytes(df: pd.DataFrame, header: bool = True) -> bytes:
-    """The CSV text of ``df`` (rows ending in ``\\n``), as ``csv_frame(df).to_csv(index=False)``."""
+def csv_bytes(df: pd.DataFrame, header: bool = True, cells: dict | None = None) -> bytes:
+    """The CSV text of ``df`` (rows ending in ``\\n``), as ``csv_frame(df).to_csv(index=False)``;
+    ``cells``: as :func:`csv_columns`."""
     head = _header(df) if header else b""
     if len(df) == 0:
         return head
-    cols = csv_columns(df)
+    cols = csv_columns(df, cells)
     cols[-1] = pc.binary_join_element_wise(cols[-1], "\n", "")
     rows = pc.binary_join_element_wise(*cols, ",") if len(cols) > 1 else cols[0]
     rows = rows.cast(pa.large_string())
@@ -203,11 +224,11 @@ class CsvAppender:
         self._f = open(self.path, "wb")  # noqa: SIM115 - closed in close()
         self._head = False
 
-    def write(self, df: pd.DataFrame) -> None:
+    def write(self, df: pd.DataFrame, cells: dict | None = None) -> None:
         if not self._head:
             self._f.write(_header(df))
             self._head = True
-        self._f.write(csv_bytes(df, header=False))
+        self._f.write(csv_bytes(df, header=False, cells=cells))
         self.rows += len(df)
 
     def close(self) -> None:

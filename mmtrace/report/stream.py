@@ -14,6 +14,10 @@ one replay), and for each window's change rows:
   page's labels read), the same of the splits and merges (with ``count``),
   and bounded samples of their full rows for the page's tables
   (:class:`Sampler`);
+- answers the unmapped-area check (:class:`mmtrace.detect.unmapped_area.UnmappedAreaCheck`)
+  at each ``vm_unmapped_area`` event's instant from the same replay
+  (``iter_changes(probe=...)``): ``trace.anomalies()`` then reads it, with no
+  replay of its own;
 - feeds each window's rows, in the order they completed, to the VMA
   timeline (:class:`mmtrace.model.timeline.VmaTimeline`: the VMA counts
   and lifetimes, :meth:`ReportData.vma_counts` / :meth:`~ReportData.vmas`,
@@ -60,16 +64,21 @@ class Sampler:
     def add(self, df: pd.DataFrame) -> None:
         if len(df) == 0:
             return
-        df = df.assign(_seq=np.arange(self.total, self.total + len(df)))
+        seq = np.arange(self.total, self.total + len(df))
         self.total += len(df)
         by = [c for c in self.by if c in df.columns]
-        for key, g in df.groupby(by, sort=False, observed=True) if by else [((), df)]:
+        # each group's row positions, groups in order of their first row (as groupby(sort=False) yields them);
+        # only the rows kept are copied out of df
+        groups = sorted(df.groupby(by, sort=False, observed=True).indices.items(), key=lambda kv: kv[1][0]) \
+            if by else [((), np.arange(len(df)))]
+        for key, pos in groups:
             st = self._groups.setdefault(key if isinstance(key, tuple) else (key,), [1, 0, [], None])
-            idx = st[1] + np.arange(len(g))
-            keep = g[idx % st[0] == 0].assign(_gi=idx[idx % st[0] == 0])
-            st[1] += len(g)
+            idx = st[1] + np.arange(len(pos))
+            m = idx % st[0] == 0
+            keep = df.iloc[pos[m]].assign(_seq=seq[pos[m]], _gi=idx[m])
+            st[1] += len(pos)
             st[2].append(keep)
-            st[3] = g.iloc[[-1]].assign(_gi=st[1] - 1)
+            st[3] = df.iloc[pos[-1:]].assign(_seq=seq[pos[-1:]], _gi=st[1] - 1)
             self._kept += len(keep)
         while self._kept > 2 * self.cap:
             self._thin()
@@ -100,15 +109,48 @@ class Sampler:
         return df.drop(columns=["_seq", "_gi"])
 
 
+class _Writes:
+    """The trace's maple tree writes, the columns :func:`mmtrace.detect.structure.write_sequences`
+    reads, by ts range through the one windowed reader (:class:`mmtrace.trace.windows.KindReader`:
+    a few parts decoded at a time, not the whole table)."""
+
+    COLUMNS = ["ts", "tree", "tid", "fn", "index", "last", "val"]
+
+    def __init__(self, trace) -> None:
+        from ..trace.windows import KindReader
+
+        self._code: dict[str, int] = {}
+        self.reader = KindReader(trace, "tree_write", self.COLUMNS, self._decode)
+
+    def _decode(self, getcol, n: int) -> dict[str, np.ndarray]:
+        from ..trace.windows import num, strings
+
+        codes, names = strings(getcol("fn"))
+        lut = np.array([self._code.setdefault(x, len(self._code)) for x in names] + [0], np.int32)
+        nan = self._code.setdefault("nan", len(self._code)) if (codes < 0).any() else 0
+        out = {c: num(getcol(c), c) for c in self.COLUMNS if c != "fn"}
+        out["fn"] = np.where(codes < 0, nan, lut[codes])
+        return out
+
+    def between(self, lo: int, hi: int) -> pd.DataFrame:
+        """The writes with ``lo <= ts <= hi``, sorted by ts, as ``raw_events("tree_write")`` has them."""
+        cols = self.reader.between(lo - 1, hi)
+        cats = list(self._code)
+        if cols is None:
+            return pd.DataFrame({c: pd.Categorical([], categories=cats) if c == "fn" else np.zeros(0, np.uint64)
+                                 for c in self.COLUMNS})
+        df = pd.DataFrame({c: cols[c] for c in self.COLUMNS if c != "fn"})
+        df["fn"] = pd.Categorical.from_codes(cols["fn"], categories=cats)
+        return df
+
+
 class _TraceSlice:
     """The trace, with ``raw_events("tree_write")`` cut to ``[lo, hi]`` ns: what
     :func:`mmtrace.detect.structure.write_sequences` reads for one window."""
 
-    def __init__(self, trace, tw: pd.DataFrame, lo: int, hi: int) -> None:
+    def __init__(self, trace, writes: _Writes, lo: int, hi: int) -> None:
         self._trace = trace
-        ts = tw["ts"].to_numpy(np.int64) if len(tw) else np.zeros(0, np.int64)
-        a, b = np.searchsorted(ts, lo, side="left"), np.searchsorted(ts, hi, side="right")
-        self._tw = tw.iloc[a:b]
+        self._tw = writes.between(lo, hi)
 
     def raw_events(self, kind: str) -> pd.DataFrame:
         return self._tw if kind == "tree_write" else self._trace.raw_events(kind)
@@ -129,11 +171,12 @@ class _Table:
         self.columns = columns
         self.out, self.name, self.fmts = out, name, fmts
 
-    def write(self, df: pd.DataFrame) -> None:
+    def write(self, df: pd.DataFrame, cells: dict | None = None) -> None:
+        """Append ``df``; ``cells``: CSV cells of some columns already made (:func:`mmtrace.report.csvfast.csv_columns`)."""
         if len(df) == 0:
             return
         if self.csv is not None:
-            self.csv.write(df)
+            self.csv.write(df, cells)
         if "parquet" in self.fmts:
             import pyarrow.parquet as pq
 
@@ -162,6 +205,34 @@ class _Table:
                 self.pq.close()
 
 
+class _Probe:
+    """An :class:`mmtrace.detect.unmapped_area.UnmappedAreaCheck` fed by the changes
+    pass; a failure stops it (``ok`` False) instead of the pass."""
+
+    def __init__(self, check) -> None:
+        self.check, self.ok = check, True
+        self.probe = (check.at, self)
+
+    def __call__(self, engine, k: int) -> None:
+        if self.ok:
+            try:
+                self.check(engine, k)
+            except Exception:  # noqa: BLE001 - the check alone will say why (anomalies)
+                self.ok = False
+
+
+def _unmapped_area(trace) -> _Probe | None:
+    if not hasattr(trace, "unmapped_area_check"):
+        return None
+    from ..detect.unmapped_area import UnmappedAreaCheck
+
+    try:
+        check = UnmappedAreaCheck(trace)
+    except Exception:  # noqa: BLE001 - as above
+        return None
+    return _Probe(check) if check.n else None
+
+
 def stream_changes(rd, out: Path, fmts, *, page_rows: dict, progress=None) -> dict[str, dict[str, Path]]:
     """Write changes, splits and merges of ``rd.trace`` into ``out`` in one pass and
     keep in ``rd`` what the rest of the report reads (see the module's doc).
@@ -171,11 +242,13 @@ def stream_changes(rd, out: Path, fmts, *, page_rows: dict, progress=None) -> di
     from ..detect import split_merge_table
     from ..detect import splits as _splits
     from ..model import iter_changes
+    from ..model.tables import vma_text
     from .frames import _calls, _comm, _EMPTY_CHANGES
 
     trace = rd.trace
-    tw = trace.raw_events("tree_write")
+    tw = _Writes(trace)
     tables = {n: _Table(out, n, fmts, []) for n in ("changes", "splits", "merges")}
+    tuples = "parquet" not in fmts  # splits/merges keep their VMAs as numbers (see emit)
     memo: dict = {}
     index: list[pd.DataFrame] = []
     sm_index: dict[str, list[pd.DataFrame]] = {"splits": [], "merges": []}
@@ -195,21 +268,29 @@ def stream_changes(rd, out: Path, fmts, *, page_rows: dict, progress=None) -> di
             lo, hi = int(ch["ts"].min()), int(ch["ts_end"].max())
             sl = _TraceSlice(trace, tw, lo, hi)
         for name, fn in (("splits", _splits), ("merges", _merges)):
-            f = fn(sl, ch, pts) if pts else None
+            # CSV only: before/after as the numbers, their text made per column
+            # (the page's sample gets its dicts at the end)
+            f = fn(sl, ch, pts, dicts=not tuples) if pts else None
             if f is None or len(f) == 0:
                 continue
             f = f.copy()
             f.insert(f.columns.get_loc("ret") + 1, "call", _calls(f, 4, memo))
-            tables[name].write(f)
+            cells = {c: vma_text(f[c].tolist(), "vma") for c in ("before", "after")} if tuples else None
+            tables[name].write(f, cells)
             sm_index[name].append(f[SM_INDEX])
             samples["splits_merges"].add(f)
         index.append(ch[CHANGE_INDEX])
         table = ch.drop(columns=["before_vmas", "after_vmas"])
-        tables["changes"].write(table)
+        # before/after ((start, end, perms) lists) as CSV text from the numbers of before_vmas/after_vmas
+        cells = {c: vma_text(ch[f"{c}_vmas"].tolist()) for c in ("before", "after")} if tables["changes"].csv else None
+        tables["changes"].write(table, cells)
         samples["changes"].add(table)
 
     timeline = rd.timeline()
-    for w in iter_changes(trace, sink=timeline.add):
+    # the unmapped-area check, answered by this same pass (no replay of its own);
+    # if it fails, trace.anomalies() runs it alone later and records the error
+    ua = _unmapped_area(trace)
+    for w in iter_changes(trace, sink=timeline.add, probe=ua.probe if ua is not None else None):
         if len(w) == 0:
             continue
         w = w.sort_values("ts", kind="stable")
@@ -228,6 +309,8 @@ def stream_changes(rd, out: Path, fmts, *, page_rows: dict, progress=None) -> di
             progress.update(min(1.0, (int(w["ts_end"].max()) - t_lo) / (t_hi - t_lo)))
     if held is not None and len(held):
         emit(held)
+    if ua is not None and ua.ok:
+        trace.unmapped_area_check(ua.check)
     from ..detect.structure import _OUT_COLUMNS
 
     empty["changes"] = _EMPTY_CHANGES()
@@ -242,7 +325,13 @@ def stream_changes(rd, out: Path, fmts, *, page_rows: dict, progress=None) -> di
     rd._c["split_index"] = cat(sm_index["splits"], SM_INDEX)
     rd._c["merge_index"] = cat(sm_index["merges"], SM_INDEX)
     rd._c["change_sample"] = (samples["changes"].frame(), samples["changes"].total)
-    rd._c["sm_sample"] = (samples["splits_merges"].frame(), samples["splits_merges"].total)
+    sm = samples["splits_merges"].frame()
+    if tuples and len(sm):
+        from ..detect.structure import vma_dicts
+
+        for c in ("before", "after"):
+            sm[c] = vma_dicts(sm[c].tolist())
+    rd._c["sm_sample"] = (sm, samples["splits_merges"].total)
     rd._c["timeline"] = timeline
     rd._c["streamed"] = True
     del n_events

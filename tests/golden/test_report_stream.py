@@ -39,3 +39,25 @@ def test_sampler_keeps_small_tables_whole_and_bounds_big_ones():
     for pid, g in f.groupby("pid"):  # every process over its whole span, its last row kept
         x = g["x"].to_numpy()
         assert x.max() == df[df["pid"] == pid]["x"].max() and x.min() < n // 10
+
+
+def test_sampler_is_the_old_one():
+    """The Sampler that copies only the rows it keeps against the old one
+    (tests/report_differential.py), on chunks with groups appearing late, ties
+    and one-group chunks, and on the demo's changes."""
+    import numpy as np
+    import pandas as pd
+
+    import mmtrace
+    from tests.report_differential import assert_same_samples
+
+    rng = np.random.default_rng(7)
+    n = 30_000
+    df = pd.DataFrame({"pid": rng.choice([1, 2, 3, 4], n, p=[.6, .2, .15, .05]),
+                       "kind": rng.choice(["map", "unmap", "split"], n), "cause": "mmap", "x": np.arange(n)})
+    df.loc[n // 2:, "pid"] = rng.choice([5, 6], n - n // 2)  # groups that come late
+    for cap in (10, 50, 1000):
+        assert assert_same_samples([df.iloc[i:i + 997] for i in range(0, n, 997)], cap) > 0
+        assert assert_same_samples([df.iloc[i:i + 997] for i in range(0, n, 997)], cap, by=()) > 0
+    ch = mmtrace.open(DATA / "demo.trace").changes().drop(columns=["before_vmas", "after_vmas"])
+    assert assert_same_samples([ch.iloc[i:i + 5] for i in range(0, len(ch), 5)], 20) > 0

@@ -96,3 +96,29 @@ def test_vma_timeline_is_the_model_live(root_only, tmp_path):
     att = mmtrace.open(tmp_path / "att.trace")
     assert (att.snapshots()["when"] == "attach").any()
     assert assert_timeline_is_the_model(att.path, tmp_path / "r-att") > 1000
+
+
+def test_unmapped_area_check_is_the_stepped_one_live(root_only, tmp_path):
+    """The unmapped-area check answered by one replay (alone, and by the changes
+    pass at windows of None, 97 and 5 tree writes) against the old stepped replay
+    (tests/unmapped_area_differential.py) on churn with forks, threads and hugetlb
+    and a shell pipeline (execs: the search runs on the new mm)."""
+    from tests.unmapped_area_differential import assert_same_check
+
+    raise_hugepages(8)
+    t = _record(tmp_path / "t.trace", [str(build("churn")), "--seed", "4", "--ops", "1500", "--forks", "4",
+                                       "--hugetlb", "on", "--threads"])
+    assert assert_same_check(t.path) > 100
+    sh = _record(tmp_path / "sh.trace", ["/bin/sh", "-c", "ls -l /usr/bin | sort | head -3 >/dev/null"])
+    assert assert_same_check(sh.path) > 10
+
+
+def test_write_sequences_are_the_rows_ones_live(root_only, tmp_path):
+    """The splits' and merges' ``writes`` made columnar against the old row-by-row
+    loop (tests/structure_differential.py) on churn with forks and threads
+    (several threads' writes inside one change's span)."""
+    from tests.structure_differential import assert_same_writes
+
+    t = _record(tmp_path / "t.trace", [str(build("churn")), "--seed", "5", "--ops", "1500", "--forks", "4",
+                                       "--threads"])
+    assert assert_same_writes(t.path) > 1000
