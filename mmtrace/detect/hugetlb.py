@@ -793,10 +793,12 @@ class _Branches:
                 if tree is not None and b.owner_cow(tree, pl[1], pl[2], pl[5]):
                     if pl[3] - pl[4] <= 0:
                         orders.append("copy")
-                    elif self.dry(t_ev, pl[7]):
+                    elif self.dry(t_ev - 1, pl[7]):
                         # a page there at its start, none at some sample while
-                        # it ran: another allocation may have taken the last
-                        # one before alloc_hugetlb_folio() looked
+                        # it ran (another allocation may have taken the last
+                        # one before alloc_hugetlb_folio() looked), or its own
+                        # sample may have shown a page that never was (_pool_dry:
+                        # a read torn by an allocation in progress)
                         orders.append("unmap")
             if len(orders) > 1 and len(self.models) + len(out) + len(orders) - 1 > self.limit:
                 # the orders followed are no longer all the possible ones: none is exact
@@ -878,13 +880,28 @@ class _Branches:
         self._merge_equal()
 
 
-def _pool_dry(hs: pd.DataFrame):
-    """dry(lo, hi): whether a sample stamped in [lo, hi] read no unreserved
-    page (free_huge_pages <= resv_huge_pages)."""
+def _pool_dry(hs: pd.DataFrame, windows: dict[int, list] | None = None):
+    """dry(lo, hi): whether a sample stamped in [lo, hi] may have been taken
+    with no unreserved page (free_huge_pages <= resv_huge_pages).
+
+    The collector reads the two counters with two loads, without
+    ``hugetlb_lock`` (collectors/huge.bpf.c: free, then resv), so the pair is
+    not a snapshot when another traced thread allocates meanwhile:
+    ``alloc_hugetlb_folio()`` takes the page off the free list
+    (``dequeue_hugetlb_folio_vma()`` -> ``dequeue_hugetlb_folio_node_exact()``:
+    ``free_huge_pages--``) before it consumes the reservation
+    (``h->resv_huge_pages--``), both under the lock: free read before and resv
+    after show one unreserved page more than the hstate ever had.  A sample
+    read while ``n`` other traced threads had something in progress
+    (``windows``) may so overstate the unreserved pages by ``n`` (one page in
+    flight per thread between the loads)."""
     ts = hs["ts"].astype("int64").to_numpy()
     free = hs["free_huge_pages"].to_numpy(np.uint64).astype(np.float64)
     resv = hs["resv_huge_pages"].to_numpy(np.uint64).astype(np.float64)
-    dry = np.concatenate(([0], np.cumsum(free <= resv)))
+    busy = np.zeros(len(ts))
+    for i, sp in (windows or {}).items():
+        busy[i] = len({x[2] for x in sp})
+    dry = np.concatenate(([0], np.cumsum(free - resv <= busy)))
 
     def during(lo: int, hi: int) -> bool:
         a, b = np.searchsorted(ts, lo, "left"), np.searchsorted(ts, hi, "right")
@@ -1048,7 +1065,7 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     for ts0, tid0 in zip(hs.loc[hs["cause"] == 2, "ts"].astype("int64").tolist(),
                          hs.loc[hs["cause"] == 2, "tid"].astype("int64").tolist()):
         transient[(tid0, ts0)] = [(0, 1), (-1, 0)]
-    branches = _Branches(st, _Busy.of(spans), transient, _pool_dry(hs))
+    branches = _Branches(st, _Busy.of(spans), transient, _pool_dry(hs, windows))
     for i, r in enumerate(hs.itertuples(index=False)):
         ts = int(r.ts)
         for b in branches:

@@ -259,3 +259,32 @@ def test_an_exit_is_in_progress_from_sched_process_exit_not_from_the_last_sample
     assert sp.tolist() == [[900, 950, 5, 5, H._SPAN_EXIT, 0]]
     proc["mm"] = 0  # an event after exit_mm(): the teardown was before it
     assert H._spans(tr, hs, {}, HP).tolist() == [[100, 950, 5, 5, H._SPAN_EXIT, 0]]
+
+
+def test_a_fault_sample_torn_by_another_allocation_may_hide_a_dry_pool():
+    """The collector reads free_huge_pages, then resv_huge_pages, without
+    hugetlb_lock; alloc_hugetlb_folio() of another thread (tid 30, a fault
+    in progress) decrements free (dequeue_hugetlb_folio_vma()) before resv:
+    a read between shows free 5, resv 4 where the hstate went from 5/5 to
+    4/4, never with an unreserved page.  The owner's COW that starts on such
+    a sample follows unmap_ref_private() too; one read with nothing else in
+    progress does not."""
+    hs = pd.DataFrame({"ts": [100, 151], "free_huge_pages": [5, 5], "resv_huge_pages": [5, 4]})
+    windows = {1: [(120, 400, 30, H._SPAN_FAULT)]}
+    assert H._pool_dry(hs, windows)(150, 250)  # the fault's own sample, torn
+    assert not H._pool_dry(hs)(150, 250)  # the same values read with nothing in progress: a page
+
+    def orders(dry):
+        st = _shared_after_fork()
+        cg0 = st.cg
+        br = H._Branches(st, H._Busy([]), dry=dry)
+
+        def owner_cow(b, order):
+            b.fault_tid = 10
+            b.fault(1, 0, True, free=5, resv=4, failed=False, order=order)
+
+        br.apply(152, "fault", (10, 0, True, 5, 4, False, 10, 250), 10, owner_cow)
+        return sorted((b.cg - cg0, b.vmas[2][0].unmapped) for b in br)
+
+    assert orders(H._pool_dry(hs, windows)) == [(0, True), (1, False)]  # unmap_ref_private, or the copy
+    assert orders(H._pool_dry(hs)) == [(1, False)]
