@@ -6,6 +6,8 @@
 #   sudo ./setup.sh test     install, then run the whole test suite (what CI runs)
 #   sudo ./setup.sh install  install only
 #   sudo ./setup.sh vm [ARGS] install (with qemu), then tests/vm/run ARGS (other kernels)
+#   sudo ./setup.sh bench [ARGS] install (with bpftrace and perf, the tools mmtrace is
+#                    compared with), then benchmarks/run_all.sh ARGS (README's tables)
 #
 # What it installs:
 #   Debian packages  bpfcc-tools python3-bpfcc bpftool python3 python3-venv gcc libc6-dev,
@@ -28,9 +30,9 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
 case "$action" in
-  install|demo|test|vm) ;;
-  -h|--help|help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) die "unknown action '$action' (use: install, demo, test or vm)" ;;
+  install|demo|test|vm|bench) ;;
+  -h|--help|help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) die "unknown action '$action' (use: install, demo, test, vm or bench)" ;;
 esac
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -151,6 +153,11 @@ fi
 # the kernels ("6.1" by default, "6.1 6.12", or "" for the host suite only).
 # Only when no pytest arguments are given: `./setup.sh test tests/unit` stays quick.
 vm_kernels="${MMTRACE_VM_KERNELS-6.1}"
+# The benchmarks' comparison tools (benchmarks/overhead.py: their rows say
+# "skipped" without them).
+if [ "$action" = bench ]; then
+  apt_install bpftrace linux-perf
+fi
 if [ "$action" = vm ] || { [ "$action" = test ] && [ $# -eq 0 ] && [ -n "$vm_kernels" ]; }; then
   apt_install qemu-system-x86 busybox-static kmod
 fi
@@ -187,5 +194,8 @@ case "$action" in
     ;;
   test)
     run_tests "$@"
+    ;;
+  bench)
+    exec "$here/benchmarks/run_all.sh" "$@"
     ;;
 esac
