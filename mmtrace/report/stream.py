@@ -80,18 +80,23 @@ class Sampler:
             st[2].append(keep)
             st[3] = df.iloc[pos[-1:]].assign(_seq=seq[pos[-1:]], _gi=st[1] - 1)
             self._kept += len(keep)
-        while self._kept > 2 * self.cap:
-            self._thin()
+        while self._kept > 2 * self.cap and self._thin():
+            pass
 
-    def _thin(self) -> None:
+    def _thin(self) -> bool:
+        """Halve what the biggest group keeps; False when every group is down
+        to its first row (more groups than ``2 * cap``: nothing left to drop)."""
         sizes = {k: sum(len(f) for f in st[2]) for k, st in self._groups.items()}
         k = max(sizes, key=sizes.get)
+        if sizes[k] <= 1:
+            return False
         st = self._groups[k]
         st[0] *= 2
         kept = pd.concat(st[2]) if len(st[2]) > 1 else st[2][0]
         kept = kept[kept["_gi"].to_numpy() % st[0] == 0]
         self._kept += len(kept) - sizes[k]
         st[2] = [kept]
+        return True
 
     def frame(self) -> pd.DataFrame:
         """The rows kept (at most ``cap``, in arrival order), without the helper columns."""

@@ -41,6 +41,28 @@ def test_sampler_keeps_small_tables_whole_and_bounds_big_ones():
         assert x.max() == df[df["pid"] == pid]["x"].max() and x.min() < n // 10
 
 
+def test_sampler_with_more_groups_than_it_keeps_rows_ends():
+    """More groups than ``2 * cap`` (a fork-heavy trace: one group per
+    process): thinning stops once every group is down to its first row
+    (it used to double a stride forever), and every group keeps its first and
+    last row (views.sample_rows keeps two per group whatever the cap)."""
+    import numpy as np
+    import pandas as pd
+
+    from mmtrace.report.stream import Sampler
+
+    s = Sampler(5)
+    n = 300
+    df = pd.DataFrame({"pid": np.arange(n) // 4, "kind": "map", "cause": "mmap", "x": np.arange(n)})
+    for i in range(0, n, 37):
+        s.add(df.iloc[i:i + 37])
+    assert s.total == n and s._kept <= n // 4 + 4  # the first row of each group, and the chunk that came last
+    f = s.frame()
+    assert f["x"].is_monotonic_increasing and len(f) == 2 * (n // 4)
+    ends = f.groupby("pid")["x"].agg(["min", "max"])
+    assert (ends["min"] == ends.index * 4).all() and (ends["max"] == ends.index * 4 + 3).all()
+
+
 def test_sampler_is_the_old_one():
     """The Sampler that copies only the rows it keeps against the old one
     (tests/report_differential.py), on chunks with groups appearing late, ties
