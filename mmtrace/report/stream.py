@@ -52,66 +52,98 @@ class Sampler:
     the stride of the biggest group doubled while too many are kept (the last
     row of every group kept too).  :meth:`frame` then picks at most ``cap``
     with :func:`mmtrace.report.views.sample_rows`: a table that never exceeds
-    ``cap`` rows is kept whole, as the page showed it before."""
+    ``cap`` rows is kept whole, as the page showed it before.
+
+    Columnar, whatever the number of groups (a trace of thousands of
+    processes has tens of thousands): strides are powers of two that only
+    grow, so a group keeps exactly its rows whose index in the group is a
+    multiple of its stride, ceil(seen / stride) of them; rows a doubling
+    dropped are filtered out when the stored ones pass ``4 * cap``."""
 
     def __init__(self, cap: int, by=("pid", "kind", "cause")) -> None:
         self.cap = int(cap)
         self.by = list(by)
         self.total = 0
-        self._groups: dict[tuple, list] = {}  # key -> [stride, seen, [frames], last frame]
+        self._ids: dict[tuple, int] = {}  # group key -> id, in the order of the groups' first rows
+        self._stride = np.ones(0, dtype=np.int64)
+        self._seen = np.zeros(0, dtype=np.int64)
+        self._parts: list[pd.DataFrame] = []  # rows kept when they came (_seq, _gi, _gid)
+        self._last: list[pd.DataFrame] = []  # each chunk's last row of each of its groups
+        self._stored = 0
         self._kept = 0
+
+    def _sizes(self) -> np.ndarray:
+        return -(-self._seen // self._stride)
 
     def add(self, df: pd.DataFrame) -> None:
         if len(df) == 0:
             return
-        seq = np.arange(self.total, self.total + len(df))
-        self.total += len(df)
+        n = len(df)
+        seq = np.arange(self.total, self.total + n)
+        self.total += n
         by = [c for c in self.by if c in df.columns]
-        # each group's row positions, groups in order of their first row (as groupby(sort=False) yields them);
-        # only the rows kept are copied out of df
-        groups = sorted(df.groupby(by, sort=False, observed=True).indices.items(), key=lambda kv: kv[1][0]) \
-            if by else [((), np.arange(len(df)))]
-        for key, pos in groups:
-            st = self._groups.setdefault(key if isinstance(key, tuple) else (key,), [1, 0, [], None])
-            idx = st[1] + np.arange(len(pos))
-            m = idx % st[0] == 0
-            keep = df.iloc[pos[m]].assign(_seq=seq[pos[m]], _gi=idx[m])
-            st[1] += len(pos)
-            st[2].append(keep)
-            st[3] = df.iloc[pos[-1:]].assign(_seq=seq[pos[-1:]], _gi=st[1] - 1)
-            self._kept += len(keep)
+        if by:
+            local = df.groupby(by, sort=False, observed=True).ngroup().to_numpy()
+            _, first = np.unique(local, return_index=True)
+            keys = df[by].iloc[first].itertuples(index=False, name=None)
+        else:
+            local, first, keys = np.zeros(n, dtype=np.int64), np.zeros(1, dtype=np.int64), [()]
+        glob = np.empty(len(first), dtype=np.int64)
+        for j, key in enumerate(keys):
+            glob[j] = self._ids.setdefault(key, len(self._ids))
+        grow = len(self._ids) - len(self._seen)
+        if grow:
+            self._stride = np.concatenate([self._stride, np.ones(grow, dtype=np.int64)])
+            self._seen = np.concatenate([self._seen, np.zeros(grow, dtype=np.int64)])
+        gid = glob[local]
+        rank = pd.Series(gid).groupby(gid).cumcount().to_numpy()
+        idx = self._seen[gid] + rank
+        keep = np.flatnonzero(idx % self._stride[gid] == 0)
+        self._parts.append(df.iloc[keep].assign(_seq=seq[keep], _gi=idx[keep], _gid=gid[keep]))
+        # the last row of each group of the chunk
+        last = np.sort(n - 1 - np.unique(gid[::-1], return_index=True)[1])
+        self._last.append(df.iloc[last].assign(_seq=seq[last], _gi=idx[last], _gid=gid[last]))
+        self._seen += np.bincount(gid, minlength=len(self._seen))
+        self._stored += len(keep) + len(last)
+        self._kept = int(self._sizes().sum())
         while self._kept > 2 * self.cap and self._thin():
             pass
+        if self._stored > 4 * self.cap + 2 * len(self._ids):
+            self._compact()
 
     def _thin(self) -> bool:
-        """Halve what the biggest group keeps; False when every group is down
-        to its first row (more groups than ``2 * cap``: nothing left to drop)."""
-        sizes = {k: sum(len(f) for f in st[2]) for k, st in self._groups.items()}
-        k = max(sizes, key=sizes.get)
+        """Double the stride of the biggest group (the first such group);
+        False when every group is down to its first row (more groups than
+        ``2 * cap``: nothing left to drop)."""
+        sizes = self._sizes()
+        k = int(np.argmax(sizes))
         if sizes[k] <= 1:
             return False
-        st = self._groups[k]
-        st[0] *= 2
-        kept = pd.concat(st[2]) if len(st[2]) > 1 else st[2][0]
-        kept = kept[kept["_gi"].to_numpy() % st[0] == 0]
-        self._kept += len(kept) - sizes[k]
-        st[2] = [kept]
+        self._stride[k] *= 2
+        self._kept += int(-(-self._seen[k] // self._stride[k]) - sizes[k])
         return True
+
+    def _kept_rows(self) -> pd.DataFrame:
+        kept = pd.concat(self._parts) if len(self._parts) > 1 else self._parts[0]
+        return kept[kept["_gi"].to_numpy() % self._stride[kept["_gid"].to_numpy()] == 0]
+
+    def _compact(self) -> None:
+        self._parts = [self._kept_rows()]
+        last = pd.concat(self._last) if len(self._last) > 1 else self._last[0]
+        self._last = [last.drop_duplicates("_gid", keep="last")]
+        self._stored = len(self._parts[0]) + len(self._last[0])
 
     def frame(self) -> pd.DataFrame:
         """The rows kept (at most ``cap``, in arrival order), without the helper columns."""
-        parts = []
-        for st in self._groups.values():
-            parts += st[2]
-            if st[3] is not None:
-                parts.append(st[3])
-        if not parts:
+        if not self._parts:
             return pd.DataFrame()
-        df = pd.concat(parts, ignore_index=True).drop_duplicates("_seq").sort_values("_seq", ignore_index=True)
+        self._compact()
+        df = pd.concat([self._parts[0], self._last[0]], ignore_index=True)
+        df = df.drop_duplicates("_seq").sort_values("_seq", ignore_index=True)
         from .views import sample_rows
 
         df = df.iloc[sample_rows(df, self.cap, by=self.by)].reset_index(drop=True)
-        return df.drop(columns=["_seq", "_gi"])
+        return df.drop(columns=["_seq", "_gi", "_gid"])
 
 
 class _Writes:

@@ -80,6 +80,12 @@ def test_sampler_is_the_old_one():
     df.loc[n // 2:, "pid"] = rng.choice([5, 6], n - n // 2)  # groups that come late
     for cap in (10, 50, 1000):
         assert assert_same_samples([df.iloc[i:i + 997] for i in range(0, n, 997)], cap) > 0
+    # more groups than 2 x cap, as a trace of thousands of processes gives
+    m = 3000
+    forks = pd.DataFrame({"pid": np.arange(m) // 5, "kind": rng.choice(["map", "exit"], m), "cause": "mmap",
+                          "x": np.arange(m)})
+    for cap in (10, 200):
+        assert assert_same_samples([forks.iloc[i:i + 97] for i in range(0, m, 97)], cap) > 0
         assert assert_same_samples([df.iloc[i:i + 997] for i in range(0, n, 997)], cap, by=()) > 0
     ch = mmtrace.open(DATA / "demo.trace").changes().drop(columns=["before_vmas", "after_vmas"])
     assert assert_same_samples([ch.iloc[i:i + 5] for i in range(0, len(ch), 5)], 20) > 0
