@@ -70,10 +70,14 @@ class Sampler:
         self._parts: list[pd.DataFrame] = []  # rows kept when they came (_seq, _gi, _gid)
         self._last: list[pd.DataFrame] = []  # each chunk's last row of each of its groups
         self._stored = 0
-        self._kept = 0
 
     def _sizes(self) -> np.ndarray:
         return -(-self._seen // self._stride)
+
+    @property
+    def _kept(self) -> int:
+        """Rows the groups keep now."""
+        return int(self._sizes().sum())
 
     def add(self, df: pd.DataFrame) -> None:
         if len(df) == 0:
@@ -105,7 +109,6 @@ class Sampler:
         self._last.append(df.iloc[last].assign(_seq=seq[last], _gi=idx[last], _gid=gid[last]))
         self._seen += np.bincount(gid, minlength=len(self._seen))
         self._stored += len(keep) + len(last)
-        self._kept = int(self._sizes().sum())
         while self._kept > 2 * self.cap and self._thin():
             pass
         if self._stored > 4 * self.cap + 2 * len(self._ids):
@@ -120,7 +123,6 @@ class Sampler:
         if sizes[k] <= 1:
             return False
         self._stride[k] *= 2
-        self._kept += int(-(-self._seen[k] // self._stride[k]) - sizes[k])
         return True
 
     def _kept_rows(self) -> pd.DataFrame:
