@@ -45,6 +45,8 @@ REQUIRED_TRACEPOINTS = (
     "sched:sched_process_exec",
     "sched:sched_process_exit",
 )
+# Syscall tracepoints followed for hugetlb only (collectors/huge.bpf.c): compiled in as MMT_HAVE_<name>.
+_WAIT_TRACEPOINTS = ("syscalls:sys_enter_wait4", "syscalls:sys_enter_waitid")
 # Used when present; the trace records which ones were.
 OPTIONAL_TRACEPOINTS = (
     "maple_tree:ma_op",
@@ -55,13 +57,11 @@ OPTIONAL_TRACEPOINTS = (
     "exceptions:page_fault_user",  # faults in hugetlb ranges
     "signal:signal_generate",  # a hugetlb fault that found no page (SIGBUS)
     # a parent's wait for its children: its hugetlb faults have returned (collectors/huge.bpf.c)
-    "syscalls:sys_enter_wait4",
-    "syscalls:sys_enter_waitid",
+    *_WAIT_TRACEPOINTS,
     # when a syscall's silent tree changes become visible (collectors/mmap_lock.bpf.c)
     "mmap_lock:mmap_lock_acquire_returned",
     "mmap_lock:mmap_lock_released",
 )
-_WAIT_TRACEPOINTS = ("syscalls:sys_enter_wait4", "syscalls:sys_enter_waitid")
 # Syscalls that change an address space, in mmtrace's id order (ids are stable
 # within a trace only; the trace stores this table).
 SYSCALLS = (
