@@ -419,7 +419,7 @@ class ReportData:
             return v
         lim = v["pid"].map(cut).fillna(np.iinfo(np.int64).min).astype(np.int64)
         keep = (v["died_ts"] < 0) | (v["died_ts"] > lim)
-        v = v[keep].copy()
+        v = v[keep]  # a new frame already (copy-on-write): no second copy
         v["born_ts"] = np.maximum(v["born_ts"].to_numpy(np.int64), lim[keep].to_numpy(np.int64))
         return v.reset_index(drop=True)
 

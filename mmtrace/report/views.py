@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..events.flags import VM_GROWSDOWN, VM_HUGETLB
+from ..trace.windows import KindReader, num, strings
 
 __all__ = ["PERM_COLOURS", "colour_key", "colour_keys", "size_text", "address_regions", "Layout", "region_layout",
            "region_names", "join_lifetimes", "timeline_bars", "count_lines", "split_merge_bins", "sample_rows",
@@ -188,8 +189,8 @@ def region_names(rd, pid: int, v: pd.DataFrame, regions) -> list[str]:
     k = np.searchsorted(np.array(rstarts, dtype=np.uint64), st, side="right") - 1
     flags = v["vm_flags"].to_numpy(np.uint64)
     ino = v["inode"].to_numpy(np.uint64)
-    codes, uniq = pd.factorize(v["path"].astype(str).to_numpy(dtype=object))  # few files, many VMAs
-    base = np.array([u.rsplit("/", 1)[-1] for u in uniq] + [""], dtype=object)[codes]
+    codes, uniq = pd.factorize(v["path"], use_na_sentinel=False)  # few files, many VMAs: text per file
+    base = np.array([str(u).rsplit("/", 1)[-1] for u in uniq] + [""], dtype=object)[codes]
     exe_name = pd.Series(ino).map({np.uint64(i): n for i, n in exe.items()}).to_numpy(dtype=object)
     icodes, iuniq = pd.factorize(ino)
     inode_name = np.array([f"file (inode {int(i)})" for i in iuniq], dtype=object)[icodes]
@@ -214,15 +215,26 @@ def region_names(rd, pid: int, v: pd.DataFrame, regions) -> list[str]:
 
 
 def _brk_of(rd) -> dict[int, list[int]]:
-    """{pid: brk() return values > 0}, read once per ReportData."""
+    """{pid: brk() return values > 0}, read once per ReportData.
+
+    Only the brk rows are kept, part by part (:class:`~mmtrace.trace.windows.KindReader`):
+    the syscall table of a long trace is millions of rows the report needs nothing else of."""
     got = getattr(rd, "_views_brk", None)
     if got is None:
         got = {}
         try:
-            sc = rd.trace.raw_events("syscall")
-            if len(sc):
-                b = sc[(sc["syscall"] == "brk") & (sc["ret"] > 0)]
-                got = {int(p): g.astype(np.int64).tolist() for p, g in b.groupby("tgid", observed=True)["ret"]}
+            def brk_rows(col, n):
+                codes, names = strings(col("syscall"))
+                ret = num(col("ret"), "ret")
+                keep = (codes == names.index("brk")) & (ret > 0) if "brk" in names else np.zeros(n, bool)
+                return {"ts": num(col("ts"), "ts")[keep], "tgid": num(col("tgid"), "tgid")[keep], "ret": ret[keep]}
+
+            b = KindReader(rd.trace, "syscall", ("ts", "tgid", "syscall", "ret"), brk_rows).between(-np.inf, np.inf)
+            if b is not None and len(b["ts"]):
+                tgid, ret = b["tgid"], b["ret"]
+                o = np.argsort(tgid, kind="stable")  # ts order within each pid, as the rows came
+                pids, first = np.unique(tgid[o], return_index=True)
+                got = {int(p): r.tolist() for p, r in zip(pids, np.split(ret[o], first[1:]))}
         except Exception:  # noqa: BLE001 - naming is best effort
             pass
         rd._views_brk = got
@@ -316,7 +328,8 @@ def timeline_bars(rd, *, pids=None, budget: int = 60_000, width_px: int = 4000,
     for pid in pids:
         if pid not in rows_of:
             continue
-        d = v.iloc[rows_of[pid]]
+        pos = rows_of[pid]
+        d = v if len(pos) == len(v) else v.iloc[pos]  # one process owns every row: no copy
         ex = procs.loc[pid, "exit_ts"] if pid in procs.index else pd.NA
         t_end = max(int(ex), int(d["died_ts"].max())) if ex is not pd.NA else end_all
         born = d["born_ts"].to_numpy(np.int64)
@@ -349,9 +362,10 @@ def timeline_bars(rd, *, pids=None, budget: int = 60_000, width_px: int = 4000,
         y0, y1 = lay.y(fs), lay.y(fe)
         # the end of a range sits in the region of its start (its last byte's region)
         y1 = np.maximum(y1, y0)
-        paths = d["path"].astype(str).to_numpy()[first]
+        # text only for the bars drawn, not for every lifetime
+        paths = d["path"].iloc[first].astype(str).to_numpy()
         inodes = d["inode"].to_numpy(np.uint64)[first]
-        perms = d["perms"].astype(str).to_numpy()[first]
+        perms = d["perms"].iloc[first].astype(str).to_numpy()
         kk = np.asarray(keys, dtype=object)[first]
         braw = born[first]
         draw = died_raw[first]

@@ -122,3 +122,16 @@ def test_write_sequences_are_the_rows_ones_live(root_only, tmp_path):
     t = _record(tmp_path / "t.trace", [str(build("churn")), "--seed", "5", "--ops", "1500", "--forks", "4",
                                        "--threads"])
     assert assert_same_writes(t.path) > 1000
+
+
+def test_report_brk_ends_agree_live(root_only, tmp_path):
+    """The report's [heap] naming reads only the brk rows, part by part (report/views._brk_of):
+    the same ends as the whole syscall table gave, on real programs that grow their heaps."""
+    from mmtrace.report import views
+    from mmtrace.report.frames import report_data
+    from tests.golden.test_views_brk import old_brk_of
+
+    t = _record(tmp_path / "t.trace", ["/bin/sh", "-c", "ls -lR /usr/include | sort | uniq -c | sort -n | tail -2 >/dev/null"])
+    new = views._brk_of(report_data(t))
+    assert new == old_brk_of(t)
+    assert sum(len(v) for v in new.values()) >= 3  # sort grows its heap: there is something to compare
