@@ -173,34 +173,38 @@ def region_names(rd, pid: int, v: pd.DataFrame, regions) -> list[str]:
     ``[heap]``, ``[stack]``, ``anon``, ``hugetlb`` (``v``: its :meth:`ReportData.vmas` rows)."""
     rstarts = [s for s, _ in regions]
     heap = _brk_of(rd).get(int(pid), [])
-    # The binary an exec loaded: the lowest file mapping that appeared with it.
-    exe: dict[int, str] = {}
-    try:
-        ch = rd.change_index()
-        ex = ch[(ch["pid"] == pid) & ch["cause"].isin(["execve", "execveat"]) & (ch["ret"] == 0)]
-        names = [n.rsplit("/", 1)[-1] for n in rd.processes().set_index("pid").loc[pid, "exec"]]
-        for name, te in zip(names, ex["ts_end"].tolist()):
-            f = v[(v["born_ts"] == te) & (v["inode"] != 0)]
-            if len(f):
-                exe[int(f.sort_values("start")["inode"].iloc[0])] = name
-    except Exception:  # noqa: BLE001
-        pass
+    exe = exe_inodes(rd, pid, v)
     st = v["start"].to_numpy(np.uint64)
     k = np.searchsorted(np.array(rstarts, dtype=np.uint64), st, side="right") - 1
     flags = v["vm_flags"].to_numpy(np.uint64)
-    ino = v["inode"].to_numpy(np.uint64)
     codes, uniq = pd.factorize(v["path"], use_na_sentinel=False)  # few files, many VMAs: text per file
-    base = np.array([str(u).rsplit("/", 1)[-1] for u in uniq] + [""], dtype=object)[codes]
+    # A lifetime's name depends only on (region, stack?, hugetlb?, file, inode): sum the sizes
+    # of each such group first and name the few groups, not the (millions of) lifetimes.
+    # Groups come in the order of their first lifetime, so (region, name) keeps it too.
+    g = pd.DataFrame({"k": k, "stack": (flags & VM_GROWSDOWN) != 0, "huge": (flags & VM_HUGETLB) != 0,
+                      "code": codes, "ino": v["inode"].to_numpy(np.uint64),
+                      "size": v["end"].to_numpy(np.uint64) - st}).groupby(
+        ["k", "stack", "huge", "code", "ino"], sort=False)["size"].sum().reset_index()
+    ino = g["ino"].to_numpy(np.uint64)
+    base = np.array([str(u).rsplit("/", 1)[-1] for u in uniq] + [""], dtype=object)[g["code"].to_numpy()]
     exe_name = pd.Series(ino).map({np.uint64(i): n for i, n in exe.items()}).to_numpy(dtype=object)
-    icodes, iuniq = pd.factorize(ino)
-    inode_name = np.array([f"file (inode {int(i)})" for i in iuniq], dtype=object)[icodes]
-    name = np.where(flags & VM_GROWSDOWN, "[stack]", np.where(flags & VM_HUGETLB, "hugetlb", np.where(
+    inode_name = np.array([f"file (inode {int(i)})" for i in ino], dtype=object)
+    name = np.where(g["stack"], "[stack]", np.where(g["huge"], "hugetlb", np.where(
         base != "", base, np.where(pd.notna(exe_name), exe_name,
                                    np.where(ino != 0, inode_name, "anon")))))
-    sizes = (v["end"].to_numpy(np.uint64) - st).astype(np.float64)
-    agg = pd.DataFrame({"k": k, "name": name, "size": sizes}).groupby(["k", "name"], sort=False)["size"].sum()
+    # sizes as float, as the share of each name is compared (exact below 2**53 bytes a name)
+    agg = pd.DataFrame({"k": g["k"].to_numpy(), "name": name, "size": g["size"].to_numpy(np.float64)}).groupby(
+        ["k", "name"], sort=False)["size"].sum()
+    return region_labels(agg, regions, heap)
+
+
+def region_labels(sizes: pd.Series, regions, heap) -> list[str]:
+    """Each region's label: its three biggest names by bytes (``sizes``: indexed by
+    (region, name), in first-seen order, which breaks ties), ``[heap]`` first where a
+    ``heap`` end (brk) falls in it, ``+N more``."""
+    rstarts = [s for s, _ in regions]
     info: list[dict] = [{} for _ in regions]
-    for (kk, n), sz in agg.items():
+    for (kk, n), sz in sizes.items():
         info[int(kk)][n] = sz
     for h in heap:
         kk = bisect_right(rstarts, h - 1) - 1
@@ -212,6 +216,23 @@ def region_names(rd, pid: int, v: pd.DataFrame, regions) -> list[str]:
         more = len(d) - len(top)
         out.append(", ".join(top) + (f" +{more} more" if more > 0 else ""))
     return out
+
+
+def exe_inodes(rd, pid: int, v: pd.DataFrame) -> dict[int, str]:
+    """{inode: program name} of the binaries ``pid``'s execs loaded: the lowest file
+    mapping that appeared with each successful exec (``v``: its lifetimes)."""
+    exe: dict[int, str] = {}
+    try:
+        ch = rd.change_index()
+        ex = ch[(ch["pid"] == pid) & ch["cause"].isin(["execve", "execveat"]) & (ch["ret"] == 0)]
+        names = [n.rsplit("/", 1)[-1] for n in rd.processes().set_index("pid").loc[pid, "exec"]]
+        for name, te in zip(names, ex["ts_end"].tolist()):
+            f = v[(v["born_ts"] == te) & (v["inode"] != 0)]
+            if len(f):
+                exe[int(f.sort_values("start")["inode"].iloc[0])] = name
+    except Exception:  # noqa: BLE001 - naming is best effort
+        pass
+    return exe
 
 
 def _brk_of(rd) -> dict[int, list[int]]:
@@ -357,7 +378,7 @@ def timeline_bars(rd, *, pids=None, budget: int = 60_000, width_px: int = 4000,
             first, b, dd, n = first[order], b[order], dd[order], n[order]
         starts = d["start"].to_numpy(np.uint64)
         ends = d["end"].to_numpy(np.uint64)
-        lay = region_layout(starts.tolist(), ends.tolist(), max_regions=max_regions)
+        lay = region_layout(starts, ends, max_regions=max_regions)  # arrays: no Python int per lifetime
         fs, fe = starts[first], ends[first]
         y0, y1 = lay.y(fs), lay.y(fe)
         # the end of a range sits in the region of its start (its last byte's region)

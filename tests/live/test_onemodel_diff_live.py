@@ -129,7 +129,7 @@ def test_report_brk_ends_agree_live(root_only, tmp_path):
     the same ends as the whole syscall table gave, on real programs that grow their heaps."""
     from mmtrace.report import views
     from mmtrace.report.frames import report_data
-    from tests.golden.test_views_brk import old_brk_of
+    from tests.golden.test_views_differential import old_brk_of
 
     t = _record(tmp_path / "t.trace", ["/bin/sh", "-c", "ls -lR /usr/include | sort | uniq -c | sort -n | tail -2 >/dev/null"])
     new = views._brk_of(report_data(t))
