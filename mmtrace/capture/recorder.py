@@ -373,23 +373,7 @@ def _loop(opts: RecordOptions, session: Session, writer: TraceWriter, meta: dict
             writer.append("procfs/maps", stops)
         session.poll(0)
         session.sample_host()
-        flush()
-        # The drain held back what passed PENDING_LIMIT: take what still waits
-        # in the rings, a budget at a time while that makes progress (a process
-        # traced with -p may still be producing), then the rest at once, so
-        # every record submitted before the stop is in the trace.  The drain
-        # thread stops first: a batch it moved after our last take would be lost.
-        session.collector.stop_draining()
-        prev = None
-        for _ in range(64):
-            left = session.collector.backlog()
-            if not left or (prev is not None and left >= prev):
-                break
-            prev = left
-            flush()
-        if session.collector.backlog():
-            session.collector.pending_limit = None
-            flush()
+        drain_to_end(session.collector, flush)
         lost = session.lost()
         meta.update(
             complete=True,
@@ -429,6 +413,30 @@ def _loop(opts: RecordOptions, session: Session, writer: TraceWriter, meta: dict
         bytes_written=writer.bytes_written,
         stacks=meta.get("stacks", {}),
     )
+
+
+def drain_to_end(collector, flush) -> None:
+    """At the stop: write every record submitted so far, then leave none behind.
+
+    The drain thread stops first, and only then are the last batches taken:
+    a batch it moved out of a ring after our last take (it runs while a
+    flush writes) would otherwise stay in ``collector``'s pending lists,
+    neither written nor counted lost.  Past PENDING_LIMIT the drain takes a
+    budget at a time: take what still waits in the rings that way while it
+    makes progress (a process traced with -p may still be producing), then
+    the rest at once.  ``flush()`` drains, takes everything pending and writes
+    it (Collector.drain, Collector.take)."""
+    collector.stop_draining()
+    prev = None
+    for _ in range(64):
+        flush()
+        left = collector.backlog()
+        if not left or (prev is not None and left >= prev):
+            break
+        prev = left
+    if collector.backlog() or collector.pending_bytes():
+        collector.pending_limit = None
+        flush()
 
 
 def summary_line(res: RecordResult) -> str:

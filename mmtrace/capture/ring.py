@@ -13,7 +13,7 @@ draining is a bounds check and a copy, whatever the event rate.
 
 The data area is mapped only while a batch is copied out, just the pages
 it spans: the kernel maps every page of a ring mapping up front
-(remap_vmalloc_range()), and a permanent mapping of mmtrace's rings (~55 MB
+(remap_vmalloc_range()), and a permanent mapping of mmtrace's rings (~67 MB
 by default, twice that for the double mapping) would count in the
 recorder's RSS all along.  The kernel's own double mapping makes any window
 contiguous, wrapped or not.

@@ -219,7 +219,7 @@ def test_buffer_beyond_available_memory_is_refused(monkeypatch):
     from mmtrace.capture import recorder
 
     monkeypatch.setattr(recorder, "_mem_available", lambda: 256 << 20)
-    with pytest.raises(recorder.RecordError, match=r"more than half the memory available .*: use 64 or less") as e:
+    with pytest.raises(recorder.RecordError, match=r"more than half the memory available .*: use 32 or less") as e:
         recorder.check_options(recorder.RecordOptions(buffer_mb=512))
     assert e.value.code == 2
 
