@@ -32,6 +32,12 @@ untraced, mmtrace, ...), under:
   mmtrace-empty-programs  (opt-in too) mmtrace record with
             MMTRACE_EMPTY_PROGRAMS=1: every hook attached, every program
             returning at once: the floor any recorder of these events pays
+  mmtrace-without-GROUP  (opt-in too) mmtrace record with
+            MMTRACE_EMPTY_PROGRAMS=GROUP: every hook attached, the programs
+            of that group returning at once, the others recording: what the
+            group costs is mmtrace's CPU µs/iter less this one's.  GROUP is
+            one of capture/loader.py EMPTY_GROUPS (--help lists the tools;
+            collectors/compat.h says which programs each group has)
   mmtrace-cold  (opt-in too; startup workload only) mmtrace record with an
             empty module cache (MMTRACE_CACHE_DIR of its own): BCC compiles;
             and, before each run, the page cache of every file the recorder
@@ -82,10 +88,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
+sys.path.insert(0, str(C.REPO))
+from mmtrace.capture.loader import EMPTY_ENV, EMPTY_GROUPS  # noqa: E402
+
 TOOLS = ["untraced", "mmtrace", "bpftrace", "perf"]
+# mmtrace with one program group emptied: tool -> the group.
+WITHOUT_TOOLS = {f"mmtrace-without-{g}": g for g in EMPTY_GROUPS}
 # Opt-in with --tools (see the docstring).
 EXTRA_TOOLS = ["mmtrace-all-stores", "mmtrace-raw-syscalls", "mmtrace-bystander", "mmtrace-empty-programs",
-               "mmtrace-cold", "mmtrace-g", "mmtrace-compare"]
+               *WITHOUT_TOOLS, "mmtrace-cold", "mmtrace-g", "mmtrace-compare"]
 WORKLOADS = ["mmloop", "forkexec", "getppid", "startup", "idle"]
 # Workloads that time nothing themselves: only the tool's wall time and RSS count.
 FOOTPRINT = ("startup", "idle")
@@ -214,7 +225,6 @@ def _cold_paths() -> list[Path]:
     paths += [Path(x) for pat in ("/usr/lib/*/libbcc*", "/usr/lib/*/libLLVM*", "/usr/lib/*/libclang*")
               for x in glob.glob(pat)]
     try:
-        sys.path.insert(0, str(C.REPO))
         from mmtrace.capture.kernel import find_headers
 
         h = find_headers()
@@ -257,13 +267,15 @@ def one_run(tool: str, cmd: list[str], tmp: Path, ctx: dict, args, workload: str
     if tool == "untraced":
         argv = cmd
     elif tool in ("mmtrace", "mmtrace-all-stores", "mmtrace-raw-syscalls", "mmtrace-empty-programs", "mmtrace-cold",
-                  "mmtrace-g", "mmtrace-compare"):
+                  "mmtrace-g", "mmtrace-compare", *WITHOUT_TOOLS):
         out = tmp / "mmtrace.data"
         extra = {"mmtrace-all-stores": ["--all-stores"], "mmtrace-g": ["-g"]}.get(tool, [])
         if tool == "mmtrace-raw-syscalls":
             env = dict(os.environ, MMTRACE_SYSCALL_HOOK="raw")
         elif tool == "mmtrace-empty-programs":
-            env = dict(os.environ, MMTRACE_EMPTY_PROGRAMS="1")
+            env = dict(os.environ, **{EMPTY_ENV: "1"})
+        elif tool in WITHOUT_TOOLS:
+            env = dict(os.environ, **{EMPTY_ENV: WITHOUT_TOOLS[tool]})
         elif tool == "mmtrace-cold":  # a cache of its own, emptied after each run
             env = dict(os.environ, MMTRACE_CACHE_DIR=str(tmp / "module-cache"))
         cli = ctx["compare"] if tool == "mmtrace-compare" else ctx["mmtrace"]

@@ -99,6 +99,11 @@ def overhead_md(d) -> list[str]:
         out += ["`mmtrace-empty-programs`: mmtrace with every hook attached and every program returning at "
                 "once (`MMTRACE_EMPTY_PROGRAMS=1`, records nothing): the floor any recorder of these events "
                 "pays on this host.", ""]
+    without = sorted(t for t in tools if t.startswith("mmtrace-without-"))
+    if without:
+        out += [", ".join(f"`{t}`" for t in without) + ": mmtrace with the BPF programs of that group returning "
+                "at once (`MMTRACE_EMPTY_PROGRAMS=GROUP`, collectors/compat.h `MMT_EMPTY_GROUP_<group>`), the "
+                "others recording: mmtrace's CPU µs/iter less this one's is what the group costs.", ""]
     if "mmtrace-raw-syscalls" in tools:
         out += ["`mmtrace-raw-syscalls`: mmtrace with `MMTRACE_SYSCALL_HOOK=raw`, syscalls from "
                 "`raw_syscalls:sys_enter`/`sys_exit` kept by number in the kernel instead of the per-syscall "

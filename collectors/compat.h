@@ -56,6 +56,28 @@
  *  MMT_EMPTY_PROGRAMS           every program returns at once: what the hooks
  *      alone cost (MMTRACE_EMPTY_PROGRAMS=1, benchmarks/overhead.py's
  *      mmtrace-empty-programs); nothing is recorded.
+ *  MMT_EMPTY_GROUP_<group>      the programs of one group return at once, the
+ *      others run (MMTRACE_EMPTY_PROGRAMS=GROUP[,GROUP...], overhead.py's
+ *      mmtrace-without-GROUP): what each group costs, attributed.  Every
+ *      program begins with MMT_EMPTY_RETURN_IN(<its group>), and is in one:
+ *        tree            vma.bpf.c: maple_tree ma_write, ma_op
+ *        syscall         syscalls.bpf.c: the native syscall hooks (under
+ *                        MMT_SYSCALLS_RAW these also take the ia32 calls)
+ *        compat_syscall  syscalls.bpf.c: the raw_syscalls hooks that keep
+ *                        only ia32 calls (MMT_COMPAT_SYSCALLS, per-syscall
+ *                        tracepoints)
+ *        mmap_lock       mmap_lock.bpf.c
+ *        mmap            mmap.bpf.c: vm_unmapped_area, exit_mmap, vma_store,
+ *                        vma_mas_szero
+ *        proc            proc.bpf.c: sched_process_fork, exec, exit
+ *        hugetlb         huge.bpf.c: page_fault_user, signal_generate,
+ *                        sys_enter_wait4/waitid
+ *      A group's events may depend on another's programs: mmap_lock events
+ *      come only inside a syscall the syscall group began, that group
+ *      takes the hugetlb samples of syscalls, and the tree group's stores
+ *      tell the hugetlb group where hugetlb VMAs are.  The names are
+ *      capture/loader.py EMPTY_GROUPS (tests/unit/test_empty_groups.py
+ *      checks both lists agree); a group not defined below does not compile.
  */
 #ifndef MMTRACE_COMPAT_H
 #define MMTRACE_COMPAT_H
@@ -70,10 +92,37 @@
 #define MMT_TRACED_WORDS 65536	/* bits for tgids below pid_max (4194304 on 64-bit) */
 #endif
 
+#ifndef MMT_EMPTY_GROUP_tree
+#define MMT_EMPTY_GROUP_tree 0
+#endif
+#ifndef MMT_EMPTY_GROUP_syscall
+#define MMT_EMPTY_GROUP_syscall 0
+#endif
+#ifndef MMT_EMPTY_GROUP_compat_syscall
+#define MMT_EMPTY_GROUP_compat_syscall 0
+#endif
+#ifndef MMT_EMPTY_GROUP_mmap_lock
+#define MMT_EMPTY_GROUP_mmap_lock 0
+#endif
+#ifndef MMT_EMPTY_GROUP_mmap
+#define MMT_EMPTY_GROUP_mmap 0
+#endif
+#ifndef MMT_EMPTY_GROUP_proc
+#define MMT_EMPTY_GROUP_proc 0
+#endif
+#ifndef MMT_EMPTY_GROUP_hugetlb
+#define MMT_EMPTY_GROUP_hugetlb 0
+#endif
+
+/* A constant condition: the compiler drops the test, or the whole program. */
 #ifdef MMT_EMPTY_PROGRAMS
-#define MMT_EMPTY_RETURN return 0
+#define MMT_EMPTY_RETURN_IN(group) return 0
 #else
-#define MMT_EMPTY_RETURN do { } while (0)
+#define MMT_EMPTY_RETURN_IN(group)              \
+	do {                                    \
+		if (MMT_EMPTY_GROUP_##group)    \
+			return 0;               \
+	} while (0)
 #endif
 
 #endif /* MMTRACE_COMPAT_H */

@@ -84,7 +84,7 @@ static __always_inline void mmt_emit_huge(u64 id, u64 tree, u16 cause, u16 sc, u
 #if defined(MMT_HAVE_HUGETLB) && defined(MMT_HAVE_page_fault_user)
 TRACEPOINT_PROBE(exceptions, page_fault_user)
 {
-	MMT_EMPTY_RETURN;
+	MMT_EMPTY_RETURN_IN(hugetlb);
 	u64 id = bpf_get_current_pid_tgid();
 	u64 tree, addr = args->address;
 	struct mmt_huge_mm *hm;
@@ -121,7 +121,7 @@ TRACEPOINT_PROBE(exceptions, page_fault_user)
  * after it. */
 TRACEPOINT_PROBE(signal, signal_generate)
 {
-	MMT_EMPTY_RETURN;
+	MMT_EMPTY_RETURN_IN(hugetlb);
 	u64 id;
 
 	if (args->sig != 7 /* SIGBUS */ || args->code != 2 /* BUS_ADRERR */)
@@ -154,7 +154,7 @@ static __always_inline void mmt_huge_wait(void)
 #if defined(MMT_HAVE_HUGETLB) && defined(MMT_HAVE_sys_enter_wait4)
 TRACEPOINT_PROBE(syscalls, sys_enter_wait4)
 {
-	MMT_EMPTY_RETURN;
+	MMT_EMPTY_RETURN_IN(hugetlb);
 	mmt_huge_wait();
 	return 0;
 }
@@ -163,7 +163,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_wait4)
 #if defined(MMT_HAVE_HUGETLB) && defined(MMT_HAVE_sys_enter_waitid)
 TRACEPOINT_PROBE(syscalls, sys_enter_waitid)
 {
-	MMT_EMPTY_RETURN;
+	MMT_EMPTY_RETURN_IN(hugetlb);
 	mmt_huge_wait();
 	return 0;
 }

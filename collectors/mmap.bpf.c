@@ -10,7 +10,7 @@
  * builds before a BPF program runs. */
 RAW_TRACEPOINT_PROBE(vm_unmapped_area)
 {
-	MMT_EMPTY_RETURN;
+	MMT_EMPTY_RETURN_IN(mmap);
 	struct task_struct *task = bpf_get_current_task_btf();
 	u64 id = mmt_task_id(task);
 	u64 w[MMT_WIN_vm_unmapped_area_info_LEN / 8];
@@ -54,7 +54,7 @@ RAW_TRACEPOINT_PROBE(vm_unmapped_area)
 #elif defined(MMT_HAVE_vm_unmapped_area)
 TRACEPOINT_PROBE(mmap, vm_unmapped_area)
 {
-	MMT_EMPTY_RETURN;
+	MMT_EMPTY_RETURN_IN(mmap);
 	u64 id = bpf_get_current_pid_tgid();
 	struct mmt_unmapped_area *e;
 
@@ -81,7 +81,7 @@ TRACEPOINT_PROBE(mmap, vm_unmapped_area)
 #ifdef MMT_HAVE_exit_mmap
 TRACEPOINT_PROBE(mmap, exit_mmap)
 {
-	MMT_EMPTY_RETURN;
+	MMT_EMPTY_RETURN_IN(mmap);
 	u64 id = bpf_get_current_pid_tgid();
 	u64 mt = (u64)args->mt;
 	struct mmt_exit_mmap *e;
@@ -130,7 +130,7 @@ static __always_inline int mmt_emit_vma_store(u64 mt, u64 vma, u64 start, u64 en
 #ifdef MMT_HAVE_vma_store
 TRACEPOINT_PROBE(mmap, vma_store)
 {
-	MMT_EMPTY_RETURN;
+	MMT_EMPTY_RETURN_IN(mmap);
 	return mmt_emit_vma_store((u64)args->mt, (u64)args->vma, args->vm_start, args->vm_end, MMT_VS_STORE);
 }
 #endif
@@ -138,7 +138,7 @@ TRACEPOINT_PROBE(mmap, vma_store)
 #ifdef MMT_HAVE_vma_mas_szero
 TRACEPOINT_PROBE(mmap, vma_mas_szero)
 {
-	MMT_EMPTY_RETURN;
+	MMT_EMPTY_RETURN_IN(mmap);
 	return mmt_emit_vma_store((u64)args->mt, 0, args->start, args->end, MMT_VS_SZERO);
 }
 #endif

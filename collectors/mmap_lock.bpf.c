@@ -81,7 +81,7 @@ static __always_inline int mmt_on_mmap_lock(u64 mm, u16 op)
 /* TP_PROTO(struct mm_struct *mm, [const char *memcg_path,] bool write, bool success) */
 RAW_TRACEPOINT_PROBE(mmap_lock_acquire_returned)
 {
-	MMT_EMPTY_RETURN;
+	MMT_EMPTY_RETURN_IN(mmap_lock);
 	if ((u8)ctx->args[MMT_ML_ARG_acquire_write] || !(u8)ctx->args[MMT_ML_ARG_acquire_success])
 		return 0;	/* a write acquisition, or a failed (killed) one */
 	return mmt_on_mmap_lock(ctx->args[0], MMT_ML_READ_LOCKED);
@@ -90,7 +90,7 @@ RAW_TRACEPOINT_PROBE(mmap_lock_acquire_returned)
 /* TP_PROTO(struct mm_struct *mm, [const char *memcg_path,] bool write) */
 RAW_TRACEPOINT_PROBE(mmap_lock_released)
 {
-	MMT_EMPTY_RETURN;
+	MMT_EMPTY_RETURN_IN(mmap_lock);
 	if (!(u8)ctx->args[MMT_ML_ARG_released_write])
 		return 0;
 	return mmt_on_mmap_lock(ctx->args[0], MMT_ML_WRITE_UNLOCK);

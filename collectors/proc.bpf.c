@@ -13,7 +13,7 @@ static __always_inline void mmt_zero_proc(struct mmt_proc *e)
 
 RAW_TRACEPOINT_PROBE(sched_process_fork)
 {
-	MMT_EMPTY_RETURN;
+	MMT_EMPTY_RETURN_IN(proc);
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tgid = id >> 32;
 	u64 child = ctx->args[1];
@@ -58,7 +58,7 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
-	MMT_EMPTY_RETURN;
+	MMT_EMPTY_RETURN_IN(proc);
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tgid = id >> 32;
 	u64 mm, tree;
@@ -91,7 +91,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 
 TRACEPOINT_PROBE(sched, sched_process_exit)
 {
-	MMT_EMPTY_RETURN;
+	MMT_EMPTY_RETURN_IN(proc);
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tgid = id >> 32;
 	u64 mm;

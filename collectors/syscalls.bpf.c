@@ -264,7 +264,7 @@ static __always_inline u32 mmt_sc_of_nr(u64 nr)
 /* TP_PROTO(struct pt_regs *regs, long id) */
 RAW_TRACEPOINT_PROBE(sys_enter)
 {
-	MMT_EMPTY_RETURN;
+	MMT_EMPTY_RETURN_IN(syscall);
 	u64 nr = ctx->args[1];
 	u32 which = mmt_sc_of_nr(nr);
 	u32 nargs = which >> 16;
@@ -302,7 +302,7 @@ RAW_TRACEPOINT_PROBE(sys_enter)
 /* TP_PROTO(struct pt_regs *regs, long ret) */
 RAW_TRACEPOINT_PROBE(sys_exit)
 {
-	MMT_EMPTY_RETURN;
+	MMT_EMPTY_RETURN_IN(syscall);
 	return mmt_sc_end((s64)ctx->args[1]);
 }
 
@@ -331,12 +331,12 @@ static __always_inline int mmt_sc_enter(void *args, u16 sc, u32 nargs)
 #define MMT_SYSCALL(name)                                                  \
 	TRACEPOINT_PROBE(syscalls, sys_enter_##name)                      \
 	{                                                                  \
-		MMT_EMPTY_RETURN;                                                   \
+		MMT_EMPTY_RETURN_IN(syscall);                              \
 		return mmt_sc_enter(args, MMT_SC_##name, MMT_SC_NARGS_##name); \
 	}                                                                  \
 	TRACEPOINT_PROBE(syscalls, sys_exit_##name)                       \
 	{                                                                  \
-		MMT_EMPTY_RETURN;                                                   \
+		MMT_EMPTY_RETURN_IN(syscall);                              \
 		return mmt_sc_end(args->ret);                              \
 	}
 
@@ -388,7 +388,7 @@ MMT_SYSCALL(fallocate)
  * compat tasks' calls only (the first test, for every syscall of the host). */
 RAW_TRACEPOINT_PROBE(sys_enter)
 {
-	MMT_EMPTY_RETURN;
+	MMT_EMPTY_RETURN_IN(compat_syscall);
 	struct task_struct *task = bpf_get_current_task_btf();
 
 	if (!mmt_is_compat(task))
@@ -398,7 +398,7 @@ RAW_TRACEPOINT_PROBE(sys_enter)
 
 RAW_TRACEPOINT_PROBE(sys_exit)
 {
-	MMT_EMPTY_RETURN;
+	MMT_EMPTY_RETURN_IN(compat_syscall);
 	if (!mmt_is_compat(bpf_get_current_task_btf()))
 		return 0;
 	return mmt_sc_end((s64)ctx->args[1]);

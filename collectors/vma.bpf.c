@@ -281,14 +281,14 @@ static __always_inline int mmt_on_tree(struct bpf_raw_tracepoint_args *ctx, u16 
 
 RAW_TRACEPOINT_PROBE(ma_write)
 {
-	MMT_EMPTY_RETURN;
+	MMT_EMPTY_RETURN_IN(tree);
 	return mmt_on_tree(ctx, MMT_OP_WRITE);
 }
 
 #ifdef MMT_HAVE_ma_op
 RAW_TRACEPOINT_PROBE(ma_op)
 {
-	MMT_EMPTY_RETURN;
+	MMT_EMPTY_RETURN_IN(tree);
 	return mmt_on_tree(ctx, MMT_OP_OP);
 }
 #endif

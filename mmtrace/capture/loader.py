@@ -36,7 +36,7 @@ from .kernel import COLLECTOR_FILES, KFUNC_PLACEHOLDER, KernelError, ProbePlan, 
 from .ring import RingReader
 
 __all__ = ["Collector", "BccMissing", "program_source", "ring_sizes", "DEFAULT_BUFFER_MB", "cache_dir",
-           "load_manifest", "Loaded"]
+           "load_manifest", "Loaded", "EMPTY_ENV", "EMPTY_GROUPS", "empty_groups"]
 
 # Ring for tree writes, in MiB; at ~1 M events/s (160 bytes each) it holds
 # 200 ms, ten times the drain period.
@@ -47,6 +47,14 @@ DEFAULT_BUFFER_MB = 32
 # flush in progress never stops the draining of a recorder that keeps up.
 PENDING_LIMIT = 16 << 20
 _CACHE_ENV = "MMTRACE_CACHE_DIR"
+# For benchmarks only: MMTRACE_EMPTY_PROGRAMS=1 (or "all") attaches every hook
+# and makes every BPF program return at once, the floor of the hooks alone;
+# =GROUP[,GROUP...] empties only those groups' programs, to attribute the
+# recorder's cost group by group (benchmarks/overhead.py mmtrace-without-GROUP).
+# Every program is in one group: collectors/compat.h MMT_EMPTY_GROUP_<group>
+# says which programs each has.
+EMPTY_ENV = "MMTRACE_EMPTY_PROGRAMS"
+EMPTY_GROUPS = ("tree", "syscall", "compat_syscall", "mmap_lock", "mmap", "proc", "hugetlb")
 
 
 def ring_sizes(buffer_mb: int) -> dict[str, int]:
@@ -69,6 +77,30 @@ def ring_sizes(buffer_mb: int) -> dict[str, int]:
         "hugetlb": max(1, buffer_mb // 8) * mib,
         "mmap_lock": max(1, buffer_mb // 8) * mib,  # about one per traced syscall
     }
+
+
+def empty_groups(value: str | None) -> tuple[str, ...]:
+    """The program groups that ``MMTRACE_EMPTY_PROGRAMS=value`` empties, in
+    EMPTY_GROUPS order: none for unset, empty or ``0``, every one for ``1``
+    or ``all``, else the comma list's.  ValueError names an unknown group."""
+    value = (value or "").strip()
+    if value in ("1", "all"):
+        return EMPTY_GROUPS
+    if value == "0":
+        return ()
+    asked = {g.strip() for g in value.split(",") if g.strip()}
+    unknown = sorted(asked - set(EMPTY_GROUPS))
+    if unknown:
+        raise ValueError(f"{EMPTY_ENV}={value}: no program group {', '.join(map(repr, unknown))}: "
+                         f"give 1 or all, or a comma list of {','.join(EMPTY_GROUPS)}")
+    return tuple(g for g in EMPTY_GROUPS if g in asked)
+
+
+def _empty_cflags(groups: tuple[str, ...]) -> list[str]:
+    """The -D flags emptying ``groups`` (collectors/compat.h); every group: MMT_EMPTY_PROGRAMS."""
+    if groups == EMPTY_GROUPS:
+        return ["-DMMT_EMPTY_PROGRAMS"]
+    return [f"-DMMT_EMPTY_GROUP_{g}" for g in groups]
 
 
 def _pid_max() -> int:
@@ -404,13 +436,18 @@ class Collector:
             if not plan.features.get("pt_regs_sp"):
                 raise KernelError("record -g: this kernel's BTF has no pt_regs.sp (the user stack pointer)")
             cflags += stack_cflags()
-        # For benchmarks only (overhead.py's mmtrace-empty-programs): attach
-        # everything, record nothing, to measure what the hooks alone cost.
-        self.empty_programs = os.environ.get("MMTRACE_EMPTY_PROGRAMS") == "1"
-        if self.empty_programs:
-            cflags.append("-DMMT_EMPTY_PROGRAMS")
-            print("mmtrace: warning: MMTRACE_EMPTY_PROGRAMS=1: every BPF program returns at once; "
+        # For benchmarks only (overhead.py's mmtrace-empty-programs and
+        # mmtrace-without-GROUP): attach everything, and record nothing, or
+        # nothing of some groups, to measure what the hooks and each group cost.
+        self.empty_programs = empty_groups(os.environ.get(EMPTY_ENV))
+        cflags += _empty_cflags(self.empty_programs)
+        if self.empty_programs == EMPTY_GROUPS:
+            print(f"mmtrace: warning: {EMPTY_ENV}={os.environ[EMPTY_ENV]}: every BPF program returns at once; "
                   "nothing is recorded (this measures the hooks alone)", file=sys.stderr)
+        elif self.empty_programs:
+            print(f"mmtrace: warning: {EMPTY_ENV}={os.environ[EMPTY_ENV]}: the BPF programs of "
+                  f"{', '.join(self.empty_programs)} return at once; their events are not recorded "
+                  "(this measures what they cost)", file=sys.stderr)
         source = program_source()
         ncpus = bpfsys.possible_cpus()
         # The recorder itself (system-wide: its tgid is the one bit of the

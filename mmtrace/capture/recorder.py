@@ -49,7 +49,7 @@ _arrow_system_pool()
 
 from ..trace.writer import DiskFull, TraceWriter  # noqa: E402 (after the pool is chosen)
 from .kernel import KernelError
-from .loader import DEFAULT_BUFFER_MB, PENDING_LIMIT
+from .loader import DEFAULT_BUFFER_MB, EMPTY_ENV, PENDING_LIMIT, empty_groups
 from .session import Session, Target
 
 __all__ = ["RecordOptions", "RecordResult", "record", "RecordError", "check_options"]
@@ -235,6 +235,10 @@ class _Progress:
 def record(opts: RecordOptions) -> RecordResult:
     """Record ``opts`` target into ``opts.output``; see the module docstring."""
     check_options(opts)
+    try:
+        empty_groups(os.environ.get(EMPTY_ENV))  # the benchmarks' switch (capture/loader.py)
+    except ValueError as e:
+        raise RecordError(str(e), 2) from e
     target = Target(command=opts.command, pids=list(opts.pids))
     try:
         session = Session(target, buffer_mb=opts.buffer_mb, keep_inner=opts.keep_inner, stacks=opts.stacks,
@@ -289,7 +293,8 @@ def record(opts: RecordOptions) -> RecordResult:
         # Whether BCC compiled this time, or the module came from the cache.
         meta["bpf_module"] = "compiled" if session.collector.compiled else "cached"
         if session.collector.empty_programs:
-            meta["empty_programs"] = True  # a benchmark of the hooks: no events by design
+            # a benchmark of the hooks: no events of these program groups by design
+            meta["empty_programs"] = list(session.collector.empty_programs)
         meta["start_ns"] = session.start_ns
         meta["hugetlb_evidence"] = session.hugetlb_evidence
         meta["start_wall"] = time.time()

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import mmtrace
+from mmtrace.capture.loader import EMPTY_GROUPS
 from tests.conftest import compile_c
 
 pytestmark = pytest.mark.live
@@ -360,8 +361,43 @@ def test_empty_programs_record_nothing_and_say_so(tmp_path, probe):
     assert r.returncode == 7, r.stderr
     assert "MMTRACE_EMPTY_PROGRAMS=1" in r.stderr and "nothing is recorded" in r.stderr
     t = mmtrace.open(out)
-    assert t.metadata["empty_programs"] is True
+    assert t.metadata["empty_programs"] == list(EMPTY_GROUPS)
     assert sum((t.metadata.get("events") or {}).values()) == 0
+
+
+# A program group (capture/loader.py EMPTY_GROUPS) and the event kind only its programs record.
+@pytest.mark.parametrize(("group", "kind"), [("tree", "tree_write"), ("mmap_lock", "mmap_lock")])
+def test_empty_group_removes_only_that_group(tmp_path, probe, group, kind):
+    # The benchmarks' attribution (overhead.py mmtrace-without-GROUP): one group emptied, the rest recording.
+    def rec(name, env):
+        out = tmp_path / name
+        r = subprocess.run([*MMTRACE, "record", "-q", "-o", str(out), "--", str(probe)], capture_output=True,
+                           text=True, timeout=120, env=env)
+        assert r.returncode == 7, r.stderr
+        return r, mmtrace.open(out)
+
+    plain_env = {k: v for k, v in os.environ.items() if k != "MMTRACE_EMPTY_PROGRAMS"}
+    _, full = rec("full", plain_env)
+    r, t = rec("without", {**plain_env, "MMTRACE_EMPTY_PROGRAMS": group})
+    assert f"MMTRACE_EMPTY_PROGRAMS={group}" in r.stderr and f"programs of {group} return at once" in r.stderr
+    assert t.complete and t.metadata["empty_programs"] == [group]
+    assert "empty_programs" not in full.metadata
+    events, full_events = t.metadata["events"], full.metadata["events"]
+    assert full_events.get(kind, 0) > 0  # the probe makes them (mmap_lock: execve locks the new mm)
+    assert events.get(kind, 0) == 0 and len(t.events(kind)) == 0
+    # Every other group still records (and mmap_lock events need the syscall group).
+    others = {"tree_write", "syscall", "proc", "mmap_lock"} - {kind}
+    assert all(events.get(k, 0) > 0 for k in others), events
+    assert events["syscall"] == full_events["syscall"]
+
+
+def test_empty_unknown_group_is_a_one_line_error(tmp_path):
+    r = _run(["record", "-q", "-o", str(tmp_path / "t"), "--", "/bin/true"],
+             env={**os.environ, "MMTRACE_EMPTY_PROGRAMS": "tree,trees"})
+    assert r.returncode == 2
+    line = _one_line_error(r)
+    assert "'trees'" in line and "mmap_lock" in line
+    assert not (tmp_path / "t").exists()
 
 
 def test_dump_bpf():
