@@ -23,29 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
+from ..trace.pool import use_system_allocator
 
-
-def _arrow_system_pool() -> None:
-    """Arrow C++ picks its default allocator once, when pyarrow is first
-    imported, from ARROW_DEFAULT_MEMORY_POOL: ask for the system allocator
-    (malloc), which gives big blocks back at once, where mimalloc (the
-    default) keeps freed memory for reuse: ~25 MB more recorder peak RSS at
-    full speed (pa.set_memory_pool() later only changes the pool pyarrow's
-    Python functions pass, not what the Parquet writer allocates from).  The
-    variable is put back, so the traced command never sees it."""
-    key = "ARROW_DEFAULT_MEMORY_POOL"
-    prev = os.environ.get(key)
-    os.environ[key] = prev or "system"
-    try:
-        import pyarrow as pa
-
-        pa.default_memory_pool()
-    finally:
-        if prev is None:
-            del os.environ[key]
-
-
-_arrow_system_pool()
+use_system_allocator()  # before the writer imports pyarrow: see trace/pool.py
 
 from ..trace.writer import DiskFull, TraceWriter  # noqa: E402 (after the pool is chosen)
 from .kernel import KernelError

@@ -627,6 +627,9 @@ def _debug() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..trace.pool import use_system_allocator
+
+    use_system_allocator()  # before anything imports pyarrow (trace/pool.py: the report's peak RSS)
     argv = list(sys.argv[1:] if argv is None else argv)
     head = argv[: argv.index("--")] if "--" in argv else argv
     if "--debug" in head:  # anywhere before --: full tracebacks (also MMTRACE_DEBUG=1)
