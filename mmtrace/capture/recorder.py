@@ -29,7 +29,7 @@ use_system_allocator()  # before the writer imports pyarrow: see trace/pool.py
 
 from ..trace.writer import DiskFull, TraceWriter  # noqa: E402 (after the pool is chosen)
 from .kernel import KernelError
-from .loader import DEFAULT_BUFFER_MB, EMPTY_ENV, PENDING_LIMIT, empty_groups
+from .loader import DEFAULT_BUFFER_MB, EMPTY_ENV, PENDING_LIMIT, empty_groups, raise_priority
 from .session import Session, Target
 
 __all__ = ["RecordOptions", "RecordResult", "record", "RecordError", "check_options"]
@@ -263,6 +263,7 @@ def record(opts: RecordOptions) -> RecordResult:
     stop = _Stop()
     old_handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     started = False
+    nice_before = os.getpriority(os.PRIO_PROCESS, 0)  # this thread's, put back at the end
     try:
         try:
             session.load()
@@ -270,6 +271,8 @@ def record(opts: RecordOptions) -> RecordResult:
             raise RecordError(f"loading the BPF collectors failed: {e} (run 'mmtrace doctor')") from e
         session.start()
         started = True
+        # The command is forked: from now on the recorder may outrank it (loader.RECORDER_NICE).
+        meta["recorder_nice"] = raise_priority()
         # Whether BCC compiled this time, or the module came from the cache.
         meta["bpf_module"] = "compiled" if session.collector.compiled else "cached"
         if session.collector.empty_programs:
@@ -291,6 +294,10 @@ def record(opts: RecordOptions) -> RecordResult:
         session.close()
         for s, h in old_handlers.items():
             signal.signal(s, h)
+        try:  # a caller of record() in-process keeps its priority (raising nice is always allowed)
+            os.setpriority(os.PRIO_PROCESS, 0, nice_before)
+        except OSError:
+            pass
 
 
 def _loop(opts: RecordOptions, session: Session, writer: TraceWriter, meta: dict, stop: _Stop) -> RecordResult:

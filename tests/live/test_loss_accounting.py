@@ -60,3 +60,36 @@ def test_every_event_is_written_or_counted_lost_under_load(root_only, tmp_path):
         for h in hogs:
             h.kill()
             h.wait()
+
+
+def _nice_of(stat_line: str) -> int:
+    return int(stat_line.rsplit(")", 1)[1].split()[16])  # field 19 of /proc/PID/stat
+
+
+def test_the_recorder_outranks_the_command_and_the_command_keeps_its_nice(root_only, tmp_path):
+    """Its threads at loader.RECORDER_NICE (the drain keeps up when the traced processes
+    leave no idle core: the loss test above); the command at the nice it was given."""
+    from mmtrace.capture.loader import RECORDER_NICE
+
+    out = tmp_path / "t.trace"
+    script = 'sleep 0.5; cat /proc/$PPID/task/*/stat; cat /proc/$$/stat'
+    r = subprocess.run([sys.executable, "-m", "mmtrace", "record", "-q", "-o", str(out), "--", "sh", "-c", script],
+                       check=True, capture_output=True, text=True)
+    lines = [x for x in r.stdout.splitlines() if x.strip()]
+    recorder, command = [_nice_of(x) for x in lines[:-1]], _nice_of(lines[-1])
+    assert command == 0, r.stdout
+    assert recorder.count(RECORDER_NICE) >= 2, recorder  # the main thread and the drain thread
+    assert json.loads((out / "metadata.json").read_text())["recorder_nice"] == RECORDER_NICE
+    # A recorder the user started niced keeps that nice value (and so does its command).
+    r = subprocess.run(["nice", "-n", "5", sys.executable, "-m", "mmtrace", "record", "-q", "-o", str(tmp_path / "n"),
+                        "--", "sh", "-c", script], check=True, capture_output=True, text=True)
+    lines = [x for x in r.stdout.splitlines() if x.strip()]
+    assert {_nice_of(x) for x in lines} == {5}, r.stdout
+
+
+def test_record_in_process_gives_the_caller_its_priority_back(root_only, tmp_path):
+    from mmtrace.capture.recorder import RecordOptions, record
+
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    record(RecordOptions(output=tmp_path / "t.trace", command=["true"], progress=False))
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before
