@@ -6,6 +6,8 @@ the scripts that read traces import mmtrace/pandas themselves.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import platform
@@ -471,3 +473,41 @@ def peak_rss_self_mb() -> float:
 
 def cmdline(argv) -> str:
     return shlex.join(str(a) for a in argv)
+
+
+_PR_SET_CHILD_SUBREAPER = 36  # include/uapi/linux/prctl.h
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (prctl
+    PR_SET_CHILD_SUBREAPER, v3.4).  mmtrace record detaches its programs in a
+    detached grandchild after it exits (capture/loader.py Loaded.close); that
+    grandchild is then re-parented here, so reap_lingering() can wait for
+    exactly it instead of taking our own lingering programs for another
+    tracer."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def reap_lingering(max_s: float) -> tuple[int, float]:
+    """Wait up to max_s seconds for every descendant that outlived a run (the
+    recorder's background detach) to exit: (how many were reaped, seconds
+    waited).  Only called between runs, when no child of ours is running."""
+    t0 = time.monotonic()
+    n = 0
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break  # none left
+        except OSError as e:
+            if e.errno == errno.EINTR:
+                continue
+            break
+        if pid:
+            n += 1
+            continue
+        if time.monotonic() - t0 > max_s:
+            break
+        time.sleep(0.01)
+    return n, time.monotonic() - t0

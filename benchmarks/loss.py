@@ -91,6 +91,7 @@ def main(argv=None) -> int:
         steps.append((None, args.max_procs))
 
     results = []
+    subreaper = C.become_subreaper()
     try:
         for rate, procs in steps:
             loops = int((rate or args.max_loop_rate) * args.seconds)
@@ -101,7 +102,11 @@ def main(argv=None) -> int:
                 argv_ += ["--buffer-mb", str(args.buffer_mb)]
             before = C.wait_quiet(args.quiet_wait)
             r = C.run(argv_ + ["--"] + cmd, timeout=max(120, 20 * args.seconds))
-            interference = sorted(set(before + C.wait_quiet(2.0)))  # our own programs go a moment after exit
+            # The recorder detaches in a background grandchild (~1 s), re-parented to
+            # us: wait for exactly it, so that its programs are not taken for another tracer.
+            if subreaper:
+                C.reap_lingering(120)
+            interference = sorted(set(before + C.wait_quiet(2.0)))
             res = C.parse_results(r.stdout)
             label = ("max" if rate is None else f"{rate:,.0f}/s") + (f" x{procs} procs" if procs > 1 else "")
             rec = {"step": label, "target_loops_per_s": rate, "procs": procs, "loops": loops, "error": None,

@@ -74,8 +74,6 @@ linux-perf); a missing tool is reported and skipped.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import errno
 import os
 import re
 import shutil
@@ -177,44 +175,6 @@ def _start_bystander(mmtrace_cli: str, out: Path, timeout: float) -> subprocess.
     return p
 
 
-_PR_SET_CHILD_SUBREAPER = 36  # include/uapi/linux/prctl.h
-
-
-def become_subreaper() -> bool:
-    """Make this process the reaper of its orphaned descendants (prctl
-    PR_SET_CHILD_SUBREAPER, v3.4).  mmtrace record detaches its programs in a
-    detached grandchild after it exits (capture/loader.py Loaded.close); that
-    grandchild is then re-parented here, so reap_lingering() can wait for
-    exactly it instead of taking our own lingering programs for another
-    tracer."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-
-
-def reap_lingering(max_s: float) -> tuple[int, float]:
-    """Wait up to max_s seconds for every descendant that outlived a run (the
-    recorder's background detach) to exit: (how many were reaped, seconds
-    waited).  Only called between runs, when no child of ours is running."""
-    t0 = time.monotonic()
-    n = 0
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            break  # none left
-        except OSError as e:
-            if e.errno == errno.EINTR:
-                continue
-            break
-        if pid:
-            n += 1
-            continue
-        if time.monotonic() - t0 > max_s:
-            break
-        time.sleep(0.01)
-    return n, time.monotonic() - t0
-
-
 def _cold_paths() -> list[Path]:
     """Files and trees a cold `mmtrace record` reads from disk."""
     import glob
@@ -306,7 +266,7 @@ def one_run(tool: str, cmd: list[str], tmp: Path, ctx: dict, args, workload: str
     # moment to free the programs, before looking for anyone else's.
     rec["detach_s"] = None
     if ctx.get("subreaper") and tool != "untraced":
-        n, waited = reap_lingering(min(args.timeout, 120))
+        n, waited = C.reap_lingering(min(args.timeout, 120))
         rec["detach_s"] = waited if n else 0.0
     after = C.wait_quiet(2.0) if tool != "untraced" else C.other_tracers()
     rec["interference"] = sorted(set(before + after))
@@ -351,7 +311,7 @@ def main(argv=None) -> int:
         if x not in TOOLS + EXTRA_TOOLS:
             sys.exit(f"unknown tool {x!r}: choose from {TOOLS + EXTRA_TOOLS}")
     mm_cli = C.find_mmtrace(args.mmtrace)
-    subreaper = become_subreaper()
+    subreaper = C.become_subreaper()
     if not subreaper:
         print("NOTE: prctl(PR_SET_CHILD_SUBREAPER) failed: mmtrace's background detach is not waited for, "
               "so its lingering programs may be counted as another tracer", file=sys.stderr)
