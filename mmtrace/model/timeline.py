@@ -340,8 +340,14 @@ class VmaTimeline:
         ``vm_flags``, ``dev``, ``ino``, ``born_ts`` (the instant a query first
         showed it), ``died_ts`` (the first instant it was no longer shown; -1
         if still shown by the process's last query); unsorted."""
+        out = {name: col.copy() for name, col in self.lifetime_columns().items()}
+        return pd.DataFrame(out, columns=list(LIFE_COLUMNS))
+
+    def lifetime_columns(self) -> dict[str, np.ndarray]:
+        """:meth:`lifetimes` as views of the timeline's own table (no copy: they
+        live as long as it does): ``pid``, ``born_ts``, ``died_ts`` int64, the rest uint64."""
         c = self._table("life", len(LIFE_COLUMNS))
-        out = {name: c[:, k].copy() for k, name in enumerate(LIFE_COLUMNS)}
+        out = {name: c[:, k] for k, name in enumerate(LIFE_COLUMNS)}
         for name in ("pid", "born_ts", "died_ts"):
             out[name] = out[name].view(np.int64)
-        return pd.DataFrame(out, columns=list(LIFE_COLUMNS))
+        return out

@@ -318,10 +318,17 @@ class ReportData:
         from ..model.vmatree import perms_column
 
         vc = tl.counts()
-        lt = tl.lifetimes()
-        lt.insert(3, "perms", perms_column(lt["vm_flags"].to_numpy()))
-        lt["path"] = _paths_of(getattr(_model(self.trace), "paths", {}) or {}, lt["dev"].to_numpy(), lt["ino"].to_numpy())
-        lt = lt.drop(columns=["dev"]).rename(columns={"ino": "inode"}).sort_values(["pid", "start", "born_ts"], ignore_index=True)
+        # Sorted by (pid, start, born_ts) as the table is written, each column gathered
+        # once in that order from the timeline's own table: no unsorted frame, no
+        # second copy (the lifetimes are the report's biggest table).
+        c = tl.lifetime_columns()
+        o = np.lexsort((c["born_ts"], c["start"], c["pid"]))  # stable, as sort_values on several keys
+        flags = c["vm_flags"][o]
+        paths = _paths_of(getattr(_model(self.trace), "paths", {}) or {}, c["dev"][o], c["ino"][o])
+        lt = pd.DataFrame({"pid": c["pid"][o], "start": c["start"][o], "end": c["end"][o], "perms": perms_column(flags),
+                           "vma": c["vma"][o], "vm_flags": flags, "inode": c["ino"][o], "born_ts": c["born_ts"][o],
+                           "died_ts": c["died_ts"][o], "path": paths}, copy=False)
+        del c
         self._c["sweep"] = (vc, lt)
         self._c.pop("timeline", None)
         return vc, lt

@@ -135,3 +135,21 @@ def test_report_brk_ends_agree_live(root_only, tmp_path):
     new = views._brk_of(report_data(t))
     assert new == old_brk_of(t)
     assert sum(len(v) for v in new.values()) >= 3  # sort grows its heap: there is something to compare
+
+
+def test_report_lifetimes_are_the_old_sorted_frame_live(root_only, tmp_path):
+    """ReportData.vmas (gathered sorted from the timeline's table) against the old
+    build-then-sort, on churn with forks, threads and hugetlb and on a shell pipeline."""
+    import pandas as pd
+
+    from mmtrace.report.frames import report_data
+    from tests.golden.test_sweep_differential import old_lifetimes
+
+    raise_hugepages(8)
+    for name, argv in (("churn", [str(build("churn")), "--seed", "3", "--ops", "1500", "--forks", "4", "--hugetlb", "on",
+                                  "--threads"]),
+                       ("sh", ["/bin/sh", "-c", "ls -l /usr/bin | sort | head -3 >/dev/null"])):
+        t = _record(tmp_path / f"{name}.trace", argv)
+        new = report_data(t).vmas()
+        assert len(new) > 20
+        pd.testing.assert_frame_equal(new, old_lifetimes(report_data(mmtrace.open(t.path))), check_exact=True)
