@@ -53,9 +53,9 @@ PENDING_LIMIT = 16 << 20
 # nothing.  With none (the traced processes keep every core busy) a fair
 # share was not enough: two unpaced mmap loops on this 2-core machine
 # (1.8 M events/s) made the drain thread wait up to 238 ms and the rings
-# overflow in half the recordings (14k-720k events lost); at -10, 0 lost in 6
-# of 6.  The recorder's CPU is proportional to the events, so this takes from
-# the traced program only what recording them costs.  A recorder started
+# overflow in half the recordings (14k-720k events lost); at -10, 1 of 19
+# recordings lost events (34k).  The recorder's CPU is proportional to the
+# events, so this takes from the traced program only what recording them costs.  A recorder started
 # with a nice value of its own (nice -n 5 mmtrace record ...) keeps it.
 RECORDER_NICE = -10
 _CACHE_ENV = "MMTRACE_CACHE_DIR"

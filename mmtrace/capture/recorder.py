@@ -426,7 +426,7 @@ def drain_to_end(collector, flush) -> None:
         if not left or (prev is not None and left >= prev):
             break
         prev = left
-    if collector.backlog() or collector.pending_bytes():
+    if collector.backlog():  # (each flush took all that was pending: the thread is stopped)
         collector.pending_limit = None
         flush()
 

@@ -6,7 +6,7 @@ inside Arrow, where numpy and pandas (glibc malloc) cannot reuse it, and gives
 little back.  With malloc both share one heap and ``malloc_trim`` hands free
 pages back (report/build.give_back_memory).  Measured: the recorder ~25 MB less
 peak RSS at full speed; ``mmtrace report`` of the 2.5 M-event mmloop trace
-1,40x -> 1,114 MB, same time.  ``pa.set_memory_pool()`` later would only change
+~1.46 -> 1.11 GB peak RSS with the allocator alone changed, same time.  ``pa.set_memory_pool()`` later would only change
 the pool pyarrow's Python functions pass, not what the Parquet reader and
 writer allocate from.  Library users keep whatever their process chose.
 """
