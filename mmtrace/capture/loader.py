@@ -47,6 +47,12 @@ DEFAULT_BUFFER_MB = 32
 # (see Collector.drain): twice the recorder's early-flush threshold, so a
 # flush in progress never stops the draining of a recorder that keeps up.
 PENDING_LIMIT = 16 << 20
+# Bytes of records decoded and written at a time (one Parquet row group): a
+# flush never holds more than this decoded, nor a copy of all it took
+# (session.record_pieces).  Whole-batch decoding held the batch twice more
+# (concatenated, then decoded), up to ~120 MB live when the drain had fallen
+# behind on the mmap loop at full speed.
+WRITE_PIECE_BYTES = 4 << 20
 # The recorder's threads run at this nice value; the traced command keeps its
 # own (it is forked before the recorder's main thread changes its own, and
 # Linux keeps a nice value per thread).  With a core to spare this changes
@@ -602,10 +608,15 @@ class Collector:
 
     def take(self) -> dict[str, np.ndarray]:
         """Hand over the records drained so far, as numpy arrays by kind."""
+        return {k: np.concatenate(p) if len(p) > 1 else p[0] for k, p in self.take_chunks().items()}
+
+    def take_chunks(self) -> dict[str, list[np.ndarray]]:
+        """:meth:`take` without the copy that joins them: by kind, the arrays as
+        drained (in order), for a writer that goes through them piece by piece."""
         with self._lock:
             pending = self._pending
             self._pending = {k: [] for k in self._rings}
-        return {k: np.concatenate(p) if len(p) > 1 else p[0] for k, p in pending.items() if p}
+        return {k: p for k, p in pending.items() if p}
 
     def backlog(self) -> int:
         """Bytes still in the kernel's rings, not yet drained."""

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # the DataFrame forms (batch, snapshot_maps) are for mmtrace.stream().
 _KMSG_COLUMNS = ["ts", "kmsg_us", "seq", "level", "facility", "msg"]
 from .kernel import COMPAT_ENV, KernelError, ProbePlan, make_plan
-from .loader import DEFAULT_BUFFER_MB, Collector
+from .loader import DEFAULT_BUFFER_MB, WRITE_PIECE_BYTES, Collector
 
 __all__ = ["Session", "Target", "TargetError", "snapshot_maps", "snapshot_columns", "process_info", "die_with_parent"]
 
@@ -343,12 +343,14 @@ class Session:
     def poll(self, timeout_ms: int = 100) -> None:
         self.collector.poll(timeout_ms)
 
-    def _take(self) -> tuple[dict[str, np.ndarray], dict[int, str] | None]:
+    def _take(self) -> tuple[dict[str, list[np.ndarray]], dict[int, str] | None]:
+        """Drain, then hand over what was drained: by kind, the arrays as drained."""
         c = self.collector
         c.drain()
-        raw = c.take()
-        proc = raw.get("proc")
-        if proc is not None:
+        raw = c.take_chunks()
+        if "proc" in raw:  # rare records: one array
+            raw["proc"] = [np.concatenate(raw["proc"])] if len(raw["proc"]) > 1 else raw["proc"]
+            proc = raw["proc"][0]
             self.seen.update(int(x) for x in proc["child_tgid"][proc["what"] == 1])  # fork
             gone = proc["tgid"][(proc["what"] == 3) & ((proc["flags"] & 0x4) != 0)]  # exit, group dead
             self.seen.difference_update(int(x) for x in gone)
@@ -356,15 +358,15 @@ class Session:
             self._note_stacks(raw)
         return raw, (c.fn_names() if "tree_write" in raw else None)
 
-    def _note_stacks(self, raw: dict[str, np.ndarray]) -> None:
+    def _note_stacks(self, raw: dict[str, list[np.ndarray]]) -> None:
         """record -g: the stacks the drained records name for the first time, and
         the files noted since (capture/stacks.py), for :meth:`host_tables`."""
         c = self.collector
         if "proc" in raw:
-            p = raw["proc"]
+            p = raw["proc"][0]
             c.files.note_exec(p["filename"][p["what"] == 2].tolist())  # exec
         c.files.search_missed()
-        ids = [raw[k]["stack_id"] for k in ("syscall", "proc") if k in raw]
+        ids = [a["stack_id"] for k in ("syscall", "proc") for a in raw.get(k, ())]
         new = c.stack_table.note(np.concatenate(ids)) if ids else None
         if new is not None:
             self._stack_tables.append(("stacks", new))
@@ -380,14 +382,18 @@ class Session:
     def batch(self) -> dict[str, pd.DataFrame]:
         """Events gathered since the last call, decoded, by kind."""
         raw, fns = self._take()
-        return {k: to_frame(k, v, fn_names=fns, syscalls=self.plan.syscalls) for k, v in raw.items()}
+        return {k: to_frame(k, np.concatenate(v) if len(v) > 1 else v[0], fn_names=fns, syscalls=self.plan.syscalls)
+                for k, v in raw.items()}
 
-    def tables(self) -> Iterator[tuple[str, pa.Table]]:
-        """:meth:`batch` as (kind, Arrow table), the form the recorder writes (no
-        pandas); one kind at a time, each kind's records freed once decoded."""
+    def tables(self) -> Iterator[tuple[str, Iterator[pa.Table]]]:
+        """What :meth:`batch` gives, as the recorder writes it (no pandas): by
+        kind, Arrow tables of about WRITE_PIECE_BYTES of records each, decoded
+        one at a time as the iterator is consumed (so a flush holds one piece
+        decoded, and each drained array only until its last piece is out)."""
         raw, fns = self._take()
         for k in list(raw):
-            yield k, to_arrow(k, raw.pop(k), fn_names=fns, syscalls=self.plan.syscalls)
+            yield k, (to_arrow(k, a, fn_names=fns, syscalls=self.plan.syscalls)
+                      for a in record_pieces(raw.pop(k), WRITE_PIECE_BYTES))
 
     def sample_host(self) -> None:
         """Take a sample of the hugetlb pool counters (cheap; call often)."""
@@ -456,3 +462,29 @@ class Session:
         if self.collector is not None:
             self.collector.close()
             self.collector = None
+
+
+def record_pieces(chunks: list[np.ndarray], limit: int) -> Iterator[np.ndarray]:
+    """The records of ``chunks``, in order, as arrays of the fewest whole
+    records that make ``limit`` bytes (the last one fewer).  Consumes ``chunks``: an array is let go as soon as its
+    last record is handed on, so what the caller holds is one piece plus the
+    arrays not reached yet.  Small arrays (one drain's worth) are joined into
+    a piece, large ones (a ring emptied at once) are cut into views."""
+    chunks.reverse()  # pop() from the end: in order, without shifting the list
+    group: list[np.ndarray] = []
+    size = 0
+    part = None
+    while chunks:
+        a = chunks.pop()
+        start = 0
+        while start < len(a):
+            part = a[start:start + max(1, (limit - size) // a.itemsize)]
+            start += len(part)
+            group.append(part)
+            size += part.nbytes
+            if size >= limit:
+                yield group[0] if len(group) == 1 else np.concatenate(group)
+                group, size = [], 0
+        a = part = None  # (the last view would keep the array until the next one)
+    if group:
+        yield group[0] if len(group) == 1 else np.concatenate(group)

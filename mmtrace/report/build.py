@@ -138,8 +138,9 @@ def give_back_memory() -> None:
     glibc's malloc arenas (numpy and pandas buffers; ``malloc_trim`` hands
     their free pages back).  None of it changes a result.
     """
-    import ctypes
     import gc
+
+    from ..trace.pool import trim_malloc
 
     gc.collect()
     try:
@@ -148,10 +149,7 @@ def give_back_memory() -> None:
         pyarrow.default_memory_pool().release_unused()
     except Exception:  # noqa: BLE001 - an allocator without the call
         pass
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
+    trim_malloc()
 
 
 def _callsites_hook(rd, out: Path, res: ReportResult, fmts: list[str]) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -47,11 +48,15 @@ class DiskFull(OSError):
     """Writing the trace failed for lack of space; what was written before stays valid."""
 
 
+def _part_options(schema: pa.Schema) -> dict:
+    dict_cols = [f.name for f in schema
+                 if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    return dict(compression="lz4", use_dictionary=dict_cols, write_page_checksum=True)
+
+
 def write_part(table: pa.Table, path: str | os.PathLike) -> None:
     """Write one part as the recorder does (see the module docstring)."""
-    dict_cols = [f.name for f in table.schema
-                 if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-    pq.write_table(table, path, compression="lz4", use_dictionary=dict_cols, write_page_checksum=True)
+    pq.write_table(table, path, **_part_options(table.schema))
 
 
 class TraceWriter:
@@ -114,6 +119,37 @@ class TraceWriter:
         at = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
         self._atomic(d / f"part-{n:06d}.parquet", lambda p: write_part(at, p))
         self.rows[table] = self.rows.get(table, 0) + len(df)
+
+    def append_pieces(self, table: str, pieces: Iterable[pa.Table]) -> int:
+        """Write ``pieces`` as the next part of ``table``, one row group each,
+        taking each piece from the iterator only once the one before is written
+        (the recorder's flush: :meth:`mmtrace.capture.session.Session.tables`).
+        A piece whose schema differs from the part's (a categorical column
+        that needed wider codes) starts a new part.  Returns the rows written."""
+        it = (p for p in pieces if len(p))
+        held = [next(it, None)]  # the piece to write next: held only until written
+        total = 0
+        while held[0] is not None:
+            schema = held[0].schema
+            d = self.path / table
+            self._mkdir(d)
+            n = self._parts.get(table, 0) + 1
+            self._parts[table] = n
+            rows = 0
+
+            def write(p: Path) -> None:
+                nonlocal rows
+                with pq.ParquetWriter(p, schema, **_part_options(schema)) as w:
+                    while held[0] is not None and held[0].schema == schema:
+                        w.write_table(held[0])
+                        rows += len(held[0])
+                        held[0] = None
+                        held[0] = next(it, None)
+
+            self._atomic(d / f"part-{n:06d}.parquet", write)
+            self.rows[table] = self.rows.get(table, 0) + rows
+            total += rows
+        return total
 
     def write_metadata(self, meta: dict) -> None:
         """Replace metadata.json (atomically)."""
