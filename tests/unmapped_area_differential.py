@@ -14,13 +14,92 @@ from __future__ import annotations
 import pandas as pd
 
 import mmtrace
-from mmtrace.detect.unmapped_area import _ERR, UnmappedAreaCheck, first_fit, unmapped_area_check
+from mmtrace.detect.unmapped_area import _ERR, _start_gap, UnmappedAreaCheck, unmapped_area_check
+from mmtrace.events.flags import VM_GROWSDOWN
 from mmtrace.events.flags import VM_UNMAPPED_AREA_TOPDOWN
 from mmtrace.trace.kernelinfo import KernelInfo
 
 
+def first_fit_old(
+    vmas: list[tuple[int, int, int]],
+    length: int,
+    low: int,
+    high: int,
+    align_mask: int,
+    align_offset: int,
+    topdown: bool,
+    *,
+    mmap_min_addr: int = 65536,
+    guard: int = 256 << 12,
+    clamp_low: bool = True,
+) -> int | None:
+    """``mmtrace.detect.first_fit`` as it was (main at f4d39ba): the whole gap list
+    of the joined VMAs built per search, then scanned."""
+    need = length + align_mask
+    if need < length:
+        return None
+    if clamp_low:
+        low = max(low, mmap_min_addr)
+    # gaps: [end of previous, start of next) with the neighbours' indexes
+    gaps = []
+    prev_end = 0
+    for i, (s, e, _) in enumerate(vmas):
+        if s > prev_end:
+            gaps.append((prev_end, s, i - 1, i))
+        prev_end = max(prev_end, e)
+    gaps.append((prev_end, 1 << 64, len(vmas) - 1, len(vmas)))
+    if topdown:
+        while True:
+            found = None
+            for gs, ge, pi, ni in reversed(gaps):
+                cs, ce = max(gs, low), min(ge, high)
+                if ce > cs and ce - cs >= need:
+                    found = (cs, ce, pi, ni)
+                    break
+            if found is None:
+                return None
+            cs, ce, pi, ni = found
+            gap = ce - length
+            gap -= (gap - align_offset) & align_mask
+            nxt = vmas[ni] if ni < len(vmas) else None
+            if nxt is not None and nxt[2] & VM_GROWSDOWN:
+                if _start_gap(nxt[0], nxt[2], guard) < ce:
+                    high = _start_gap(nxt[0], nxt[2], guard)
+                    continue
+            else:
+                prv = vmas[pi] if pi >= 0 else None
+                if prv is not None and prv[1] > gap:  # vm_end_gap: no VM_GROWSUP on x86
+                    high = prv[0]
+                    continue
+            return gap
+    while True:
+        found = None
+        for gs, ge, pi, ni in gaps:
+            cs, ce = max(gs, low), min(ge, high)
+            if ce > cs and ce - cs >= need:
+                found = (cs, ce, pi, ni)
+                break
+        if found is None:
+            return None
+        cs, ce, pi, ni = found
+        gap = cs
+        gap += (align_offset - gap) & align_mask
+        nxt = vmas[ni] if ni < len(vmas) else None
+        if nxt is not None and nxt[2] & VM_GROWSDOWN:
+            if _start_gap(nxt[0], nxt[2], guard) < gap + length - 1:
+                low = nxt[1]
+                continue
+        else:
+            prv = vmas[pi] if pi >= 0 else None
+            if prv is not None and prv[1] > gap:
+                low = prv[1]
+                continue
+        return gap
+
+
 def _stepped(trace) -> pd.DataFrame:
-    """The check as it was: the model's engine stepped to each event (main at b423de2)."""
+    """The check as it was: the model's engine stepped to each event (main at b423de2),
+    each search on the joined VMAs (:func:`first_fit_old`)."""
     from mmtrace.model.model import model_of
 
     ev = trace.raw_events("unmapped_area")
@@ -48,7 +127,7 @@ def _stepped(trace) -> pd.DataFrame:
         length = int(r.length)
         topdown = bool(int(r.flags) & VM_UNMAPPED_AREA_TOPDOWN)
         v3 = [(s, e, f) for s, e, f, _ in vmas]
-        exp, exp_61 = (first_fit(v3, length, int(r.low_limit), int(r.high_limit), int(r.align_mask),
+        exp, exp_61 = (first_fit_old(v3, length, int(r.low_limit), int(r.high_limit), int(r.align_mask),
                                  int(r.align_offset), topdown, mmap_min_addr=mmap_min, guard=guard, clamp_low=c)
                        for c in (True, False))
         if err:

@@ -113,6 +113,34 @@ def test_unmapped_area_check_is_the_stepped_one_live(root_only, tmp_path):
     assert assert_same_check(sh.path) > 10
 
 
+_MANY_VMAS = """
+import mmap
+# 1,500 one-page VMAs back to back (protections alternate: none merges), then
+# mappings made and dropped beside them, a few of them growing down: the
+# search walks past the whole run of touching VMAs and meets stack-like
+# neighbours (first_fit_pieces)
+keep = [mmap.mmap(-1, 4096, prot=mmap.PROT_READ if i % 2 else mmap.PROT_READ | mmap.PROT_WRITE)
+        for i in range(1500)]
+for i in range(600):
+    m = mmap.mmap(-1, 4096 * (1 + i % 7))
+    if i % 3 == 0:
+        keep.append(m)
+    else:
+        m.close()
+"""
+
+
+def test_unmapped_area_check_on_a_big_tree_is_the_stepped_one_live(root_only, tmp_path):
+    """The same against the stepped replay on a tree of ~1,600 VMAs (the old
+    search joined and scanned them all per event; the new one bisects and
+    skips touching pieces), the interpreter's own mappings included."""
+    from tests.unmapped_area_differential import assert_same_check
+
+    t = _record(tmp_path / "big.trace", [sys.executable, "-c", _MANY_VMAS])
+    assert assert_same_check(t.path, windows=(None, 97)) > 600
+    assert int(mmtrace.open(t.path).unmapped_area_check()["vmas"].max()) > 1500
+
+
 def test_write_sequences_are_the_rows_ones_live(root_only, tmp_path):
     """The splits' and merges' ``writes`` made columnar against the old row-by-row
     loop (tests/structure_differential.py) on churn with forks and threads
