@@ -56,6 +56,15 @@ R7 a shared file's reservations outlive its mappings: they go when its inode
    is evicted, at the last ``fput`` (deferred to the task's return to user
    space or exit, or done by an untraced process): an optional change the
    check accepts at any later sample.
+R8 a SysV segment's pages are reserved when it is made, not when it is
+   attached: ``shmget(SHM_HUGETLB)`` -> ``newseg()`` (ipc/shm.c) ->
+   ``hugetlb_file_setup()`` -> ``hugetlb_reserve_pages(inode, 0, size, NULL,
+   acctflag)``, none with SHM_NORESERVE; ``shmat()`` then maps the file and
+   ``region_chg`` finds every page reserved.  shmget is not traced (nor is
+   who made the segment, nor when): the reservation of each segment the
+   trace first sees at a shmat is an optional change from the start of the
+   trace, taken when the counters show it (as R7's), and the shmat itself
+   reserves nothing.
 
 Evidence.  The counters are read in the kernel at syscall entry and exit of
 every traced syscall of an mm holding hugetlb VMAs, at its hugetlb faults
@@ -108,6 +117,7 @@ RULES = {
     "R5": "hugetlb_vm_op_close",
     "R6": "hugetlb_unreserve_pages (punch hole)",
     "R7": "inode eviction of a shared file",
+    "R8": "a SysV segment reserved at shmget",
 }
 # Test-only: a deliberately wrong rule, to show the check catches it
 # (tests/live/test_hugetlb_live.py).  "child_owns": a fork child's private
@@ -150,6 +160,9 @@ class _Model:
         self.resv = 0  # change of resv_huge_pages since the start
         self.cg = 0  # change of the cgroup counter, in huge pages
         self.optional: dict[tuple, str] = {}  # file -> why: R7, its eviction may come at any time
+        # R8: (dev, ino) of a SysV segment -> its file pages, reserved by a shmget the
+        # trace does not show; optional as (_SHMGET, dev, ino) until the counters show it
+        self.shmget: dict[tuple, list[int]] = {}
         self.log: list[str] = []
         self.unsure = ""  # why the model lost track (then no sample is exact)
         self.parent_pid: dict[int, int] = {}  # child tgid -> parent tgid (proc fork events)
@@ -241,11 +254,12 @@ class _Model:
             key = v.file[:2]
             self.optional.pop(key, None)  # mapped again: the inode lives on
             n = 0
+            pre = (_SHMGET, *key) in self.optional  # R8: reserved by its shmget (not seen yet)
             for p in self._pages(v.start, v.end):
                 fp = self.fpage(v, p)[2]
                 if fp not in self.region[key]:
                     self.region[key][fp] = True
-                    n += 1
+                    n += 0 if pre and fp in self.shmget[key] else 1
             self._add(0, n, "hugetlb_reserve_pages (shared)")
             self._add(n, 0, "hugetlb_reserve_pages (shared)")
             return
@@ -468,7 +482,11 @@ class _Model:
         self._add(resv, cg, why)
 
     def eviction(self, key) -> tuple[int, int]:
-        """What evicting the file's inode would change: (resv, cg)."""
+        """What evicting the file's inode would change: (resv, cg); for an R8 key
+        (``(_SHMGET, dev, ino)``), what the segment's unseen shmget reserved."""
+        if key[0] == _SHMGET:
+            n = len(self.shmget[key[1:]])
+            return n, n
         resv = -sum(1 for fp in self.region[key] if fp not in self.cache[key])
         cg = -sum(1 for c in self.region[key].values() if c) - sum(1 for f in self.cache[key].values() if f.charged)
         return resv, cg
@@ -483,7 +501,25 @@ class _Model:
 
     def evict(self, key) -> None:
         why = self.optional.pop(key)
+        if key[0] == _SHMGET:
+            # hugetlb_file_setup() -> hugetlb_reserve_pages(): cgroup first, then the hstate
+            fps = self.shmget[key[1:]]
+            for fp in fps:
+                self.region[key[1:]].setdefault(fp, True)
+            self._add(0, len(fps), why)
+            self._add(len(fps), 0, why)
+            return
         self._release_file(key, 0, 1 << 62, why)
+
+    def unseen_shmget(self, v: _Vma) -> None:
+        """R8: segment ``v`` (its first shmat in the trace) was reserved by a shmget
+        made before, at an instant the trace does not show."""
+        key = v.file[:2]
+        if key in self.shmget or self.region.get(key) or v.flags & VM_NORESERVE:
+            return
+        self.shmget[key] = [self.fpage(v, p)[2] for p in self._pages(v.start, v.end)]
+        self.optional[(_SHMGET, *key)] = (f"hugetlb_file_setup() reserved SysV segment {key[1]}'s "
+                                          f"{len(self.shmget[key])} page(s) at its shmget (not traced)")
 
 
 def _vma_files(trace) -> dict[tuple[int, int], list[tuple[int, int, int, int]]]:
@@ -499,6 +535,26 @@ def _vma_files(trace) -> dict[tuple[int, int], list[tuple[int, int, int, int]]]:
     ):
         out[(tree, val)].append((ts, dev, ino, pgoff - start // _PAGE))
     return out
+
+
+# R8's optional keys: (_SHMGET, dev, ino) beside R7's (dev, ino) (dev >= 0: they sort apart)
+_SHMGET = -1
+
+
+def _unseen_shmgets(st: _Model, evs: list[tuple], files) -> None:
+    """R8 for every SysV hugetlb segment a shmat of the trace attaches: its
+    reservation, made by a shmget before, is optional from the start."""
+    for _, _, kind, pl, _ in evs:
+        if kind != "change":
+            continue
+        cr, hb, ha = pl
+        if str(cr.cause) != "shmat":
+            continue
+        before = {(v[0], v[1], v[2]) for v in hb}
+        for a in ha:
+            if a[3] & VM_MAYSHARE and (a[0], a[1], a[2]) not in before:
+                dev, ino, base = _file_of(files, int(cr.tree), a[2], int(cr.ts_end))
+                st.unseen_shmget(_Vma(a[0], a[1], a[3], (dev, ino, base), 0))
 
 
 def _file_of(files, tree: int, ptr: int, ts: int) -> tuple[int, int, int]:
@@ -910,16 +966,29 @@ def _pool_dry(hs: pd.DataFrame, windows: dict[int, list] | None = None):
 
 
 def _take_evictions(st: _Model, base_g: int, cg_k: int, k_signed: int) -> None:
-    """R7: a shared file's eviction the kernel's counter shows has happened (and only then): take it."""
+    """R7, R8: an optional change (a shared file's eviction, an unseen shmget's
+    reservation) the kernel's counter shows has happened (and only then): take it.
+
+    With the cgroup's counter, it decides; when it already agrees, optional
+    changes that leave it as it is (an eviction and a new segment's
+    reservation at once: 'shmdt, IPC_RMID, shmget') are taken only if they
+    explain the global counter exactly."""
     model = base_g + st.resv
-    if not (st.optional and (cg_k >= 0 and st.cg != cg_k or cg_k < 0 and model != k_signed)):
+    if not st.optional:
         return
     keys = list(st.optional)
+    if cg_k >= 0 and st.cg != cg_k or cg_k < 0 and model != k_signed:
+        def fits(dr: int, dc: int) -> bool:
+            return (cg_k >= 0 and st.cg + dc == cg_k) or (cg_k < 0 and model + dr == k_signed)
+    elif cg_k >= 0 and model != k_signed:
+        def fits(dr: int, dc: int) -> bool:
+            return dc == 0 and model + dr == k_signed
+    else:
+        return
     for n in range(1, min(len(keys), 4) + 1):
         for combo in combinations(keys, n):
             d = [st.eviction(k) for k in combo]
-            dr, dc = sum(x[0] for x in d), sum(x[1] for x in d)
-            if (cg_k >= 0 and st.cg + dc == cg_k) or (cg_k < 0 and model + dr == k_signed):
+            if fits(sum(x[0] for x in d), sum(x[1] for x in d)):
                 for key in combo:
                     st.evict(key)
                 return
@@ -1024,6 +1093,7 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
     files = _vma_files(trace)
     ends = _fault_ends(trace, hs)  # once: the timeline, the spans and _Busy read it
     evs = _timeline(trace, hs, ends)
+    _unseen_shmgets(st, evs, files)
     spans = _spans(trace, hs, ends, hpage)
     windows = _windows(trace, hs, spans, _read_ends(trace, hs))
     by_id = {v: k for k, v in (trace.metadata.get("probe_plan", {}).get("syscalls") or {}).items()}
@@ -1115,7 +1185,7 @@ def hugetlb_accounting(trace) -> pd.DataFrame:
             "nr_huge_pages": int(r.nr_huge_pages), "free_huge_pages": int(r.free_huge_pages),
             "resv_huge_pages": k, "surplus_huge_pages": int(r.surplus_huge_pages),
             "model_resv": model, "kernel_delta": k_signed - prev_k, "model_delta": model - prev_m,
-            "pending": -sum(st.eviction(k)[0] for k in st.optional),
+            "pending": -sum(st.eviction(k)[0] for k in st.optional if k[0] != _SHMGET),
             "cg_rsvd": cg_k, "model_cg": st.cg if cg_k >= 0 else -1,
             "evidence": "cgroup" if cg_k >= 0 else "global", "exact": exact,
             "open": ",".join(str(t) for t in sorted(open_)), "what": "; ".join(what),
