@@ -1,6 +1,6 @@
 """Live: faults around a real recording (root + BCC).  Never skipped.
 
-kill -9 of the recorder, a read-only output, sudo ownership of created
+kill -9 of the recorder, a read-only output, a disk that fills, sudo ownership of created
 parents, doctor run unprivileged: each one clear line, a documented exit
 code, no traceback, nothing left running.
 """
@@ -170,3 +170,37 @@ def test_truncated_part_invents_no_findings(tmp_path, root_only):
     rows = (tmp_path / "rep" / "anomalies.csv").read_text().splitlines()
     assert len(rows) == 2 and ",trace_damaged," in rows[1]
     assert "DAMAGED" in (tmp_path / "rep" / "index.html").read_text()
+
+
+def test_disk_full_mid_recording_keeps_what_was_written_and_says_so(tmp_path, root_only):
+    """A full disk while the recorder writes (a 3 MiB tmpfs; mmloop at full speed
+    makes ~10 bytes/event on disk, so it fills within a second): exit 4, one
+    line, the trace marked incomplete with the stop reason, every part on disk
+    readable and the metadata's event counts equal to the rows read back (the
+    part that failed is counted nowhere), no half-written file left, and the
+    command not left running."""
+    from tests.live.test_loss_accounting import _mmloop
+
+    mm = _mmloop(tmp_path)
+    disk = tmp_path / "small"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], check=True)
+    try:
+        r = subprocess.run([*MMTRACE, "record", "-q", "-o", str(disk / "t"), "--", str(mm), "-n", "2000000"],
+                           capture_output=True, text=True, timeout=300)
+        line = _one_line(r)
+        assert r.returncode == 4 and "disk full" in line and "kept" in line, line
+        out = disk / "t"
+        assert not list(out.rglob(".*.tmp")), list(out.rglob(".*.tmp"))
+        import json
+
+        md = json.loads((out / "metadata.json").read_text())
+        assert md["complete"] is False and "disk full" in md["stop_reason"]
+        t = mmtrace.open(out)
+        assert not t.damage, t.damage
+        assert md["events"] and sum(md["events"].values()) > 10_000
+        for kind, n in md["events"].items():
+            assert len(t.raw_events(kind)) == n, kind
+        assert subprocess.run(["pgrep", "-f", f"^{mm}"], capture_output=True).returncode == 1  # mmloop gone
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
