@@ -288,3 +288,48 @@ def test_a_fault_sample_torn_by_another_allocation_may_hide_a_dry_pool():
 
     assert orders(H._pool_dry(hs, windows)) == [(0, True), (1, False)]  # unmap_ref_private, or the copy
     assert orders(H._pool_dry(hs)) == [(1, False)]
+
+
+def _segment(start=0x7F0000000000, pages=4, ino=77):
+    return H._Vma(start, start + pages * HP, H.VM_HUGETLB | H.VM_MAYSHARE, (9, ino, 0), 0)
+
+
+def test_a_segment_reserved_at_its_unseen_shmget_is_taken_when_the_counters_show_it():
+    # R8: the kernel reserved the segment's 4 pages at shmget (not traced); the
+    # entry sample of its shmat shows them, and the shmat itself reserves nothing
+    st = H._Model(HP)
+    v = _segment()
+    st.unseen_shmget(v)
+    assert st.optional and st.resv == st.cg == 0
+    H._take_evictions(st, 0, 4, 4)  # cgroup 4 reserved pages, hstate resv 4
+    assert not st.optional and (st.resv, st.cg) == (4, 4)
+    st.reserve(_segment())  # shmat: region_chg finds every page reserved
+    assert (st.resv, st.cg) == (4, 4)
+
+
+def test_a_segment_made_elsewhere_stays_optional_and_its_shmat_reserves_nothing():
+    st = H._Model(HP)
+    st.unseen_shmget(_segment())
+    H._take_evictions(st, 0, 0, 0)  # nothing shows: made before the trace, or by another cgroup
+    st.reserve(_segment())
+    assert (st.resv, st.cg) == (0, 0) and st.optional
+
+
+def test_eviction_and_a_new_segment_between_samples_are_told_by_the_global_counter():
+    # shmdt + IPC_RMID of one segment whose 4 pages were faulted (in its page
+    # cache: its eviction uncharges the cgroup, the hstate keeps 0), then shmget
+    # of another (+4 both): between two samples the cgroup's count stays 4 and
+    # only the hstate's reservations (4, the model 0) tell that both happened
+    st = H._Model(HP)
+    old = _segment(ino=1)
+    st.reserve(old)  # a hugetlbfs file mapped shared: reserved at mmap (+4, +4)
+    for fp in st.region[(9, 1)]:
+        st.cache[(9, 1)][fp] = H._Folio(anon=False, cached=(9, 1, fp))
+    st.resv -= 4  # its faults consumed the reservations
+    st.remove_file((9, 1))
+    st.unseen_shmget(_segment(start=0x7E0000000000, ino=2))
+    assert st.eviction((9, 1)) == (0, -4) and (st.resv, st.cg) == (0, 4)
+    H._take_evictions(st, 0, 4, 0)  # the cgroup agrees and the hstate too: nothing to take
+    assert len(st.optional) == 2
+    H._take_evictions(st, 0, 4, 4)
+    assert not st.optional and (st.resv, st.cg) == (4, 4)
