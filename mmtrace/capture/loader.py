@@ -606,13 +606,9 @@ class Collector:
         while not self._stop.wait(period):
             self.drain()
 
-    def take(self) -> dict[str, np.ndarray]:
-        """Hand over the records drained so far, as numpy arrays by kind."""
-        return {k: np.concatenate(p) if len(p) > 1 else p[0] for k, p in self.take_chunks().items()}
-
-    def take_chunks(self) -> dict[str, list[np.ndarray]]:
-        """:meth:`take` without the copy that joins them: by kind, the arrays as
-        drained (in order), for a writer that goes through them piece by piece."""
+    def take(self) -> dict[str, list[np.ndarray]]:
+        """Hand over the records drained so far: by kind, the arrays as drained
+        (in order), not joined, for a writer that goes through them piece by piece."""
         with self._lock:
             pending = self._pending
             self._pending = {k: [] for k in self._rings}

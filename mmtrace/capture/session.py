@@ -347,10 +347,10 @@ class Session:
         """Drain, then hand over what was drained: by kind, the arrays as drained."""
         c = self.collector
         c.drain()
-        raw = c.take_chunks()
+        raw = c.take()
         if "proc" in raw:  # rare records: one array
-            raw["proc"] = [np.concatenate(raw["proc"])] if len(raw["proc"]) > 1 else raw["proc"]
-            proc = raw["proc"][0]
+            proc = _joined(raw["proc"])
+            raw["proc"] = [proc]
             self.seen.update(int(x) for x in proc["child_tgid"][proc["what"] == 1])  # fork
             gone = proc["tgid"][(proc["what"] == 3) & ((proc["flags"] & 0x4) != 0)]  # exit, group dead
             self.seen.difference_update(int(x) for x in gone)
@@ -382,8 +382,7 @@ class Session:
     def batch(self) -> dict[str, pd.DataFrame]:
         """Events gathered since the last call, decoded, by kind."""
         raw, fns = self._take()
-        return {k: to_frame(k, np.concatenate(v) if len(v) > 1 else v[0], fn_names=fns, syscalls=self.plan.syscalls)
-                for k, v in raw.items()}
+        return {k: to_frame(k, _joined(v), fn_names=fns, syscalls=self.plan.syscalls) for k, v in raw.items()}
 
     def tables(self) -> Iterator[tuple[str, Iterator[pa.Table]]]:
         """What :meth:`batch` gives, as the recorder writes it (no pandas): by
@@ -483,8 +482,13 @@ def record_pieces(chunks: list[np.ndarray], limit: int) -> Iterator[np.ndarray]:
             group.append(part)
             size += part.nbytes
             if size >= limit:
-                yield group[0] if len(group) == 1 else np.concatenate(group)
+                yield _joined(group)
                 group, size = [], 0
         a = part = None  # (the last view would keep the array until the next one)
     if group:
-        yield group[0] if len(group) == 1 else np.concatenate(group)
+        yield _joined(group)
+
+
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    """One array of ``arrays``' records, in order (no copy for one)."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)

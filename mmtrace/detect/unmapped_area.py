@@ -19,12 +19,13 @@ import numpy as np
 import pandas as pd
 
 from ..events.flags import VM_GROWSDOWN, VM_UNMAPPED_AREA_TOPDOWN
+from ..model.vmatree import V_FLAGS, V_PTR, continues
 from ..trace.kernelinfo import KernelInfo
 
 __all__ = ["unmapped_area_check", "first_fit", "first_fit_pieces", "vma_count", "UnmappedAreaCheck"]
 
 _ERR = 1 << 64
-_PTR = itemgetter(0)  # a piece value's VMA pointer (mmtrace.model.vmatree.V_PTR)
+_PTR = itemgetter(V_PTR)  # a piece value's VMA pointer
 
 
 def _start_gap(start: int, flags: int, guard: int) -> int:
@@ -57,16 +58,10 @@ def first_fit(
     (PAGE_SIZE for x86's top-down search).  :func:`first_fit_pieces` on
     VMAs that are one piece each.
     """
-    return first_fit_pieces([v[0] for v in vmas], [v[1] for v in vmas], [(0, v[2]) for v in vmas], length, low,
+    vals = [(0, v[2]) for v in vmas]  # (V_PTR, V_FLAGS): pointer 0, so no two join
+    return first_fit_pieces([v[0] for v in vmas], [v[1] for v in vmas], vals, length, low,
                             high, align_mask, align_offset, topdown, mmap_min_addr=mmap_min_addr, guard=guard,
                             clamp_low=clamp_low)
-
-
-def _joins(vals: list, starts: list, ends: list, i: int) -> bool:
-    """Is piece ``i`` the continuation of piece ``i - 1`` (one VMA: the rule of
-    :func:`mmtrace.model.vmatree.join_pieces`)?"""
-    p = vals[i][0]
-    return bool(p) and p == vals[i - 1][0] and vals[i][1] == vals[i - 1][1] and starts[i] == ends[i - 1]
 
 
 def first_fit_pieces(
@@ -122,13 +117,13 @@ def first_fit_pieces(
             cs, ce, g = found
             gap = ce - length
             gap -= (gap - align_offset) & align_mask
-            if g < n and vals[g][1] & VM_GROWSDOWN:
-                if _start_gap(starts[g], vals[g][1], guard) < ce:
-                    high = _start_gap(starts[g], vals[g][1], guard)
+            if g < n and vals[g][V_FLAGS] & VM_GROWSDOWN:
+                if _start_gap(starts[g], vals[g][V_FLAGS], guard) < ce:
+                    high = _start_gap(starts[g], vals[g][V_FLAGS], guard)
                     continue
             elif g > 0 and ends[g - 1] > gap:  # vm_end_gap: no VM_GROWSUP on x86
                 i = g - 1
-                while i > 0 and _joins(vals, starts, ends, i):
+                while i > 0 and continues(starts, ends, vals, i):
                     i -= 1
                 high = starts[i]  # the previous VMA's start
                 continue
@@ -151,10 +146,10 @@ def first_fit_pieces(
         cs, ce, g = found
         gap = cs
         gap += (align_offset - gap) & align_mask
-        if g < n and vals[g][1] & VM_GROWSDOWN:
-            if _start_gap(starts[g], vals[g][1], guard) < gap + length - 1:
+        if g < n and vals[g][V_FLAGS] & VM_GROWSDOWN:
+            if _start_gap(starts[g], vals[g][V_FLAGS], guard) < gap + length - 1:
                 i = g + 1
-                while i < n and _joins(vals, starts, ends, i):
+                while i < n and continues(starts, ends, vals, i):
                     i += 1
                 low = ends[i - 1]  # the next VMA's end
                 continue
@@ -209,7 +204,7 @@ def vma_count(starts: list[int], ends: list[int], vals: list[tuple]) -> int:
         return n
     ptr = list(map(_PTR, vals))
     same = compress(range(1, n), map(eq, ptr[1:], ptr))
-    return n - sum(1 for i in same if _joins(vals, starts, ends, i))
+    return n - sum(1 for i in same if continues(starts, ends, vals, i))
 
 
 _FIELDS = ("ts", "tgid", "tid", "mm", "addr", "length", "low_limit", "high_limit", "align_mask", "align_offset", "flags")

@@ -340,8 +340,7 @@ class VmaTimeline:
         ``vm_flags``, ``dev``, ``ino``, ``born_ts`` (the instant a query first
         showed it), ``died_ts`` (the first instant it was no longer shown; -1
         if still shown by the process's last query); unsorted."""
-        out = {name: col.copy() for name, col in self.lifetime_columns().items()}
-        return pd.DataFrame(out, columns=list(LIFE_COLUMNS))
+        return pd.DataFrame(self.lifetime_columns(), columns=list(LIFE_COLUMNS), copy=True)  # one copy of each column
 
     def lifetime_columns(self) -> dict[str, np.ndarray]:
         """:meth:`lifetimes` as views of the timeline's own table (no copy: they

@@ -113,7 +113,8 @@ def join_pieces(starts, ends, vals) -> list[tuple[int, int, tuple]]:
     """(start, end, value) per VMA of sorted pieces: adjacent pieces of one VMA
     pointer and flags are one VMA (a boundary moved in place: ``vma_expand`` /
     ``vma_shrink`` store only the part that changed), with the first piece's value.
-    The one home of that rule: every reader of a tree's VMAs goes through it."""
+    The one home of that rule: every reader of a tree's VMAs goes through it, or
+    through :func:`continues` (the same rule for one pair, inlined here)."""
     out: list[tuple[int, int, tuple]] = []
     pp = pf = pe = None
     for s, e, v in zip(starts, ends, vals):
@@ -124,6 +125,13 @@ def join_pieces(starts, ends, vals) -> list[tuple[int, int, tuple]]:
             out.append((s, e, v))
         pp, pf, pe = p, f, e
     return out
+
+
+def continues(starts, ends, vals, i: int) -> bool:
+    """Is piece ``i`` the continuation of piece ``i - 1``, one VMA with it
+    (:func:`join_pieces`' rule, for a reader that must not join the whole tree)?"""
+    p = vals[i][V_PTR]
+    return bool(p) and p == vals[i - 1][V_PTR] and vals[i][V_FLAGS] == vals[i - 1][V_FLAGS] and starts[i] == ends[i - 1]
 
 
 class VmaTree:

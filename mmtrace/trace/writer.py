@@ -112,12 +112,8 @@ class TraceWriter:
         imports pandas) as the next part of ``table`` (e.g. ``events/tree_write``)."""
         if df is None or len(df) == 0:
             return
-        d = self.path / table
-        self._mkdir(d)
-        n = self._parts.get(table, 0) + 1
-        self._parts[table] = n
         at = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
-        self._atomic(d / f"part-{n:06d}.parquet", lambda p: write_part(at, p))
+        self._atomic(self._next_part(table), lambda p: write_part(at, p))
         self.rows[table] = self.rows.get(table, 0) + len(df)
 
     def append_pieces(self, table: str, pieces: Iterable[pa.Table]) -> int:
@@ -131,10 +127,6 @@ class TraceWriter:
         total = 0
         while held[0] is not None:
             schema = held[0].schema
-            d = self.path / table
-            self._mkdir(d)
-            n = self._parts.get(table, 0) + 1
-            self._parts[table] = n
             rows = 0
 
             def write(p: Path) -> None:
@@ -143,13 +135,20 @@ class TraceWriter:
                     while held[0] is not None and held[0].schema == schema:
                         w.write_table(held[0])
                         rows += len(held[0])
-                        held[0] = None
+                        held[0] = None  # freed before the next piece is decoded
                         held[0] = next(it, None)
 
-            self._atomic(d / f"part-{n:06d}.parquet", write)
+            self._atomic(self._next_part(table), write)
             self.rows[table] = self.rows.get(table, 0) + rows
             total += rows
         return total
+
+    def _next_part(self, table: str) -> Path:
+        """The path of ``table``'s next part (its directory made)."""
+        d = self.path / table
+        self._mkdir(d)
+        n = self._parts[table] = self._parts.get(table, 0) + 1
+        return d / f"part-{n:06d}.parquet"
 
     def write_metadata(self, meta: dict) -> None:
         """Replace metadata.json (atomically)."""
